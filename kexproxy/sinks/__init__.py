@@ -1,0 +1,1 @@
+"""Sinks take finished session records somewhere: JSON lines, the console, an SQLite store."""

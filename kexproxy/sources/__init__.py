@@ -1,0 +1,1 @@
+"""Sources feed bytes from the world (pcap files, live sockets) into the core."""

@@ -1,0 +1,1 @@
+"""The Textual dashboard of kexproxy sessions; it consumes core records and never parses bytes."""
