@@ -1,0 +1,33 @@
+"""Named limits and protocol facts, each with its source, so a reviewer can check one place.
+
+Bounds protect the parser from strangers: every buffer the core keeps is capped by one of
+these, and exceeding one ends inspection of the direction with a precise reason.
+"""
+
+from __future__ import annotations
+
+#: RFC 4253 section 4.2: the identification line is at most 255 bytes including CR LF.
+RFC_MAX_IDENTIFICATION = 255
+#: OpenSSH reads identification lines of up to 8 KiB (kex.c kex_exchange_identification)
+#: and only then gives up; a longer line is an anomaly, not yet a failure, up to this.
+MAX_LINE = 8 * 1024
+#: OpenSSH's SSH_MAX_PRE_BANNER_LINES (kex.h): lines a server may send before "SSH-".
+MAX_PRE_BANNER_LINES = 1024
+#: Pre-banner lines kept verbatim in the record; the rest are only counted.
+KEPT_PRE_BANNER_LINES = 64
+#: OpenSSH's PACKET_MAX_SIZE (packet.c): 256 KiB for a whole binary packet.
+MAX_PACKET_LENGTH = 256 * 1024
+#: RFC 4253 section 6: packet_length + padding_length + payload is a multiple of the
+#: cipher block size, 8 for the "none" cipher used before the first NEWKEYS.
+CLEAR_BLOCK_SIZE = 8
+#: RFC 4253 section 6: at least four bytes of random padding.
+MIN_PADDING = 4
+#: OpenSSH's match_list (match.c, MAX_PROP) reads only this many entries of the server's list.
+OPENSSH_MAX_PROPOSAL_ENTRIES = 40
+#: Notes and timeline entries kept per session: a hostile peer cannot grow a record past this.
+MAX_NOTES = 64
+MAX_TIMELINE = 128
+#: Plaintext messages (DISCONNECT, DEBUG) whose text is kept; descriptions are cut at this.
+MAX_TEXT = 1024
+#: Disconnects kept per session (a peer can send only one that matters, but may send many).
+MAX_DISCONNECTS = 8
