@@ -62,6 +62,10 @@ def _is_printable_ascii(byte: int) -> bool:
     return 0x20 <= byte < 0x7F
 
 
+def _active(state: State) -> bool:
+    return state is State.BANNER or state is State.PACKETS
+
+
 class DirectionParser:
     """Parses what one peer sends; `receive_data` returns the events the bytes complete."""
 
@@ -95,7 +99,7 @@ class DirectionParser:
     @property
     def parsing(self) -> bool:
         """False once the direction is opaque or failed: its bytes need only be counted."""
-        return self.state is State.BANNER or self.state is State.PACKETS
+        return _active(self.state)
 
     def receive_data(self, data: bytes) -> list[Event]:
         if not self.parsing:
@@ -110,7 +114,7 @@ class DirectionParser:
                 progressed = self._packet_step(events)
             else:
                 progressed = False
-        if not self.parsing:
+        if not _active(self.state):
             self._buf = bytearray()
         return events
 
