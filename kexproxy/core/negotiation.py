@@ -1,0 +1,242 @@
+"""RFC 4253 section 7.1 algorithm negotiation, the way OpenSSH computes it on each side.
+
+The choice for each list is the first entry of the client's list that the server also
+lists. OpenSSH's `match_list` (match.c) reads at most 40 entries of the server's list
+and stops reading either list at an empty element; markers such as ``ext-info-c`` are
+never chosen; with an AEAD cipher the MAC lists are not negotiated. Each side stops at its
+first failure in its own order (kex.c `kex_choose_conf`): kex, host key, then its incoming
+direction, then its outgoing one, and logs "Unable to negotiate ...: REASON. Their offer: ...".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from kexproxy.core import limits
+from kexproxy.core.codec import split_name_list
+from kexproxy.core.events import KexInit
+
+Role = Literal["client", "server"]
+
+#: Pseudo-algorithms that signal features, never chosen (RFC 8308, OpenSSH PROTOCOL,
+#: Dropbear's kexguess2).
+MARKERS = frozenset(
+    {
+        "ext-info-c",
+        "ext-info-s",
+        "kex-strict-c-v00@openssh.com",
+        "kex-strict-s-v00@openssh.com",
+        "kexguess2@matt.ucc.asn.au",
+    }
+)
+STRICT_CLIENT = "kex-strict-c-v00@openssh.com"
+STRICT_SERVER = "kex-strict-s-v00@openssh.com"
+
+#: Ciphers that carry their own integrity (OpenSSH cipher.c, auth_len != 0): no MAC negotiated.
+AEAD_CIPHERS = frozenset(
+    {"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"}
+)
+IMPLICIT_MAC = "<implicit>"
+
+#: RFC 4432 key exchange methods that need an encryption-capable (RSA) host key.
+ENCRYPTION_KEX = frozenset({"rsa1024-sha1", "rsa2048-sha256"})
+ENCRYPTION_CAPABLE_HOST_KEYS = frozenset({"ssh-rsa"})
+
+#: ssherr.c's reason for each kind of list (OpenSSH >= 7.2 wording).
+REASONS = {
+    "kex": "no matching key exchange method found",
+    "host_key": "no matching host key type found",
+    "cipher": "no matching cipher found",
+    "mac": "no matching MAC found",
+    "compression": "no matching compression method found",
+}
+
+#: Record field name -> (RFC list name, kind).
+FIELDS: dict[str, tuple[str, str]] = {
+    "kex": ("kex_algorithms", "kex"),
+    "host_key": ("server_host_key_algorithms", "host_key"),
+    "cipher_c2s": ("encryption_algorithms_client_to_server", "cipher"),
+    "cipher_s2c": ("encryption_algorithms_server_to_client", "cipher"),
+    "mac_c2s": ("mac_algorithms_client_to_server", "mac"),
+    "mac_s2c": ("mac_algorithms_server_to_client", "mac"),
+    "compression_c2s": ("compression_algorithms_client_to_server", "compression"),
+    "compression_s2c": ("compression_algorithms_server_to_client", "compression"),
+}
+LIST_TO_FIELD = {rfc: field for field, (rfc, _kind) in FIELDS.items()}
+
+_C2S = ("cipher_c2s", "mac_c2s", "compression_c2s")
+_S2C = ("cipher_s2c", "mac_s2c", "compression_s2c")
+#: kex.c: kex, host key, then mode IN, then mode OUT. The client's IN is server-to-client.
+CHECK_ORDER: dict[Role, tuple[str, ...]] = {
+    "client": ("kex", "host_key", *_S2C, *_C2S),
+    "server": ("kex", "host_key", *_C2S, *_S2C),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    """A list with no common algorithm, with both offers as sent."""
+
+    list: str
+    client_offer: tuple[str, ...]
+    server_offer: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "list": self.list,
+            "client_offer": list(self.client_offer),
+            "server_offer": list(self.server_offer),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejection:
+    """The first failure one side hits in its own check order, in OpenSSH's words."""
+
+    list: str
+    reason: str
+    their_offer: tuple[str, ...]
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "list": self.list,
+            "reason": self.reason,
+            "their_offer": list(self.their_offer),
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Negotiation:
+    """The outcome of both KEXINITs: per record field, the algorithm or None for no match."""
+
+    chosen: dict[str, str | None]
+    failures: tuple[Failure, ...]
+    rejections: dict[Role, Rejection | None]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, str | None]:
+        return dict(self.chosen)
+
+
+def _entries(raw: str, limit: int | None = None) -> list[str]:
+    """Names as OpenSSH reads them: up to the first empty element, at most `limit`."""
+    out: list[str] = []
+    for name in raw.split(","):
+        if not name or (limit is not None and len(out) >= limit):
+            break
+        out.append(name)
+    return out
+
+
+def match_list(client_raw: str, server_raw: str) -> str | None:
+    """The first client name the server also offers (OpenSSH match.c `match_list`)."""
+    server = set(_entries(server_raw, limits.OPENSSH_MAX_PROPOSAL_ENTRIES))
+    for name in _entries(client_raw):
+        if name in server and name not in MARKERS:
+            return name
+    return None
+
+
+def _choose_kex(client: KexInit, server: KexInit) -> str | None:
+    """First common kex; RFC 4253 7.1: an RSA kex also needs an RSA host key in common."""
+    server_names = set(_entries(server.raw("kex_algorithms"), limits.OPENSSH_MAX_PROPOSAL_ENTRIES))
+    for name in _entries(client.raw("kex_algorithms")):
+        if name not in server_names or name in MARKERS:
+            continue
+        if name in ENCRYPTION_KEX:
+            client_keys = set(_entries(client.raw("server_host_key_algorithms")))
+            server_keys = set(_entries(server.raw("server_host_key_algorithms")))
+            if not client_keys & server_keys & ENCRYPTION_CAPABLE_HOST_KEYS:
+                continue
+        return name
+    return None
+
+
+def negotiate(
+    client: KexInit,
+    server: KexInit,
+    *,
+    client_addr: tuple[str, int],
+    server_addr: tuple[str, int],
+) -> Negotiation:
+    """Both sides' computation over the two KEXINITs; addresses go into each side's message."""
+    chosen: dict[str, str | None] = {"kex": _choose_kex(client, server)}
+    for field in ("host_key", *_C2S, *_S2C):
+        rfc, kind = FIELDS[field]
+        if kind == "mac":
+            cipher = chosen["cipher_c2s" if field.endswith("c2s") else "cipher_s2c"]
+            if cipher in AEAD_CIPHERS:
+                chosen[field] = IMPLICIT_MAC
+                continue
+        chosen[field] = match_list(client.raw(rfc), server.raw(rfc))
+    failed = {field for field, value in chosen.items() if value is None}
+    failures = tuple(
+        Failure(
+            list=FIELDS[field][0],
+            client_offer=client.names(FIELDS[field][0]),
+            server_offer=server.names(FIELDS[field][0]),
+        )
+        for field in CHECK_ORDER["client"]
+        if field in failed
+    )
+    rejections: dict[Role, Rejection | None] = {}
+    sides: tuple[tuple[Role, KexInit, tuple[str, int]], ...] = (
+        ("client", server, server_addr),
+        ("server", client, client_addr),
+    )
+    for role, peer, peer_addr in sides:
+        first = next((field for field in CHECK_ORDER[role] if field in failed), None)
+        rejections[role] = None if first is None else _rejection(first, peer, peer_addr)
+    ordered = {field: chosen[field] for field in FIELDS}
+    return Negotiation(chosen=ordered, failures=failures, rejections=rejections)
+
+
+def _rejection(field: str, peer: KexInit, peer_addr: tuple[str, int]) -> Rejection:
+    rfc, kind = FIELDS[field]
+    reason = REASONS[kind]
+    their = peer.raw(rfc)
+    return Rejection(
+        list=rfc,
+        reason=reason,
+        their_offer=split_name_list(their),
+        message=f"Unable to negotiate with {peer_addr[0]} port {peer_addr[1]}: {reason}. "
+        f"Their offer: {their}",
+    )
+
+
+def guess_is_wrong(client: KexInit, server: KexInit) -> bool:
+    """OpenSSH `proposals_match`: a guessed packet is skipped when the first kex or host key differ."""
+    for rfc in ("kex_algorithms", "server_host_key_algorithms"):
+        if client.raw(rfc).split(",", 1)[0] != server.raw(rfc).split(",", 1)[0]:
+            return True
+    return False
+
+
+def strict_kex(kexinit: KexInit | None, role: Role) -> bool:
+    if kexinit is None:
+        return False
+    marker = STRICT_CLIENT if role == "client" else STRICT_SERVER
+    return marker in kexinit.names("kex_algorithms")
+
+
+def kex_family(kex: str | None) -> str:
+    """Which message layout the method uses: dh, ecdh (and PQ hybrids), gex, rsa, gss or unknown."""
+    if kex is None:
+        return "unknown"
+    if kex.startswith("diffie-hellman-group-exchange-"):
+        return "gex"
+    if kex.startswith("diffie-hellman-group"):
+        return "dh"
+    if kex in ENCRYPTION_KEX:
+        return "rsa"
+    if kex.startswith("gss-"):
+        return "gss"
+    if kex.startswith(("ecdh-sha2-", "curve25519-", "curve448-", "sntrup761x25519-", "mlkem")):
+        return "ecdh"
+    return "unknown"
