@@ -9,6 +9,7 @@ a clock, so a capture and a live session give identical records.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 Side = Literal["a", "b"]
@@ -48,3 +49,11 @@ class ConnectionObserver(Protocol):
     def receive_close(self, side: Side, kind: CloseKind, ts: float) -> None:
         """`side` sent a FIN or an RST."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One end of a TCP connection; IPv6 addresses without brackets, as OpenSSH prints them."""
+
+    ip: str
+    port: int

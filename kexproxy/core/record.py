@@ -1,0 +1,86 @@
+"""The session record (schema ``kexproxy/session/1``): the one shape every output speaks.
+
+The record is JSON-shaped data in a frozen dataclass, so that the pcap reader, the proxy,
+the store and the TUI pass around one immutable value and `to_dict` is the only encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+SCHEMA = "kexproxy/session/1"
+
+Outcome = Literal["negotiated", "failed", "aborted", "incomplete", "not_ssh"]
+OUTCOMES: tuple[Outcome, ...] = ("negotiated", "failed", "aborted", "incomplete", "not_ssh")
+
+JSONDict = dict[str, Any]
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """POSIX seconds as an RFC 3339 UTC string with microseconds."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(text: str) -> float:
+    """The inverse of `rfc3339`, for filters over stored records."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRecord:
+    """One connection's handshake as seen on the wire; see docs/session-record.md."""
+
+    id: str
+    source: Literal["proxy", "pcap", "probe"]
+    capture: str | None
+    started: str | None
+    ended: str | None
+    client: JSONDict
+    server: JSONDict
+    client_banner: str | None
+    server_banner: str | None
+    client_kexinit: JSONDict | None
+    server_kexinit: JSONDict | None
+    outcome: Outcome
+    negotiated: JSONDict | None
+    failures: list[JSONDict]
+    rejections: JSONDict
+    evidence: JSONDict
+    host_key: JSONDict | None
+    hassh: str | None
+    hassh_server: str | None
+    hassh_algorithms: str | None
+    hassh_server_algorithms: str | None
+    strict_kex: JSONDict
+    bytes: JSONDict
+    notes: list[str]
+    kex_family: str | None = None
+    dh_gex: JSONDict | None = None
+    roles: JSONDict = field(default_factory=dict)
+    pre_banner_lines: JSONDict = field(default_factory=dict)
+    timeline: list[JSONDict] = field(default_factory=list)
+    diagnosis: JSONDict | None = None
+    policy: JSONDict | None = None
+
+    def to_dict(self) -> JSONDict:
+        out: JSONDict = {"schema": SCHEMA}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("diagnosis", "policy") and value is None:
+                continue
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> SessionRecord:
+        """Rebuilds a record from its JSON form (the store, a JSON-lines file)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def failing_lists(self) -> list[str]:
+        return [f["list"] for f in self.failures]
