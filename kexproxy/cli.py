@@ -1,0 +1,74 @@
+"""The command line: the composition root that wires sources, the core and sinks together.
+
+Each subcommand lives in `kexproxy.commands`; this module only builds the parser, so
+``kexproxy --help`` stays fast (heavy imports such as scapy or textual happen inside
+the command that needs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from kexproxy import __version__, exitcodes
+from kexproxy.commands import read as read_command
+
+DESCRIPTION = """\
+kexproxy shows, from the wire, why an SSH handshake fails: what each side offered, which
+name-list had no match, which side gave up and how, in OpenSSH's own words.
+
+  kexproxy read capture.pcap            one row per SSH connection in a capture
+  kexproxy read --json capture.pcap     one JSON record per connection (schema kexproxy/session/1)
+  tcpdump -i eth0 -w - | kexproxy read -   records as handshakes finish, from a live capture
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kexproxy",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"kexproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    read_command.register(sub)
+    for name in ("proxy", "sessions", "explain", "tui"):
+        module = _optional_command(name)
+        if module is not None:
+            module.register(sub)
+    return parser
+
+
+def _optional_command(name: str) -> object | None:
+    """Commands that other parts of the tree provide; absent ones are simply not offered."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"kexproxy.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"kexproxy.commands.{name}":
+            return None
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return exitcodes.BAD_INPUT
+    try:
+        result: int = args.run(args)
+    except KeyboardInterrupt:
+        print("kexproxy: interrupted", file=sys.stderr)
+        return exitcodes.INTERRUPTED
+    except BrokenPipeError:
+        # `kexproxy read --json x.pcap | head` closes stdout early: not an error.
+        sys.stderr.close()
+        return exitcodes.OK
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
