@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from kexproxy import __version__, exitcodes
 from kexproxy.commands import read as read_command
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _optional_command(name: str) -> object | None:
+def _optional_command(name: str) -> ModuleType | None:
     """Commands that other parts of the tree provide; absent ones are simply not offered."""
     import importlib
 

@@ -1,0 +1,176 @@
+"""``kexproxy read``: every SSH connection in pcap/pcapng files, as a table or JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kexproxy import exitcodes
+from kexproxy.core.observer import Endpoint, InitiatorEvidence
+from kexproxy.core.record import SessionRecord
+from kexproxy.core.session import SessionTracker
+
+EPILOG = """\
+examples:
+  kexproxy read captures/openssh-kex-fail.pcap
+      a table: one row per SSH connection, then each failure's messages as the real
+      OpenSSH client and sshd print them ("Unable to negotiate with ...")
+  kexproxy read --json captures/*.pcap | jq 'select(.outcome == "failed") | .failures'
+      one JSON record per line (schema kexproxy/session/1), nothing else on stdout
+  tcpdump -i eth0 -U -s 0 -w - 'tcp' | kexproxy read --json -
+      live: each record is printed as soon as its handshake is decided
+
+SSH is found by its identification line on any port. Non-SSH TCP streams are skipped
+unless --all is given. Files may be pcap (micro or nanosecond), pcapng, or gzip of either.
+
+exit status: 0 all inputs read; 2 an input was missing or not a capture (one line on
+stderr each; the other inputs are still read and everything read so far is printed).
+"""
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "read",
+        help="analyse SSH handshakes in pcap/pcapng files",
+        description="Read captures and report every SSH handshake in them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="capture file, or - for stdin")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON record per line on stdout, nothing else"
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="also report TCP streams that are not SSH"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar even on a terminal"
+    )
+    parser.set_defaults(run=run)
+
+
+def session_id(capture: str, flow_index: int, a: Endpoint, b: Endpoint, first_ts: float) -> str:
+    """Stable across runs on the same file: derived from what the file holds, not from a clock."""
+    key = f"{capture}|{flow_index}|{a.ip}|{a.port}|{b.ip}|{b.port}|{first_ts:.6f}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class _Collector:
+    """Makes a tracker per connection and hands records on once, when decided or finished."""
+
+    def __init__(self, capture: str, emit: Callable[[SessionRecord], None], early: bool) -> None:
+        self.capture = capture
+        self.emit = emit
+        self.early = early
+        self.emitted: set[int] = set()
+
+    def factory(
+        self,
+        a: Endpoint,
+        b: Endpoint,
+        initiator: InitiatorEvidence,
+        flow_index: int,
+        first_ts: float,
+    ) -> SessionTracker:
+        return SessionTracker(
+            a=a,
+            b=b,
+            initiator=initiator,
+            session_id=session_id(self.capture, flow_index, a, b, first_ts),
+            source="pcap",
+            capture=self.capture,
+        )
+
+    def on_decided(self, observer: Any) -> None:
+        if self.early and id(observer) not in self.emitted:
+            self.emitted.add(id(observer))
+            self.emit(observer.record())
+
+    def on_finished(self, observer: Any) -> None:
+        if id(observer) in self.emitted:
+            self.emitted.discard(id(observer))
+            return
+        self.emit(observer.finish())
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from kexproxy.sinks.console import print_messages, sessions_table
+    from kexproxy.sinks.jsonl import dumps
+    from kexproxy.sources.pcap import CaptureError, read_capture
+
+    status = exitcodes.OK
+    err = Console(stderr=True)
+    out = Console(highlight=False)
+    show_progress = not args.no_progress and sys.stderr.isatty() and not os.environ.get("CI")
+    for name in args.files:
+        records: list[SessionRecord] = []
+        label = "stdin" if name == "-" else Path(name).name
+
+        def emit(record: SessionRecord, records: list[SessionRecord] = records) -> None:
+            if record.outcome == "not_ssh" and not args.all:
+                return
+            if args.json:
+                sys.stdout.write(dumps(record) + "\n")
+                sys.stdout.flush()
+            else:
+                records.append(record)
+
+        collector = _Collector(label, emit, early=(name == "-"))
+        try:
+            if show_progress and name != "-":
+                _read_with_progress(err, name, collector, read_capture)
+            else:
+                read_capture(
+                    name,
+                    collector.factory,
+                    on_finished=collector.on_finished,
+                    on_decided=collector.on_decided,
+                )
+        except CaptureError as exc:
+            print(f"kexproxy: {exc}", file=sys.stderr)
+            status = exitcodes.BAD_INPUT
+        if not args.json:
+            _print_table(out, label, records, sessions_table, print_messages)
+    return status
+
+
+def _print_table(
+    out: Any, label: str, records: list[SessionRecord], table: Any, messages: Any
+) -> None:
+    if not records:
+        out.print(f"{label}: no SSH connections", markup=False)
+        return
+    out.print(table(records, title=label))
+    messages(out, records)
+
+
+def _read_with_progress(err: Any, name: str, collector: _Collector, read_capture: Any) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(Path(name).name.replace("[", "\\["), total=None)
+
+        def report(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        read_capture(
+            name,
+            collector.factory,
+            on_finished=collector.on_finished,
+            on_decided=collector.on_decided,
+            progress=report,
+        )

@@ -1,0 +1,118 @@
+"""The human view: a Rich table of sessions and, for failures, each side's message."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from kexproxy.core.record import SessionRecord
+from kexproxy.core.textsafe import printable
+
+OUTCOME_STYLE = {
+    "negotiated": "green",
+    "failed": "bold red",
+    "aborted": "yellow",
+    "incomplete": "dim",
+    "not_ssh": "dim",
+}
+
+SHORT_LIST = {
+    "kex_algorithms": "kex",
+    "server_host_key_algorithms": "host key",
+    "encryption_algorithms_client_to_server": "cipher c2s",
+    "encryption_algorithms_server_to_client": "cipher s2c",
+    "mac_algorithms_client_to_server": "MAC c2s",
+    "mac_algorithms_server_to_client": "MAC s2c",
+    "compression_algorithms_client_to_server": "compression c2s",
+    "compression_algorithms_server_to_client": "compression s2c",
+}
+
+
+def safe(text: str | None) -> str:
+    """Untrusted text for Rich: controls made visible, then markup escaped."""
+    return escape(printable(text))
+
+
+def software(banner: str | None) -> str:
+    """The software part of an identification line: ``OpenSSH_9.2p1`` of ``SSH-2.0-OpenSSH_9.2p1``."""
+    if not banner:
+        return "-"
+    parts = banner.split("-", 2)
+    return parts[2] if len(parts) == 3 else banner
+
+
+def endpoint(ep: dict[str, object]) -> str:
+    ip = str(ep.get("ip", "?"))
+    return f"[{ip}]:{ep.get('port')}" if ":" in ip else f"{ip}:{ep.get('port')}"
+
+
+def summary(record: SessionRecord) -> str:
+    """One line on what happened: the failing lists, or the chosen kex and cipher."""
+    if record.outcome == "failed":
+        return "no match: " + ", ".join(SHORT_LIST.get(name, name) for name in record.failing_lists)
+    neg = record.negotiated
+    if neg and neg.get("kex"):
+        return f"{neg['kex']} / {neg.get('cipher_c2s')}"
+    if record.evidence.get("banner_error"):
+        return f"refused: {record.evidence['banner_error']}"
+    return ""
+
+
+def sessions_table(records: list[SessionRecord], title: str | None = None) -> Table:
+    table = Table(title=escape(title) if title else None, expand=False, show_lines=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("client")
+    table.add_column("server")
+    table.add_column("client software", overflow="fold")
+    table.add_column("server software", overflow="fold")
+    table.add_column("outcome")
+    table.add_column("detail", overflow="fold")
+    for index, record in enumerate(records, 1):
+        table.add_row(
+            str(index),
+            Text(printable(endpoint(record.client))),
+            Text(printable(endpoint(record.server))),
+            Text(printable(software(record.client_banner))),
+            Text(printable(software(record.server_banner))),
+            Text(record.outcome, style=OUTCOME_STYLE.get(record.outcome, "")),
+            Text(printable(summary(record))),
+        )
+    return table
+
+
+def print_messages(console: Console, records: list[SessionRecord]) -> None:
+    """Each failure's rejection messages as the real client and sshd would print them."""
+    for index, record in enumerate(records, 1):
+        lines: list[Text] = []
+        for role in ("client", "server"):
+            rejection = record.rejections.get(role)
+            if rejection:
+                lines.append(
+                    Text.assemble((f"  {role}: ", "bold"), printable(rejection["message"]))
+                )
+        evidence = record.evidence
+        if record.outcome in ("failed", "aborted") and evidence.get("first_close"):
+            how = evidence.get("how")
+            lines.append(
+                Text(f"  closed first by the {evidence['first_close']} ({how})", style="dim")
+            )
+        for dis in evidence.get("disconnects", []):
+            lines.append(
+                Text(
+                    f"  DISCONNECT from the {dis['sender']}: {dis['reason']}: "
+                    f"{printable(dis['description'])}",
+                    style="dim",
+                )
+            )
+        if lines:
+            console.print(
+                Text(
+                    f"#{index} {printable(endpoint(record.client))} -> "
+                    f"{printable(endpoint(record.server))}",
+                    style="bold",
+                )
+            )
+            for line in lines:
+                console.print(line)
