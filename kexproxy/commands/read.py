@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kexproxy import exitcodes
-from kexproxy.core.observer import Endpoint, InitiatorEvidence
 from kexproxy.core.record import SessionRecord
-from kexproxy.core.session import SessionTracker
 
 EPILOG = """\
 examples:
@@ -54,56 +50,13 @@ def register(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def session_id(capture: str, flow_index: int, a: Endpoint, b: Endpoint, first_ts: float) -> str:
-    """Stable across runs on the same file: derived from what the file holds, not from a clock."""
-    key = f"{capture}|{flow_index}|{a.ip}|{a.port}|{b.ip}|{b.port}|{first_ts:.6f}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-class _Collector:
-    """Makes a tracker per connection and hands records on once, when decided or finished."""
-
-    def __init__(self, capture: str, emit: Callable[[SessionRecord], None], early: bool) -> None:
-        self.capture = capture
-        self.emit = emit
-        self.early = early
-        self.emitted: set[int] = set()
-
-    def factory(
-        self,
-        a: Endpoint,
-        b: Endpoint,
-        initiator: InitiatorEvidence,
-        flow_index: int,
-        first_ts: float,
-    ) -> SessionTracker:
-        return SessionTracker(
-            a=a,
-            b=b,
-            initiator=initiator,
-            session_id=session_id(self.capture, flow_index, a, b, first_ts),
-            source="pcap",
-            capture=self.capture,
-        )
-
-    def on_decided(self, observer: Any) -> None:
-        if self.early and id(observer) not in self.emitted:
-            self.emitted.add(id(observer))
-            self.emit(observer.record())
-
-    def on_finished(self, observer: Any) -> None:
-        if id(observer) in self.emitted:
-            self.emitted.discard(id(observer))
-            return
-        self.emit(observer.finish())
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from kexproxy.analyse import analyse_capture, capture_label
     from kexproxy.sinks.console import print_messages, sessions_table
     from kexproxy.sinks.jsonl import dumps
-    from kexproxy.sources.pcap import CaptureError, read_capture
+    from kexproxy.sources.pcap import CaptureError
 
     status = exitcodes.OK
     err = Console(stderr=True)
@@ -111,28 +64,20 @@ def run(args: argparse.Namespace) -> int:
     show_progress = not args.no_progress and sys.stderr.isatty() and not os.environ.get("CI")
     for name in args.files:
         records: list[SessionRecord] = []
-        label = "stdin" if name == "-" else Path(name).name
+        label = capture_label(name)
 
         def emit(record: SessionRecord, records: list[SessionRecord] = records) -> None:
-            if record.outcome == "not_ssh" and not args.all:
-                return
             if args.json:
                 sys.stdout.write(dumps(record) + "\n")
                 sys.stdout.flush()
             else:
                 records.append(record)
 
-        collector = _Collector(label, emit, early=(name == "-"))
         try:
             if show_progress and name != "-":
-                _read_with_progress(err, name, collector, read_capture)
+                _read_with_progress(err, name, emit, args.all)
             else:
-                read_capture(
-                    name,
-                    collector.factory,
-                    on_finished=collector.on_finished,
-                    on_decided=collector.on_decided,
-                )
+                analyse_capture(name, emit, early=(name == "-"), include_non_ssh=args.all)
         except CaptureError as exc:
             print(f"kexproxy: {exc}", file=sys.stderr)
             status = exitcodes.BAD_INPUT
@@ -151,8 +96,10 @@ def _print_table(
     messages(out, records)
 
 
-def _read_with_progress(err: Any, name: str, collector: _Collector, read_capture: Any) -> None:
+def _read_with_progress(err: Any, name: str, emit: Any, include_non_ssh: bool) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from kexproxy.analyse import analyse_capture
 
     with Progress(
         "[progress.description]{task.description}",
@@ -167,10 +114,4 @@ def _read_with_progress(err: Any, name: str, collector: _Collector, read_capture
         def report(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
 
-        read_capture(
-            name,
-            collector.factory,
-            on_finished=collector.on_finished,
-            on_decided=collector.on_decided,
-            progress=report,
-        )
+        analyse_capture(name, emit, include_non_ssh=include_non_ssh, progress=report)

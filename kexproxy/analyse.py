@@ -1,0 +1,108 @@
+"""Captures to session records: the pcap source wired to one tracker per connection.
+
+Shared by ``kexproxy read``, ``kexproxy explain``, the TUI's capture mode and the tests, so
+that every way of reading a capture gives the same records with the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from kexproxy.core.observer import Endpoint, InitiatorEvidence
+from kexproxy.core.record import SessionRecord
+from kexproxy.core.session import SessionTracker
+
+Progress = Callable[[int, int | None], None]
+
+
+def session_id(capture: str, flow_index: int, a: Endpoint, b: Endpoint, first_ts: float) -> str:
+    """Stable across runs on the same file: derived from what the file holds, not from a clock."""
+    key = f"{capture}|{flow_index}|{a.ip}|{a.port}|{b.ip}|{b.port}|{first_ts:.6f}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class Collector:
+    """Makes a tracker per connection and hands each record on once: when decided, if
+    `early` (a live pipe, where waiting for the end of input would be useless), else when
+    the connection or the capture ends."""
+
+    def __init__(
+        self,
+        capture: str,
+        emit: Callable[[SessionRecord], None],
+        *,
+        early: bool = False,
+        include_non_ssh: bool = False,
+    ) -> None:
+        self.capture = capture
+        self.emit = emit
+        self.early = early
+        self.include_non_ssh = include_non_ssh
+        self._emitted: set[int] = set()
+
+    def factory(
+        self,
+        a: Endpoint,
+        b: Endpoint,
+        initiator: InitiatorEvidence,
+        flow_index: int,
+        first_ts: float,
+    ) -> SessionTracker:
+        return SessionTracker(
+            a=a,
+            b=b,
+            initiator=initiator,
+            session_id=session_id(self.capture, flow_index, a, b, first_ts),
+            source="pcap",
+            capture=self.capture,
+        )
+
+    def _hand_on(self, record: SessionRecord) -> None:
+        if record.outcome != "not_ssh" or self.include_non_ssh:
+            self.emit(record)
+
+    def on_decided(self, observer: SessionTracker) -> None:
+        if self.early and id(observer) not in self._emitted:
+            self._emitted.add(id(observer))
+            self._hand_on(observer.record())
+
+    def on_finished(self, observer: SessionTracker) -> None:
+        if id(observer) in self._emitted:
+            self._emitted.discard(id(observer))
+            return
+        self._hand_on(observer.finish())
+
+
+def capture_label(path: str) -> str:
+    return "stdin" if path == "-" else Path(path).name
+
+
+def analyse_capture(
+    path: str,
+    emit: Callable[[SessionRecord], None],
+    *,
+    early: bool = False,
+    include_non_ssh: bool = False,
+    progress: Progress | None = None,
+) -> None:
+    """Reads one capture and emits its records; raises `CaptureError` after emitting all
+    that could be read."""
+    from kexproxy.sources.pcap import read_capture
+
+    collector = Collector(capture_label(path), emit, early=early, include_non_ssh=include_non_ssh)
+    read_capture(
+        path,
+        collector.factory,
+        on_finished=collector.on_finished,
+        on_decided=collector.on_decided,
+        progress=progress,
+    )
+
+
+def records_of(path: str, *, include_non_ssh: bool = False) -> list[SessionRecord]:
+    """All records of a capture, in the order the pcap source finishes them."""
+    out: list[SessionRecord] = []
+    analyse_capture(path, out.append, include_non_ssh=include_non_ssh)
+    return out
