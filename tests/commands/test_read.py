@@ -1,0 +1,145 @@
+"""`kexproxy read` as a script or a person uses it: output channels, exit codes, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kexproxy.schema import session_record_schema
+
+PUBLIC = Path(__file__).resolve().parents[1] / "data" / "public"
+ONE = PUBLIC / "zeek-ssh-reverse-ssh.pcap"
+
+
+def kexproxy(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "kexproxy", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def test_json_prints_only_valid_records_on_stdout() -> None:
+    result = kexproxy("read", "--json", str(ONE), str(PUBLIC / "zeek-ssh-ssh.pcap"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 1 + 22
+    schema = session_record_schema()
+    for line in lines:
+        record = json.loads(line)
+        jsonschema.validate(record, schema)
+    assert result.stderr == b""
+
+
+def test_table_names_the_connection_and_outcome() -> None:
+    result = kexproxy("read", str(ONE))
+    assert result.returncode == 0
+    out = result.stdout.decode()
+    assert "13.13.13.37:22" in out  # the SSH client: reverse SSH
+    assert "negotiated" in out
+    assert "AsyncSSH_2.8.1" in out
+
+
+def test_failure_messages_are_printed_under_the_table() -> None:
+    result = kexproxy("read", str(PUBLIC / "zeek-ssh-kex-quadratic-1000.pcap"))
+    out = result.stdout.decode()
+    assert "failed" in out
+    assert "client: Unable to negotiate with 10.0.1.2 port 22: no matching key exchange" in out
+
+
+def test_stdin_gives_the_same_records_as_the_file() -> None:
+    from_file = kexproxy("read", "--json", str(PUBLIC / "zeek-ssh-sshguess.pcap"))
+    from_stdin = kexproxy(
+        "read", "--json", "-", stdin=(PUBLIC / "zeek-ssh-sshguess.pcap").read_bytes()
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+
+    def essentials(out: bytes) -> list[tuple[object, ...]]:
+        rows = [json.loads(line) for line in out.decode().splitlines()]
+        return sorted(
+            (r["client"]["port"], r["outcome"], r["negotiated"]["kex"], r["hassh"]) for r in rows
+        )
+
+    assert essentials(from_stdin.stdout) == essentials(from_file.stdout)
+    assert len(from_stdin.stdout.splitlines()) == 11
+
+
+def test_gzip_capture_reads_like_the_plain_one(tmp_path: Path) -> None:
+    packed = tmp_path / "one.pcap.gz"
+    packed.write_bytes(gzip.compress(ONE.read_bytes()))
+    plain = kexproxy("read", "--json", str(ONE))
+    zipped = kexproxy("read", "--json", str(packed))
+    assert zipped.returncode == 0, zipped.stderr
+    a, b = json.loads(plain.stdout), json.loads(zipped.stdout)
+    assert a["hassh"] == b["hassh"] and a["negotiated"] == b["negotiated"]
+
+
+def test_missing_file_is_one_line_and_exit_2_and_others_still_read(tmp_path: Path) -> None:
+    result = kexproxy("read", "--json", str(tmp_path / "nope.pcap"), str(ONE))
+    assert result.returncode == 2
+    err = result.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "nope.pcap" in err[0]
+    assert "Traceback" not in result.stderr.decode()
+    assert len(result.stdout.decode().splitlines()) == 1
+
+
+def test_not_a_capture_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("<!DOCTYPE html>\n<html>not a capture</html>\n")
+    result = kexproxy("read", str(bogus))
+    assert result.returncode == 2
+    err = result.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "notes.txt" in err[0]
+
+
+def test_truncated_capture_reports_what_was_read_then_fails(tmp_path: Path) -> None:
+    data = (PUBLIC / "zeek-ssh-sshguess.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) * 2 // 3 + 7])
+    result = kexproxy("read", "--json", str(cut))
+    assert result.returncode == 2
+    assert len(result.stderr.decode().strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr.decode()
+    assert len(result.stdout.decode().splitlines()) >= 5
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cut=st.integers(min_value=0, max_value=40_000), junk=st.binary(max_size=64))
+def test_any_truncation_or_garbage_is_a_clean_error(tmp_path: Path, cut: int, junk: bytes) -> None:
+    from kexproxy.sources.pcap import CaptureError
+
+    from kexproxy.analyse import records_of
+
+    path = tmp_path / "fuzz.pcap"
+    path.write_bytes(ONE.read_bytes()[:cut] + junk)
+    try:
+        records_of(str(path))
+    except CaptureError as exc:
+        assert "\n" not in str(exc)
+
+
+def test_help_teaches_with_examples() -> None:
+    result = kexproxy("read", "--help")
+    assert result.returncode == 0
+    text = result.stdout.decode()
+    assert "examples:" in text and "--json" in text and "exit status" in text
+
+
+@pytest.mark.parametrize("args", [[], ["read"]])
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    assert kexproxy(*args).returncode == 2
