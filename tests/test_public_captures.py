@@ -37,8 +37,9 @@ NEGOTIATED = {
 #: Host keys the oracle decoded from a message that is not a KEX reply. In the server-side
 #: half-duplex capture the client's KEXINIT is missing, so the key exchange method is
 #: unknown; the oracle read a group exchange's SSH_MSG_KEX_DH_GEX_GROUP (31) as an ECDH
-#: reply and reported the prime p as a "truncated host key blob". kexproxy reads the
-#: layout from the reply the server actually sent and reports no key when none fits.
+#: reply and reported the prime p as a "truncated host key blob". The server went on to
+#: send SSH_MSG_KEX_DH_GEX_REPLY (33), which exists only in group exchange; kexproxy reads
+#: the host key from it, a well-formed RSA key.
 ORACLE_MISREAD_HOST_KEYS = {
     "SHA256:1y0yKQh5cXScCtjtqQycfzha/vO0k9KwszWsGmzzNq4",
     "SHA256:4bYRvxL3rgxtgmpwWH6Z7EqvtiEGHTE2u1m3azeQJkY",
@@ -55,8 +56,9 @@ def endpoint(ep: dict[str, Any]) -> str:
     return f"[{ip}]:{ep['port']}" if ":" in ip else f"{ip}:{ep['port']}"
 
 
-def by_endpoints(name: str) -> dict[tuple[str, str], SessionRecord]:
-    return {(endpoint(r.client), endpoint(r.server)): r for r in records(name)}
+def by_endpoints(name: str) -> dict[frozenset[str], SessionRecord]:
+    """Records by their two endpoints: the oracle names TCP roles, the record SSH roles."""
+    return {frozenset((endpoint(r.client), endpoint(r.server))): r for r in records(name)}
 
 
 CAPTURES = sorted(BY_FILE)
@@ -70,7 +72,7 @@ CONNECTIONS = [
 @pytest.mark.parametrize("name", CAPTURES)
 def test_finds_exactly_the_ssh_connections(name: str) -> None:
     entry = BY_FILE[name]
-    expected = {(c["client"], c["server"]) for c in entry["connections"]}
+    expected = {frozenset((c["client"], c["server"])) for c in entry["connections"]}
     found = set(by_endpoints(name))
     assert found == expected
     assert len(records(name)) == entry["ssh_connections"]
@@ -102,10 +104,36 @@ def _kexinit_lists(kexinit: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def _swap_roles(want: dict[str, Any]) -> dict[str, Any]:
+    """The oracle's per-side fields follow TCP roles; the record's follow SSH roles."""
+    out = dict(want)
+    for a, b in (("client_banner", "server_banner"), ("client_kexinit", "server_kexinit")):
+        out[a], out[b] = want[b], want[a]
+    return out
+
+
+def _hassh_input(kexinit: dict[str, Any], direction: str) -> str:
+    return ";".join(
+        kexinit[name]
+        for name in (
+            "kex_algorithms",
+            f"encryption_algorithms_{direction}",
+            f"mac_algorithms_{direction}",
+            f"compression_algorithms_{direction}",
+        )
+    )
+
+
 @pytest.mark.parametrize(("name", "index"), CONNECTIONS)
 def test_connection_matches_the_oracle(name: str, index: int) -> None:
     want = BY_FILE[name]["connections"][index]
-    got = by_endpoints(name)[(want["client"], want["server"])]
+    got = by_endpoints(name)[frozenset((want["client"], want["server"]))]
+    # The oracle's client/server are the TCP roles; in reverse SSH the SSH client is the
+    # TCP server, and the record names SSH roles.
+    reversed_roles = want["ssh_roles_reversed"]
+    assert endpoint(got.client) == want["server" if reversed_roles else "client"]
+    if reversed_roles:
+        want = _swap_roles(want)
 
     assert got.client_banner == want["client_banner"]
     assert got.server_banner == want["server_banner"]
@@ -142,13 +170,29 @@ def test_connection_matches_the_oracle(name: str, index: int) -> None:
             assert client_rejection["message"] == neg["openssh_client_would_say"]
         assert got.outcome == ("failed" if neg["no_match_lists"] else got.outcome)
 
-    assert got.hassh == want["hassh"]
-    assert got.hassh_server == want["hassh_server"]
-    assert got.hassh_algorithms == want["hassh_algorithms"]
-    assert got.hassh_server_algorithms == want["hassh_server_algorithms"]
+    if reversed_roles:
+        # The oracle (like tshark) hashes the TCP initiator's lists as "hassh"; HASSH
+        # fingerprints the SSH client, which here is the TCP server: compute it from
+        # the SSH client's KEXINIT as the oracle recorded it.
+        assert got.hassh_algorithms == _hassh_input(want["client_kexinit"], "client_to_server")
+        assert got.hassh_server_algorithms == _hassh_input(
+            want["server_kexinit"], "server_to_client"
+        )
+    else:
+        assert got.hassh == want["hassh"]
+        assert got.hassh_server == want["hassh_server"]
+        assert got.hassh_algorithms == want["hassh_algorithms"]
+        assert got.hassh_server_algorithms == want["hassh_server_algorithms"]
 
     key = want["server_host_key"]
-    if key is None or key["fingerprint_sha256"] in ORACLE_MISREAD_HOST_KEYS:
+    if key is not None and key["fingerprint_sha256"] in ORACLE_MISREAD_HOST_KEYS:
+        assert got.host_key is not None
+        assert got.host_key["key_type"] == "rsa" and "error" not in got.host_key
+        assert [e["event"] for e in got.timeline if e["from"] == "server"][2:4] == [
+            "SSH_MSG_31",
+            "SSH_MSG_33",
+        ]
+    elif key is None:
         assert got.host_key is None
     else:
         assert got.host_key is not None

@@ -600,36 +600,11 @@ class _RecordBuilder:
         dh_gex: JSONDict | None = None
         if family == "gex":
             dh_gex = self._gex(client_msgs, server_msgs)
-        for number, payload in server_msgs:
-            if number != reply_number:
-                continue
-            try:
-                cursor = Cursor(payload)
-                blob = cursor.string("host key")
-                signature: str | None = None
-                if family != "rsa":
-                    cursor.string("server's public value")
-                    sig = Cursor(cursor.string("signature"))
-                    signature = decode_text(sig.string("signature type"))
-                else:
-                    transient = parse_host_key(cursor.string("transient RSA key"))
-                    dh_gex = {"transient_rsa_bits": transient.bits}
-            except DecodeError as exc:
-                if self.neg is None:
-                    break  # the layout was a guess; a guess that does not fit says nothing
-                self.notes.append(
-                    f"malformed {message_name(number, family)}: {exc}; host key not decoded"
-                )
-                break
-            key = parse_host_key(blob)
-            if self.neg is None and key.key_type is None:
-                break
-            host_key = key.to_dict()
-            if signature is not None:
-                host_key["signature"] = signature
-            if key.error:
-                self.notes.append(key.error)
-            break
+        reply = next((p for n, p in server_msgs if n == reply_number), None)
+        if reply is not None:
+            host_key = self._host_key_from_reply(reply, family, reply_number or 0)
+            if family == "rsa":
+                dh_gex = self._transient_rsa(reply)
         if family == "rsa":
             for number, payload in server_msgs:
                 if number == 32:
@@ -640,6 +615,43 @@ class _RecordBuilder:
                     except DecodeError as exc:
                         self.notes.append(f"malformed SSH_MSG_KEXRSA_DONE: {exc}")
         return host_key, dh_gex
+
+    def _host_key_from_reply(self, payload: bytes, family: str, number: int) -> JSONDict | None:
+        """The host key (K_S, always the reply's first field) and the signature's type."""
+        name = message_name(number, family)
+        cursor = Cursor(payload)
+        try:
+            blob = cursor.string("host key")
+        except DecodeError as exc:
+            if self.neg is not None:
+                self.notes.append(f"malformed {name}: {exc}; host key not decoded")
+            return None
+        key = parse_host_key(blob)
+        if self.neg is None and key.key_type is None:
+            return None  # the layout was a guess, and a guess that does not fit says nothing
+        host_key = key.to_dict()
+        if key.error:
+            self.notes.append(key.error)
+        if family == "rsa":
+            return host_key
+        try:
+            cursor.string("server's public value")
+            signature = Cursor(cursor.string("signature"))
+            host_key["signature"] = decode_text(signature.string("signature type"))
+        except DecodeError as exc:
+            self.notes.append(f"malformed {name} after the host key: {exc}")
+        return host_key
+
+    def _transient_rsa(self, payload: bytes) -> JSONDict | None:
+        """RFC 4432: SSH_MSG_KEXRSA_PUBKEY's second field is the transient RSA key."""
+        cursor = Cursor(payload)
+        try:
+            cursor.string("host key")
+            transient = parse_host_key(cursor.string("transient RSA key"))
+        except DecodeError as exc:
+            self.notes.append(f"malformed SSH_MSG_KEXRSA_PUBKEY: {exc}")
+            return None
+        return {"transient_rsa_bits": transient.bits}
 
     def _gex(
         self, client_msgs: list[tuple[int, bytes]], server_msgs: list[tuple[int, bytes]]
