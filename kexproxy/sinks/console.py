@@ -115,4 +115,5 @@ def print_messages(console: Console, records: list[SessionRecord]) -> None:
                 )
             )
             for line in lines:
-                console.print(line)
+                # Unwrapped, so that a message can be copied whole and grepped.
+                console.print(line, soft_wrap=True)
