@@ -182,22 +182,20 @@ def _run(inp: _Input, conns: _Connections, stats: CaptureStats, progress: Progre
             if pend - pstart < plen:
                 truncated += 1
             d = table.get(key)
-            if d is None or d.reasm is not None or flags & (SYN | FIN | RST):
+            if d is None or not d.fast or flags & (SYN | FIN | RST):
                 slow(d, seg, buf, ts)
-            elif plen:
+                continue
+            d.last_ts = ts
+            if plen:
                 # Counting only: advance past the furthest byte seen, so that duplicates
-                # and retransmissions are not counted twice.
+                # and retransmissions are not counted twice. The observer hears the sum at
+                # the connection's next event (or its end): one call, not one per frame.
                 e = (seq + plen) & _MOD_MASK
-                hi = d.hi
-                if hi is None:
+                delta = (e - d.hi) & _MOD_MASK
+                if delta and delta < _HALF:
                     d.hi = e
-                    d.flow.observer.count(d.side, plen, ts)
-                else:
-                    delta = (e - hi) & _MOD_MASK
-                    if delta and delta < _HALF:
-                        d.hi = e
-                        d.flow.observer.count(d.side, delta if delta < plen else plen, ts)
-                d.flow.last_ts = ts
+                    d.pending += delta if delta < plen else plen
+                    d.pending_ts = ts
     finally:
         stats.frames += frames
         stats.tcp_segments += segments
@@ -217,24 +215,49 @@ def _run(inp: _Input, conns: _Connections, stats: CaptureStats, progress: Progre
 class _Direction:
     """One direction of a connection: its reassembly, or its counting position."""
 
-    __slots__ = ("closed", "fin", "flow", "hi", "isn", "peer", "reasm", "side")
+    __slots__ = (
+        "closed",
+        "fast",
+        "fin",
+        "flow",
+        "hi",
+        "isn",
+        "last_ts",
+        "peer",
+        "pending",
+        "pending_ts",
+        "reasm",
+        "side",
+    )
 
     def __init__(self, flow: _Flow, side: Side) -> None:
         self.flow = flow
         self.side: Side = side
         self.reasm: Reassembler | None = Reassembler()
         #: Sequence number past the furthest byte counted, once only counting.
-        self.hi: int | None = None
+        self.hi = 0
+        #: Only counting, from `hi` on: the per-frame loop handles this direction alone.
+        self.fast = False
+        #: Bytes counted but not yet told to the observer, and the time of the last of them.
+        self.pending = 0
+        self.pending_ts = 0.0
+        self.last_ts = 0.0
         self.isn: int | None = None
         self.fin = False
         self.closed = False
         self.peer: _Direction = self
 
+    def flush(self) -> None:
+        """Tells the observer the bytes counted since its last call, before anything else."""
+        if self.pending:
+            self.flow.observer.count(self.side, self.pending, self.pending_ts)
+            self.pending = 0
+
 
 class _Flow:
     """One TCP connection: its observer and both directions."""
 
-    __slots__ = ("a", "b", "decided", "had_data", "index", "keys", "last_ts", "observer")
+    __slots__ = ("a", "b", "decided", "had_data", "index", "keys", "observer")
 
     def __init__(self, observer: ConnectionObserver, index: int, keys: tuple[bytes, bytes]):
         self.observer = observer
@@ -246,7 +269,10 @@ class _Flow:
         self.b.peer = self.a
         self.decided = False
         self.had_data = False
-        self.last_ts = 0.0
+
+    @property
+    def last_ts(self) -> float:
+        return max(self.a.last_ts, self.b.last_ts)
 
 
 class _Connections:
@@ -285,7 +311,9 @@ class _Connections:
                 return
         flow = d.flow
         obs = flow.observer
-        flow.last_ts = ts
+        d.last_ts = ts
+        d.flush()
+        d.peer.flush()
         touched = False
         if flags & SYN:
             d.isn = seq
@@ -367,8 +395,9 @@ class _Connections:
 
     def _count(self, d: _Direction, seq: int, plen: int, ts: float) -> None:
         e = (seq + plen) & _MOD_MASK
-        if d.hi is None:
+        if not d.fast:
             d.hi = e
+            d.fast = True
             d.flow.observer.count(d.side, plen, ts)
             return
         delta = (e - d.hi) & _MOD_MASK
@@ -382,7 +411,10 @@ class _Connections:
         if r is None:
             return
         d.reasm = None
-        d.hi = r.highest_seq()
+        hi = r.highest_seq()
+        if hi is not None:
+            d.hi = hi
+            d.fast = True
         if r.pending_bytes:
             d.flow.observer.count(d.side, r.pending_bytes, ts)
 
@@ -403,6 +435,8 @@ class _Connections:
     def _end(self, flow: _Flow, ts: float, rst_from: Side | None) -> None:
         """The connection is over: report what is missing, then hand the observer on."""
         obs = flow.observer
+        flow.a.flush()
+        flow.b.flush()
         for x in (flow.a, flow.b):
             r = x.reasm
             if r is not None:
