@@ -546,3 +546,74 @@ def test_flags_are_passed_through() -> None:
         seg = decode(RAW, ip_tcp((C4, 1), (S4, 2), 3, flags=flags))
         assert isinstance(seg, tuple)
         assert seg[3] == flags
+
+
+def with_doff(packet: bytes, tcp_at: int, doff_words: int) -> bytes:
+    out = bytearray(packet)
+    out[tcp_at + 12] = doff_words << 4
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("link", "packet", "tcp_at"),
+    [
+        (ETHERNET, ether(ip_tcp((C4, 1), (S4, 2), 3, b"q" * 40)), 34),
+        (RAW, ipv4(C4, S4, 6, tcp_header(1, 2, 3) + b"q" * 40, options=b"\0" * 4), 24),
+        (RAW, ip_tcp((C6, 1), (S6, 2), 3, b"q" * 40), 40),
+    ],
+)
+def test_tcp_options_cut_by_the_capture(link: int, packet: bytes, tcp_at: int) -> None:
+    data = with_doff(packet, tcp_at, 10)  # a 40-byte TCP header, cut after 24 of it
+    assert decode(link, data[: tcp_at + 24], wirelen=len(data)) is Skip.TRUNCATED_HEADER
+    assert isinstance(decode(link, data), tuple)
+    assert decode(link, with_doff(packet, tcp_at, 3)) is Skip.MALFORMED
+
+
+def test_ipv6_extension_headers_cut_by_the_capture() -> None:
+    segment = tcp_header(5, 6, 7) + b"data"
+    hop = bytes([6, 0]) + b"\x01\x04\0\0\0\0"
+    assert decode(RAW, ipv6(C6, S6, 0, hop + segment)[:44]) is Skip.TRUNCATED_HEADER
+    frag = bytes([6, 0, 0, 0]) + b"\0\0\0\1"
+    assert decode(RAW, ipv6(C6, S6, 44, frag + segment)[:44]) is Skip.TRUNCATED_HEADER
+
+
+def test_jumbo_option_search_skips_padding_and_stops_at_garbage() -> None:
+    segment = tcp_header(5, 6, 7) + b"x" * 10
+    padded = (
+        bytes([6, 1])
+        + b"\0\0"
+        + b"\x01\x02\0\0"
+        + b"\xc2\x04"
+        + struct.pack("!I", 16 + len(segment))
+        + b"\0\0"
+    )
+    data = ipv6(C6, S6, 0, padded + segment, plen=0)
+    assert payload_of(data, decode(RAW, data)) == b"x" * 10
+    only_padding = bytes([6, 0]) + b"\x01\x04\0\0\0\0"
+    data = ipv6(C6, S6, 0, only_padding + segment, plen=0)
+    assert payload_of(data, decode(RAW, data)) == b"x" * 10
+    dangling = bytes([6, 0]) + b"\0\0\0\0\0\x05"  # an option type with no room for its length
+    data = ipv6(C6, S6, 0, dangling + segment, plen=0)
+    assert payload_of(data, decode(RAW, data)) == b"x" * 10
+
+
+def test_ipv6_in_ip_and_erspan_iii() -> None:
+    inner6 = ip_tcp(("2001:db8::7", 40000), ("2001:db8::8", 22), 1, b"SSH-2.0-six\r\n")
+    data = ipv4(C4, S4, 41, inner6)
+    assert payload_of(data, decode(RAW, data)) == b"SSH-2.0-six\r\n"
+    erspan3 = b"\0" * 11 + b"\0"
+    with_subheader = b"\0" * 11 + b"\x01" + b"\0" * 8
+    for header in (erspan3, with_subheader):
+        data = ipv4(C4, S4, 47, gre(header + ether(INNER), 0x22EB, seq=True))
+        assert payload_of(data, decode(RAW, data)) == b"SSH-2.0-inner\r\n"
+    assert decode(RAW, ipv4(C4, S4, 47, gre(b"\0" * 4, 0x22EB, seq=True))) is Skip.NOT_TCP
+
+
+def test_short_or_unknown_tunnel_payloads() -> None:
+    assert decode(RAW, ipv4(C4, S4, 17, b"\0\0\0")) is Skip.NOT_TCP
+    assert decode(RAW, ipv4(C4, S4, 47, b"\0\0")) is Skip.NOT_TCP
+    geneve_other = udp(1, 6081, b"\0\0\x88\x47\0\0\x01\0" + INNER)
+    assert decode(RAW, ipv4(C4, S4, 17, geneve_other)) is Skip.NOT_TCP
+    geneve_ipv6 = udp(1, 6081, b"\0\0\x86\xdd\0\0\x01\0" + ip_tcp((C6, 1), (S6, 2), 3, b"v6"))
+    data = ipv4(C4, S4, 17, geneve_ipv6)
+    assert payload_of(data, decode(RAW, data)) == b"v6"
