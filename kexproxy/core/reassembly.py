@@ -47,6 +47,7 @@ class Reassembler:
         "_pending",
         "_pending_bytes",
         "_poison",
+        "dropped",
         "gap",
     )
 
@@ -66,6 +67,8 @@ class Reassembler:
         self._fin: int | None = None
         #: Bytes known to be missing when the gap was declared; None while the stream is whole.
         self.gap: int | None = None
+        #: Out-of-order bytes that were buffered when the gap was declared: seen, never delivered.
+        self.dropped = 0
 
     @property
     def started(self) -> bool:
@@ -120,25 +123,29 @@ class Reassembler:
             self._buffer(off, data)
             return b""
         out = data if off == nxt else data[nxt - off :]
-        self._next = end
         if self._pending:
-            out = self._drain(out)
+            # Buffered bytes were seen first: they win where this segment overlaps them.
+            self._insert(nxt, out)
+            out = self._drain()
+        else:
+            self._next = end
         if self._poison is not None and self._next >= self._poison:
             return self._stop_at_poison(out)
         self._next_seq = (self._next_seq + len(out)) % _MOD
         return out
 
-    def _drain(self, out: bytes) -> bytes:
+    def _drain(self) -> bytes:
+        """The buffered bytes now contiguous with what was delivered."""
         pending = self._pending
-        parts = [out]
+        parts = []
         while pending and pending[0][0] <= self._next:
             off, data = pending.pop(0)
             self._pending_bytes -= len(data)
             end = off + len(data)
             if end > self._next:
-                parts.append(data[self._next - off :])
+                parts.append(data if off == self._next else data[self._next - off :])
                 self._next = end
-        return b"".join(parts) if len(parts) > 1 else out
+        return b"".join(parts)
 
     def _stop_at_poison(self, out: bytes) -> bytes:
         assert self._poison is not None and self._next_seq is not None
@@ -150,7 +157,13 @@ class Reassembler:
         return out
 
     def _buffer(self, off: int, data: bytes) -> None:
-        """Keeps the parts of an out-of-order segment that no buffered segment covers."""
+        """Keeps an out-of-order segment, declaring a gap when the buffer is over its bounds."""
+        self._insert(off, data)
+        if self._pending_bytes > self._max_bytes or len(self._pending) > MAX_OUT_OF_ORDER_SEGMENTS:
+            self._declare(self._pending[0][0] - self._next)
+
+    def _insert(self, off: int, data: bytes) -> None:
+        """Keeps the parts of a segment that no buffered segment covers (first copy wins)."""
         pending = self._pending
         end = off + len(data)
         i = bisect_right(pending, off, key=_start)
@@ -173,8 +186,6 @@ class Reassembler:
         for piece in pieces:
             pending.insert(bisect_right(pending, piece[0], key=_start), piece)
             self._pending_bytes += len(piece[1])
-        if self._pending_bytes > self._max_bytes or len(pending) > MAX_OUT_OF_ORDER_SEGMENTS:
-            self._declare(pending[0][0] - self._next)
 
     def mark_missing(self, seq: int, length: int) -> None:
         """A segment of `length` bytes at `seq` was cut by the capture: its bytes are lost."""
@@ -227,5 +238,6 @@ class Reassembler:
 
     def _declare(self, missing: int) -> None:
         self.gap = max(missing, 1)
+        self.dropped = self._pending_bytes
         self._pending = []
         self._pending_bytes = 0

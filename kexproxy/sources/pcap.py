@@ -62,6 +62,11 @@ PROGRESS_EVERY: Final = 4096
 #: last ACK, a retransmitted FIN) do not start a new connection. Oldest forgotten first.
 MAX_ENDED_KEYS: Final = 16384
 
+#: Capture seconds a connection stays open after an RST: what the peer had in flight (data,
+#: its own FIN or RST) arrives within a round trip, and the flow's memory is freed after.
+RST_LINGER: Final = 1.0
+
+_NEVER: Final = float("inf")
 _MOD_MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
 _PCAP_MAGICS: Final = {
@@ -171,8 +176,11 @@ def _run(inp: _Input, conns: _Connections, stats: CaptureStats, progress: Progre
     try:
         for linktype, buf, start, end, wirelen, ts in inp.records():
             frames += 1
-            if not frames % PROGRESS_EVERY and progress is not None:
-                progress(inp.consumed(), inp.total)
+            if not frames % PROGRESS_EVERY:
+                if progress is not None:
+                    progress(inp.consumed(), inp.total)
+                if ts >= conns.next_deadline:
+                    conns.sweep(ts)
             seg = decode_frame(linktype, buf, start, end, wirelen)
             if isinstance(seg, Skip):
                 skips[seg] += 1
@@ -227,6 +235,7 @@ class _Direction:
         "pending",
         "pending_ts",
         "reasm",
+        "rst",
         "side",
     )
 
@@ -244,6 +253,7 @@ class _Direction:
         self.last_ts = 0.0
         self.isn: int | None = None
         self.fin = False
+        self.rst = False
         self.closed = False
         self.peer: _Direction = self
 
@@ -293,6 +303,9 @@ class _Connections:
         self.flows: dict[int, _Flow] = {}
         #: Directional keys of ended connections -> the ISN that direction's SYN carried.
         self.ended: dict[bytes, int | None] = {}
+        #: Reset connections still open for the peer's last packets -> when they end.
+        self.lingering: dict[int, float] = {}
+        self.next_deadline = _NEVER
         self.next_index = 0
 
     def segment(self, d: _Direction | None, seg: TcpSegment, buf: bytes, ts: float) -> None:
@@ -303,9 +316,9 @@ class _Connections:
             if d is None:
                 self.stats.stray_segments += 1
                 return
-        elif flags & SYN and d.isn != seq and (d.flow.had_data or d.fin or d.peer.fin):
+        elif flags & SYN and d.isn != seq and (d.flow.had_data or _closing(d) or _closing(d.peer)):
             # A new SYN on a 4-tuple whose connection carried data: the port was reused.
-            self._end(d.flow, ts, None)
+            self._end(d.flow, ts)
             d = self._start(key, seq, flags, plen, ts)
             if d is None:
                 return
@@ -326,6 +339,9 @@ class _Connections:
         if r is not None:
             if pend - pstart < plen:
                 r.mark_missing(seq, plen)
+                if r.gap is not None:
+                    d.pending += plen  # the cut segment was sent, if not captured whole
+                    d.pending_ts = ts
             elif plen:
                 data = r.add(seq, buf[pstart:pend])
                 if data:
@@ -354,13 +370,40 @@ class _Connections:
                 x.closed = True
                 obs.receive_close(x.side, "fin", ts)
                 touched = True
-        if flags & RST:
-            self._end(flow, ts, d.side)
-            return
+        if flags & RST and not d.rst:
+            self._reset(d, ts)
+            touched = True
         if touched:
             self._after_calls(flow, ts)
-        if d.fin and d.peer.fin:
-            self._end(flow, ts, None)
+        if (d.fin or d.rst) and (d.peer.fin or d.peer.rst):
+            self._end(flow, ts)
+        elif self.lingering and ts >= self.next_deadline:
+            self.sweep(ts)
+
+    def _reset(self, d: _Direction, ts: float) -> None:
+        """An RST: nothing more will be delivered in order, so holes are gaps now; the
+        connection lingers briefly for what the peer had in flight (data, its own FIN)."""
+        flow = d.flow
+        d.rst = True
+        for x in (flow.a, flow.b):
+            r = x.reasm
+            if r is not None:
+                r.finish()
+                if r.gap is not None:
+                    flow.observer.receive_gap(x.side, r.gap, ts)
+                self._count_from_here(x, ts)
+        flow.observer.receive_close(d.side, "rst", ts)
+        if flow.index not in self.lingering:
+            deadline = ts + RST_LINGER
+            self.lingering[flow.index] = deadline
+            self.next_deadline = min(self.next_deadline, deadline)
+
+    def sweep(self, now: float) -> None:
+        """Ends the reset connections whose linger time is over."""
+        for index, deadline in list(self.lingering.items()):
+            if deadline <= now:
+                self._end(self.flows[index], now)
+        self.next_deadline = min(self.lingering.values(), default=_NEVER)
 
     def _start(self, key: bytes, seq: int, flags: int, plen: int, ts: float) -> _Direction | None:
         """A new connection from its first useful packet: a SYN, or data mid-stream."""
@@ -415,8 +458,10 @@ class _Connections:
         if hi is not None:
             d.hi = hi
             d.fast = True
-        if r.pending_bytes:
-            d.flow.observer.count(d.side, r.pending_bytes, ts)
+        # Bytes seen but never delivered (buffered beyond a hole) were still sent.
+        seen = r.pending_bytes + r.dropped
+        if seen:
+            d.flow.observer.count(d.side, seen, ts)
 
     def _after_calls(self, flow: _Flow, ts: float) -> None:
         """After bytes, a gap or a close: stop reassembling, report a decision."""
@@ -432,7 +477,7 @@ class _Connections:
             if self.on_decided is not None:
                 self.on_decided(obs)
 
-    def _end(self, flow: _Flow, ts: float, rst_from: Side | None) -> None:
+    def _end(self, flow: _Flow, ts: float) -> None:
         """The connection is over: report what is missing, then hand the observer on."""
         obs = flow.observer
         flow.a.flush()
@@ -447,9 +492,8 @@ class _Connections:
             if x.fin and not x.closed:
                 x.closed = True
                 obs.receive_close(x.side, "fin", ts)
-        if rst_from is not None:
-            obs.receive_close(rst_from, "rst", ts)
         del self.flows[flow.index]
+        self.lingering.pop(flow.index, None)
         ended = self.ended
         for key, x in zip(flow.keys, (flow.a, flow.b), strict=True):
             if self.table.get(key) is x:
@@ -464,7 +508,11 @@ class _Connections:
     def finish_all(self) -> None:
         """End of input: every connection still open ends now, oldest first."""
         for flow in list(self.flows.values()):
-            self._end(flow, flow.last_ts, None)
+            self._end(flow, flow.last_ts)
+
+
+def _closing(d: _Direction) -> bool:
+    return d.fin or d.rst
 
 
 # -- input -------------------------------------------------------------------------------

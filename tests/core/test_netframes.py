@@ -59,6 +59,8 @@ def ipv4(
 ) -> bytes:
     ihl = (20 + len(options)) // 4
     length = 20 + len(options) + len(payload) if total is None else total
+    if length > 0xFFFF:
+        length = 0  # as Linux writes super-frames over 64 KiB
     header = struct.pack(
         "!BBHHHBBH4s4s",
         0x40 | ihl,
@@ -77,6 +79,8 @@ def ipv4(
 
 def ipv6(src: str, dst: str, proto: int, payload: bytes, *, plen: int | None = None) -> bytes:
     length = len(payload) if plen is None else plen
+    if length > 0xFFFF:
+        length = 0  # as Linux writes super-frames over 64 KiB (no jumbo option)
     return (
         struct.pack("!IHBB", 6 << 28, length, proto, 64)
         + ipaddress.IPv6Address(src).packed
