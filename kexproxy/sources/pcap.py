@@ -320,8 +320,7 @@ class _Connections:
             # A new SYN on a 4-tuple whose connection carried data: the port was reused.
             self._end(d.flow, ts)
             d = self._start(key, seq, flags, plen, ts)
-            if d is None:
-                return
+            assert d is not None  # a SYN with a new ISN always starts a connection
         flow = d.flow
         obs = flow.observer
         d.last_ts = ts
@@ -496,9 +495,8 @@ class _Connections:
         self.lingering.pop(flow.index, None)
         ended = self.ended
         for key, x in zip(flow.keys, (flow.a, flow.b), strict=True):
-            if self.table.get(key) is x:
-                del self.table[key]
-            ended.pop(key, None)
+            del self.table[key]
+            ended.pop(key, None)  # re-inserted last: the newest is forgotten last
             ended[key] = x.isn
         while len(ended) > MAX_ENDED_KEYS:
             del ended[next(iter(ended))]
@@ -524,7 +522,6 @@ class _Prefixed:
     def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
         self._prefix = prefix
         self._stream = stream
-        self._read1 = getattr(stream, "read1", stream.read)
 
     def read(self, n: int = -1) -> bytes:
         if self._prefix:
@@ -537,12 +534,6 @@ class _Prefixed:
     def seek(self, offset: int, whence: int = 0) -> int:
         # gzip only seeks to rewind, which a pipe cannot do either.
         raise io.UnsupportedOperation("seek")
-
-    def read1(self, n: int = -1) -> bytes:
-        if self._prefix:
-            return self.read(n)
-        data: bytes = self._read1(n)
-        return data
 
 
 class _Input:
@@ -572,7 +563,7 @@ class _Input:
         else:
             self.label = getattr(source, "name", None) or "stream"
             self._raw = source
-        self._stream: BinaryIO | _Prefixed | gzip.GzipFile = self._raw
+        self._stream: BinaryIO | gzip.GzipFile = self._raw
         try:
             st = os.fstat(self._raw.fileno())
         except (OSError, AttributeError, ValueError):
@@ -592,24 +583,16 @@ class _Input:
 
     def consumed(self) -> int:
         """Bytes of the input read so far (compressed bytes for gzip), for progress."""
-        if self._seekable:
-            try:
-                return self._raw.tell()
-            except (OSError, ValueError):
-                return self._decompressed
-        return self._decompressed
+        return self._raw.tell() if self._seekable else self._decompressed
 
     def _fail(self, what: str) -> CaptureError:
         return CaptureError(f"{self.label}: {what}")
 
     def _read(self, n: int) -> bytes:
         """At most `n` bytes, whatever is available (a pipe is not waited on to fill `n`)."""
+        read1 = getattr(self._stream, "read1", None)
         try:
-            if isinstance(self._stream, gzip.GzipFile):
-                data = self._stream.read1(n)
-            else:
-                read1 = getattr(self._stream, "read1", None)
-                data = read1(n) if read1 is not None else self._stream.read(n)
+            data: bytes = read1(n) if read1 is not None else self._stream.read(n)
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise self._fail(f"corrupt or truncated gzip data ({exc})") from None
         except OSError as exc:

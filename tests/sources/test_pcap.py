@@ -949,3 +949,103 @@ def test_damaged_files_raise_only_capture_error(
         assert str(result.error).startswith("stdin: ")
     # Every connection made was handed on, error or not.
     assert {id(r) for r in result.finished} == {id(r) for r in result.made}
+
+
+# -- counting, chunk boundaries, odd inputs ------------------------------------------------
+
+
+@pytest.mark.parametrize("syn_ack_captured", [True, False])
+def test_direction_first_heard_after_inspection_is_counted(
+    tmp_path: Path, syn_ack_captured: bool
+) -> None:
+    """Inspection ends after the client's banner; the silent server then sends bulk data."""
+    conv = Conversation().handshake().packet("c", C_BANNER)
+    if not syn_ack_captured:
+        del conv.frames[1]
+    conv.packet("s", b"s" * 300).packet("s", b"s" * 300, seq=5001)  # a retransmission
+    conv.packet("s", b"t" * 200, flags=ACK | FIN)
+    conv.packet("c", b"u" * 10, flags=ACK | FIN)
+    (rec,) = run(write(tmp_path, "late.pcap", conv.pcap()), limit=len(C_BANNER)).finished
+    assert bytes(rec.data["a"]) == C_BANNER
+    assert rec.data["b"] == b""
+    assert rec.total("b") == 500
+    assert rec.total("a") == len(C_BANNER) + 10
+    assert rec.closes == [("b", "fin"), ("a", "fin")]
+
+
+def test_fin_pending_behind_a_hole_is_closed_when_inspection_ends(tmp_path: Path) -> None:
+    conv = Conversation().handshake()
+    conv.packet("c", C_BANNER[5:], seq=1006)
+    conv.packet("c", flags=FIN | ACK, seq=1001 + len(C_BANNER))
+    conv.packet("s", S_BANNER)  # inspection ends with this (limit); the client FIN is owed
+    (rec,) = run(write(tmp_path, "owed.pcap", conv.pcap()), limit=len(S_BANNER)).finished
+    assert ("a", "fin") in rec.closes
+    assert rec.total("a") == len(C_BANNER) - 5
+
+
+def test_reset_connections_are_swept_by_the_frame_loop(tmp_path: Path) -> None:
+    reset = ssh_conversation(("10.0.0.5", 5555)).packet("s", flags=RST | ACK)
+    bulk = ssh_conversation(t0=reset.t + 0.1)
+    for _ in range(pcap.PROGRESS_EVERY + 10):
+        bulk.t += 0.001
+        bulk.packet("c", b"b" * 10)
+    result = run(write(tmp_path, "sweep.pcap", pcap_bytes(reset.frames + bulk.frames)), limit=1)
+    assert [r.a.port for r in result.finished] == [5555, 40000]
+    assert result.finished[1].total("a") == len(C_BANNER) + 16 + 10 * (pcap.PROGRESS_EVERY + 10)
+    rst_at = next(c for c in result.finished[0].calls if c[0] == "rst")[2]
+    assert rst_at < bulk.frames[-1][0]
+
+
+def test_ended_connections_are_forgotten_oldest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pcap, "MAX_ENDED_KEYS", 4)
+    frames: list[Frame] = []
+    for port in range(1, 5):
+        frames += ssh_conversation(("10.0.0.1", port), t0=1_700_000_000.0 + port).close().frames
+    late_ack = Conversation(("10.0.0.1", 1)).packet("c", b"late")  # port 1 was forgotten
+    result = run(write(tmp_path, "evict.pcap", pcap_bytes(frames + late_ack.frames)))
+    assert [r.a.port for r in result.finished] == [1, 2, 3, 4, 1]
+
+
+def test_records_and_blocks_spanning_read_chunks(tmp_path: Path) -> None:
+    conv = Conversation(link=RAW).handshake()
+    sizes = [70_000, 200_000, 1, 150_000, 33_333, 250_000, 99_999] * 5
+    payload = b""
+    for i, size in enumerate(sizes):
+        chunk = bytes([i]) * size
+        payload += chunk
+        conv.packet("c", chunk)
+    blobs = [conv.pcap(), pcapng_bytes(conv.frames, link=RAW)]
+    assert all(len(blob) > 3 * pcap.READ_CHUNK for blob in blobs)
+    for i, blob in enumerate(blobs):
+        (rec,) = run(write(tmp_path, f"big{i}", blob)).finished
+        assert bytes(rec.data["a"]) == payload
+
+
+class FailingStream(io.BytesIO):
+    """Reads a few bytes, then fails like a disk or a network file system can."""
+
+    def read1(self, n: int | None = -1) -> bytes:
+        if self.tell() > 100:
+            raise OSError(5, "Input/output error")
+        return super().read1(50 if n is None or n < 0 else min(n, 50))
+
+
+def test_read_errors_are_capture_errors() -> None:
+    result = run(FailingStream(ssh_conversation().pcap()))
+    assert result.error is not None
+    assert str(result.error) == "stream: read error (Input/output error)"
+
+
+def test_obsolete_packet_block_with_an_unknown_interface(tmp_path: Path) -> None:
+    conv = ssh_conversation()
+    bad = pcapng_block(2, struct.pack("<HHQII", 3, 0, 0, 4, 4) + b"abcd")
+    blob = (
+        pcapng_bytes(conv.frames[:3])
+        + bad
+        + b"".join(epb(data, round(ts * 1e6)) for ts, data, _ in conv.frames[3:])
+    )
+    result = run(write(tmp_path, "pb.pcapng", blob))
+    (rec,) = result.finished
+    assert bytes(rec.data["a"]).startswith(C_BANNER)
