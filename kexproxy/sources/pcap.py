@@ -8,9 +8,10 @@ flow key. While a connection's observer is still `inspecting`, each direction's 
 through a `Reassembler` and the in-order bytes go to `observer.receive`; a hole the capture
 cannot fill becomes one `receive_gap` and that direction is only counted from then on. Once
 the observer stops inspecting, segments are only counted: no reassembly, no payload copy.
-A connection ends (and `on_finished` gets its observer) at the second FIN, at an RST, when a
-new SYN reuses its 4-tuple, or at the end of the input; memory is held only for
-connections not yet ended, and buffered payload only for those still in their handshake.
+A connection ends (and `on_finished` gets its observer) at the second FIN, a second after
+an RST (the peer's packets in flight still count), when a new SYN reuses its 4-tuple, or at
+the end of the input; memory is held only for connections not yet ended, and buffered
+payload only for those still in their handshake.
 
 Why not scapy's readers: `RawPcapReader` and `RawPcapNgReader` cut every frame to 65,535
 bytes (their `MTU` default) when iterated, which silently truncates loopback captures whose
@@ -30,7 +31,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final, Protocol
+from typing import Any, BinaryIO, Final, Protocol, TypeVar
 
 from kexproxy.core.netframes import (
     ACK,
@@ -113,7 +114,11 @@ class CaptureStats:
     bytes_read: int = 0
 
 
-class ObserverFactory(Protocol):
+Obs = TypeVar("Obs", bound=ConnectionObserver)
+Obs_co = TypeVar("Obs_co", bound=ConnectionObserver, covariant=True)
+
+
+class ObserverFactory(Protocol[Obs_co]):
     """Makes the observer of one connection; `a` is the TCP initiator when known."""
 
     def __call__(
@@ -123,19 +128,21 @@ class ObserverFactory(Protocol):
         initiator: InitiatorEvidence,
         flow_index: int,
         first_ts: float,
-    ) -> ConnectionObserver: ...
+    ) -> Obs_co: ...
 
 
 Progress = Callable[[int, int | None], None]
-ObserverCallback = Callable[[ConnectionObserver], None]
+#: Inside the flow table observers are only `ConnectionObserver`s; the callbacks get back
+#: the caller's own type, which `read_capture`'s signature guarantees.
+_Callback = Callable[[Any], None]
 
 
 def read_capture(
     source: str | os.PathLike[str] | BinaryIO,
-    factory: ObserverFactory,
+    factory: ObserverFactory[Obs],
     *,
-    on_finished: ObserverCallback | None = None,
-    on_decided: ObserverCallback | None = None,
+    on_finished: Callable[[Obs], None] | None = None,
+    on_decided: Callable[[Obs], None] | None = None,
     progress: Progress | None = None,
     stdin: BinaryIO | None = None,
 ) -> CaptureStats:
@@ -290,9 +297,9 @@ class _Connections:
 
     def __init__(
         self,
-        factory: ObserverFactory,
-        on_finished: ObserverCallback | None,
-        on_decided: ObserverCallback | None,
+        factory: ObserverFactory[ConnectionObserver],
+        on_finished: _Callback | None,
+        on_decided: _Callback | None,
         stats: CaptureStats,
     ) -> None:
         self.factory = factory
