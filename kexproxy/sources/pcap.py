@@ -63,6 +63,11 @@ PROGRESS_EVERY: Final = 4096
 #: last ACK, a retransmitted FIN) do not start a new connection. Oldest forgotten first.
 MAX_ENDED_KEYS: Final = 16384
 
+#: Out-of-order bytes buffered by all connections together. Each direction may hold
+#: `reassembly.MAX_OUT_OF_ORDER_BYTES`; this keeps a capture crafted with thousands of
+#: connections, each with a hole, from holding gigabytes: the connection that goes over
+#: it has its hole declared a gap.
+MAX_BUFFERED_TOTAL: Final = 64 << 20
 #: Capture seconds a connection stays open after an RST: what the peer had in flight (data,
 #: its own FIN or RST) arrives within a round trip, and the flow's memory is freed after.
 RST_LINGER: Final = 1.0
@@ -231,6 +236,7 @@ class _Direction:
     """One direction of a connection: its reassembly, or its counting position."""
 
     __slots__ = (
+        "buffered",
         "closed",
         "fast",
         "fin",
@@ -257,6 +263,8 @@ class _Direction:
         #: Bytes counted but not yet told to the observer, and the time of the last of them.
         self.pending = 0
         self.pending_ts = 0.0
+        #: This direction's share of the flow table's buffered-bytes total.
+        self.buffered = 0
         self.last_ts = 0.0
         self.isn: int | None = None
         self.fin = False
@@ -313,6 +321,8 @@ class _Connections:
         #: Reset connections still open for the peer's last packets -> when they end.
         self.lingering: dict[int, float] = {}
         self.next_deadline = _NEVER
+        #: Out-of-order bytes held by all reassemblers (see MAX_BUFFERED_TOTAL).
+        self.buffered = 0
         self.next_index = 0
 
     def segment(self, d: _Direction | None, seg: TcpSegment, buf: bytes, ts: float) -> None:
@@ -356,8 +366,7 @@ class _Connections:
             if flags & FIN:
                 r.fin((seq + plen) & _MOD_MASK)
             if r.gap is not None:
-                obs.receive_gap(d.side, r.gap, ts)
-                self._count_from_here(d, ts)
+                self._stop(d, ts)
                 touched = True
         elif plen:
             self._count(d, seq, plen, ts)
@@ -366,8 +375,7 @@ class _Connections:
             if pr is not None:
                 pr.ack(ack)
                 if pr.gap is not None:
-                    obs.receive_gap(d.peer.side, pr.gap, ts)
-                    self._count_from_here(d.peer, ts)
+                    self._stop(d.peer, ts)
                     touched = True
         if flags & FIN:
             d.fin = True
@@ -381,10 +389,28 @@ class _Connections:
             touched = True
         if touched:
             self._after_calls(flow, ts)
+        self._account(d)
+        self._account(d.peer)
+        if self.buffered > MAX_BUFFERED_TOTAL and d.reasm is not None and d.reasm.pending_bytes:
+            d.reasm.finish()  # a hole with bytes waiting behind it: now a gap
+            self._stop(d, ts)
+            self._account(d)
+            self._after_calls(flow, ts)
         if (d.fin or d.rst) and (d.peer.fin or d.peer.rst):
             self._end(flow, ts)
         elif self.lingering and ts >= self.next_deadline:
             self.sweep(ts)
+
+    def _account(self, d: _Direction) -> None:
+        held = d.reasm.pending_bytes if d.reasm is not None else 0
+        self.buffered += held - d.buffered
+        d.buffered = held
+
+    def _stop(self, d: _Direction, ts: float) -> None:
+        """The direction's reassembler declared a gap: report it, then only count."""
+        assert d.reasm is not None and d.reasm.gap is not None
+        d.flow.observer.receive_gap(d.side, d.reasm.gap, ts)
+        self._count_from_here(d, ts)
 
     def _reset(self, d: _Direction, ts: float) -> None:
         """An RST: nothing more will be delivered in order, so holes are gaps now; the
@@ -495,6 +521,7 @@ class _Connections:
                 if r.gap is not None:
                     obs.receive_gap(x.side, r.gap, ts)
                 x.reasm = None
+                self._account(x)
             if x.fin and not x.closed:
                 x.closed = True
                 obs.receive_close(x.side, "fin", ts)

@@ -1049,3 +1049,22 @@ def test_obsolete_packet_block_with_an_unknown_interface(tmp_path: Path) -> None
     result = run(write(tmp_path, "pb.pcapng", blob))
     (rec,) = result.finished
     assert bytes(rec.data["a"]).startswith(C_BANNER)
+
+
+def test_buffered_bytes_of_all_connections_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pcap, "MAX_BUFFERED_TOTAL", 150)
+    one = Conversation(("10.0.0.1", 1111)).handshake()
+    one.packet("c", b"1" * 100, seq=1011)  # 100 bytes waiting behind a 10-byte hole
+    two = Conversation(("10.0.0.1", 2222)).handshake()
+    two.packet("c", b"2" * 100, seq=1011)  # together over the bound: this hole is a gap
+    one.packet("c", b"x" * 10, seq=1001)  # the first connection's hole fills as usual
+    result = run(
+        write(tmp_path, "budget.pcap", pcap_bytes(one.frames[:4] + two.frames + one.frames[4:]))
+    )
+    first, second = result.finished
+    assert bytes(first.data["a"]) == b"x" * 10 + b"1" * 100
+    assert first.gaps == []
+    assert second.gaps == [("a", 10)]
+    assert second.total("a") == 100
