@@ -73,6 +73,8 @@ MAX_BUFFERED_TOTAL: Final = 64 << 20
 RST_LINGER: Final = 1.0
 
 _NEVER: Final = float("inf")
+#: 9999-12-31T23:59:59Z, the last second a date in a record can show.
+_MAX_TIMESTAMP: Final = 253402300799.0
 _MOD_MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
 _PCAP_MAGICS: Final = {
@@ -116,6 +118,8 @@ class CaptureStats:
     #: a connection ended).
     stray_segments: int = 0
     tcp_connections: int = 0
+    #: pcapng timestamps outside years 1970-9999 (corrupt), replaced by the previous one.
+    bad_timestamps: int = 0
     bytes_read: int = 0
 
 
@@ -226,6 +230,7 @@ def _run(inp: _Input, conns: _Connections, stats: CaptureStats, progress: Progre
         stats.unsupported_link_frames += skips[Skip.UNSUPPORTED_LINK]
         stats.link_types |= inp.link_types
         stats.malformed_frames += inp.bad_records
+        stats.bad_timestamps += inp.bad_timestamps
         stats.format = inp.format
 
 
@@ -582,6 +587,7 @@ class _Input:
         self.format = ""
         #: Packet blocks naming an interface the file never described, or overrunning their block.
         self.bad_records = 0
+        self.bad_timestamps = 0
         if isinstance(source, (str, os.PathLike)):
             name = os.fspath(source)
             if name == "-":
@@ -719,6 +725,17 @@ class _Input:
             pos = end
             index += 1
 
+    def _clock(self, ts: float, previous: float) -> float:
+        """A pcapng timestamp, or the previous one when it is outside what a date can be.
+
+        A 64-bit tick count with a corrupt resolution or offset can land far past year 9999
+        or before 1970; the frame itself may still be whole, so it is kept.
+        """
+        if 0.0 <= ts <= _MAX_TIMESTAMP:
+            return ts
+        self.bad_timestamps += 1
+        return previous
+
     def _truncated(self, index: int, what: str) -> CaptureError:
         return self._fail(
             f"truncated capture: the file ends inside the {what} of record {index + 1}"
@@ -771,9 +788,8 @@ class _Input:
                 start = body + 20
                 if ifid < len(interfaces) and start + caplen <= body_end:
                     lt, tick, toff, _snap = interfaces[ifid]
-                    ts = ((hi << 32) | lo) * tick + toff
-                    yield lt, buf, start, start + caplen, wirelen, ts
-                    last_ts = ts
+                    last_ts = self._clock(((hi << 32) | lo) * tick + toff, last_ts)
+                    yield lt, buf, start, start + caplen, wirelen, last_ts
                 else:
                     self.bad_records += 1
             elif kind == 3 and interfaces and body_end - body >= 4:  # simple packet block
@@ -789,7 +805,8 @@ class _Input:
                 start = body + 20
                 if ifid < len(interfaces) and start + caplen <= body_end:
                     lt, tick, toff, _snap = interfaces[ifid]
-                    yield lt, buf, start, start + caplen, wirelen, ((hi << 32) | lo) * tick + toff
+                    last_ts = self._clock(((hi << 32) | lo) * tick + toff, last_ts)
+                    yield lt, buf, start, start + caplen, wirelen, last_ts
             elif kind == 1 and body_end - body >= 8:  # interface description block
                 lt, _reserved, snap = struct.unpack_from(endian + "HHI", buf, body)
                 tick, toff = _idb_time(buf, body + 8, body_end, endian)

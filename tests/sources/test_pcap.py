@@ -1068,3 +1068,23 @@ def test_buffered_bytes_of_all_connections_are_bounded(
     assert first.gaps == []
     assert second.gaps == [("a", 10)]
     assert second.total("a") == 100
+
+
+def test_pcapng_timestamps_beyond_any_date_are_replaced(tmp_path: Path) -> None:
+    conv = ssh_conversation()
+    f = conv.frames
+    blob = b"".join(
+        [
+            shb(),
+            idb(ETHERNET),
+            epb(f[0][1], round(f[0][0] * 1e6)),
+            epb(f[1][1], (1 << 64) - 1),  # year 586,524: corrupt
+            *[epb(data, round(ts * 1e6)) for ts, data, _ in f[2:]],
+        ]
+    )
+    result = run(write(tmp_path, "clock.pcapng", blob))
+    assert result.stats is not None
+    assert result.stats.bad_timestamps == 1
+    (rec,) = result.finished
+    assert bytes(rec.data["b"]).startswith(S_BANNER)
+    assert max(c[2] for c in rec.calls) < 2e9
