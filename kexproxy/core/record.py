@@ -22,7 +22,11 @@ def rfc3339(ts: float | None) -> str | None:
     """POSIX seconds as an RFC 3339 UTC string with microseconds."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except (ValueError, OverflowError, OSError):
+        # A capture's timestamp is wire data too: one past year 9999 is no time at all.
+        return None
 
 
 def parse_rfc3339(text: str) -> float:
