@@ -13,24 +13,12 @@ an RST (the peer's packets in flight still count), when a new SYN reuses its 4-t
 the end of the input; memory is held only for connections not yet ended, and buffered
 payload only for those still in their handshake.
 
-Why not scapy's readers: `RawPcapReader` and `RawPcapNgReader` cut every frame to 65,535
-bytes (their `MTU` default) when iterated, which silently truncates loopback captures whose
-frames reach 262,144 bytes, and they turn a truncated file or a corrupt gzip stream into a
-quiet end of file. Reading records is a few dozen lines of `struct`, and doing it here also
-lets the decoder work on offsets into one large read buffer instead of one copy per frame.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
-import stat
-import struct
-import sys
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, BinaryIO, Final, Protocol, TypeVar
 
 from kexproxy.core.netframes import (
@@ -47,16 +35,10 @@ from kexproxy.core.netframes import (
 )
 from kexproxy.core.observer import ConnectionObserver, InitiatorEvidence, Side
 from kexproxy.core.reassembly import Reassembler
+from kexproxy.sources.capfile import CaptureError, CaptureInput, CaptureStats
 
 __all__ = ["CaptureError", "CaptureStats", "ObserverFactory", "read_capture"]
 
-#: Bytes asked of the input per read: large enough that a read costs little per frame,
-#: small enough to stay a rounding error in the memory budget.
-READ_CHUNK: Final = 1 << 20
-#: Largest record accepted. libpcap's largest snaplen for the link types decoded here is
-#: 262,144 bytes and Linux BIG TCP super-frames stay under 512 KiB; a larger caplen or
-#: block length means a corrupt file, and reading it would allocate whatever it claims.
-MAX_RECORD: Final = 16 << 20
 #: Frames between two progress reports: a few reports a second at full speed.
 PROGRESS_EVERY: Final = 4096
 #: 4-tuples of recently ended connections remembered so that their trailing packets (the
@@ -73,56 +55,8 @@ MAX_BUFFERED_TOTAL: Final = 64 << 20
 RST_LINGER: Final = 1.0
 
 _NEVER: Final = float("inf")
-#: 9999-12-31T23:59:59Z, the last second a date in a record can show.
-_MAX_TIMESTAMP: Final = 253402300799.0
 _MOD_MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
-_PCAP_MAGICS: Final = {
-    b"\xa1\xb2\xc3\xd4": (">", 1e-6, "pcap"),
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6, "pcap"),
-    b"\xa1\xb2\x3c\x4d": (">", 1e-9, "pcap (nanosecond)"),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9, "pcap (nanosecond)"),
-}
-_PCAPNG_SHB: Final = b"\x0a\x0d\x0d\x0a"
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-
-Record = tuple[int, bytes, int, int, int, float]
-
-
-class CaptureError(Exception):
-    """The input could not be read (missing, not a capture, truncated, corrupt).
-
-    The message is one line naming the input. It is raised only after every connection read
-    so far has been handed to `on_finished`, so a caller can report them and this.
-    """
-
-    def __init__(self, message: str, stats: CaptureStats | None = None) -> None:
-        super().__init__(message)
-        self.stats = stats
-
-
-@dataclass(slots=True)
-class CaptureStats:
-    """What the reader saw, for a summary line: frames by kind and connections found."""
-
-    format: str = ""
-    link_types: set[int] = field(default_factory=set)
-    frames: int = 0
-    tcp_segments: int = 0
-    non_tcp_frames: int = 0
-    malformed_frames: int = 0
-    fragments: int = 0
-    truncated_frames: int = 0
-    unsupported_link_frames: int = 0
-    #: TCP segments that belong to no connection (pure ACKs before any data, packets after
-    #: a connection ended).
-    stray_segments: int = 0
-    tcp_connections: int = 0
-    #: pcapng timestamps outside years 1970-9999 (corrupt), replaced by the previous one.
-    bad_timestamps: int = 0
-    bytes_read: int = 0
-
-
 Obs = TypeVar("Obs", bound=ConnectionObserver)
 Obs_co = TypeVar("Obs_co", bound=ConnectionObserver, covariant=True)
 
@@ -165,7 +99,7 @@ def read_capture(
     """
     stats = CaptureStats()
     conns = _Connections(factory, on_finished, on_decided, stats)
-    with _Input(source, stdin) as inp:
+    with CaptureInput(source, stdin) as inp:
         error: CaptureError | None = None
         try:
             _run(inp, conns, stats, progress)
@@ -181,7 +115,9 @@ def read_capture(
     return stats
 
 
-def _run(inp: _Input, conns: _Connections, stats: CaptureStats, progress: Progress | None) -> None:
+def _run(
+    inp: CaptureInput, conns: _Connections, stats: CaptureStats, progress: Progress | None
+) -> None:
     """The per-frame loop; counted-only segments never leave it, for speed."""
     skips = [0] * len(Skip)
     frames = 0
@@ -550,285 +486,3 @@ class _Connections:
 
 def _closing(d: _Direction) -> bool:
     return d.fin or d.rst
-
-
-# -- input -------------------------------------------------------------------------------
-
-
-class _Prefixed:
-    """A stream with bytes already read put back in front, so magic bytes can be sniffed."""
-
-    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
-        self._prefix = prefix
-        self._stream = stream
-
-    def read(self, n: int = -1) -> bytes:
-        if self._prefix:
-            head, self._prefix = (
-                (self._prefix, b"") if n < 0 else (self._prefix[:n], self._prefix[n:])
-            )
-            return head
-        return self._stream.read(n)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        # gzip only seeks to rewind, which a pipe cannot do either.
-        raise io.UnsupportedOperation("seek")
-
-
-class _Input:
-    """The opened input: label, raw stream, optional gzip layer and the record reader."""
-
-    def __init__(self, source: str | os.PathLike[str] | BinaryIO, stdin: BinaryIO | None):
-        self._owned: BinaryIO | None = None
-        self.total: int | None = None
-        self.link_types: set[int] = set()
-        self._decompressed = 0
-        self._gzip = False
-        self.format = ""
-        #: Packet blocks naming an interface the file never described, or overrunning their block.
-        self.bad_records = 0
-        self.bad_timestamps = 0
-        if isinstance(source, (str, os.PathLike)):
-            name = os.fspath(source)
-            if name == "-":
-                self.label = "stdin"
-                self._raw: BinaryIO = stdin if stdin is not None else sys.stdin.buffer
-            else:
-                self.label = name
-                try:
-                    self._owned = self._raw = open(name, "rb")  # noqa: SIM115 - closed in __exit__
-                except OSError as exc:
-                    reason = (exc.strerror or str(exc)).lower()
-                    raise CaptureError(f"{name}: {reason}") from None
-        else:
-            self.label = getattr(source, "name", None) or "stream"
-            self._raw = source
-        self._stream: BinaryIO | gzip.GzipFile = self._raw
-        try:
-            st = os.fstat(self._raw.fileno())
-        except (OSError, AttributeError, ValueError):
-            st = None
-        if st is not None and stat.S_ISREG(st.st_mode):
-            self.total = st.st_size
-            self._seekable = True
-        else:
-            self._seekable = False
-
-    def __enter__(self) -> _Input:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._owned is not None:
-            self._owned.close()
-
-    def consumed(self) -> int:
-        """Bytes of the input read so far (compressed bytes for gzip), for progress."""
-        return self._raw.tell() if self._seekable else self._decompressed
-
-    def _fail(self, what: str) -> CaptureError:
-        return CaptureError(f"{self.label}: {what}")
-
-    def _read(self, n: int) -> bytes:
-        """At most `n` bytes, whatever is available (a pipe is not waited on to fill `n`)."""
-        read1 = getattr(self._stream, "read1", None)
-        try:
-            data: bytes = read1(n) if read1 is not None else self._stream.read(n)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise self._fail(f"corrupt or truncated gzip data ({exc})") from None
-        except OSError as exc:
-            raise self._fail(f"read error ({exc.strerror or exc})") from None
-        self._decompressed += len(data)
-        return data
-
-    def _read_exact(self, n: int) -> bytes:
-        parts: list[bytes] = []
-        got = 0
-        while got < n:
-            data = self._read(n - got)
-            if not data:
-                break
-            parts.append(data)
-            got += len(data)
-        return b"".join(parts)
-
-    def records(self) -> Iterator[Record]:
-        """Every captured frame as (linktype, buf, start, end, wirelen, timestamp)."""
-        head = self._read_exact(4)
-        if head[:2] == _GZIP_MAGIC:
-            self._gzip = True
-            self._stream = gzip.GzipFile(fileobj=_Prefixed(head, self._raw), mode="rb")
-            head = self._read_exact(4)
-            if not head:
-                raise self._fail("gzip file holds no capture")
-        if not head:
-            raise self._fail("empty file (not a pcap or pcapng file)")
-        if head in _PCAP_MAGICS:
-            return self._pcap(head)
-        if head == _PCAPNG_SHB:
-            return self._pcapng(head)
-        shown = " ".join(f"{b:02x}" for b in head)
-        inner = " inside gzip" if self._gzip else ""
-        raise self._fail(f"not a pcap or pcapng file{inner} (starts with {shown})")
-
-    def _refill(self, buf: bytes, pos: int, need: int) -> bytes:
-        """`buf[pos:]` extended to at least `need` bytes when the input has them."""
-        parts = [buf[pos:]]
-        have = len(buf) - pos
-        while have < need:
-            data = self._read(max(READ_CHUNK, need - have))
-            if not data:
-                break
-            parts.append(data)
-            have += len(data)
-        return b"".join(parts)
-
-    def _pcap(self, magic: bytes) -> Iterator[Record]:
-        endian, scale, fmt = _PCAP_MAGICS[magic]
-        header = self._read_exact(20)
-        if len(header) < 20:
-            raise self._fail("truncated pcap file header")
-        _major, _minor, _tz, _sigfigs, _snaplen, linkfield = struct.unpack(
-            endian + "HHiIII", header
-        )
-        # The upper bits may carry FCS information (pcap spec, "LinkType and additional
-        # information"); libpcap keeps the low 26 bits as the link type.
-        linktype = linkfield & 0x03FFFFFF
-        self.format = f"{fmt}+gzip" if self._gzip else fmt
-        self.link_types.add(linktype)
-        unpack = struct.Struct(endian + "IIII").unpack_from
-        buf = b""
-        pos = 0
-        index = 0
-        while True:
-            if len(buf) - pos < 16:
-                buf = self._refill(buf, pos, 16)
-                pos = 0
-                if not buf:
-                    return
-                if len(buf) < 16:
-                    raise self._truncated(index, "record header")
-            sec, frac, caplen, wirelen = unpack(buf, pos)
-            start = pos + 16
-            end = start + caplen
-            if end > len(buf):
-                if caplen > MAX_RECORD:
-                    raise self._fail(
-                        f"record {index + 1} claims {caplen} captured bytes (corrupt file)"
-                    )
-                buf = self._refill(buf, pos, 16 + caplen)
-                pos = 0
-                start = 16
-                end = start + caplen
-                if end > len(buf):
-                    raise self._truncated(index, "frame")
-            yield linktype, buf, start, end, wirelen, sec + frac * scale
-            pos = end
-            index += 1
-
-    def _clock(self, ts: float, previous: float) -> float:
-        """A pcapng timestamp, or the previous one when it is outside what a date can be.
-
-        A 64-bit tick count with a corrupt resolution or offset can land far past year 9999
-        or before 1970; the frame itself may still be whole, so it is kept.
-        """
-        if 0.0 <= ts <= _MAX_TIMESTAMP:
-            return ts
-        self.bad_timestamps += 1
-        return previous
-
-    def _truncated(self, index: int, what: str) -> CaptureError:
-        return self._fail(
-            f"truncated capture: the file ends inside the {what} of record {index + 1}"
-        )
-
-    def _pcapng(self, magic: bytes) -> Iterator[Record]:
-        """pcapng (draft-ietf-opsawg-pcapng): sections, interfaces and packet blocks."""
-        buf = magic
-        pos = 0
-        endian = "<"
-        # Per interface: (linktype, seconds per tick, offset in seconds, snaplen).
-        interfaces: list[tuple[int, float, int, int]] = []
-        index = 0
-        last_ts = 0.0
-        self.format = "pcapng+gzip" if self._gzip else "pcapng"
-        while True:
-            if len(buf) - pos < 12:
-                buf = self._refill(buf, pos, 12)
-                pos = 0
-                if not buf:
-                    return
-                if len(buf) < 12:
-                    raise self._truncated(index, "block header")
-            btype = buf[pos : pos + 4]
-            if btype == _PCAPNG_SHB:
-                bom = buf[pos + 8 : pos + 12]
-                if bom == b"\x1a\x2b\x3c\x4d":
-                    endian = ">"
-                elif bom == b"\x4d\x3c\x2b\x1a":
-                    endian = "<"
-                else:
-                    raise self._fail(f"corrupt pcapng section header (byte order mark {bom.hex()})")
-                interfaces = []
-            (blen,) = struct.unpack_from(endian + "I", buf, pos + 4)
-            if blen < 12 or blen % 4 or blen > MAX_RECORD:
-                raise self._fail(f"corrupt pcapng block {index + 1} (length {blen})")
-            if len(buf) - pos < blen:
-                buf = self._refill(buf, pos, blen)
-                pos = 0
-                if len(buf) < blen:
-                    raise self._truncated(index, "block")
-            (tail,) = struct.unpack_from(endian + "I", buf, pos + blen - 4)
-            if tail != blen:
-                raise self._fail(f"corrupt pcapng block {index + 1} (lengths {blen} and {tail})")
-            (kind,) = struct.unpack_from(endian + "I", buf, pos)
-            body = pos + 8
-            body_end = pos + blen - 4
-            if kind == 6 and body_end - body >= 20:  # enhanced packet block
-                ifid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
-                start = body + 20
-                if ifid < len(interfaces) and start + caplen <= body_end:
-                    lt, tick, toff, _snap = interfaces[ifid]
-                    last_ts = self._clock(((hi << 32) | lo) * tick + toff, last_ts)
-                    yield lt, buf, start, start + caplen, wirelen, last_ts
-                else:
-                    self.bad_records += 1
-            elif kind == 3 and interfaces and body_end - body >= 4:  # simple packet block
-                (wirelen,) = struct.unpack_from(endian + "I", buf, body)
-                lt, tick, toff, snap = interfaces[0]
-                caplen = min(wirelen, body_end - body - 4, snap or wirelen)
-                # A simple packet block has no timestamp: the last one seen stands in.
-                yield lt, buf, body + 4, body + 4 + caplen, wirelen, last_ts
-            elif kind == 2 and body_end - body >= 20:  # obsolete packet block
-                ifid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
-                    endian + "HHIIII", buf, body
-                )
-                start = body + 20
-                if ifid < len(interfaces) and start + caplen <= body_end:
-                    lt, tick, toff, _snap = interfaces[ifid]
-                    last_ts = self._clock(((hi << 32) | lo) * tick + toff, last_ts)
-                    yield lt, buf, start, start + caplen, wirelen, last_ts
-            elif kind == 1 and body_end - body >= 8:  # interface description block
-                lt, _reserved, snap = struct.unpack_from(endian + "HHI", buf, body)
-                tick, toff = _idb_time(buf, body + 8, body_end, endian)
-                interfaces.append((lt, tick, toff, snap))
-                self.link_types.add(lt)
-            pos += blen
-            index += 1
-
-
-def _idb_time(buf: bytes, pos: int, end: int, endian: str) -> tuple[float, int]:
-    """An interface's clock: seconds per timestamp tick and the offset in seconds."""
-    tick = 1e-6
-    offset = 0
-    while pos + 4 <= end:
-        code, length = struct.unpack_from(endian + "HH", buf, pos)
-        if code == 0:
-            break
-        value = pos + 4
-        if code == 9 and length >= 1:  # if_tsresol
-            res = buf[value]
-            tick = 2.0 ** -(res & 0x7F) if res & 0x80 else 10.0**-res
-        elif code == 14 and length >= 8:  # if_tsoffset
-            (offset,) = struct.unpack_from(endian + "q", buf, value)
-        pos = value + length + (-length % 4)
-    return tick, offset

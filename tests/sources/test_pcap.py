@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from kexproxy.core.netframes import ACK, FIN, RST, SYN, Endpoint
 from kexproxy.core.observer import CloseKind, InitiatorEvidence, Side
-from kexproxy.sources import pcap
+from kexproxy.sources import capfile, pcap
 from kexproxy.sources.pcap import CaptureError, CaptureStats, read_capture
 from tests.core.test_netframes import (
     ETHERNET,
@@ -1017,7 +1017,7 @@ def test_records_and_blocks_spanning_read_chunks(tmp_path: Path) -> None:
         payload += chunk
         conv.packet("c", chunk)
     blobs = [conv.pcap(), pcapng_bytes(conv.frames, link=RAW)]
-    assert all(len(blob) > 3 * pcap.READ_CHUNK for blob in blobs)
+    assert all(len(blob) > 3 * capfile.READ_CHUNK for blob in blobs)
     for i, blob in enumerate(blobs):
         (rec,) = run(write(tmp_path, f"big{i}", blob)).finished
         assert bytes(rec.data["a"]) == payload
