@@ -143,6 +143,16 @@ def which_or_skip(name: str) -> str:
     return path
 
 
+def client_argv0(name: str) -> str:
+    """Return ``name`` itself when PATH finds it, else its full path (skipping when missing).
+
+    Clients prefix their messages with argv[0] ("dbclient: Connection to ... exited"), so
+    running them by bare name gives the messages a user would see.
+    """
+    path = which_or_skip(name)
+    return name if shutil.which(name) == path else path
+
+
 def find_binary(name: str) -> str | None:
     """Return the path of binary ``name`` or None, also searching sbin (sshd) and /usr/lib/dropbear (dropbearconvert)."""
     extra = os.pathsep.join(["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/lib/dropbear"])
@@ -821,7 +831,7 @@ def run_ssh(
     come before the defaults, and ssh keeps the first value it gets for an option, so they
     win. ``command=None`` runs none (``-N`` is not added: pass it in ``opts``).
     """
-    ssh = which_or_skip("ssh")
+    ssh = client_argv0("ssh")
     key = identity if identity is not None else client_key()
     with tempfile.TemporaryDirectory(prefix="kexproxy-ssh-") as home:
         argv = [
@@ -862,7 +872,7 @@ def run_dbclient(
     client_key_dropbear(), client_key() in dropbear's own format. dbclient can restrict only ciphers
     (``-c``) and MACs (``-m``); its kex list is fixed.
     """
-    dbclient = which_or_skip("dbclient")
+    dbclient = client_argv0("dbclient")
     key = identity if identity is not None else client_key_dropbear()
     with tempfile.TemporaryDirectory(prefix="kexproxy-dbclient-") as home:
         argv = [dbclient, *opts, "-y", "-y", "-i", str(key), "-l", user, "-p", str(port), LOOPBACK]
@@ -889,7 +899,7 @@ def run_plink(
     client_key_ppk(). HOME is a temp dir, so no ~/.putty is written. plink cannot restrict
     algorithms on the command line (only in saved sessions): restrict the server instead.
     """
-    plink = which_or_skip("plink")
+    plink = client_argv0("plink")
     key = identity if identity is not None else client_key_ppk()
     with tempfile.TemporaryDirectory(prefix="kexproxy-plink-") as home:
         argv = [
@@ -919,12 +929,12 @@ import paramiko
 cfg = json.loads(sys.argv[1])
 sock = socket.create_connection(("127.0.0.1", cfg["port"]), timeout=cfg["timeout"])
 transport = paramiko.Transport(sock, disabled_algorithms=cfg["disabled_algorithms"] or None)
-opts = transport.get_security_options()
-for name, attr in (("kex", "kex"), ("ciphers", "ciphers"), ("macs", "digests"),
-                   ("host_key_algs", "key_types"), ("compression", "compression")):
-    if cfg[name] is not None:
-        setattr(opts, attr, tuple(cfg[name]))
 try:
+    opts = transport.get_security_options()
+    for name, attr in (("kex", "kex"), ("ciphers", "ciphers"), ("macs", "digests"),
+                       ("host_key_algs", "key_types"), ("compression", "compression")):
+        if cfg[name] is not None:
+            setattr(opts, attr, tuple(cfg[name]))  # paramiko: ValueError for names it lacks
     transport.start_client(timeout=cfg["timeout"])
     print("negotiated:", json.dumps({
         "host_key": transport.host_key_type,
@@ -1270,19 +1280,45 @@ def tshark_message_codes(pcap: str | Path, port: int | None) -> list[dict[str, s
 
 
 def tshark_disconnect_rows(pcap: str | Path, port: int | None) -> list[dict[str, str]]:
-    """Return each plaintext SSH_MSG_DISCONNECT with its reason code and description."""
-    return tshark_fields(
-        pcap,
-        port,
-        "ssh.message_code == 1",
-        (
-            "tcp.stream",
-            "tcp.srcport",
-            "ssh.direction",
-            "ssh.disconnect.reason",
-            "ssh.disconnect.description",
-        ),
+    """Return each plaintext SSH_MSG_DISCONNECT with keys tcp.stream, tcp.srcport, ssh.direction, reason, description.
+
+    tshark 4.0 leaves a DISCONNECT sent during key exchange undissected (it shows only
+    ``ssh.payload``), so reason code and description are decoded here from the payload
+    (uint32 reason, string description, string language) when tshark gives none.
+    """
+    fields = (
+        "tcp.stream",
+        "tcp.srcport",
+        "ssh.direction",
+        "ssh.disconnect_reason",
+        "ssh.disconnect_description",
+        "ssh.payload",
     )
+    rows = []
+    for raw in tshark_fields(pcap, port, "ssh.message_code == 1", fields):
+        reason, description = raw["ssh.disconnect_reason"], raw["ssh.disconnect_description"]
+        if not reason and raw["ssh.payload"]:
+            reason, description = _decode_disconnect_payload(raw["ssh.payload"])
+        rows.append(
+            {
+                "tcp.stream": raw["tcp.stream"],
+                "tcp.srcport": raw["tcp.srcport"],
+                "ssh.direction": raw["ssh.direction"],
+                "reason": reason,
+                "description": description,
+            }
+        )
+    return rows
+
+
+def _decode_disconnect_payload(payload_hex: str) -> tuple[str, str]:
+    """Decode a DISCONNECT payload (hex, after the message code) into (reason code, description)."""
+    data = bytes.fromhex(payload_hex.replace(":", ""))
+    if len(data) < 8:
+        return "", ""
+    reason = int.from_bytes(data[0:4], "big")
+    length = int.from_bytes(data[4:8], "big")
+    return str(reason), data[8 : 8 + length].decode("utf-8", "replace")
 
 
 def tshark_count(pcap: str | Path, display_filter: str = "", *, timeout: float = 60.0) -> int:
@@ -1325,6 +1361,7 @@ __all__ = [
     "Sshd",
     "Tcpdump",
     "capturing",
+    "client_argv0",
     "client_key",
     "client_key_dropbear",
     "client_key_ppk",
