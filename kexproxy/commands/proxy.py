@@ -1,0 +1,173 @@
+"""``kexproxy proxy``: a transparent relay in front of SSH servers that records every handshake."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from kexproxy import exitcodes
+
+EPILOG = """\
+examples:
+  kexproxy proxy --listen 2222 --upstream server.example:22
+      relay 127.0.0.1:2222 to the server; point ssh at -p 2222 127.0.0.1
+  kexproxy proxy --listen 2222 --upstream 10.0.0.5 --json | jq .outcome
+      also print each record as one JSON line when its session ends
+  kexproxy proxy --transparent --listen 0.0.0.0:2222
+      serve connections redirected by iptables REDIRECT; each goes to its original
+      destination, so one proxy covers many servers (see the README)
+
+The relay passes every byte on unchanged and at once; it reads a copy of the handshake,
+then, once both sides are past NEWKEYS, moves bytes in the kernel (splice). Records go to
+the SQLite store (--store, default ./kexproxy.db) as soon as a handshake's outcome is
+known and again when the session ends: `kexproxy sessions` lists them.
+
+Through the relay the client sees the proxy's listen address as its peer and the server
+sees the proxy's upstream-side address: each rejection message in a record names the peer
+as that side saw it, so it is the line the real client printed and the real sshd logged.
+
+SIGINT or SIGTERM stops the proxy: open sessions are recorded as ended by the shutdown,
+the store is flushed, and the exit status is 0. Exit status 2: bad arguments, or the
+listen address cannot be used.
+"""
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "proxy",
+        help="relay SSH connections and record every handshake",
+        description="Relay TCP connections to an SSH server and record every handshake.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--listen",
+        required=True,
+        metavar="[HOST:]PORT",
+        help="address to listen on (host defaults to 127.0.0.1; port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--upstream",
+        metavar="HOST[:PORT]",
+        help="the server to relay to (port defaults to 22); not used with --transparent",
+    )
+    parser.add_argument(
+        "--transparent",
+        action="store_true",
+        help="relay each connection to its original destination (iptables REDIRECT)",
+    )
+    parser.add_argument(
+        "--store", default="kexproxy.db", metavar="FILE", help="SQLite session store"
+    )
+    parser.add_argument("--no-store", action="store_true", help="keep no store")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print each record as one JSON line on stdout when its session ends",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="without --json: no line per session on stdout"
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="stop inspecting and record a timeout when a handshake takes longer (default 30)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up on an upstream that does not answer (default 10)",
+    )
+    parser.add_argument(
+        "--no-splice", action="store_true", help=argparse.SUPPRESS
+    )  # for measurements: the copy path instead of splice
+    parser.add_argument("--no-uvloop", action="store_true", help=argparse.SUPPRESS)
+    parser.set_defaults(run=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kexproxy.core.observer import Endpoint
+    from kexproxy.sinks.base import Sink
+    from kexproxy.sinks.jsonl import JsonLinesSink
+    from kexproxy.sinks.store import StoreSink
+    from kexproxy.sources.proxy import ProxyConfig, parse_address, resolve, run_proxy
+    from kexproxy.sources.proxy_output import BackgroundSink, Fanout, SummarySink
+
+    try:
+        listen = parse_address(args.listen, default_host="127.0.0.1", default_port=None)
+        upstream = None
+        if args.transparent:
+            if args.upstream:
+                _err("kexproxy: --upstream is not used with --transparent")
+                return exitcodes.BAD_INPUT
+        elif not args.upstream:
+            _err("kexproxy: give --upstream HOST[:PORT], or --transparent")
+            return exitcodes.BAD_INPUT
+        else:
+            upstream = parse_address(args.upstream, default_host=None, default_port=22)
+    except ValueError as exc:
+        _err(f"kexproxy: {exc}")
+        return exitcodes.BAD_INPUT
+    if upstream is not None:
+        try:
+            resolve(*upstream)
+        except OSError as exc:
+            _err(f"kexproxy: cannot resolve the upstream {upstream[0]}: {exc.strerror or exc}")
+            return exitcodes.BAD_INPUT
+
+    config = ProxyConfig(
+        listen=listen,
+        upstream=upstream,
+        transparent=args.transparent,
+        handshake_timeout=args.handshake_timeout,
+        connect_timeout=args.connect_timeout,
+        splice=not args.no_splice,
+    )
+    sinks: list[Sink] = []
+    store: StoreSink | None = None
+    if not args.no_store:
+        store = StoreSink(args.store, warn=_err)
+        sinks.append(store)
+    if args.json:
+        sinks.append(BackgroundSink(JsonLinesSink(sys.stdout), warn=_err, name="JSON"))
+    elif not args.quiet:
+        sinks.append(BackgroundSink(SummarySink(sys.stdout), warn=_err, name="summary"))
+    fanout = Fanout(sinks)
+
+    def ready(address: Endpoint) -> None:
+        target = (
+            "each connection's original destination"
+            if args.transparent
+            else (f"{upstream[0]}:{upstream[1]}" if upstream else "?")
+        )
+        where = "no store" if store is None else f"store {args.store}"
+        host = f"[{address.ip}]" if ":" in address.ip else address.ip
+        _err(f"kexproxy: listening on {host}:{address.port}, relaying to {target}; {where}")
+
+    try:
+        run_proxy(config, fanout, ready=ready, use_uvloop=not args.no_uvloop, warn=_err)
+    except OSError as exc:
+        _err(f"kexproxy: cannot listen on {args.listen}: {exc.strerror or exc}")
+        fanout.close()
+        return exitcodes.BAD_INPUT
+    fanout.close()
+    return exitcodes.OK

@@ -1,0 +1,364 @@
+"""The session store: SQLite, the embedded default, shared by the proxy, `sessions` and the TUI.
+
+One row per session: the full record as JSON (the only source of truth) plus indexed
+columns copied from it for filtering. WAL mode lets other processes read while the proxy
+writes. The schema is versioned with ``PRAGMA user_version``; `MIGRATIONS` brings any
+older file up to date, and a file from a newer kexproxy is refused rather than guessed at.
+
+`StoreSink` is the proxy's writer: it turns records into rows in the caller's thread and
+writes them from its own thread in batches, so a slow or full disk never holds up the relay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from kexproxy.core.record import SessionRecord
+from kexproxy.sinks.jsonl import dumps
+
+#: Each entry upgrades the schema by one version; ``user_version`` counts those applied.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        started TEXT,
+        ended TEXT,
+        outcome TEXT NOT NULL,
+        client_ip TEXT,
+        client_port INTEGER,
+        server_ip TEXT,
+        server_port INTEGER,
+        client_banner TEXT,
+        server_banner TEXT,
+        failing TEXT NOT NULL,
+        hassh TEXT,
+        hassh_server TEXT,
+        final INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX sessions_started ON sessions (started);
+    CREATE INDEX sessions_outcome ON sessions (outcome, started);
+    CREATE INDEX sessions_client ON sessions (client_ip, started);
+    CREATE INDEX sessions_server ON sessions (server_ip, server_port, started);
+    CREATE INDEX sessions_hassh ON sessions (hassh);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+#: How long a connection waits for another process's write lock before giving up.
+BUSY_TIMEOUT_MS = 5000
+#: Records waiting for the writer thread; past this (a stuck disk) the oldest are dropped.
+MAX_PENDING = 10_000
+
+_COLUMNS = (
+    "id",
+    "source",
+    "started",
+    "ended",
+    "outcome",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "client_banner",
+    "server_banner",
+    "failing",
+    "hassh",
+    "hassh_server",
+    "final",
+    "record",
+)
+_UPSERT = (
+    f"INSERT INTO sessions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "id")
+    # A late non-final update (a refresh queued before the end) never undoes the final one.
+    + " WHERE sessions.final = 0 OR excluded.final = 1"
+)
+
+Row = tuple[object, ...]
+
+
+class StoreError(Exception):
+    """The store cannot be opened or read; the message is fit for the command line."""
+
+
+def row_of(record: SessionRecord, *, final: bool) -> Row:
+    """The record as a row: indexed copies of its fields, then the record's JSON itself.
+
+    `started` falls back to `ended` so that every row sorts and filters by time.
+    """
+    client, server = record.client, record.server
+    return (
+        record.id,
+        record.source,
+        record.started or record.ended,
+        record.ended,
+        record.outcome,
+        client.get("ip"),
+        client.get("port"),
+        server.get("ip"),
+        server.get("port"),
+        record.client_banner,
+        record.server_banner,
+        ",".join(record.failing_lists),
+        record.hassh,
+        record.hassh_server,
+        1 if final else 0,
+        dumps(record),
+    )
+
+
+class SessionStore:
+    """One open store file: migrations on open, upserts, and the queries the commands need."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> SessionStore:
+        """Opens (and for writing creates, mode 0600, and migrates) the store at `path`."""
+        name = os.fspath(path)
+        try:
+            if readonly:
+                if not os.path.exists(name):
+                    raise StoreError(f"{name}: no session store here (kexproxy proxy creates it)")
+                uri = Path(name).resolve().as_uri() + "?mode=ro"
+                db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            else:
+                # Created before SQLite sees it, so it is never readable by others, even briefly;
+                # SQLite gives the -wal and -shm files the same mode.
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                os.close(fd)
+                db = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            store = cls(db, name)
+            store._prepare(readonly=readonly)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{name}: cannot use the session store: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(
+                f"{name}: cannot open the session store: {exc.strerror or exc}"
+            ) from exc
+        return store
+
+    def _prepare(self, *, readonly: bool) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: the store has schema version {version}, newer than this "
+                f"kexproxy's {SCHEMA_VERSION}; upgrade kexproxy to read it"
+            )
+        if readonly:
+            if version < SCHEMA_VERSION:
+                if version == 0 and not self._has_table():
+                    raise StoreError(f"{self.path}: not a kexproxy session store (or an empty one)")
+                raise StoreError(
+                    f"{self.path}: the store has schema version {version}; run kexproxy proxy "
+                    "once on it to upgrade it"
+                )
+            return
+        self._db.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL syncs at checkpoints only: a power cut may lose the last
+        # records, never the file; the relay does not wait on fsync per session.
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        migrate(self._db, MIGRATIONS)
+
+    def _has_table(self) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
+        ).fetchone()
+        return row is not None
+
+    @property
+    def version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def put(self, record: SessionRecord, *, final: bool) -> None:
+        self.put_rows([row_of(record, final=final)])
+
+    def put_rows(self, rows: Sequence[Row]) -> None:
+        """Writes `rows` in one transaction (one commit for a whole batch)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(_UPSERT, rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def sessions(
+        self,
+        *,
+        outcome: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> list[SessionRecord]:
+        """Stored sessions, newest first; `since` is an RFC 3339 UTC time as records write it."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if outcome is not None:
+            clauses.append("outcome = ?")
+            params.append(outcome)
+        if since is not None:
+            clauses.append("started >= ?")
+            params.append(since)
+        sql = "SELECT record FROM sessions"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY started DESC, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._records(sql, params)
+
+    def get(self, prefix: str) -> list[SessionRecord]:
+        """Sessions whose id starts with `prefix` (a whole id matches itself only)."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return self._records(
+            "SELECT record FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 2",
+            [escaped + "%"],
+        )
+
+    def _records(self, sql: str, params: Iterable[object]) -> list[SessionRecord]:
+        try:
+            rows = self._db.execute(sql, list(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read the session store: {exc}") from exc
+        out = []
+        for (text,) in rows:
+            try:
+                out.append(SessionRecord.from_dict(json.loads(text)))
+            except (ValueError, TypeError) as exc:
+                raise StoreError(f"{self.path}: a stored record is damaged: {exc}") from exc
+        return out
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[str]) -> int:
+    """Applies the migrations the file has not had yet, each in its own transaction."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number in range(version, len(migrations)):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            current = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if current > number:
+                db.execute("ROLLBACK")
+                continue
+            for statement in _statements(migrations[number]):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number + 1}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return len(migrations)
+
+
+def _statements(script: str) -> list[str]:
+    """A migration script split at semicolons (executescript would commit on its own)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+class StoreSink:
+    """The `Sink` that writes to a store from a thread of its own, in batches.
+
+    `update` never blocks: it renders the row and leaves it for the writer, keeping only
+    the newest row per session. A store that cannot be opened or written is reported
+    once through `warn`; the writer keeps trying, so it recovers when space comes back.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        warn: Callable[[str], None],
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._warn = warn
+        self._max_pending = max_pending
+        self._pending: dict[str, Row] = {}
+        self._cond = threading.Condition()
+        self._closing = False
+        self._failed = False
+        self._dropped = 0
+        self.written = 0
+        self._store: SessionStore | None = None
+        try:
+            self._store = SessionStore.open(self._path)
+        except StoreError as exc:
+            self._report(str(exc))
+        self._thread = threading.Thread(target=self._run, name="kexproxy-store", daemon=True)
+        self._thread.start()
+
+    @property
+    def healthy(self) -> bool:
+        return self._store is not None and not self._failed
+
+    def update(self, record: SessionRecord, *, final: bool) -> None:
+        row = row_of(record, final=final)
+        with self._cond:
+            if record.id not in self._pending and len(self._pending) >= self._max_pending:
+                # Dicts keep insertion order: the oldest waiting row goes.
+                del self._pending[next(iter(self._pending))]
+                self._dropped += 1
+                if self._dropped == 1:
+                    self._warn(
+                        "kexproxy: the session store is not keeping up; records are being "
+                        "dropped from it (JSON output is not affected)"
+                    )
+            self._pending[record.id] = row
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Writes what is waiting, then closes the file."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        if self._store is not None:
+            self._store.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                batch = list(self._pending.values())
+                self._pending.clear()
+                closing = self._closing
+            if batch:
+                self._write(batch)
+            if closing:
+                with self._cond:
+                    if not self._pending:
+                        return
+
+    def _write(self, batch: list[Row]) -> None:
+        try:
+            if self._store is None:
+                self._store = SessionStore.open(self._path)
+            self._store.put_rows(batch)
+        except (sqlite3.Error, StoreError, OSError) as exc:
+            self._report(f"{self._path}: cannot write the session store: {exc}")
+            return
+        self.written += len(batch)
+        if self._failed:
+            self._failed = False
+            self._warn(f"kexproxy: {self._path}: writing the session store again")
+
+    def _report(self, text: str) -> None:
+        if not self._failed:
+            self._failed = True
+            self._warn(f"kexproxy: {text}; records go on to the other outputs")

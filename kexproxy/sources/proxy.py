@@ -1,0 +1,366 @@
+"""The live source: a transparent TCP relay that shows every SSH handshake to the core.
+
+Theory of operation. `Proxy` owns one listening socket and accepts in batches from a
+readiness callback; each accepted connection becomes a `Session` (proxy_session.py) that
+connects upstream and relays both ways with two `Pump`s (proxy_relay.py). Everything runs
+on one event loop through readiness callbacks rather than tasks, because a callback per
+readiness event is the cheapest thing asyncio (and uvloop) can do, and connection setup
+and round-trip latency are what a relay is judged by. Records leave through a `publish`
+callback that must not block (the sinks queue and write elsewhere).
+
+In transparent mode (``--transparent``) the upstream of each connection is the address the
+client really connected to, recovered from netfilter (proxy_netfilter.py) after an
+iptables ``REDIRECT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import resource
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kexproxy.core.observer import Endpoint
+from kexproxy.sources.proxy_netfilter import original_destination
+from kexproxy.sources.proxy_session import Publish, Session, Warn, endpoint_of, prepare_client
+
+#: Connections accepted per readiness callback: enough to drain a burst, few enough that
+#: relaying for the sessions already open is not held up.
+ACCEPT_BATCH = 64
+#: How long accepting pauses when the process is out of file descriptors (EMFILE): the
+#: listener stays readable, and retrying at once would spin.
+ACCEPT_PAUSE = 0.1
+DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: How often live sessions whose byte counts moved are published again.
+DEFAULT_REFRESH = 5.0
+_ACCEPT_PAUSE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyConfig:
+    """What the proxy listens on and relays to; `upstream` is None in transparent mode."""
+
+    listen: tuple[str, int]
+    upstream: tuple[str, int] | None
+    transparent: bool = False
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    refresh: float = DEFAULT_REFRESH
+    backlog: int = 1024
+    splice: bool = True
+
+
+def parse_address(
+    text: str, *, default_host: str | None, default_port: int | None
+) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``:PORT``, ``PORT`` or ``HOST`` as (host, port).
+
+    Raises ValueError with a message fit for the command line.
+    """
+    text = text.strip()
+    host: str | None
+    port_text: str | None
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"{text!r}: missing ']' after an IPv6 address")
+        host = text[1:close]
+        rest = text[close + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:] if rest else None
+    elif text.isdigit():
+        host, port_text = None, text
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, None  # a host name, an IPv4 address or a bare IPv6 address
+    host = host or default_host
+    if host is None:
+        raise ValueError(f"{text!r}: no host given")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{text!r}: no port given")
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def resolve(host: str, port: int) -> Endpoint:
+    """The first address of `host`, resolved once at start: a per-connection lookup would
+    put DNS latency on every connection setup."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    if not infos:
+        raise OSError(f"{host}: no address")
+    return endpoint_of(infos[0][4])
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def raise_fd_limit() -> int:
+    """Raises the soft open-files limit to the hard one: every session holds up to six."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+        except (ValueError, OSError):
+            return soft
+    return soft
+
+
+class Proxy:
+    """Accepts clients and runs one `Session` per connection on the running event loop."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        publish: Publish,
+        *,
+        clock: Callable[[], float] = time.time,
+        warn: Warn = _stderr,
+    ) -> None:
+        self.config = config
+        self._publish = publish
+        self._clock = clock
+        self._warn = warn
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: socket.socket | None = None
+        self._upstream: Endpoint | None = None
+        self._sessions: set[Session] = set()
+        self._accepting = False
+        self._accept_warned = False
+        self._refresh_timer: asyncio.TimerHandle | None = None
+        self.address: Endpoint | None = None
+        self.accepted = 0
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._sessions)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> Endpoint:
+        """Binds and starts accepting; returns the address it listens on (port 0 resolved)."""
+        self._loop = loop
+        if self.config.upstream is not None and not self.config.transparent:
+            self._upstream = resolve(*self.config.upstream)
+        host, port = self.config.listen
+        infos = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        )
+        family, _type, _proto, _name, sockaddr = infos[0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and sockaddr[0] == "::":
+                # "::" serves IPv4 clients too (shown as plain IPv4 in records).
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            listener.bind(sockaddr)
+            listener.listen(self.config.backlog)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        self.address = endpoint_of(listener.getsockname())
+        self._resume_accepting()
+        if self.config.refresh > 0:
+            self._refresh_timer = loop.call_later(self.config.refresh, self._refresh)
+        return self.address
+
+    def stop_accepting(self) -> None:
+        if self._listener is None or self._loop is None:
+            return
+        self._pause_accepting()
+        self._listener.close()
+        self._listener = None
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+
+    def shutdown(self, reason: str) -> None:
+        """Stops accepting and ends every open session, recording `reason` in each."""
+        self.stop_accepting()
+        for session in list(self._sessions):
+            session.shutdown(reason)
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    def _resume_accepting(self) -> None:
+        if not self._accepting and self._listener is not None and self._loop is not None:
+            self._accepting = True
+            self._loop.add_reader(self._listener.fileno(), self._on_acceptable)
+
+    def _pause_accepting(self) -> None:
+        if self._accepting and self._listener is not None and self._loop is not None:
+            self._accepting = False
+            self._loop.remove_reader(self._listener.fileno())
+
+    def _on_acceptable(self) -> None:
+        listener, loop = self._listener, self._loop
+        if listener is None or loop is None:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _ACCEPT_PAUSE_ERRNOS:
+                    if not self._accept_warned:
+                        self._accept_warned = True
+                        self._warn(f"kexproxy: cannot accept more connections now: {exc.strerror}")
+                    self._pause_accepting()
+                    loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+                    return
+                raise
+            self._admit(conn)
+
+    def _admit(self, conn: socket.socket) -> None:
+        loop = self._loop
+        assert loop is not None
+        self.accepted += 1
+        try:
+            prepare_client(conn)
+            client_ep = endpoint_of(conn.getpeername())
+            local = endpoint_of(conn.getsockname())
+        except OSError:
+            conn.close()  # reset before we looked: there is no connection left to record
+            return
+        refuse: str | None = None
+        if self.config.transparent:
+            upstream, refuse = self._original_destination(conn, local)
+            client_view = upstream
+        else:
+            assert self._upstream is not None
+            upstream, client_view = self._upstream, local
+        session = Session(
+            loop=loop,
+            client=conn,
+            client_ep=client_ep,
+            client_view=client_view,
+            upstream=upstream,
+            publish=self._publish,
+            on_closed=self._sessions.discard,
+            clock=self._clock,
+            warn=self._warn,
+            handshake_timeout=self.config.handshake_timeout,
+            connect_timeout=self.config.connect_timeout,
+            use_splice=self.config.splice,
+            refuse=refuse,
+        )
+        self._sessions.add(session)
+        session.start()
+
+    def _original_destination(
+        self, conn: socket.socket, local: Endpoint
+    ) -> tuple[Endpoint, str | None]:
+        try:
+            dest = endpoint_of(original_destination(conn))
+        except OSError as exc:
+            return local, (
+                f"transparent mode: no original destination for this connection "
+                f"({exc.strerror or exc}); it was not redirected here by iptables, so it was reset"
+            )
+        if dest == local or (self.address is not None and dest == self.address):
+            return dest, (
+                "transparent mode: the connection was addressed to the proxy itself; "
+                "relaying it would loop, so it was reset"
+            )
+        return dest, None
+
+    def _refresh(self) -> None:
+        loop = self._loop
+        if loop is None or self._listener is None:
+            return
+        for session in list(self._sessions):
+            session.refresh()
+        self._refresh_timer = loop.call_later(self.config.refresh, self._refresh)
+
+
+async def serve(
+    config: ProxyConfig,
+    publish: Publish,
+    *,
+    stop: asyncio.Event,
+    ready: Callable[[Endpoint], None] | None = None,
+    clock: Callable[[], float] = time.time,
+    warn: Warn = _stderr,
+    shutdown_reason: Callable[[], str] = lambda: "the proxy was shut down",
+) -> Proxy:
+    """Runs the proxy on the running loop until `stop` is set, then ends every session."""
+    proxy = Proxy(config, publish, clock=clock, warn=warn)
+    address = proxy.start(asyncio.get_running_loop())
+    if ready is not None:
+        ready(address)
+    try:
+        await stop.wait()
+    finally:
+        proxy.shutdown(shutdown_reason())
+    return proxy
+
+
+def new_event_loop(*, use_uvloop: bool = True) -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (cheaper callbacks, faster setup), else asyncio's."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+def run_proxy(
+    config: ProxyConfig,
+    publish: Publish,
+    *,
+    ready: Callable[[Endpoint], None] | None = None,
+    use_uvloop: bool = True,
+    warn: Warn = _stderr,
+) -> None:
+    """Runs the proxy in this (main) thread until SIGINT or SIGTERM, then ends every session."""
+    raise_fd_limit()
+    loop = new_event_loop(use_uvloop=use_uvloop)
+    received: list[str] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+
+            def on_signal(signum: int = signum) -> None:
+                received.append(signal.Signals(signum).name)
+                stop.set()
+
+            loop.add_signal_handler(signum, on_signal)
+        await serve(
+            config,
+            publish,
+            stop=stop,
+            ready=ready,
+            warn=warn,
+            shutdown_reason=lambda: (
+                "the proxy was shut down"
+                + (f" ({received[0]})" if received else "")
+                + " while the session was open"
+            ),
+        )
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()

@@ -1,0 +1,120 @@
+"""The proxy's outputs other than the store: JSON lines and a human line per session.
+
+Both write to stdout, which may be a pipe whose reader stalls; a write there must never
+hold up the relay, so `BackgroundSink` runs a sink in a thread of its own behind a bounded
+queue, and drops (and says so once on stderr) what does not fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import TextIO
+
+from kexproxy.core.record import SessionRecord
+from kexproxy.core.textsafe import printable
+from kexproxy.sinks.base import Sink
+
+#: Final records waiting for a slow stdout; a session's record is a few KiB.
+MAX_QUEUED = 10_000
+
+
+class BackgroundSink:
+    """Runs `sink.update` in a worker thread so that the caller (the event loop) never waits."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        warn: Callable[[str], None],
+        name: str,
+        finals_only: bool = True,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
+        self._sink = sink
+        self._warn = warn
+        self._name = name
+        self._finals_only = finals_only
+        self._queue: queue.Queue[tuple[SessionRecord, bool] | None] = queue.Queue(max_queued)
+        self._dropped = 0
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name=f"kexproxy-{name}", daemon=True)
+        self._thread.start()
+
+    def update(self, record: SessionRecord, *, final: bool) -> None:
+        if self._finals_only and not final:
+            return
+        try:
+            self._queue.put_nowait((record, final))
+        except queue.Full:
+            self._dropped += 1
+            if self._dropped == 1:
+                self._warn(f"kexproxy: {self._name} output is not keeping up; records dropped")
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            record, final = item
+            if self._failed:
+                continue
+            try:
+                self._sink.update(record, final=final)
+            except (OSError, ValueError) as exc:
+                # A closed pipe (`| head`): stop writing there, the proxy goes on.
+                self._failed = True
+                self._warn(f"kexproxy: {self._name} output stopped: {exc}")
+        with contextlib.suppress(OSError, ValueError):
+            self._sink.close()
+
+
+class SummarySink:
+    """One plain line per finished session, and each side's rejection message under it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def update(self, record: SessionRecord, *, final: bool) -> None:
+        if not final:
+            return
+        from kexproxy.sinks.console import endpoint, software, summary
+
+        detail = summary(record)
+        line = (
+            f"{record.ended or record.started or '-'}  {record.id}  "
+            f"{endpoint(record.client)} -> {endpoint(record.server)}  "
+            f"{software(record.client_banner)} / {software(record.server_banner)}  "
+            f"{record.outcome}" + (f"  {detail}" if detail else "")
+        )
+        lines = [printable(line)]
+        for role in ("client", "server"):
+            rejection = record.rejections.get(role)
+            if isinstance(rejection, dict):
+                lines.append(f"    {role}: {printable(str(rejection.get('message')))}")
+        self._stream.write("\n".join(lines) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+class Fanout:
+    """Hands every record to each sink; each sink is responsible for not blocking."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+
+    def __call__(self, record: SessionRecord, final: bool) -> None:
+        for sink in self.sinks:
+            sink.update(record, final=final)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()

@@ -1,0 +1,482 @@
+"""One relayed connection: the upstream connect, two pumps, the guarded tracker, the record.
+
+Theory of operation. A session starts when the proxy accepts a client: it opens the
+upstream socket (non-blocking connect, with a timeout), then starts a pump each way. Every
+byte is forwarded first and shown to the `SessionTracker` second; every tracker call is
+guarded, so an unexpected exception ends inspection (with a note in the record) and never
+the relay. The record is published when the handshake's outcome is known, again at a
+handshake timeout and on periodic refreshes, and a last time (final) when the connection
+ends: FIN both ways, an RST either way, or the proxy shutting down.
+
+Addresses: the tracker's endpoints are the real client (the accepted socket's peer) and
+the real server (the upstream). Through a relay neither peer sees the other: the client's
+peer is the address it connected to (the proxy's listen address, or in transparent mode
+the original destination) and the server's peer is the proxy's upstream-side source
+address. Each rejection message is rewritten to name the peer that side really saw, so it
+is the line the real client printed and the line the real sshd logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import os
+import re
+import secrets
+import socket
+import struct
+from collections.abc import Callable
+
+from kexproxy.core.observer import CloseKind, Endpoint, Side
+from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
+from kexproxy.core.session import SessionTracker
+from kexproxy.sources.proxy_relay import Pump, other
+
+Publish = Callable[[SessionRecord, bool], None]
+Warn = Callable[[str], None]
+
+_MESSAGE_PEER = re.compile(r"^Unable to negotiate with \S+ port \d+:")
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def endpoint_of(address: tuple[object, ...]) -> Endpoint:
+    """A socket address as an `Endpoint`; IPv4-mapped IPv6 shown as plain IPv4, as sshd does."""
+    ip = str(address[0])
+    if ip.startswith("::ffff:") and "." in ip:
+        ip = ip[7:]
+    port = address[1]
+    return Endpoint(ip=ip, port=port if isinstance(port, int) else 0)
+
+
+def reset_socket(sock: socket.socket) -> None:
+    """Closes `sock` with an RST instead of a FIN (SO_LINGER on, timeout 0)."""
+    # A socket that is already dead cannot take the option; close() is all that is left.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    sock.close()
+
+
+class Session:
+    """Carries one client connection to the upstream and records its handshake."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        client: socket.socket,
+        client_ep: Endpoint,
+        client_view: Endpoint,
+        upstream: Endpoint,
+        publish: Publish,
+        on_closed: Callable[[Session], None],
+        clock: Callable[[], float],
+        warn: Warn,
+        handshake_timeout: float,
+        connect_timeout: float,
+        use_splice: bool = True,
+        refuse: str | None = None,
+    ) -> None:
+        self.id = secrets.token_hex(8)
+        self._loop = loop
+        self._client = client
+        self._client_ep = client_ep
+        self._upstream_ep = upstream
+        #: The address each TCP side sees as its peer; b's is known once connected.
+        self._views: dict[Side, Endpoint | None] = {"a": client_view, "b": None}
+        self._publish_cb = publish
+        self._on_closed = on_closed
+        self._clock = clock
+        self._warn = warn
+        self._handshake_timeout = handshake_timeout
+        self._connect_timeout = connect_timeout
+        self._use_splice = use_splice
+        self._refuse = refuse
+        self._upstream: socket.socket | None = None
+        self._pumps: list[Pump] = []
+        self._timers: list[asyncio.TimerHandle] = []
+        self._inspect = True
+        self._broken: str | None = None
+        self._relayed = False
+        self._published = False
+        self._published_bytes = -1
+        self._bytes: dict[Side, int] = {"a": 0, "b": 0}
+        self._last: dict[Side, float | None] = {"a": None, "b": None}
+        self.ended = False
+        self._tracker = SessionTracker(
+            a=client_ep, b=upstream, initiator="accept", session_id=self.id, source="proxy"
+        )
+        # The connection starts when it is accepted, before any byte: a refused upstream
+        # still gives a record with a start time.
+        self._guard("count", lambda: self._tracker.count("a", 0, clock()))
+
+    # -- start: the upstream connect -------------------------------------------------------
+
+    def start(self) -> None:
+        if self._refuse is not None:
+            self._upstream_failed(self._refuse, close_kind=None)
+            return
+        ip, port = self._upstream_ep.ip, self._upstream_ep.port
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        try:
+            up = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            self._upstream_failed(f"could not open a socket to the upstream: {exc.strerror}", None)
+            return
+        self._upstream = up
+        up.setblocking(False)
+        _nodelay(up)
+        try:
+            err = up.connect_ex((ip, port))
+        except OSError as exc:
+            err = exc.errno or errno.EIO
+        self._timers.append(
+            self._loop.call_later(self._handshake_timeout, self._on_handshake_timeout)
+        )
+        if err == 0:
+            self._connected()
+        elif err in (errno.EINPROGRESS, errno.EAGAIN):
+            self._loop.add_writer(up.fileno(), self._on_connect_ready)
+            self._timers.append(self._loop.call_later(self._connect_timeout, self._connect_late))
+        else:
+            self._connect_error(err)
+
+    def _on_connect_ready(self) -> None:
+        up = self._upstream
+        if up is None or self.ended:
+            return
+        self._loop.remove_writer(up.fileno())
+        err = up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._connect_error(err)
+        else:
+            self._connected()
+
+    def _connect_late(self) -> None:
+        up = self._upstream
+        if self.ended or self._relayed or up is None:
+            return
+        self._loop.remove_writer(up.fileno())
+        reason = (
+            f"the upstream {self._upstream_ep.ip} port {self._upstream_ep.port} did not "
+            f"answer within {self._connect_timeout:g} s; the client's connection was reset"
+        )
+        self._upstream_failed(reason, close_kind="timeout")
+
+    def _connect_error(self, err: int) -> None:
+        what = {
+            errno.ECONNREFUSED: "refused the connection",
+            errno.EHOSTUNREACH: "is unreachable (no route to host)",
+            errno.ENETUNREACH: "is unreachable (network unreachable)",
+            errno.ETIMEDOUT: "did not answer (connect timed out)",
+        }.get(err, f"could not be reached ({os.strerror(err)})")
+        reason = (
+            f"the upstream {self._upstream_ep.ip} port {self._upstream_ep.port} {what}; "
+            "the client's connection was reset"
+        )
+        self._upstream_failed(reason, close_kind="rst" if err == errno.ECONNREFUSED else None)
+
+    def _connected(self) -> None:
+        up = self._upstream
+        assert up is not None
+        self._relayed = True
+        try:
+            self._views["b"] = endpoint_of(up.getsockname())
+        except OSError:
+            self._views["b"] = None
+        self._pumps = [
+            Pump(
+                self._loop,
+                self._client,
+                up,
+                "a",
+                self,
+                clock=self._clock,
+                use_splice=self._use_splice,
+            ),
+            Pump(
+                self._loop,
+                up,
+                self._client,
+                "b",
+                self,
+                clock=self._clock,
+                use_splice=self._use_splice,
+            ),
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    def _upstream_failed(self, reason: str, close_kind: str | None) -> None:
+        ts = self._clock()
+        # What the client sent meanwhile (its banner, mostly) says who was turned away.
+        try:
+            early = self._client.recv(64 * 1024)
+        except OSError:
+            early = b""
+        if early:
+            self._bytes["a"] += len(early)
+            self._guard("receive", lambda: self._tracker.receive("a", early, ts))
+        self._guard("abort", lambda: self._tracker.abort(reason, ts))
+        if close_kind == "rst":
+            self._guard("receive_close", lambda: self._tracker.receive_close("b", "rst", ts))
+        elif close_kind == "timeout":
+            self._guard("receive_timeout", lambda: self._tracker.receive_timeout(ts, reason))
+        self._end(reset=True)
+
+    # -- the pump owner interface ----------------------------------------------------------
+
+    @property
+    def inspecting(self) -> bool:
+        if not self._inspect:
+            return False
+        try:
+            still = self._tracker.inspecting
+        except Exception as exc:  # the core promises not to raise; the relay never relies on it
+            self._broke("inspecting", exc)
+            return False
+        if not still:
+            self._inspect = False
+        return still
+
+    def observe(self, side: Side, data: bytes, ts: float) -> None:
+        self._bytes[side] += len(data)
+        self._last[side] = ts
+        if not self._guard("receive", lambda: self._tracker.receive(side, data, ts)):
+            return
+        if not self._published:
+            try:
+                known = self._tracker.outcome_known
+            except Exception as exc:
+                self._broke("outcome_known", exc)
+                return
+            if known:
+                self._publish(final=False)
+
+    def counted(self, side: Side, nbytes: int, ts: float) -> None:
+        self._bytes[side] += nbytes
+        self._last[side] = ts
+        self._guard("count", lambda: self._tracker.count(side, nbytes, ts), stop=False)
+
+    def end_of_stream(self, side: Side, ts: float) -> None:
+        self._close_seen(side, "fin", ts)
+
+    def pump_finished(self, pump: Pump) -> None:
+        if all(p.finished for p in self._pumps):
+            self._end(reset=False)
+
+    def reset_by(self, side: Side, ts: float, exc: OSError) -> None:
+        self._close_seen(side, "rst", ts)
+        if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+            self._abort_note(f"the {_who(side)}'s socket failed: {exc.strerror or exc}")
+        self._end(reset=True)
+
+    def _close_seen(self, side: Side, kind: CloseKind, ts: float) -> None:
+        self._last[side] = ts
+        self._guard("receive_close", lambda: self._tracker.receive_close(side, kind, ts))
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _on_handshake_timeout(self) -> None:
+        if self.ended or not self.inspecting:
+            return
+        ts = self._clock()
+        reason = self._timeout_reason(ts)
+        self._guard("receive_timeout", lambda: self._tracker.receive_timeout(ts, reason))
+        # A transparent relay does not cut a connection the peers keep open: inspection
+        # stops and the bytes go on, unless nothing ever moved and the pair is just idle.
+        self._inspect = False
+        self._publish(final=False)
+        if self._relayed and self._bytes["a"] == 0 and self._bytes["b"] == 0:
+            self._end(reset=False)
+
+    def _timeout_reason(self, ts: float) -> str:
+        limit = f"{self._handshake_timeout:g} s"
+        if self._bytes["a"] == 0 and self._bytes["b"] == 0:
+            return f"neither side sent anything within {limit}"
+        if self._bytes["a"] == 0:
+            return f"the client sent nothing within {limit}"
+        ages = []
+        for side in ("a", "b"):
+            last = self._last[side]
+            if last is not None:
+                ages.append(f"last byte from the {_who(side)} {ts - last:.1f} s before")
+        return f"the handshake did not finish within {limit} ({', '.join(ages)})"
+
+    # -- records ---------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Republishes a live session whose byte counts moved, so other readers see them."""
+        if self.ended or not self._published:
+            return
+        moved = self._bytes["a"] + self._bytes["b"]
+        if moved != self._published_bytes:
+            self._publish(final=False)
+
+    def shutdown(self, reason: str) -> None:
+        """The proxy is stopping: the session is recorded as ended by it, both sockets closed."""
+        if self.ended:
+            return
+        self._guard("abort", lambda: self._tracker.abort(reason, self._clock()), stop=False)
+        self._end(reset=False)
+
+    def _publish(self, *, final: bool) -> None:
+        record = self._record(final=final)
+        self._published = True
+        self._published_bytes = self._bytes["a"] + self._bytes["b"]
+        try:
+            self._publish_cb(record, final)
+        except Exception as exc:
+            # Sinks report their own failures; this only keeps a broken one off the relay.
+            self._warn(f"kexproxy: could not hand session {self.id} to the outputs: {exc!r}")
+
+    def _record(self, *, final: bool) -> SessionRecord:
+        try:
+            record = self._tracker.finish() if final else self._tracker.record()
+        except Exception as exc:
+            self._broke("record", exc)
+            record = self._fallback_record()
+        return self._adjust(record)
+
+    def _adjust(self, record: SessionRecord) -> SessionRecord:
+        """What only the relay knows: the peers' views of each other, and its own notes."""
+        changes: JSONDict = {}
+        client_side: Side = "a" if record.roles.get("tcp_initiator") != "server" else "b"
+        sides: dict[str, Side] = {"client": client_side, "server": other(client_side)}
+        rejections = dict(record.rejections)
+        for role, side in sides.items():
+            rejection = rejections.get(role)
+            view = self._views[side]
+            if isinstance(rejection, dict) and view is not None:
+                message = _MESSAGE_PEER.sub(
+                    f"Unable to negotiate with {view.ip} port {view.port}:",
+                    str(rejection.get("message", "")),
+                    count=1,
+                )
+                rejections[role] = {**rejection, "message": message}
+        if rejections != record.rejections:
+            changes["rejections"] = rejections
+        notes = list(record.notes)
+        relay_note = self._relay_note(client_side)
+        if relay_note:
+            notes.append(relay_note)
+        if self._broken:
+            notes.append(self._broken)
+        if notes != record.notes:
+            changes["notes"] = notes
+        if record.outcome == "not_ssh" and not self._relayed:
+            # Nothing reached the upstream: the connection was turned away, not non-SSH.
+            changes["outcome"] = "aborted"
+        return dataclasses.replace(record, **changes) if changes else record
+
+    def _relay_note(self, client_side: Side) -> str | None:
+        parts = []
+        real = {"a": self._client_ep, "b": self._upstream_ep}
+        for side in (client_side, other(client_side)):
+            view = self._views[side]
+            if view is not None and view != real[other(side)]:
+                role = "client" if side == client_side else "server"
+                parts.append(f"the {role} saw its peer as {view.ip} port {view.port}")
+        if not parts:
+            return None
+        return (
+            "relayed by kexproxy: "
+            + " and ".join(parts)
+            + "; rejection messages name the peer each side saw"
+        )
+
+    def _fallback_record(self) -> SessionRecord:
+        """A minimal record for when the tracker cannot build one: the session still counts."""
+        started = rfc3339(self._clock())
+        return SessionRecord(
+            id=self.id,
+            source="proxy",
+            capture=None,
+            started=started,
+            ended=started,
+            client={"ip": self._client_ep.ip, "port": self._client_ep.port},
+            server={"ip": self._upstream_ep.ip, "port": self._upstream_ep.port},
+            client_banner=None,
+            server_banner=None,
+            client_kexinit=None,
+            server_kexinit=None,
+            outcome="incomplete",
+            negotiated=None,
+            failures=[],
+            rejections={"client": None, "server": None},
+            evidence={"first_close": None, "how": None, "disconnects": [], "banner_error": None},
+            host_key=None,
+            hassh=None,
+            hassh_server=None,
+            hassh_algorithms=None,
+            hassh_server_algorithms=None,
+            strict_kex={"client": False, "server": False},
+            bytes={"c2s": self._bytes["a"], "s2c": self._bytes["b"]},
+            notes=[],
+        )
+
+    # -- the tracker guard -----------------------------------------------------------------
+
+    def _guard(self, where: str, call: Callable[[], object], *, stop: bool = True) -> bool:
+        """Runs one tracker call; an exception ends inspection, never the relay."""
+        if self._broken is not None and stop:
+            return False
+        try:
+            call()
+        except Exception as exc:
+            self._broke(where, exc)
+            return False
+        return True
+
+    def _broke(self, where: str, exc: Exception) -> None:
+        if self._broken is None:
+            self._broken = (
+                f"inspection stopped after an internal error in the tracker's {where}: "
+                f"{type(exc).__name__}: {exc}; the relay went on"
+            )
+            self._warn(f"kexproxy: session {self.id}: {self._broken}")
+        self._inspect = False
+
+    def _abort_note(self, text: str) -> None:
+        self._guard("abort", lambda: self._tracker.abort(text, self._clock()), stop=False)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _end(self, *, reset: bool) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        for pump in self._pumps:
+            pump.stop()
+        up = self._upstream
+        if up is not None and not self._relayed:
+            with contextlib.suppress(OSError, ValueError):
+                self._loop.remove_writer(up.fileno())
+        for sock in (self._client, up):
+            if sock is None:
+                continue
+            if reset:
+                reset_socket(sock)
+            else:
+                sock.close()
+        self._publish(final=True)
+        self._on_closed(self)
+
+
+def _who(side: Side) -> str:
+    return "client" if side == "a" else "server"
+
+
+def _nodelay(sock: socket.socket) -> None:
+    """No Nagle delay: the relay forwards each chunk as the peer sent it, at once."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def prepare_client(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    _nodelay(sock)
