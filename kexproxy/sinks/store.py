@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from kexproxy.core.record import SessionRecord
@@ -82,6 +83,14 @@ _UPSERT = (
 )
 
 Row = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A record as stored, and whether it is final (its session ended) or still live."""
+
+    record: SessionRecord
+    final: bool
 
 
 class StoreError(Exception):
@@ -200,7 +209,7 @@ class SessionStore:
         outcome: str | None = None,
         since: str | None = None,
         limit: int | None = None,
-    ) -> list[SessionRecord]:
+    ) -> list[StoredSession]:
         """Stored sessions, newest first; `since` is an RFC 3339 UTC time as records write it."""
         clauses: list[str] = []
         params: list[object] = []
@@ -210,7 +219,7 @@ class SessionStore:
         if since is not None:
             clauses.append("started >= ?")
             params.append(since)
-        sql = "SELECT record FROM sessions"
+        sql = "SELECT record, final FROM sessions"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY started DESC, id"
@@ -219,23 +228,23 @@ class SessionStore:
             params.append(limit)
         return self._records(sql, params)
 
-    def get(self, prefix: str) -> list[SessionRecord]:
+    def get(self, prefix: str) -> list[StoredSession]:
         """Sessions whose id starts with `prefix` (a whole id matches itself only)."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return self._records(
-            "SELECT record FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 2",
+            "SELECT record, final FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 2",
             [escaped + "%"],
         )
 
-    def _records(self, sql: str, params: Iterable[object]) -> list[SessionRecord]:
+    def _records(self, sql: str, params: Iterable[object]) -> list[StoredSession]:
         try:
             rows = self._db.execute(sql, list(params)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot read the session store: {exc}") from exc
         out = []
-        for (text,) in rows:
+        for text, final in rows:
             try:
-                out.append(SessionRecord.from_dict(json.loads(text)))
+                out.append(StoredSession(SessionRecord.from_dict(json.loads(text)), bool(final)))
             except (ValueError, TypeError) as exc:
                 raise StoreError(f"{self.path}: a stored record is damaged: {exc}") from exc
         return out

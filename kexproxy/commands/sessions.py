@@ -1,0 +1,206 @@
+"""``kexproxy sessions`` and ``kexproxy show``: what the proxy stored, as a table, JSON lines or one record."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from kexproxy import exitcodes
+from kexproxy.core.record import OUTCOMES, rfc3339
+
+if TYPE_CHECKING:
+    from kexproxy.sinks.store import SessionStore, StoredSession
+
+SESSIONS_EPILOG = """\
+examples:
+  kexproxy sessions                         the newest sessions in ./kexproxy.db
+  kexproxy sessions --outcome failed --since 1h
+  kexproxy sessions --json --limit 0 | jq -r .hassh | sort | uniq -c
+  kexproxy show 4de92dfa                    one record in full (an id prefix is enough)
+
+The store is read while the proxy writes it: live sessions appear once their handshake's
+outcome is known and are updated when they end. Newest first.
+
+exit status: 0 listed (possibly nothing); 2 the store is missing or unreadable, or bad
+arguments.
+"""
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DEFAULT_LIMIT = 50
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "sessions",
+        help="list the sessions the proxy stored",
+        description="List the sessions in a kexproxy session store, newest first.",
+        epilog=SESSIONS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _store_argument(parser)
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON record per line on stdout, nothing else"
+    )
+    parser.add_argument("--outcome", choices=OUTCOMES, help="only sessions with this outcome")
+    parser.add_argument(
+        "--since",
+        metavar="WHEN",
+        type=since_time,
+        help="only sessions started since: a duration back from now (30s, 10m, 2h, 7d) "
+        "or an RFC 3339 UTC time",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_limit,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N sessions (default {DEFAULT_LIMIT}; 0 for all)",
+    )
+    parser.set_defaults(run=run_sessions)
+
+    show = sub.add_parser(
+        "show",
+        help="print one stored session in full (JSON)",
+        description="Print one stored session record in full, as pretty JSON.",
+    )
+    _store_argument(show)
+    show.add_argument("id", metavar="ID", help="the session's id, or a unique prefix of it")
+    show.set_defaults(run=run_show)
+
+
+def _store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default="kexproxy.db",
+        metavar="FILE",
+        help="the session store (default ./kexproxy.db)",
+    )
+
+
+def since_time(text: str, *, now: float | None = None) -> str:
+    """`--since`: a duration back from now, or an RFC 3339 time, as the store compares times."""
+    match = _DURATION.match(text.strip())
+    if match:
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        when = rfc3339((time.time() if now is None else now) - seconds)
+        if when is None:
+            raise argparse.ArgumentTypeError(f"{text!r} reaches back too far")
+        return when
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (10m, 2h, 7d) nor an RFC 3339 time"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    result = rfc3339(parsed.timestamp())
+    if result is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return result
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def _open(path: str) -> SessionStore:
+    from kexproxy.sinks.store import SessionStore
+
+    return SessionStore.open(path, readonly=True)
+
+
+def run_sessions(args: argparse.Namespace) -> int:
+    from kexproxy.sinks.jsonl import dumps
+    from kexproxy.sinks.store import StoreError
+
+    try:
+        store = _open(args.store)
+        try:
+            rows: list[StoredSession] = store.sessions(
+                outcome=args.outcome, since=args.since, limit=args.limit or None
+            )
+        finally:
+            store.close()
+    except StoreError as exc:
+        print(f"kexproxy: {exc}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if args.json:
+        for stored in rows:
+            sys.stdout.write(dumps(stored.record) + "\n")
+        sys.stdout.flush()
+        return exitcodes.OK
+    from rich.console import Console
+
+    out = Console(highlight=False)
+    if not rows:
+        out.print("no sessions", markup=False)
+        return exitcodes.OK
+    out.print(sessions_table(rows))
+    return exitcodes.OK
+
+
+def sessions_table(rows: list[StoredSession]) -> Any:
+    """The listing: id first, so that `kexproxy show ID` can follow."""
+    from rich.table import Table
+
+    from kexproxy.sinks.console import OUTCOME_STYLE, endpoint, safe, software, summary
+
+    table = Table(expand=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("started (UTC)", style="dim")
+    table.add_column("client", overflow="fold")
+    table.add_column("server", overflow="fold")
+    table.add_column("software (client / server)", overflow="fold")
+    table.add_column("outcome")
+    table.add_column("detail", overflow="fold")
+    for stored in rows:
+        record = stored.record
+        style = OUTCOME_STYLE.get(record.outcome, "")
+        outcome = safe(record.outcome) + ("" if stored.final else " (live)")
+        started = (record.started or record.ended or "-").replace("T", " ")[:19]
+        table.add_row(
+            safe(record.id),
+            safe(started),
+            safe(endpoint(record.client)),
+            safe(endpoint(record.server)),
+            safe(f"{software(record.client_banner)} / {software(record.server_banner)}"),
+            f"[{style}]{outcome}[/]" if style else outcome,
+            safe(summary(record)),
+        )
+    return table
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from kexproxy.sinks.store import StoreError
+
+    try:
+        store = _open(args.store)
+        try:
+            found: list[StoredSession] = store.get(args.id)
+        finally:
+            store.close()
+    except StoreError as exc:
+        print(f"kexproxy: {exc}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if not found:
+        print(f"kexproxy: no session {args.id!r} in {args.store}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if len(found) > 1:
+        print(
+            f"kexproxy: {args.id!r} matches more than one session; give more of the id",
+            file=sys.stderr,
+        )
+        return exitcodes.BAD_INPUT
+    # ensure_ascii: a stranger's banner cannot put raw control characters on the terminal.
+    sys.stdout.write(json.dumps(found[0].record.to_dict(), indent=2, ensure_ascii=True) + "\n")
+    return exitcodes.OK
