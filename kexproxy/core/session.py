@@ -12,10 +12,11 @@ the KEX reply and name the outcome. Roles are decided late because the evidence 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kexproxy.core import limits
 from kexproxy.core.codec import Cursor, DecodeError, decode_text
+from kexproxy.core.diagnosis import diagnose
 from kexproxy.core.events import (
     Anomaly,
     Disconnect,
@@ -422,7 +423,7 @@ class _RecordBuilder:
                 rejections[role] = rejection.to_dict() if rejection else None
         hassh_alg = _hassh_string(ci, "client_to_server")
         hassh_srv_alg = _hassh_string(si, "server_to_client")
-        return SessionRecord(
+        record = SessionRecord(
             id=t._id,
             source=t._source,  # type: ignore[arg-type]
             capture=t._capture,
@@ -463,6 +464,7 @@ class _RecordBuilder:
             },
             timeline=self._timeline(),
         )
+        return replace(record, diagnosis=diagnose(record))
 
     def _role_notes(self) -> None:
         t = self.t
