@@ -243,7 +243,9 @@ class DirectionParser:
     def _packet_step(self, events: list[Event]) -> bool:
         buf = self._buf
         if len(buf) < 5:
-            if buf and _is_printable_ascii(buf[0]) and len(buf) >= 4:
+            # No valid packet length starts with a printable byte, so even a short line
+            # ("ab\n") is text; waiting for more bytes would misreport it at EOF.
+            if buf and _is_printable_ascii(buf[0]):
                 return self._plaintext_line(events)
             return False
         packet_length = int.from_bytes(buf[0:4], "big")
