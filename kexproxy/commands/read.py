@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
 from kexproxy.core.record import SessionRecord
+
+if TYPE_CHECKING:
+    from kexproxy.core.policy import Policy
 
 EPILOG = """\
 examples:
@@ -20,12 +24,15 @@ examples:
       one JSON record per line (schema kexproxy/session/1), nothing else on stdout
   tcpdump -i eth0 -U -s 0 -w - 'tcp' | kexproxy read --json -
       live: each record is printed as soon as its handshake is decided
+  kexproxy read --policy policies/modern.toml captures/*.pcap
+      judge every negotiated handshake against a policy; exit 1 if any violates it
 
 SSH is found by its identification line on any port. Non-SSH TCP streams are skipped
 unless --all is given. Files may be pcap (micro or nanosecond), pcapng, or gzip of either.
 
-exit status: 0 all inputs read; 2 an input was missing or not a capture (one line on
-stderr each; the other inputs are still read and everything read so far is printed).
+exit status: 0 all inputs read; 1 with --policy, a session violates the policy; 2 an input
+was missing or not a capture, or the policy file is unusable (one line on stderr each; the
+other inputs are still read and everything read so far is printed).
 """
 
 
@@ -47,6 +54,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
+    parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="policy (TOML, see policies/) to judge each handshake by; exit 1 on a violation",
+    )
     parser.set_defaults(run=run)
 
 
@@ -58,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.sinks.jsonl import dumps
     from kexproxy.sources.pcap import CaptureError
 
+    policy = None
+    if args.policy:
+        try:
+            policy = _load_policy(args.policy)
+        except (OSError, ValueError) as exc:
+            print(f"kexproxy: policy {args.policy}: {exc}", file=sys.stderr)
+            return exitcodes.BAD_INPUT
+    violated = False
     status = exitcodes.OK
     err = Console(stderr=True)
     out = Console(highlight=False)
@@ -67,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
         label = capture_label(name)
 
         def emit(record: SessionRecord, records: list[SessionRecord] = records) -> None:
+            nonlocal violated
+            if policy is not None:
+                verdict = {**policy.evaluate(record), "file": args.policy}
+                record = replace(record, policy=verdict)
+                violated = violated or verdict["compliant"] is False
             if args.json:
                 sys.stdout.write(dumps(record) + "\n")
                 sys.stdout.flush()
@@ -83,7 +108,19 @@ def run(args: argparse.Namespace) -> int:
             status = exitcodes.BAD_INPUT
         if not args.json:
             _print_table(out, label, records, sessions_table, print_messages)
+    if violated and status == exitcodes.OK:
+        status = exitcodes.POLICY_VIOLATION
     return status
+
+
+def _load_policy(path: str) -> Policy:
+    """Reads a policy file (TOML); the core only ever sees the parsed data."""
+    import tomllib
+
+    from kexproxy.core.policy import Policy
+
+    with open(path, "rb") as handle:
+        return Policy.from_dict(tomllib.load(handle), default_name=Path(path).stem)
 
 
 def _print_table(

@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from kexproxy.core.diagnosis import verdict_line
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.textsafe import printable
 
@@ -60,6 +61,16 @@ def summary(record: SessionRecord) -> str:
     return ""
 
 
+#: Verdict colours: the grade of the negotiated set, or a policy violation.
+VERDICT_STYLE = {"good": "green", "weak": "yellow", "broken": "bold red", "violation": "bold red"}
+
+
+def _grade(record: SessionRecord) -> str:
+    if record.policy and record.policy.get("compliant") is False:
+        return "violation"
+    return str((record.diagnosis or {}).get("grade") or "")
+
+
 def sessions_table(records: list[SessionRecord], title: str | None = None) -> Table:
     table = Table(title=escape(title) if title else None, expand=False, show_lines=False)
     table.add_column("#", justify="right", style="dim")
@@ -69,6 +80,7 @@ def sessions_table(records: list[SessionRecord], title: str | None = None) -> Ta
     table.add_column("server software", overflow="fold")
     table.add_column("outcome")
     table.add_column("detail", overflow="fold")
+    table.add_column("verdict", overflow="fold")
     for index, record in enumerate(records, 1):
         table.add_row(
             str(index),
@@ -78,6 +90,7 @@ def sessions_table(records: list[SessionRecord], title: str | None = None) -> Ta
             Text(printable(software(record.server_banner))),
             Text(record.outcome, style=OUTCOME_STYLE.get(record.outcome, "")),
             Text(printable(summary(record))),
+            Text(printable(verdict_line(record)), style=VERDICT_STYLE.get(_grade(record), "")),
         )
     return table
 
@@ -92,6 +105,8 @@ def print_messages(console: Console, records: list[SessionRecord]) -> None:
                 lines.append(
                     Text.assemble((f"  {role}: ", "bold"), printable(rejection["message"]))
                 )
+        for violation in (record.policy or {}).get("violations", []):
+            lines.append(Text(f"  policy: {printable(violation['message'])}", style="red"))
         evidence = record.evidence
         if record.outcome in ("failed", "aborted") and evidence.get("first_close"):
             how = evidence.get("how")
