@@ -1,0 +1,90 @@
+"""``kexproxy tui``: the dashboard over captures, a store another process writes, or a proxy it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from kexproxy import exitcodes
+
+EPILOG = """\
+three ways in:
+  kexproxy tui captures/*.pcap
+      read captures; sessions appear as they are found
+  kexproxy tui --store sessions.db
+      watch the store that a running `kexproxy proxy --store sessions.db` writes
+  kexproxy tui --listen 127.0.0.1:2222 --upstream server:22 [--store sessions.db]
+      run the proxy inside the dashboard: point ssh at port 2222 and watch
+      (with --store, the sessions are also recorded there, as kexproxy proxy does)
+
+keys: / filter · enter detail · escape back · f follow · m mark · e export · ? help · q quit
+filter: outcome:failed list:kex client:10.0.0.0/8 server:db1 software:PuTTY hassh:... !negates
+"""
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "tui",
+        help="a live dashboard of SSH handshakes (captures, a store, or a built-in proxy)",
+        description="A terminal dashboard of SSH handshakes: how many fail, on which list, "
+        "between whom, since when, and what to change.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE", help="pcap/pcapng capture files")
+    parser.add_argument(
+        "--store",
+        metavar="FILE",
+        help="watch this SQLite session store; with --listen, record into it",
+    )
+    parser.add_argument(
+        "--listen", metavar="[HOST:]PORT", help="run the proxy on this address (host 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--upstream", metavar="HOST[:PORT]", help="the SSH server the proxy relays to (port 22)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    proxied = args.listen is not None
+    modes = sum([bool(args.files), args.store is not None and not proxied, proxied])
+    if modes != 1 or proxied != (args.upstream is not None):
+        print(
+            "kexproxy tui: give capture files, or --store FILE, or --listen HOST:PORT "
+            "with --upstream HOST:PORT",
+            file=sys.stderr,
+        )
+        return exitcodes.BAD_INPUT
+    missing = [f for f in args.files if f != "-" and not Path(f).is_file()]
+    if missing:
+        for name in missing:
+            print(f"kexproxy tui: {name}: no such file", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if args.store is not None and not proxied and not Path(args.store).is_file():
+        print(f"kexproxy tui: {args.store}: no such store", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+
+    # The TUI is imported here and only here: the rest of kexproxy never needs Textual.
+    from kexproxy_tui.app import create_app
+    from kexproxy_tui.feeds import CaptureFeed, Feed
+
+    feed: Feed
+    if args.files:
+        feed = CaptureFeed(args.files)
+    elif not proxied:
+        from kexproxy_tui.adapters import store_feed
+
+        feed = store_feed(args.store)
+    else:
+        from kexproxy_tui.adapters import proxy_feed
+
+        try:
+            feed = proxy_feed(args.listen, args.upstream, store=args.store)
+        except ValueError as exc:
+            print(f"kexproxy tui: {exc}", file=sys.stderr)
+            return exitcodes.BAD_INPUT
+    create_app(feed).run()
+    return exitcodes.OK

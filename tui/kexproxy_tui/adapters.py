@@ -1,0 +1,189 @@
+"""Feeds over the other parts of kexproxy: the SQLite session store and the live proxy.
+
+Kept apart from `feeds` because only this module knows their APIs; the rest of the
+dashboard sees the `SessionSource` and `Feed` protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from kexproxy.core.observer import Endpoint
+from kexproxy.core.record import SessionRecord
+from kexproxy_tui.feeds import MessageSink, Post, StoreFeed
+from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus
+
+#: Live rows re-read per poll at most; the rest wait for the next poll.
+MAX_LIVE_CHECKS = 2_000
+
+
+class StoreSource:
+    """What changed in a session store since the last look, read without ever writing.
+
+    New rows are found by rowid (the store upserts, so a session keeps its rowid); rows not
+    yet final (live sessions) are re-read until they are, because only they still change.
+    `SessionStore.open(readonly=True)` checks the file and its schema version first.
+    """
+
+    def __init__(self, path: str) -> None:
+        from kexproxy.sinks.store import SessionStore
+
+        SessionStore.open(path, readonly=True).close()
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        self._last_rowid = 0
+        #: rowid -> the stored JSON of sessions still live, to see whether they changed.
+        self._live: dict[int, str] = {}
+
+    def changes(self) -> list[SessionRecord]:
+        out: list[SessionRecord] = []
+        rows = self._db.execute(
+            "SELECT rowid, record, final FROM sessions WHERE rowid > ? ORDER BY rowid",
+            (self._last_rowid,),
+        ).fetchall()
+        live_ids = list(self._live)[:MAX_LIVE_CHECKS]
+        if live_ids:
+            marks = ",".join("?" * len(live_ids))
+            rows += self._db.execute(
+                f"SELECT rowid, record, final FROM sessions WHERE rowid IN ({marks})", live_ids
+            ).fetchall()
+        for rowid, text, final in rows:
+            self._last_rowid = max(self._last_rowid, rowid)
+            if self._live.get(rowid) == text:
+                continue
+            if final:
+                self._live.pop(rowid, None)
+            else:
+                self._live[rowid] = text
+            out.append(SessionRecord.from_dict(json.loads(text)))
+        return out
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def store_feed(path: str) -> StoreFeed:
+    """Watches the store at `path` (written by ``kexproxy proxy``)."""
+    return StoreFeed(Path(path).name, lambda: StoreSource(path))
+
+
+class ProxyFeed:
+    """Runs the proxy in a thread with its own event loop; records reach the app as messages.
+
+    The relay never waits for the UI: its loop is not the app's, and publishing a record
+    only queues a message. Optionally also records into a store, as ``kexproxy proxy`` does.
+    """
+
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        upstream: tuple[str, int],
+        *,
+        store: str | None = None,
+        use_uvloop: bool = True,
+    ) -> None:
+        self.listen = listen
+        self.upstream = upstream
+        self.store = store
+        self.use_uvloop = use_uvloop
+        self.label = f"proxy {_show(listen)} → {_show(upstream)}"
+        #: Where the proxy really listens (port 0 resolved), once it does.
+        self.address: Endpoint | None = None
+        self.ready = threading.Event()
+
+    def run(self, post: Post, stop: threading.Event) -> None:
+        from kexproxy.sources.proxy import (
+            ProxyConfig,
+            new_event_loop,
+            raise_fd_limit,
+            serve,
+        )
+
+        raise_fd_limit()
+        sink = MessageSink(post)
+        sinks = [sink]
+        store_sink = None
+        warn = _warner(post)
+        if self.store is not None:
+            from kexproxy.sinks.store import StoreSink
+
+            store_sink = StoreSink(self.store, warn=warn)
+            sinks.append(store_sink)  # type: ignore[arg-type]
+
+        def publish(record: SessionRecord, final: bool) -> None:
+            for each in sinks:
+                each.update(record, final=final)
+
+        config = ProxyConfig(listen=self.listen, upstream=self.upstream)
+
+        def ready(address: Endpoint) -> None:
+            self.address = address
+            self.ready.set()
+            post(FeedStatus(f"proxy {_show((address.ip, address.port))} → {_show(self.upstream)}"))
+
+        async def main() -> None:
+            halt = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            # A plain thread waits for the app to stop, then wakes this loop.
+            waiter = threading.Thread(
+                target=lambda: (stop.wait(), loop.call_soon_threadsafe(halt.set)),
+                name="kexproxy-tui-proxy-stop",
+                daemon=True,
+            )
+            waiter.start()
+            await serve(
+                config,
+                publish,
+                stop=halt,
+                ready=ready,
+                warn=warn,
+                shutdown_reason=lambda: "the dashboard was closed while the session was open",
+            )
+
+        loop = new_event_loop(use_uvloop=self.use_uvloop)
+        try:
+            loop.run_until_complete(main())
+        except OSError as exc:
+            post(FeedProblem(f"cannot listen on {_show(self.listen)}: {exc.strerror or exc}"))
+            post(FeedFinished("proxy not running"))
+            return
+        finally:
+            loop.close()
+            self.ready.set()
+            if store_sink is not None:
+                store_sink.close()
+        post(FeedFinished("proxy stopped"))
+
+
+def _warner(post: Post) -> Callable[[str], None]:
+    def warn(text: str) -> None:
+        post(FeedProblem(text.removeprefix("kexproxy: ")))
+
+    return warn
+
+
+def _show(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def proxy_feed(listen: str, upstream: str, *, store: str | None = None) -> ProxyFeed:
+    """The proxy from `listen` (``[HOST:]PORT``) to `upstream` (``HOST[:PORT]``), resolved now.
+
+    Raises ValueError with a message for the command line.
+    """
+    from kexproxy.sources.proxy import parse_address, resolve
+
+    where = parse_address(listen, default_host="127.0.0.1", default_port=None)
+    to = parse_address(upstream, default_host=None, default_port=22)
+    try:
+        resolve(*to)
+    except OSError as exc:
+        raise ValueError(f"cannot resolve the upstream {to[0]}: {exc.strerror or exc}") from exc
+    return ProxyFeed(where, to, store=store)

@@ -1,0 +1,185 @@
+"""The dashboard app: one feed of sessions, batched into the screens a few times a second.
+
+`create_app` is the one way to build it, used by ``kexproxy tui`` and by the tests, so
+that both run the same app with a different feed.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.theme import Theme
+
+from kexproxy.core.record import SessionRecord
+from kexproxy_tui.feeds import Feed
+from kexproxy_tui.messages import (
+    ExportFinished,
+    FeedFinished,
+    FeedProblem,
+    FeedStatus,
+    SessionsArrived,
+)
+from kexproxy_tui.model import Pending, SessionIndex
+from kexproxy_tui.palette import Palette
+from kexproxy_tui.screens.detail import DetailScreen
+from kexproxy_tui.screens.export import DEFAULT_EXPORT_PATH, ExportScreen
+from kexproxy_tui.screens.help import HelpScreen
+from kexproxy_tui.screens.sessions import SessionsScreen
+
+#: Seconds between two batches applied to the screen: at most ten table updates a second,
+#: however fast sessions arrive.
+FLUSH_INTERVAL = 0.1
+
+DARK, LIGHT = "textual-dark", "textual-light"
+
+
+class KexproxyApp(App[None]):
+    """Sessions from one feed, with a sessions screen, a detail screen and help."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "kexproxy"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("t", "toggle_theme", "Dark/light", show=False),
+    ]
+
+    def __init__(self, feed: Feed, *, flush_interval: float = FLUSH_INTERVAL) -> None:
+        super().__init__()
+        self.feed = feed
+        self.flush_interval = flush_interval
+        self.index = SessionIndex()
+        self.pending = Pending()
+        self.palette = Palette()
+        self.feed_done = False
+        self.export_path = DEFAULT_EXPORT_PATH
+        self._stop = threading.Event()
+        self.sessions_screen = SessionsScreen()
+        self.sub_title = feed.label
+
+    # --- life cycle -------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.palette.update(self.theme_variables)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.push_screen(self.sessions_screen)
+        self.set_interval(self.flush_interval, self.flush)
+        self.run_worker(
+            partial(self.feed.run, self.post_message, self._stop),
+            name="feed",
+            thread=True,
+            exit_on_error=False,
+        )
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    async def action_quit(self) -> None:
+        self._stop.set()
+        self.exit()
+
+    def _theme_changed(self, theme: Theme) -> None:
+        self.palette.update(self.theme_variables)
+        # Rows render lazily from the shared palette: dropping the table's render cache is
+        # enough there; the other texts are rebuilt.
+        self.sessions_screen.table.notify_style_update()
+        self.sessions_screen.refresh_header()
+        for screen in self.screen_stack:
+            if isinstance(screen, DetailScreen):
+                screen.refresh(recompose=True)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = LIGHT if self.theme == DARK else DARK
+
+    # --- sessions from the feed -------------------------------------------------------
+
+    def on_sessions_arrived(self, message: SessionsArrived) -> None:
+        self.pending.add(message.records)
+
+    def flush(self) -> None:
+        """Applies everything that arrived since the last flush, as one batch."""
+        if not self.pending:
+            return
+        changes = self.index.apply(self.pending.drain())
+        if not changes:
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, SessionsScreen | DetailScreen):
+                screen.sessions_changed(changes)
+
+    def on_feed_status(self, message: FeedStatus) -> None:
+        self.sessions_screen.set_status(message.text)
+
+    def on_feed_problem(self, message: FeedProblem) -> None:
+        self.notify(message.text, severity="error", timeout=8, markup=False)
+
+    def on_feed_finished(self, message: FeedFinished) -> None:
+        self.feed_done = True
+        self.sessions_screen.set_status(message.text)
+
+    # --- navigation -------------------------------------------------------------------
+
+    def open_detail(self, session_id: str) -> None:
+        record = self.index.get(session_id)
+        if record is not None:
+            self.push_screen(DetailScreen(record))
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(
+            HelpScreen(
+                [
+                    ("everywhere", self.BINDINGS),
+                    ("sessions", SessionsScreen.BINDINGS),
+                    ("detail", DetailScreen.BINDINGS),
+                ]
+            )
+        )
+
+    # --- export -----------------------------------------------------------------------
+
+    def ask_export(self, selection: tuple[list[SessionRecord], str]) -> None:
+        records, what = selection
+        if not records:
+            self.notify("nothing to export: no session is shown", severity="warning")
+            return
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.export_path = path
+                self.run_worker(
+                    partial(self._export, records, path),
+                    name="export",
+                    thread=True,
+                    exit_on_error=False,
+                )
+
+        self.push_screen(ExportScreen(len(records), what, self.export_path), chosen)
+
+    def _export(self, records: list[SessionRecord], path: str) -> None:
+        from kexproxy_tui.export import write_jsonl
+
+        try:
+            count = write_jsonl(records, path)
+        except OSError as exc:
+            self.post_message(ExportFinished(path, 0, exc.strerror or str(exc)))
+            return
+        self.post_message(ExportFinished(path, count, None))
+
+    def on_export_finished(self, message: ExportFinished) -> None:
+        if message.error is not None:
+            self.notify(
+                f"export to {message.path} failed: {message.error}", severity="error", markup=False
+            )
+        else:
+            self.notify(f"wrote {message.count} sessions to {message.path}", markup=False)
+
+
+def create_app(feed: Feed, *, flush_interval: float = FLUSH_INTERVAL) -> KexproxyApp:
+    """The app factory shared by ``kexproxy tui`` and the tests."""
+    return KexproxyApp(feed, flush_interval=flush_interval)

@@ -1,0 +1,163 @@
+"""Where sessions come from: captures, a store another process writes, a proxy, or a list.
+
+A feed's `run` is called once, in a thread worker, and reports only by posting messages
+(`kexproxy_tui.messages`), so that reading a capture or polling a database never blocks
+typing or scrolling and never touches a widget. `stop` is set when the app exits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from textual.message import Message
+
+from kexproxy.core.record import SessionRecord
+from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus, SessionsArrived
+
+Post = Callable[[Message], object]
+
+#: Seconds between two polls of a store: new sessions show within about half a second.
+STORE_POLL_INTERVAL = 0.5
+#: Seconds between two progress reports while reading a capture.
+PROGRESS_INTERVAL = 0.2
+
+
+class Feed(Protocol):
+    """A source of sessions for the dashboard, run in a thread."""
+
+    #: Names the input in the status line and the title.
+    label: str
+
+    def run(self, post: Post, stop: threading.Event) -> None: ...
+
+
+class MessageSink:
+    """The bridge from the pipeline to the app: a `kexproxy.sinks.base.Sink` that posts messages.
+
+    Safe to call from any thread or event loop: posting only queues the message, so the
+    relay that calls it is never held up by the UI.
+    """
+
+    def __init__(self, post: Post) -> None:
+        self._post = post
+
+    def update(self, record: SessionRecord, *, final: bool) -> None:
+        self._post(SessionsArrived((record,)))
+
+    def close(self) -> None:
+        pass
+
+
+class RecordsFeed:
+    """Records already in memory: tests, snapshots, and anything that has its list at hand."""
+
+    def __init__(self, records: Iterable[SessionRecord], label: str = "sessions") -> None:
+        self.records = tuple(records)
+        self.label = label
+
+    def run(self, post: Post, stop: threading.Event) -> None:
+        post(SessionsArrived(self.records))
+        post(FeedFinished(f"{len(self.records)} sessions"))
+
+
+class _Stopped(Exception):
+    """Raised inside the capture reader's callbacks to abandon a read when the app exits."""
+
+
+class CaptureFeed:
+    """Reads capture files one after the other, showing each session as soon as it is found."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = tuple(paths)
+        names = [Path(p).name for p in self.paths]
+        self.label = names[0] if len(names) == 1 else f"{len(names)} captures"
+
+    def run(self, post: Post, stop: threading.Event) -> None:
+        from kexproxy.analyse import analyse_capture
+        from kexproxy.sources.capfile import CaptureError
+
+        found = 0
+        problems = 0
+        for path in self.paths:
+            name = Path(path).name
+            last = 0.0
+
+            def emit(record: SessionRecord) -> None:
+                nonlocal found
+                if stop.is_set():
+                    raise _Stopped
+                found += 1
+                post(SessionsArrived((record,)))
+
+            def progress(done: int, total: int | None, name: str = name) -> None:
+                nonlocal last
+                if stop.is_set():
+                    raise _Stopped
+                now = time.monotonic()
+                if now - last >= PROGRESS_INTERVAL:
+                    last = now
+                    share = f" {100 * done // total}%" if total else ""
+                    post(FeedStatus(f"reading {name}{share}"))
+
+            try:
+                analyse_capture(path, emit, progress=progress)
+            except _Stopped:
+                return
+            except CaptureError as exc:
+                problems += 1
+                post(FeedProblem(str(exc)))
+            except OSError as exc:
+                problems += 1
+                post(FeedProblem(f"{path}: {exc.strerror or exc}"))
+        tail = f", {problems} unreadable" if problems else ""
+        post(FeedFinished(f"{found} sessions from {self.label}{tail}"))
+
+
+class SessionSource(Protocol):
+    """A store seen from the dashboard: what changed since the last look."""
+
+    def changes(self) -> list[SessionRecord]:
+        """Sessions added or updated since the previous call; everything on the first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class StoreFeed:
+    """Polls a store that another process writes, so new and updated sessions appear live."""
+
+    def __init__(
+        self,
+        label: str,
+        open_source: Callable[[], SessionSource],
+        interval: float = STORE_POLL_INTERVAL,
+    ) -> None:
+        self.label = label
+        self._open = open_source
+        self.interval = interval
+
+    def run(self, post: Post, stop: threading.Event) -> None:
+        try:
+            # Opened here: an SQLite connection belongs to the thread that made it.
+            source = self._open()
+        except Exception as exc:  # the store's own errors are not known here
+            post(FeedProblem(f"{self.label}: {exc}"))
+            post(FeedFinished(f"{self.label}: not opened"))
+            return
+        post(FeedStatus(f"watching {self.label}"))
+        try:
+            while not stop.is_set():
+                try:
+                    records = source.changes()
+                except Exception as exc:
+                    post(FeedProblem(f"{self.label}: {exc}"))
+                    records = []
+                if records:
+                    post(SessionsArrived(tuple(records)))
+                stop.wait(self.interval)
+        finally:
+            source.close()

@@ -1,0 +1,332 @@
+"""The filter language of the sessions screen: a short query parsed once, matched per session.
+
+Pure (no Textual), so that it is tested on its own and so that a filter over 10,000 sessions
+costs one parse and one cheap `matches` call per session, against a `Subject` that the
+caller computes once per record.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal
+
+from kexproxy.core.negotiation import FIELDS
+from kexproxy.core.record import OUTCOMES, SessionRecord
+from kexproxy.sinks.console import SHORT_LIST, endpoint, summary
+
+FILTER_HELP = """\
+Terms are separated by spaces and must all match; `!` before a term negates it.
+  outcome:failed          negotiated, failed, aborted, incomplete, not_ssh (a prefix will do)
+  list:kex                a list that had no match: kex, hostkey, cipher, mac, compression,
+                          cipher_c2s, mac_s2c, ... or the RFC name (kex_algorithms, ...)
+  client:10.0.0.0/8       the client: a network, an address, ADDR:PORT, :PORT, or text
+  server:db1              the server, the same forms
+  software:PuTTY          text in either side's banner (case-insensitive)
+  hassh:ec7378c1          the start of the client's HASSH or the server's HASSHServer
+  capture:ssh.pcap        text in the capture file's name
+  id:40e4f3a6             the start of the session id
+  OpenSSH_7.4             free text: anywhere in the row, the lists, the algorithms
+  "two words"             quotes keep spaces in a term (also software:"Foo 1.0")
+  outcome:failed,aborted  a comma gives alternatives within one key
+Examples: outcome:failed list:kex   !outcome:negotiated client:10.0.0.0/8   software:putty !hassh:ec73
+"""
+
+Key = Literal["outcome", "list", "client", "server", "software", "hassh", "capture", "id", "text"]
+KEYS: tuple[Key, ...] = (
+    "outcome",
+    "list",
+    "client",
+    "server",
+    "software",
+    "hassh",
+    "capture",
+    "id",
+)
+_ALIASES: dict[str, Key] = {"sw": "software", "list": "list", "lists": "list"}
+
+_C2S = "client_to_server"
+_S2C = "server_to_client"
+#: Short list names a user types -> the RFC names in `record.failures`.
+LIST_NAMES: dict[str, frozenset[str]] = {
+    "kex": frozenset({"kex_algorithms"}),
+    "hostkey": frozenset({"server_host_key_algorithms"}),
+    "host_key": frozenset({"server_host_key_algorithms"}),
+    "cipher": frozenset({f"encryption_algorithms_{_C2S}", f"encryption_algorithms_{_S2C}"}),
+    "mac": frozenset({f"mac_algorithms_{_C2S}", f"mac_algorithms_{_S2C}"}),
+    "compression": frozenset({f"compression_algorithms_{_C2S}", f"compression_algorithms_{_S2C}"}),
+    **{field: frozenset({rfc}) for field, (rfc, _kind) in FIELDS.items()},
+    **{rfc: frozenset({rfc}) for rfc, _kind in FIELDS.values()},
+}
+LIST_NAMES["comp"] = LIST_NAMES["compression"]
+
+
+class FilterError(ValueError):
+    """A filter that cannot be parsed; the message says what to type instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    port: int | None
+    text: str
+
+    @classmethod
+    def of(cls, ep: dict[str, object]) -> Endpoint:
+        raw_ip = str(ep.get("ip", ""))
+        try:
+            ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(raw_ip)
+        except ValueError:
+            ip = None
+        port = ep.get("port")
+        return cls(ip, port if isinstance(port, int) else None, endpoint(ep).lower())
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a filter looks at in one record, computed once per record."""
+
+    id: str
+    outcome: str
+    failing: frozenset[str]
+    client: Endpoint
+    server: Endpoint
+    banners: str
+    hassh: tuple[str, ...]
+    capture: str
+    text: str
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> Subject:
+        failing = frozenset(record.failing_lists)
+        hassh = tuple(h.lower() for h in (record.hassh, record.hassh_server) if h)
+        banners = "\n".join(b for b in (record.client_banner, record.server_banner) if b)
+        negotiated = [str(v) for v in (record.negotiated or {}).values() if v]
+        words = [
+            record.id,
+            endpoint(record.client),
+            endpoint(record.server),
+            banners,
+            record.outcome,
+            summary(record),
+            *failing,
+            *(SHORT_LIST.get(name, name) for name in failing),
+            *negotiated,
+            *hassh,
+            record.capture or "",
+        ]
+        return cls(
+            id=record.id.lower(),
+            outcome=record.outcome,
+            failing=failing,
+            client=Endpoint.of(record.client),
+            server=Endpoint.of(record.server),
+            banners=banners.lower(),
+            hassh=hassh,
+            capture=(record.capture or "").lower(),
+            text="\n".join(words).lower(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AddressMatch:
+    """One alternative of ``client:``/``server:``: a network, an address, a port, or text."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    port: int | None = None
+    text: str | None = None
+
+    def matches(self, ep: Endpoint) -> bool:
+        if self.text is not None:
+            return self.text in ep.text
+        if self.port is not None and ep.port != self.port:
+            return False
+        if self.network is not None:
+            return ep.ip is not None and ep.ip in self.network
+        return True
+
+    @classmethod
+    def parse(cls, value: str) -> AddressMatch:
+        if "/" in value:
+            try:
+                return cls(network=ipaddress.ip_network(value, strict=False))
+            except ValueError:
+                raise FilterError(f"{value!r} is not a network such as 10.0.0.0/8") from None
+        host, port = _split_port(value)
+        if host == "" and port is not None:
+            return cls(port=port)
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return cls(text=value.lower())
+        return cls(network=ipaddress.ip_network(ip), port=port)
+
+
+def _split_port(value: str) -> tuple[str, int | None]:
+    """``[::1]:22``, ``10.0.0.1:22`` and ``:22`` to host and port; anything else unchanged."""
+    if value.startswith("[") and "]:" in value:
+        host, _, port = value[1:].partition("]:")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:
+        return value.strip("[]"), None
+    return (host, int(port)) if port.isdigit() else (value, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One key and its alternatives; `negate` from a leading ``!``."""
+
+    key: Key
+    values: tuple[str, ...]
+    negate: bool = False
+    outcomes: frozenset[str] = frozenset()
+    lists: frozenset[str] = frozenset()
+    addresses: tuple[AddressMatch, ...] = ()
+
+    def matches(self, s: Subject) -> bool:
+        return self._test(s) != self.negate
+
+    def _test(self, s: Subject) -> bool:
+        match self.key:
+            case "outcome":
+                return s.outcome in self.outcomes
+            case "list":
+                return not self.lists.isdisjoint(s.failing)
+            case "client":
+                return any(a.matches(s.client) for a in self.addresses)
+            case "server":
+                return any(a.matches(s.server) for a in self.addresses)
+            case "software":
+                return any(v in s.banners for v in self.values)
+            case "hassh":
+                return any(h.startswith(v) for v in self.values for h in s.hassh)
+            case "capture":
+                return any(v in s.capture for v in self.values)
+            case "id":
+                return any(s.id.startswith(v) for v in self.values)
+            case "text":
+                return all(v in s.text for v in self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A parsed filter: every term must match. The empty filter matches everything."""
+
+    text: str
+    terms: tuple[Term, ...]
+
+    def matches(self, subject: Subject) -> bool:
+        return all(term.matches(subject) for term in self.terms)
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+
+MATCH_ALL = Filter("", ())
+
+
+def parse_filter(text: str) -> Filter:
+    """Parses the filter language in `FILTER_HELP`; raises `FilterError` with a hint."""
+    terms = tuple(_term(word) for word in _words(text))
+    return Filter(text.strip(), terms)
+
+
+def _words(text: str) -> list[str]:
+    """Splits on spaces outside double quotes; the quotes themselves are dropped."""
+    words: list[str] = []
+    current: list[str] = []
+    quoted = False
+    started = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            started = True
+        elif ch.isspace() and not quoted:
+            if started:
+                words.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(ch)
+            started = True
+    if quoted:
+        raise FilterError('a quote (") is not closed')
+    if started:
+        words.append("".join(current))
+    return [w for w in words if w not in ("", "!")]
+
+
+def _term(word: str) -> Term:
+    negate = word.startswith("!")
+    if negate:
+        word = word[1:]
+    name, sep, value = word.partition(":")
+    key = _ALIASES.get(name.lower(), name.lower())
+    if not sep or not name.isalpha():
+        # Addresses (10.0.0.1:22) and algorithm names with colons are free text.
+        return Term("text", (word.lower(),), negate)
+    if key not in KEYS:
+        raise FilterError(f"unknown key {name!r}: use one of {', '.join(KEYS)}, or free text")
+    values = tuple(v for v in value.split(",") if v)
+    if not values:
+        raise FilterError(f"{name}: needs a value, e.g. {_EXAMPLES[key]}")
+    match key:
+        case "outcome":
+            return Term(key, values, negate, outcomes=_outcomes(values))
+        case "list":
+            return Term(key, values, negate, lists=_lists(values))
+        case "client" | "server":
+            return Term(key, values, negate, addresses=tuple(map(AddressMatch.parse, values)))
+        case _:
+            return Term(key, tuple(v.lower() for v in values), negate)
+
+
+_EXAMPLES: dict[str, str] = {
+    "outcome": "outcome:failed",
+    "list": "list:kex",
+    "client": "client:10.0.0.0/8",
+    "server": "server:10.0.0.5:22",
+    "software": "software:PuTTY",
+    "hassh": "hassh:ec7378c1",
+    "capture": "capture:ssh.pcap",
+    "id": "id:40e4",
+}
+
+
+def _outcomes(values: tuple[str, ...]) -> frozenset[str]:
+    out: set[str] = set()
+    for value in values:
+        found = [o for o in OUTCOMES if o.startswith(value.lower())]
+        if not found:
+            raise FilterError(f"outcome:{value}: use one of {', '.join(OUTCOMES)}")
+        out.update(found)
+    return frozenset(out)
+
+
+def _lists(values: tuple[str, ...]) -> frozenset[str]:
+    out: set[str] = set()
+    for value in values:
+        names = LIST_NAMES.get(value.lower().replace("-", "_"))
+        if names is None:
+            raise FilterError(
+                f"list:{value}: use kex, hostkey, cipher, mac, compression, "
+                "cipher_c2s, cipher_s2c, ... or an RFC list name"
+            )
+        out.update(names)
+    return frozenset(out)
+
+
+def short_list(name: str) -> str:
+    """The name the table and counters use for an RFC list name."""
+    return SHORT_LIST.get(name, name)
+
+
+__all__ = [
+    "FILTER_HELP",
+    "MATCH_ALL",
+    "Filter",
+    "FilterError",
+    "Subject",
+    "parse_filter",
+    "short_list",
+]

@@ -1,0 +1,53 @@
+"""Messages from workers to the app: the only way a feed or an export reports anything.
+
+Workers run in threads and never touch widgets; they post these, and the app's handlers
+update the screen on the event loop.
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from kexproxy.core.record import SessionRecord
+
+
+class SessionsArrived(Message):
+    """New sessions, or newer versions of sessions already shown."""
+
+    def __init__(self, records: tuple[SessionRecord, ...]) -> None:
+        super().__init__()
+        self.records = records
+
+
+class FeedStatus(Message):
+    """What the feed is doing, for the status line (``reading x.pcap 40%``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class FeedProblem(Message):
+    """Something the user should know about the input (a missing file, a broken capture)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class FeedFinished(Message):
+    """The feed has nothing more to send (every capture read, the proxy stopped)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ExportFinished(Message):
+    """An export worker is done: `error` is None when `count` sessions were written to `path`."""
+
+    def __init__(self, path: str, count: int, error: str | None) -> None:
+        super().__init__()
+        self.path = path
+        self.count = count
+        self.error = error

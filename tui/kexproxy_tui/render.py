@@ -1,0 +1,417 @@
+"""Rich renderables for the detail screen: the offers side by side, the timeline, the facts.
+
+Everything from the wire goes through `printable` into `Text` objects, never through
+markup, so a banner such as ``SSH-2.0-[bold red]x[/]`` shows exactly those characters.
+Pure (Rich only), so the detail screen and the tests render the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from kexproxy.core.negotiation import FIELDS, IMPLICIT_MAC, MARKERS
+from kexproxy.core.record import SessionRecord, parse_rfc3339
+from kexproxy.core.textsafe import printable
+from kexproxy.sinks.console import endpoint, software, summary
+from kexproxy_tui.palette import Palette, Role
+
+#: Entries shown per list and side; a hostile KEXINIT can hold thousands (see the export).
+MAX_OFFER_ROWS = 60
+
+#: The ten name-lists in RFC 4253 order, with the `negotiated` field of each (languages: none).
+LISTS: tuple[tuple[str, str | None], ...] = (
+    *((rfc, field) for field, (rfc, _kind) in FIELDS.items()),
+    ("languages_client_to_server", None),
+    ("languages_server_to_client", None),
+)
+
+CHOSEN = "●"
+MISSING = "✗"
+MARKER = "◦"
+COMMON = " "
+
+
+def lit(text: str | None, style: Any = "") -> Text:
+    """Untrusted text as a literal Text: controls made visible, markup never parsed."""
+    return Text(printable(text), style=style, end="")
+
+
+def heading(text: str, palette: Palette) -> Text:
+    return Text(text, style=palette["heading"], end="")
+
+
+def overview(record: SessionRecord, palette: Palette) -> Text:
+    """Who talked to whom, how it ended and when, in a few lines."""
+    out = Text(end="")
+    out.append("client ", palette["muted"])
+    out.append_text(lit(endpoint(record.client), "bold"))
+    out.append("  →  server ", palette["muted"])
+    out.append_text(lit(endpoint(record.server), "bold"))
+    out.append("\n")
+    out.append(record.outcome, palette.outcome(record.outcome))
+    line = summary(record)
+    if line:
+        out.append("  ")
+        out.append_text(lit(line, palette.outcome(record.outcome)))
+    out.append("\n")
+    out.append("client ", palette["muted"])
+    out.append_text(lit(record.client_banner or "(no banner)"))
+    out.append("\nserver ", palette["muted"])
+    out.append_text(lit(record.server_banner or "(no banner)"))
+    out.append("\n")
+    out.append(f"{_when(record.started)} → {_when(record.ended)} UTC", palette["muted"])
+    out.append("\n")
+    out.append_text(lit(f"{record.source} {record.capture or ''}".strip(), palette["muted"]))
+    out.append("  ·  id ", palette["muted"])
+    out.append_text(lit(record.id, palette["muted"]))
+    return out
+
+
+def _when(stamp: str | None) -> str:
+    return f"{stamp[:10]} {stamp[11:26]}" if stamp and len(stamp) >= 26 else (stamp or "-")
+
+
+def rejections(record: SessionRecord, palette: Palette) -> Text:
+    """Each side's "Unable to negotiate" message as it would print it, then how it ended."""
+    out = Text(end="")
+    lines = 0
+    for role in ("client", "server"):
+        rejection = (record.rejections or {}).get(role)
+        if rejection:
+            if lines:
+                out.append("\n")
+            out.append(f"{role}: ", "bold")
+            out.append_text(lit(str(rejection.get("message", "")), palette["bad"]))
+            lines += 1
+    evidence = record.evidence or {}
+    if evidence.get("first_close"):
+        out.append("\n" if lines else "")
+        out.append(
+            f"closed first by the {evidence['first_close']} ({evidence.get('how') or '?'})",
+            palette["muted"],
+        )
+        lines += 1
+    for dis in evidence.get("disconnects") or []:
+        out.append("\n" if lines else "")
+        out.append(
+            f"DISCONNECT from the {dis.get('sender')}: {dis.get('reason')}: ", palette["warn"]
+        )
+        out.append_text(lit(str(dis.get("description", ""))))
+        lines += 1
+    if evidence.get("banner_error"):
+        out.append("\n" if lines else "")
+        out.append("refused instead of a banner: ", palette["warn"])
+        out.append_text(lit(str(evidence["banner_error"])))
+        lines += 1
+    if not lines:
+        out.append("no rejection: neither side gave up on the offers", palette["muted"])
+    return out
+
+
+def _entry(name: str, other: set[str], chosen: str | None, palette: Palette) -> tuple[Text, Text]:
+    """A name and its mark: chosen, a marker, missing on the other side, or common."""
+    if chosen is not None and name == chosen:
+        return Text(CHOSEN, palette["chosen"]), lit(name, palette["chosen"])
+    if name in MARKERS:
+        return Text(MARKER, palette["muted"]), lit(name, palette["muted"])
+    if name not in other:
+        return Text(MISSING, palette["warn"]), lit(name)
+    return Text(COMMON), lit(name)
+
+
+def offers_legend(palette: Palette) -> Text:
+    return Text.assemble(
+        (CHOSEN, palette["chosen"]),
+        " chosen   ",
+        (MISSING, palette["warn"]),
+        " the other side does not offer it   ",
+        (MARKER, palette["muted"]),
+        " marker, never chosen",
+    )
+
+
+def offers(record: SessionRecord, palette: Palette) -> RenderableType:
+    """The two KEXINITs list by list: client on the left, server on the right."""
+    ck = record.client_kexinit or {}
+    sk = record.server_kexinit or {}
+    if not ck and not sk:
+        return Text("no KEXINIT seen from either side", palette["muted"])
+    negotiated = record.negotiated or {}
+    failing = set(record.failing_lists)
+    parts: list[RenderableType] = [offers_legend(palette)]
+    blank = Text("")
+    for rfc, field in LISTS:
+        client = [str(x) for x in ck.get(rfc) or []]
+        server = [str(x) for x in sk.get(rfc) or []]
+        if field is None and not client and not server:
+            continue
+        chosen = negotiated.get(field) if field else None
+        title = Text()
+        title.append(rfc, "bold")
+        if rfc in failing:
+            title.append("  no match", palette["bad"])
+        elif chosen == IMPLICIT_MAC:
+            title.append("  not negotiated: the cipher is AEAD", palette["muted"])
+        elif chosen:
+            title.append("  chosen ", palette["muted"])
+            title.append_text(lit(str(chosen), palette["chosen"]))
+        table = Table(
+            box=None,
+            expand=True,
+            show_header=True,
+            header_style=palette["muted"],
+            padding=(0, 1, 0, 0),
+            pad_edge=False,
+        )
+        table.add_column("", width=1, no_wrap=True)
+        table.add_column(f"client ({len(client)})", ratio=1, overflow="fold")
+        table.add_column("", width=1, no_wrap=True)
+        table.add_column(f"server ({len(server)})", ratio=1, overflow="fold")
+        cset, sset = set(client), set(server)
+        rows = max(len(client), len(server))
+        for i in range(min(rows, MAX_OFFER_ROWS)):
+            left = _entry(client[i], sset, chosen, palette) if i < len(client) else (blank, blank)
+            right = _entry(server[i], cset, chosen, palette) if i < len(server) else (blank, blank)
+            table.add_row(*left, *right)
+        if rows > MAX_OFFER_ROWS:
+            more = "… {} more, not shown (the export has them all)"
+            table.add_row(
+                blank,
+                Text(more.format(max(0, len(client) - MAX_OFFER_ROWS)), palette["muted"]),
+                blank,
+                Text(more.format(max(0, len(server) - MAX_OFFER_ROWS)), palette["muted"]),
+            )
+        if not rows:
+            table.add_row(
+                blank, Text("(empty)", palette["muted"]), blank, Text("(empty)", palette["muted"])
+            )
+        parts.extend([blank, title, table])
+    return Group(*parts)
+
+
+def facts_table(rows: list[tuple[str, Text]], palette: Palette) -> Table:
+    """Label and value per line; a long value wraps under itself, not under the label."""
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(style=palette["muted"], no_wrap=True)
+    table.add_column(ratio=1, overflow="fold")
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+def timeline(record: SessionRecord, palette: Palette) -> RenderableType:
+    """The evidence in order: banners, KEXINITs, KEX messages, NEWKEYS, DISCONNECT, FIN/RST."""
+    events = record.timeline or []
+    if not events:
+        return Text("no timeline in this record", palette["muted"], end="")
+    start = _first_time(events)
+    table = Table(
+        box=None, expand=True, show_header=True, header_style=palette["muted"], pad_edge=False
+    )
+    table.add_column("+seconds", justify="right", no_wrap=True)
+    table.add_column("from", no_wrap=True)
+    table.add_column("event", no_wrap=True, overflow="fold")
+    table.add_column("detail", ratio=1, overflow="fold")
+    for event in events:
+        at = event.get("at")
+        offset = "?"
+        if at and start is not None:
+            try:
+                offset = f"{parse_rfc3339(at) - start:+.6f}"
+            except ValueError:
+                offset = "?"
+        who = str(event.get("from") or "-")
+        name = str(event.get("event", ""))
+        style = palette["bad"] if name in ("RST", "SSH_MSG_DISCONNECT") else ""
+        table.add_row(
+            Text(offset, palette["muted"]),
+            Text(who, palette["accent"] if who == "server" else ""),
+            lit(name, style),
+            lit(event.get("detail")),
+        )
+    return table
+
+
+def _first_time(events: Iterable[dict[str, Any]]) -> float | None:
+    for event in events:
+        at = event.get("at")
+        if at:
+            try:
+                return parse_rfc3339(at)
+            except ValueError:
+                continue
+    return None
+
+
+def facts(record: SessionRecord, palette: Palette) -> Table:
+    """Host key, HASSH, strict KEX, bytes and notes."""
+    rows: list[tuple[str, Text]] = []
+    host_key = record.host_key
+    if host_key:
+        value = lit(str(host_key.get("algorithm", "?")))
+        if host_key.get("bits"):
+            value.append(f" {host_key['bits']} bits")
+        value.append("  ")
+        value.append_text(lit(str(host_key.get("sha256", ""))))
+    else:
+        value = Text("not seen", palette["muted"])
+    rows.append(("host key", value))
+    hassh = lit(record.hassh or "-")
+    hassh.append(f"  {printable(software(record.client_banner))}", palette["muted"])
+    rows.append(("HASSH", hassh))
+    server_hassh = lit(record.hassh_server or "-")
+    server_hassh.append(f"  {printable(software(record.server_banner))}", palette["muted"])
+    rows.append(("HASSHServer", server_hassh))
+    strict = record.strict_kex or {}
+    rows.append(
+        (
+            "strict KEX",
+            Text(
+                f"client {'yes' if strict.get('client') else 'no'}, "
+                f"server {'yes' if strict.get('server') else 'no'}"
+            ),
+        )
+    )
+    counted = record.bytes or {}
+    rows.append(
+        (
+            "bytes",
+            Text(f"{counted.get('c2s', 0)} client→server, {counted.get('s2c', 0)} server→client"),
+        )
+    )
+    for note in record.notes or []:
+        rows.append(("note", lit(note)))
+    return facts_table(rows, palette)
+
+
+_GRADE_ROLE: dict[str, Role] = {"good": "ok", "weak": "warn", "broken": "bad"}
+
+
+def _grade_style(grade: object, palette: Palette) -> Style:
+    return palette[_GRADE_ROLE.get(str(grade), "muted")]
+
+
+def diagnosis_summary(diagnosis: dict[str, Any], palette: Palette) -> Text:
+    """The grade of what was negotiated and why, and any "upgrade the other side" advice."""
+    out = Text(end="")
+    grade = diagnosis.get("grade")
+    out.append("grade ", palette["muted"])
+    out.append(
+        str(grade) if grade else "none (nothing was negotiated)", _grade_style(grade, palette)
+    )
+    for reason in diagnosis.get("reasons") or []:
+        out.append("\n• ")
+        out.append_text(lit(str(reason)))
+    for advice in diagnosis.get("real_fix") or []:
+        out.append("\n⚠ ", palette["warn"])
+        out.append_text(lit(str(advice), palette["warn"]))
+    return out
+
+
+def diagnosis_verdicts(diagnosis: dict[str, Any], palette: Palette) -> Table | None:
+    """Terrapin, post-quantum, host key and group sizes, the version hint, unknown names."""
+    rows: list[tuple[str, Text]] = []
+
+    def add(label: str, verdict: Any, grade: object = None) -> None:
+        if not isinstance(verdict, dict) or not verdict.get("reason"):
+            return
+        value = lit(str(verdict["reason"]), _grade_style(grade, palette) if grade else "")
+        for note in verdict.get("notes") or []:
+            value.append("\n")
+            value.append_text(lit(str(note), palette["muted"]))
+        rows.append((label, value))
+
+    terrapin = diagnosis.get("terrapin")
+    if isinstance(terrapin, dict):
+        add("Terrapin", terrapin, "weak" if terrapin.get("exposed") else "good")
+    pq = diagnosis.get("post_quantum")
+    if isinstance(pq, dict):
+        add("post-quantum", pq, "good" if pq.get("post_quantum") else None)
+    host_key = diagnosis.get("host_key_size")
+    add("host key size", host_key, (host_key or {}).get("grade"))
+    gex = diagnosis.get("dh_gex")
+    add("DH group", gex, (gex or {}).get("grade"))
+    hint = diagnosis.get("version_hint")
+    if isinstance(hint, dict):
+        for role in ("client", "server"):
+            side = hint.get(role)
+            if isinstance(side, dict) and side.get("text"):
+                caveat = {"reason": side["text"], "notes": []}
+                add(f"{role} version", caveat)
+        if hint.get("caveat") and rows:
+            rows.append(("", lit(f"({hint['caveat']})", palette["muted"])))
+    unknown = diagnosis.get("unknown")
+    if isinstance(unknown, dict):
+        for role in ("client", "server"):
+            names = unknown.get(role) or []
+            if names:
+                add(
+                    "unknown names",
+                    {"reason": f"{role}: " + ", ".join(str(n) for n in names)},
+                    "weak",
+                )
+    return facts_table(rows, palette) if rows else None
+
+
+def fix_options(diagnosis: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fixes to offer, strongest first, then each side's all-lists-at-once form."""
+    out = [f for f in diagnosis.get("fixes") or [] if isinstance(f, dict)]
+    combined = diagnosis.get("combined")
+    if isinstance(combined, dict):
+        for side in ("client", "server"):
+            forms = combined.get(side)
+            if isinstance(forms, dict):
+                out.append(
+                    {
+                        "side": side,
+                        "add": "the top fix of every list",
+                        "list": "all failing lists",
+                        **forms,
+                    }
+                )
+    return out
+
+
+def fix_line(fix: dict[str, Any]) -> str:
+    """The one line a fix asks to change: the ssh option for a client, the sshd_config line for a server."""
+    if fix.get("side") == "client":
+        return str(fix.get("ssh_option") or fix.get("ssh_config") or "")
+    return str(fix.get("sshd_config") or "")
+
+
+def fix_block(fix: dict[str, Any]) -> str:
+    """The config block of a fix: ssh_config's Host block for a client, else the line."""
+    if fix.get("side") == "client" and fix.get("ssh_config"):
+        return str(fix["ssh_config"])
+    return fix_line(fix)
+
+
+def fix_prompt(fix: dict[str, Any], palette: Palette) -> Text:
+    """One fix as an option: side, list, what to add, its grade, the line, a warning."""
+    grade = fix.get("grade")
+    out = Text(end="")
+    out.append(f"{fix.get('side', '?')}: ", "bold")
+    out.append_text(lit(f"add {fix.get('add', '?')} to {fix.get('list', '?')}"))
+    if grade:
+        out.append(f" ({grade})", _grade_style(grade, palette))
+    if fix.get("side") == "client" and fix.get("ssh_option"):
+        where = "ssh "
+    elif fix.get("side") == "server":
+        where = "sshd_config: "
+    else:
+        where = ""
+    for index, part in enumerate(fix_line(fix).split("\n")):
+        out.append("\n  " if index == 0 else "\n  " + " " * len(where))
+        out.append(where if index == 0 else "", palette["muted"])
+        out.append_text(lit(part, palette["accent"]))
+    warning = fix.get("warning")
+    if warning:
+        out.append("\n  ⚠ ", palette["warn"])
+        out.append_text(lit(str(warning), palette["warn"]))
+    return out

@@ -1,0 +1,148 @@
+"""The detail screen of one session: why it failed, what to change, and the evidence."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from kexproxy.core.record import SessionRecord
+from kexproxy_tui import render
+from kexproxy_tui.model import Change
+
+if TYPE_CHECKING:
+    from kexproxy_tui.app import KexproxyApp
+
+
+class DetailScreen(Screen[None]):
+    """One session in full; it follows the session if a newer version arrives."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("c", "copy_fix", "Copy fix"),
+        Binding("C", "copy_fix_block", "Copy ssh_config block", show=False, key_display="C"),
+        Binding("y", "copy_message", "Copy message", show=False),
+    ]
+
+    def __init__(self, record: SessionRecord) -> None:
+        super().__init__()
+        self.record = record
+
+    @property
+    def kx(self) -> KexproxyApp:
+        from kexproxy_tui.app import KexproxyApp
+
+        assert isinstance(self.app, KexproxyApp)
+        return self.app
+
+    @property
+    def fixes(self) -> list[dict[str, Any]]:
+        return render.fix_options(self.record.diagnosis or {})
+
+    def compose(self) -> ComposeResult:
+        palette = self.kx.palette
+        record = self.record
+        with VerticalScroll(id="detail"):
+            yield Static(render.overview(record, palette), id="overview", markup=False)
+            yield Static(render.heading("Why", palette), classes="heading", markup=False)
+            yield Static(render.rejections(record, palette), id="rejections", markup=False)
+            if record.diagnosis:
+                yield Static(render.heading("Diagnosis", palette), classes="heading", markup=False)
+                yield Static(
+                    render.diagnosis_summary(record.diagnosis, palette),
+                    id="diagnosis",
+                    markup=False,
+                )
+                if self.fixes:
+                    yield Static(
+                        Text(
+                            "fixes, strongest first: c copies the line, C the ssh_config block",
+                            end="",
+                        ),
+                        classes="hint",
+                        markup=False,
+                    )
+                    yield OptionList(
+                        *[
+                            Option(render.fix_prompt(fix, palette), id=str(i))
+                            for i, fix in enumerate(self.fixes)
+                        ],
+                        id="fixes",
+                    )
+                    note = record.diagnosis.get("apply_note")
+                    if note:
+                        yield Static(render.lit(str(note)), classes="hint", markup=False)
+                verdicts = render.diagnosis_verdicts(record.diagnosis, palette)
+                if verdicts is not None:
+                    yield Static(verdicts, id="verdicts", markup=False)
+            yield Static(
+                render.heading("Offers (KEXINIT)", palette), classes="heading", markup=False
+            )
+            yield Static(render.offers(record, palette), id="offers", markup=False)
+            yield Static(render.heading("Timeline", palette), classes="heading", markup=False)
+            yield Static(render.timeline(record, palette), id="timeline", markup=False)
+            yield Static(
+                render.heading("Host key and fingerprints", palette),
+                classes="heading",
+                markup=False,
+            )
+            yield Static(render.facts(record, palette), id="facts", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#detail", VerticalScroll).focus()
+
+    def sessions_changed(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.new.id == self.record.id:
+                self.record = change.new
+                self.refresh(recompose=True)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def _chosen_fix(self) -> dict[str, Any] | None:
+        fixes = self.fixes
+        if not fixes:
+            return None
+        index = 0
+        for option_list in self.query("#fixes").results(OptionList):
+            index = option_list.highlighted or 0
+        return fixes[min(index, len(fixes) - 1)]
+
+    def action_copy_fix(self) -> None:
+        fix = self._chosen_fix()
+        if fix is None:
+            self.notify("no fix in this record to copy", severity="warning", markup=False)
+            return
+        self._copy(render.fix_line(fix))
+
+    def action_copy_fix_block(self) -> None:
+        fix = self._chosen_fix()
+        if fix is None:
+            self.notify("no fix in this record to copy", severity="warning", markup=False)
+            return
+        self._copy(render.fix_block(fix))
+
+    def action_copy_message(self) -> None:
+        rejections = self.record.rejections or {}
+        for role in ("client", "server"):
+            rejection = rejections.get(role)
+            if rejection and rejection.get("message"):
+                self._copy(str(rejection["message"]))
+                return
+        self.notify("no rejection message in this record", severity="warning", markup=False)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_copy_fix()
+
+    def _copy(self, text: str) -> None:
+        self.app.copy_to_clipboard(text)
+        # markup=False: the line holds names and addresses from the wire.
+        self.notify(f"copied: {text}", title="clipboard", markup=False)

@@ -1,0 +1,1 @@
+"""Widgets of the dashboard: the sessions table, the summary bar, the filter input."""

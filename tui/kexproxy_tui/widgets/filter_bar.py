@@ -1,0 +1,41 @@
+"""The filter input: one line, with the filters used in this session a keystroke away."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.widgets import Input
+
+#: Filters remembered per session, newest last.
+HISTORY_SIZE = 50
+
+PLACEHOLDER = "/ filter: outcome:failed list:kex client:10.0.0.0/8 software:PuTTY !text  (? help)"
+
+
+class FilterInput(Input):
+    """An Input that remembers applied filters; up and down walk through them."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "history(-1)", "Older filter", show=False),
+        Binding("down", "history(1)", "Newer filter", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(placeholder=PLACEHOLDER, id=id, compact=True, select_on_focus=False)
+        self.history: list[str] = []
+        self._position = 0
+
+    def remember(self, text: str) -> None:
+        text = text.strip()
+        if text and (not self.history or self.history[-1] != text):
+            self.history.append(text)
+            del self.history[:-HISTORY_SIZE]
+        self._position = len(self.history)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        self._position = max(0, min(len(self.history), self._position + step))
+        self.value = self.history[self._position] if self._position < len(self.history) else ""
+        self.cursor_position = len(self.value)
