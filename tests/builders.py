@@ -21,7 +21,7 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
-from kexproxy.core.events import LIST_NAMES
+from kexproxy.core.events import LIST_NAMES, KexInit
 from kexproxy.core.observer import CloseKind, Endpoint, InitiatorEvidence, Side
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.session import SessionTracker
@@ -196,6 +196,18 @@ def kexinit(
     reserved: int = 0,
 ) -> bytes:
     return packet(kexinit_payload(lists, cookie=cookie, follows=follows, reserved=reserved))
+
+
+def kexinit_event(
+    lists: Offer | None = None, *, follows: bool = False, cookie: bytes = bytes(range(16))
+) -> KexInit:
+    """The parsed form of `kexinit(lists)`, for tests of negotiation alone."""
+    return KexInit(
+        cookie=cookie,
+        raw_lists=(lists or Offer()).lists(),
+        first_kex_packet_follows=follows,
+        reserved=0,
+    )
 
 
 def offer_dict(
