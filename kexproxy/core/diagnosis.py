@@ -43,6 +43,8 @@ MIN_STRONG_BITS = 2048
 MIN_BITS = 1024
 #: OpenSSH added the "+name" append syntax to its algorithm options in 7.0.
 OPENSSH_PLUS_SYNTAX = "7.0"
+#: OpenSSH's Compression option is yes/no, not a list: what each name needs (ssh_config(5)).
+COMPRESSION_VALUES = {"none": "no", "zlib": "yes", "zlib@openssh.com": "yes"}
 #: Terrapin (CVE-2023-48795): the modes whose sequence-number trick works without strict KEX.
 TERRAPIN_CVE = "CVE-2023-48795"
 
@@ -316,8 +318,10 @@ def _forms(
 ) -> JSONDict:
     """Ready-to-paste text for adding `name` on `side` (compression is a yes/no in OpenSSH)."""
     option = KINDS[kind][0]
+    if kind == "compression" and name not in COMPRESSION_VALUES:
+        return {"ssh_option": None, "ssh_config": None, "sshd_config": None}
     if kind == "compression":
-        value = "no" if name == "none" else "yes"
+        value = COMPRESSION_VALUES[name]
         line = f"Compression {value}"
         dash_o = f"-oCompression={value}"
     else:
@@ -370,6 +374,8 @@ def _warning(
             f"The server would offer {server_list_length} names and OpenSSH reads only the "
             f"first {OPENSSH_MAX_PROPOSAL_ENTRIES}: remove some, or the added one goes unseen."
         )
+    if kind == "compression" and name not in COMPRESSION_VALUES:
+        words.append(f"OpenSSH has no option that offers compression {name}.")
     if software.name and not software.is_openssh:
         config = "ssh_option and ssh_config" if side == "client" else "sshd_config"
         words.append(
@@ -476,12 +482,11 @@ def fixes(
     out: list[JSONDict] = []
     advice: list[str] = []
     tops: dict[Side, list[JSONDict]] = {"client": [], "server": []}
-    for kind, lists in by_kind.items():
+    units = [(kind, group) for kind, lists in by_kind.items() for group in _groups(record, lists)]
+    for kind, lists in units:
         ranked: list[_Candidate] = []
-        per_side: dict[Side, list[_Candidate]] = {}
         for side in SIDES:
             found = _candidates(side, kind, lists, record, cat=cat, software=software[side])
-            per_side[side] = found
             found.sort(key=lambda c: c.key(cat))
             ranked += found[:MAX_FIXES_PER_SIDE]
             real = _real_fix(side, kind, found, software[side])
@@ -522,25 +527,57 @@ def fixes(
             }
             out.append(fix)
         for role in SIDES:
-            best = next((f for f in out if f["side"] == role and f["lists"] == list(lists)), None)
+            best = next(
+                (
+                    f
+                    for f in out
+                    if f["side"] == role
+                    and f["lists"] == list(lists)
+                    and (f["ssh_config"] or f["sshd_config"])
+                ),
+                None,
+            )
             if best is not None:
                 tops[role].append(best)
-    combined = _combined(tops, server_ip) if len(by_kind) > 1 else None
+    combined = _combined(tops, server_ip) if len(units) > 1 else None
     return out, list(dict.fromkeys(advice)), combined
 
 
+def _groups(record: SessionRecord, lists: Sequence[str]) -> list[list[str]]:
+    """Failing lists of one kind fixed together: both directions at once when each side
+    offers the same names both ways (OpenSSH sets both with one option), else one by one."""
+    for kexinit in (record.client_kexinit, record.server_kexinit):
+        offers = [_offer(kexinit, rfc) for rfc in lists]
+        if any(offer != offers[0] for offer in offers[1:]):
+            return [[rfc] for rfc in lists]
+    return [list(lists)]
+
+
+def _merged_lines(lines: Sequence[str]) -> list[str]:
+    """``Ciphers +a`` and ``Ciphers +b`` become ``Ciphers +a,b``: OpenSSH keeps one value."""
+    merged: dict[str, str] = {}
+    for line in lines:
+        keyword, _, value = line.partition(" ")
+        if keyword not in merged:
+            merged[keyword] = value
+        elif value.startswith("+") and merged[keyword].startswith("+"):
+            merged[keyword] += "," + value[1:]
+    return [f"{keyword} {value}" for keyword, value in merged.items()]
+
+
 def _combined(tops: dict[Side, list[JSONDict]], server_ip: str) -> JSONDict:
-    """One paste per side applying the top fix of every failing kind (when each has one)."""
+    """One paste per side applying the top fix of every failing list."""
     out: JSONDict = {}
-    client = tops["client"]
-    if client:
-        lines = [f["ssh_config"].split("\n", 1)[1] for f in client]
+    if tops["client"]:
+        lines = _merged_lines([f["ssh_config"].split("\n", 1)[1].strip() for f in tops["client"]])
         out["client"] = {
-            "ssh_option": " ".join(f["ssh_option"] for f in client),
-            "ssh_config": f"Host {server_ip}\n" + "\n".join(lines),
+            "ssh_option": " ".join(f"-o{line.replace(' ', '=', 1)}" for line in lines),
+            "ssh_config": f"Host {server_ip}\n" + "\n".join(f"    {line}" for line in lines),
         }
     if tops["server"]:
-        out["server"] = {"sshd_config": "\n".join(f["sshd_config"] for f in tops["server"])}
+        out["server"] = {
+            "sshd_config": "\n".join(_merged_lines([f["sshd_config"] for f in tops["server"]]))
+        }
     return out
 
 
@@ -652,6 +689,7 @@ def verdict_line(record: SessionRecord) -> str:
         else:
             form = top.get("ssh_option") or top.get("sshd_config")
             where = "" if top.get("side") == "client" else "server: "
+            form = form or f"add {top.get('add')} on the {top.get('side')}"
             words.append(f"fix {where}{form} ({top.get('grade')})")
     elif diagnosis.get("grade"):
         text = str(diagnosis["grade"])

@@ -1,0 +1,448 @@
+"""``kexproxy explain``: one handshake explained in full, from a capture or the session store.
+
+The report puts the two offers side by side per name-list with the chosen entry and the
+names the other side lacks marked, quotes each side's rejection in OpenSSH's words, lists
+the fixes with what they cost, and ends with the security verdicts. Everything comes from
+the record's ``diagnosis`` (computed in the core); this module only lays it out, escaping
+every string that came from the wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kexproxy import exitcodes
+from kexproxy.core.record import JSONDict, SessionRecord
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.text import Text
+
+    from kexproxy.core.policy import Policy
+
+EPILOG = """\
+examples:
+  kexproxy explain capture.pcap                 every SSH connection in the capture
+  kexproxy explain capture.pcap --connection 2  the second one (numbered as in `read`)
+  kexproxy explain 4de92dfa                     a session the proxy stored (an id prefix)
+  kexproxy explain capture.pcap --policy policies/modern.toml
+  kexproxy explain capture.pcap --json          the records, diagnosis included, as JSON lines
+
+exit status: 0 explained; 1 with --policy, a session violates the policy; 2 no such
+capture or session, or an unusable policy file.
+"""
+
+#: Names shown per side of a list; a fuzzer's 1000-name list would bury the report.
+MAX_SHOWN = 40
+GRADE_STYLE = {
+    "good": "green",
+    "weak": "yellow",
+    "broken": "bold red",
+    "unknown": "magenta",
+    "marker": "dim italic",
+}
+#: Lists shown as one row when both directions carry the same names on both sides.
+PAIRS = (
+    ("encryption_algorithms_client_to_server", "encryption_algorithms_server_to_client", "cipher"),
+    ("mac_algorithms_client_to_server", "mac_algorithms_server_to_client", "MAC"),
+    (
+        "compression_algorithms_client_to_server",
+        "compression_algorithms_server_to_client",
+        "compression",
+    ),
+)
+FIELD_OF = {
+    "kex_algorithms": "kex",
+    "server_host_key_algorithms": "host_key",
+    "encryption_algorithms_client_to_server": "cipher_c2s",
+    "encryption_algorithms_server_to_client": "cipher_s2c",
+    "mac_algorithms_client_to_server": "mac_c2s",
+    "mac_algorithms_server_to_client": "mac_s2c",
+    "compression_algorithms_client_to_server": "compression_c2s",
+    "compression_algorithms_server_to_client": "compression_s2c",
+}
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "explain",
+        help="explain one handshake: offers, rejections, fixes, security verdicts",
+        description="Explain SSH handshakes from a capture file or the session store.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "target", metavar="FILE|ID", help="a pcap/pcapng file, or a stored session id"
+    )
+    parser.add_argument(
+        "--connection",
+        "-c",
+        type=int,
+        metavar="N",
+        help="only connection N of the capture (1-based)",
+    )
+    parser.add_argument(
+        "--store", default="kexproxy.db", metavar="FILE", help="the session store for an ID"
+    )
+    parser.add_argument("--policy", metavar="FILE", help="also judge against a policy (TOML)")
+    parser.add_argument("--json", action="store_true", help="the records as JSON lines instead")
+    parser.set_defaults(run=run)
+
+
+def load_policy(path: str) -> Policy:
+    """Reads a policy file (TOML) for the core, which never opens files itself."""
+    import tomllib
+
+    from kexproxy.core.policy import Policy
+
+    with open(path, "rb") as handle:
+        return Policy.from_dict(tomllib.load(handle), default_name=Path(path).stem)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from kexproxy.core.diagnosis import diagnose
+    from kexproxy.sinks.jsonl import dumps
+
+    policy = None
+    if args.policy:
+        try:
+            policy = load_policy(args.policy)
+        except (OSError, ValueError) as exc:
+            return _fail(f"policy {args.policy}: {exc}")
+    found = _records(args)
+    if isinstance(found, int):
+        return found
+    status = exitcodes.OK
+    out = Console(highlight=False)
+    for index, found_record in found:
+        record = found_record
+        if record.diagnosis is None:  # stored by an older kexproxy
+            record = replace(record, diagnosis=diagnose(record))
+        if policy is not None:
+            record = replace(record, policy={**policy.evaluate(record), "file": args.policy})
+            if record.policy and record.policy.get("compliant") is False:
+                status = exitcodes.POLICY_VIOLATION
+        if args.json:
+            sys.stdout.write(dumps(record) + "\n")
+        else:
+            for part in report(record, index):
+                out.print(part, soft_wrap=False)
+    return status
+
+
+def _fail(message: str) -> int:
+    print(f"kexproxy: {message}", file=sys.stderr)
+    return exitcodes.BAD_INPUT
+
+
+def _records(args: argparse.Namespace) -> list[tuple[int, SessionRecord]] | int:
+    """The records to explain, numbered as `read` numbers them, or an exit status."""
+    target: str = args.target
+    if Path(target).is_file() or target == "-":
+        from kexproxy.analyse import records_of
+        from kexproxy.sources.pcap import CaptureError
+
+        try:
+            records = records_of(target)
+        except CaptureError as exc:
+            return _fail(str(exc))
+        numbered = list(enumerate(records, 1))
+        if args.connection is not None:
+            if not 1 <= args.connection <= len(records):
+                return _fail(
+                    f"{target} has {len(records)} SSH connection(s); no connection {args.connection}"
+                )
+            numbered = [numbered[args.connection - 1]]
+        if not numbered:
+            return _fail(f"{target}: no SSH connections")
+        return numbered
+    try:
+        from kexproxy.sinks.store import SessionStore, StoreError
+    except ImportError:
+        return _fail(f"no file {target!r}, and this kexproxy has no session store to look it up in")
+    if not Path(args.store).exists():
+        return _fail(f"no file {target!r}, and no session store {args.store!r} to look it up in")
+    try:
+        store = SessionStore.open(args.store, readonly=True)
+        try:
+            stored = store.get(target)
+        finally:
+            store.close()
+    except StoreError as exc:
+        return _fail(str(exc))
+    if not stored:
+        return _fail(f"no file and no stored session {target!r} in {args.store}")
+    if len(stored) > 1:
+        return _fail(f"{target!r} matches more than one stored session; give more of the id")
+    return [(1, stored[0].record)]
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def _t(text: object, style: str = "") -> Text:
+    """Wire text made safe: controls made visible; a Text is never parsed as markup.
+
+    Line breaks of our own multi-line forms (ssh_config blocks) are kept, line by line.
+    """
+    from rich.text import Text
+
+    from kexproxy.core.textsafe import printable
+
+    return Text("\n".join(printable(line) for line in str(text).split("\n")), style=style)
+
+
+def _endpoint(ep: JSONDict) -> str:
+    ip = str(ep.get("ip", "?"))
+    return f"[{ip}]:{ep.get('port')}" if ":" in ip else f"{ip}:{ep.get('port')}"
+
+
+def report(record: SessionRecord, index: int) -> list[RenderableType]:
+    """The renderables explaining one record, top to bottom."""
+    from rich.rule import Rule
+
+    from kexproxy.sinks.console import OUTCOME_STYLE
+
+    diagnosis = record.diagnosis or {}
+    title = _t(f"#{index} {_endpoint(record.client)} -> {_endpoint(record.server)}  ", "bold")
+    title.append(record.outcome, style=OUTCOME_STYLE.get(record.outcome, ""))
+    parts: list[RenderableType] = [Rule(title)]
+    parts.append(
+        _t(f"capture {record.capture or '-'}   id {record.id}   started {record.started}", "dim")
+    )
+    for role in ("client", "server"):
+        banner = record.client_banner if role == "client" else record.server_banner
+        line = _t(f"{role} banner: ", "bold")
+        line.append_text(_t(banner or "(none)"))
+        parts.append(line)
+    if record.client_kexinit or record.server_kexinit:
+        parts.append(_offers_table(record))
+    parts += _rejections(record)
+    if record.failures:
+        parts += _fixes(diagnosis)
+    parts += _verdicts(record, diagnosis)
+    for note in record.notes:
+        parts.append(_t(f"note: {note}", "dim"))
+    return parts
+
+
+def _names_text(names: list[str], other: set[str], chosen: str | None, rfc_list: str) -> Text:
+    from rich.text import Text
+
+    from kexproxy.core.catalogue import catalogue
+
+    cat = catalogue()
+    text = Text()
+    for i, name in enumerate(names[:MAX_SHOWN]):
+        if i:
+            text.append(", ")
+        algorithm = cat.lookup_in_list(name, rfc_list)
+        grade = "unknown" if algorithm is None else (algorithm.grade or "marker")
+        style = GRADE_STYLE[grade]
+        if name == chosen:
+            text.append_text(_t(f"[{name}]", f"{style} bold reverse"))
+        elif name not in other and grade != "marker":
+            text.append_text(_t(f"{name}*", f"{style} dim"))
+        else:
+            text.append_text(_t(name, style))
+    if len(names) > MAX_SHOWN:
+        text.append(f", ... {len(names) - MAX_SHOWN} more", style="dim")
+    if not names:
+        text.append("(empty)", style="dim")
+    return text
+
+
+def _offers_table(record: SessionRecord) -> RenderableType:
+    from rich.table import Table
+
+    client = record.client_kexinit or {}
+    server = record.server_kexinit or {}
+    negotiated = record.negotiated or {}
+    failing = set(record.failing_lists)
+    table = Table(
+        title=_t("offers: [chosen], name* = the other side lacks it, colour = grade", "italic"),
+        show_lines=True,
+        expand=True,
+    )
+    table.add_column("list", style="bold", no_wrap=True)
+    table.add_column("client offers", ratio=1, overflow="fold")
+    table.add_column("server offers", ratio=1, overflow="fold")
+    table.add_column("chosen", overflow="fold")
+    rows: list[tuple[str, list[str]]] = [
+        ("kex", ["kex_algorithms"]),
+        ("host key", ["server_host_key_algorithms"]),
+    ]
+    for c2s, s2c, label in PAIRS:
+        same = client.get(c2s) == client.get(s2c) and server.get(c2s) == server.get(s2c)
+        same = same and negotiated.get(FIELD_OF[c2s]) == negotiated.get(FIELD_OF[s2c])
+        same = same and ((c2s in failing) == (s2c in failing))
+        if same:
+            rows.append((label, [c2s]))
+        else:
+            rows += [(f"{label} c2s", [c2s]), (f"{label} s2c", [s2c])]
+    for label, (rfc,) in rows:
+        c_names = [n for n in client.get(rfc, []) if isinstance(n, str)]
+        s_names = [n for n in server.get(rfc, []) if isinstance(n, str)]
+        chosen = negotiated.get(FIELD_OF[rfc])
+        if rfc in failing:
+            chosen_text = _t("no match", "bold red")
+        elif chosen is None:
+            chosen_text = _t("-", "dim")
+        else:
+            chosen_text = _t(chosen, "bold")
+        table.add_row(
+            label,
+            _names_text(c_names, set(s_names), chosen, rfc),
+            _names_text(s_names, set(c_names), chosen, rfc),
+            chosen_text,
+        )
+    return table
+
+
+def _rejections(record: SessionRecord) -> list[RenderableType]:
+    out: list[RenderableType] = []
+    for role in ("client", "server"):
+        rejection = record.rejections.get(role)
+        if rejection:
+            line = _t(f"{role} rejects: ", "bold red")
+            line.append_text(_t(rejection["message"]))
+            out.append(line)
+    evidence = record.evidence
+    if record.outcome in ("failed", "aborted") and evidence.get("first_close"):
+        out.append(
+            _t(f"closed first by the {evidence['first_close']} ({evidence.get('how')})", "dim")
+        )
+    for dis in evidence.get("disconnects", []):
+        out.append(
+            _t(f"DISCONNECT from the {dis['sender']}: {dis['reason']}: {dis['description']}", "dim")
+        )
+    if evidence.get("banner_error"):
+        out.append(_t(f"refused before the banner: {evidence['banner_error']}", "red"))
+    return out
+
+
+def _fixes(diagnosis: JSONDict) -> list[RenderableType]:
+    from rich.table import Table
+
+    out: list[RenderableType] = []
+    fixes: list[JSONDict] = diagnosis.get("fixes") or []
+    table = Table(
+        title=_t("fixes, strongest first per list (cost = the grade of what you add)", "italic"),
+        show_lines=True,
+        expand=True,
+    )
+    table.add_column("#", justify="right")
+    table.add_column("side")
+    table.add_column("add", overflow="fold")
+    table.add_column("cost")
+    table.add_column("paste", overflow="fold", ratio=2)
+    table.add_column("warning", overflow="fold", ratio=2)
+    for fix in fixes:
+        paste = "\n".join(
+            str(fix[key]) for key in ("ssh_option", "ssh_config", "sshd_config") if fix.get(key)
+        )
+        if fix["side"] == "server":
+            paste = "sshd_config:\n" + paste
+        grade = str(fix.get("grade"))
+        table.add_row(
+            str(fix.get("rank")),
+            _t(fix["side"]),
+            _t(fix["add"], GRADE_STYLE.get(grade, "")),
+            _t(
+                grade + (", post-quantum" if fix.get("post_quantum") else ""),
+                GRADE_STYLE.get(grade, ""),
+            ),
+            _t(paste),
+            _t(fix.get("warning") or "", "yellow"),
+        )
+    if fixes:
+        out.append(table)
+    else:
+        out.append(_t("no fix: the sides share nothing either could add", "bold red"))
+    for advice in diagnosis.get("real_fix") or []:
+        out.append(_t(advice, "bold"))
+    combined = diagnosis.get("combined") or {}
+    if combined.get("client"):
+        out.append(_t(f"all lists at once, client: ssh {combined['client']['ssh_option']} ..."))
+    if combined.get("server"):
+        out.append(_t("all lists at once, sshd_config:\n" + combined["server"]["sshd_config"]))
+    if diagnosis.get("apply_note"):
+        out.append(_t(diagnosis["apply_note"], "dim"))
+    return out
+
+
+def _verdicts(record: SessionRecord, diagnosis: JSONDict) -> list[RenderableType]:
+    from rich.rule import Rule
+
+    out: list[RenderableType] = [Rule(_t("security verdicts", "bold"), style="dim")]
+    grade = diagnosis.get("grade")
+    line = _t("negotiated set: ", "bold")
+    line.append_text(
+        _t(
+            grade or "not graded (nothing complete was negotiated)",
+            GRADE_STYLE.get(grade or "", ""),
+        )
+    )
+    out.append(line)
+    for reason in diagnosis.get("reasons") or []:
+        out.append(_t(f"  - {reason}"))
+    terrapin = diagnosis.get("terrapin") or {}
+    exposed = terrapin.get("exposed")
+    word = "exposed" if exposed else "not exposed" if exposed is False else "n/a"
+    out.append(
+        _labelled("Terrapin", f"{word}: {terrapin.get('reason')}", "bold red" if exposed else "")
+    )
+    pq = diagnosis.get("post_quantum") or {}
+    pq_word = (
+        "yes" if pq.get("post_quantum") else "no" if pq.get("post_quantum") is False else "n/a"
+    )
+    out.append(_labelled("post-quantum kex", f"{pq_word}: {pq.get('reason')}", ""))
+    for key, label in (("host_key_size", "host key"), ("dh_gex", "DH group exchange")):
+        verdict = diagnosis.get(key)
+        if verdict:
+            text = f"{verdict.get('grade') or 'n/a'}: {verdict.get('reason')}"
+            request = verdict.get("request")
+            if isinstance(request, dict):
+                text += f" (client asked min {request.get('min')}, n {request.get('n')}, max {request.get('max')})"
+            for note in verdict.get("notes") or []:
+                text += f"; {note}"
+            out.append(_labelled(label, text, GRADE_STYLE.get(str(verdict.get("grade")), "")))
+    hints = diagnosis.get("version_hint") or {}
+    for role in ("client", "server"):
+        hint = hints.get(role)
+        if hint:
+            out.append(_labelled(f"{role} lists", hint.get("text", ""), ""))
+    if hints.get("caveat"):
+        out.append(_t(f"  (version hints: {hints['caveat']})", "dim"))
+    unknown = diagnosis.get("unknown") or {}
+    for role in ("client", "server"):
+        names = unknown.get(role) or []
+        if names:
+            out.append(_labelled(f"unknown to the catalogue ({role})", ", ".join(names), "magenta"))
+    policy = record.policy
+    if policy:
+        if not policy.get("evaluated"):
+            out.append(
+                _labelled(
+                    f"policy {policy.get('name')}", f"not evaluated: {policy.get('reason')}", "dim"
+                )
+            )
+        elif policy.get("compliant"):
+            out.append(_labelled(f"policy {policy.get('name')}", "compliant", "green"))
+        else:
+            out.append(_labelled(f"policy {policy.get('name')}", "violated", "bold red"))
+            for violation in policy.get("violations", []):
+                out.append(_t(f"  - {violation['message']}", "red"))
+    return out
+
+
+def _labelled(label: str, text: str, style: str) -> Text:
+    line = _t(f"{label}: ", "bold")
+    line.append_text(_t(text, style))
+    return line
