@@ -42,9 +42,11 @@ COPY_CHUNK = 256 * 1024
 #: Pipe capacity asked for once a direction moves bulk data (Linux's default is 64 KiB and
 #: /proc/sys/fs/pipe-max-size allows 1 MiB to anyone); a bigger pipe means fewer wake-ups.
 BULK_PIPE_SIZE = 1024 * 1024
-#: Reads per readiness callback in fast mode, so that one busy direction cannot starve
-#: the other sessions sharing the event loop.
-FAST_ROUNDS = 16
+#: Bytes moved per readiness callback before yielding to the loop, so that one busy
+#: direction cannot starve the other sessions sharing it.
+READ_BUDGET = 16 * 1024 * 1024
+#: Linux's default pipe capacity (16 pages): a splice this big filled the pipe.
+DEFAULT_PIPE_SIZE = 64 * 1024
 _F_SETPIPE_SZ = 1031  # linux/fcntl.h (F_LINUX_SPECIFIC_BASE + 7); not in every Python's fcntl
 _HAVE_SPLICE = hasattr(os, "splice")
 _SPLICE_FLAGS = (
@@ -165,69 +167,81 @@ class Pump:
     # -- reading -------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        if self.stopped:
-            return
-        if self._owner.inspecting:
-            self._read_copy(INSPECT_CHUNK, inspect=True)
-        elif self._use_splice:
-            self._read_splice()
-        else:
-            self._read_copy(COPY_CHUNK, inspect=False)
+        # Read until the socket says EAGAIN, EOF or an error, never just once: uvloop
+        # (libuv) reports a socket error by running the callbacks once and then dropping
+        # the registration, so an error left unread here would never be seen again.
+        budget = READ_BUDGET
+        while not self.stopped and self._reading:
+            if self._owner.inspecting:
+                moved = self._read_copy(INSPECT_CHUNK, inspect=True)
+            elif self._use_splice:
+                moved = self._read_splice()
+            else:
+                moved = self._read_copy(COPY_CHUNK, inspect=False)
+            if moved <= 0:
+                return
+            budget -= moved
+            if budget <= 0:
+                # Fair to the other sessions: go on in the next loop iteration.
+                self._loop.call_soon(self._on_readable)
+                return
 
-    def _read_copy(self, size: int, *, inspect: bool) -> None:
+    def _read_copy(self, size: int, *, inspect: bool) -> int:
+        """One recv and its send; returns the bytes moved, 0 when there is nothing more."""
         try:
             data = self._src.recv(size)
         except (BlockingIOError, InterruptedError):
-            return
+            return 0
         except OSError as exc:
             self._owner.reset_by(self.side, self._clock(), exc)
-            return
+            return 0
         if not data:
             self._on_eof()
-            return
+            return 0
         ts = self._clock()
         self._send(data)
         if self.stopped:
-            return
+            return 0
         if inspect:
             self._owner.observe(self.side, data, ts)
         else:
             self._owner.counted(self.side, len(data), ts)
+        return len(data)
 
-    def _read_splice(self) -> None:
+    def _read_splice(self) -> int:
+        """One splice into the (empty) pipe and one out of it; returns the bytes moved."""
         pipe = self._pipe
         if pipe is None:
             pipe = self._pipe = _new_pipe()
         pipe_r, pipe_w = pipe
-        for _round in range(FAST_ROUNDS):
-            try:
-                n = os.splice(self._src_fd, pipe_w, BULK_PIPE_SIZE, flags=_SPLICE_FLAGS)  # type: ignore[attr-defined,unused-ignore]
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in _SPLICE_UNSUPPORTED and not self._in_pipe:
-                    self._use_splice = False
-                    self._close_pipe()
-                    self._read_copy(COPY_CHUNK, inspect=False)
-                    return
-                self._owner.reset_by(self.side, self._clock(), exc)
-                return
-            if n == 0:
-                self._on_eof()
-                return
-            if not self._pipe_grown and n >= 64 * 1024:
-                # A full default pipe: this direction carries bulk data, give it room.
-                self._pipe_grown = True
-                _grow_pipe(pipe_w)
-            self._in_pipe = n
-            if not self._drain_pipe(pipe_r):
-                return
-            self._owner.counted(self.side, n, self._clock())
-            if self.stopped:
-                return
-            if self._in_pipe:
-                self._pause_for_write()
-                return
+        try:
+            n = os.splice(self._src_fd, pipe_w, BULK_PIPE_SIZE, flags=_SPLICE_FLAGS)  # type: ignore[attr-defined,unused-ignore]
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            if exc.errno in _SPLICE_UNSUPPORTED:
+                self._use_splice = False
+                self._close_pipe()
+                return self._read_copy(COPY_CHUNK, inspect=False)
+            self._owner.reset_by(self.side, self._clock(), exc)
+            return 0
+        if n == 0:
+            self._on_eof()
+            return 0
+        if not self._pipe_grown and n >= DEFAULT_PIPE_SIZE:
+            # A full default pipe: this direction carries bulk data, give it room.
+            self._pipe_grown = True
+            _grow_pipe(pipe_w)
+        self._in_pipe = n
+        if not self._drain_pipe(pipe_r):
+            return 0
+        self._owner.counted(self.side, n, self._clock())
+        if self.stopped:
+            return 0
+        if self._in_pipe:
+            self._pause_for_write()
+            return 0
+        return n
 
     def _drain_pipe(self, pipe_r: int) -> bool:
         """Splices what the pipe holds into the destination; False if the session broke."""
