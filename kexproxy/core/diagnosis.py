@@ -347,6 +347,7 @@ def _warning(
     cat: Catalogue,
     software: Software,
     server_list_length: int,
+    held_key: bool = False,
 ) -> str | None:
     words: list[str] = []
     if algorithm is None:
@@ -359,7 +360,16 @@ def _warning(
     elif algorithm.grade == "broken":
         why = "; ".join(cat.issue_texts(algorithm)) or algorithm.reason
         words.append(f"{name} is broken ({why}): use it only to reach the host and upgrade it.")
-    if side == "server" and kind == "host_key":
+    if side == "server" and kind == "host_key" and algorithm is not None and algorithm.certificate:
+        words.append(
+            "sshd offers a certificate algorithm only with a HostCertificate signed by a CA the "
+            "client trusts."
+        )
+    elif side == "server" and kind == "host_key" and held_key:
+        words.append(
+            f"It uses the {algorithm.key_type if algorithm else ''} host key sshd already has."
+        )
+    elif side == "server" and kind == "host_key":
         key_type = (algorithm.key_type if algorithm else None) or "matching"
         keygen = _KEYGEN_TYPE.get(key_type)
         hint = f" (ssh-keygen -t {keygen} -f /etc/ssh/ssh_host_{keygen}_key)" if keygen else ""
@@ -392,12 +402,15 @@ class _Candidate:
     name: str
     algorithm: Algorithm | None
     position: int
+    #: Work beyond the config line: 0 none, 1 a new host key, 2 a host certificate.
+    cost: int = 0
 
-    def key(self, cat: Catalogue) -> tuple[int, int, int, int, int]:
+    def key(self, cat: Catalogue) -> tuple[int, int, int, int, int, int]:
         grade = (self.algorithm.grade if self.algorithm else None) or "unknown"
         pq = 0 if self.algorithm is not None and self.algorithm.post_quantum else 1
         issues = cat.counted_issues(self.algorithm) if self.algorithm else 9
-        return (GRADE_ORDER[grade], pq, issues, 0 if self.side == "client" else 1, self.position)
+        side = 0 if self.side == "client" else 1
+        return (GRADE_ORDER[grade], pq, self.cost, issues, side, self.position)
 
 
 def _offer(kexinit: JSONDict | None, rfc_list: str) -> list[str]:
@@ -418,6 +431,7 @@ def _candidates(
     other = record.server_kexinit if side == "client" else record.client_kexinit
     offers = [_offer(other, rfc) for rfc in lists]
     category = LIST_CATEGORY[lists[0]]
+    held = _held_key_types(record, cat) if side == "server" and kind == "host_key" else None
     out: list[_Candidate] = []
     for position, name in enumerate(offers[0]):
         if not name or cat.is_marker(name) or any(name not in offer for offer in offers[1:]):
@@ -434,8 +448,27 @@ def _candidates(
             and not _older(software.version, "7.4")
         ):
             continue  # sshd dropped pre-authentication compression in 7.4
-        out.append(_Candidate(side, kind, name, algorithm, position))
+        cost = 0
+        if held is not None:
+            cost = _host_key_cost(algorithm, held)
+        out.append(_Candidate(side, kind, name, algorithm, position, cost))
     return out
+
+
+def _held_key_types(record: SessionRecord, cat: Catalogue) -> set[str]:
+    """Key types the server evidently has, from the plain host key algorithms it offers."""
+    held: set[str] = set()
+    for name in _offer(record.server_kexinit, "server_host_key_algorithms"):
+        algorithm = cat.lookup(name, "host_key")
+        if algorithm is not None and not algorithm.certificate and algorithm.key_type:
+            held.add(algorithm.key_type)
+    return held
+
+
+def _host_key_cost(algorithm: Algorithm | None, held: set[str]) -> int:
+    if algorithm is None or algorithm.certificate:
+        return 2
+    return 0 if algorithm.key_type in held else 1
 
 
 def _older(version: str, than: str) -> bool:
@@ -523,6 +556,7 @@ def fixes(
                     cat=cat,
                     software=software[cand.side],
                     server_list_length=len(current) + 1 if cand.side == "server" else 0,
+                    held_key=cand.side == "server" and kind == "host_key" and cand.cost == 0,
                 ),
             }
             out.append(fix)

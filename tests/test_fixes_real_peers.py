@@ -1,0 +1,388 @@
+"""kexproxy's fixes and verdicts checked against real OpenSSH, paramiko and tcpdump on loopback.
+
+Each fix test records a failing handshake with tcpdump, reads it with the same code as
+``kexproxy read``, takes the top fix kexproxy suggests for one side and applies it exactly
+as given: the ``-o`` option on the real ssh command line, or the ``sshd_config`` line in a
+real sshd's configuration. The handshake must then complete (``SSH2_MSG_NEWKEYS received``)
+with the added algorithm chosen; a suggestion that does not work fails the test.
+
+The failing side is set up the way such failures arise: for a client-side fix the server
+is restricted (an old or hardened sshd) and ssh runs with its defaults, which the ``+name``
+form appends to; for a server-side fix ssh is restricted and sshd runs with its defaults.
+ssh and sshd keep the first value they read, so a fix option comes before the restricting
+ones, as a command-line option overrides a user's config file.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kexproxy.analyse import records_of
+from kexproxy.core.record import JSONDict, SessionRecord
+from tests.peers import (
+    LOOPBACK,
+    PeerResult,
+    Sshd,
+    Tcpdump,
+    free_port,
+    kill_tree,
+    openssh_key,
+    python_module_or_skip,
+    run_ssh,
+)
+
+pytestmark = pytest.mark.peers
+
+MODULI_1024 = Path(__file__).parent / "data" / "moduli-oakley-group2"
+
+#: Where ssh -v names each negotiated algorithm (OpenSSH kex.c, kex_choose_conf).
+KEX_LINE = re.compile(r"debug1: kex: algorithm: (\S+)")
+HOSTKEY_LINE = re.compile(r"debug1: kex: host key algorithm: (\S+)")
+CIPHER_LINE = re.compile(r"debug1: kex: (?:client->server|server->client) cipher: (\S+) MAC: (\S+)")
+
+
+def only_record(path: Path) -> SessionRecord:
+    records = records_of(str(path))
+    assert len(records) == 1, [r.outcome for r in records]
+    return records[0]
+
+
+def record_failure(tmp_path: Path, sshd_config: Sequence[str], *client_opts: str) -> SessionRecord:
+    """A failing handshake between a real sshd and ssh, read back from a tcpdump capture."""
+    path = tmp_path / "failure.pcap"
+    with Sshd(sshd_config) as sshd:
+        with Tcpdump(path, sshd.port):
+            result = run_ssh(sshd.port, *client_opts)
+        assert result.negotiation_message, result.stderr
+    record = only_record(path)
+    assert record.outcome == "failed", record.outcome
+    return record
+
+
+def top_fix(record: SessionRecord, side: str, rfc_list: str | None = None) -> JSONDict:
+    diagnosis = record.diagnosis or {}
+    fixes = [
+        f
+        for f in diagnosis["fixes"]
+        if f["side"] == side and (rfc_list is None or rfc_list in f["lists"])
+    ]
+    assert fixes, diagnosis["fixes"]
+    return min(fixes, key=lambda f: f["rank"])
+
+
+def assert_negotiates(result: PeerResult, added: str | None) -> None:
+    """The handshake finished and (when given) chose the added algorithm somewhere."""
+    assert "SSH2_MSG_NEWKEYS received" in result.stderr, result.stderr
+    assert "Unable to negotiate" not in result.stderr
+    if added is None:
+        return
+    chosen = set(KEX_LINE.findall(result.stderr)) | set(HOSTKEY_LINE.findall(result.stderr))
+    for cipher, mac in CIPHER_LINE.findall(result.stderr):
+        chosen |= {cipher, mac}
+    assert added in chosen, (added, chosen)
+
+
+def assert_ranked(record: SessionRecord) -> None:
+    """Within each list, a weak or broken fix never comes before a good one, and it says so."""
+    order = {"good": 0, "weak": 1, "broken": 2, "unknown": 3}
+    by_list: dict[str, list[JSONDict]] = {}
+    for fix in (record.diagnosis or {})["fixes"]:
+        by_list.setdefault(fix["list"], []).append(fix)
+        if fix["grade"] != "good":
+            assert fix["warning"] and fix["grade"] in fix["warning"], fix
+    for fixes in by_list.values():
+        ranks = [order[f["grade"]] for f in sorted(fixes, key=lambda f: f["rank"])]
+        assert ranks == sorted(ranks)
+
+
+# -- client-side fixes: a restricted sshd, ssh at its defaults -------------------------------
+
+CLIENT_CASES = [
+    pytest.param(
+        ["KexAlgorithms diffie-hellman-group14-sha1,diffie-hellman-group1-sha1"],
+        "kex_algorithms",
+        "diffie-hellman-group14-sha1",
+        id="kex",
+    ),
+    pytest.param(
+        ["HostKeyAlgorithms ssh-rsa"], "server_host_key_algorithms", "ssh-rsa", id="host-key"
+    ),
+    pytest.param(
+        ["Ciphers aes128-cbc,3des-cbc"],
+        "encryption_algorithms_server_to_client",
+        "aes128-cbc",
+        id="cipher",
+    ),
+    pytest.param(
+        ["Ciphers aes128-ctr", "MACs hmac-md5,hmac-sha1-96"],
+        "mac_algorithms_server_to_client",
+        None,
+        id="mac",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sshd_config", "failing", "expected"), CLIENT_CASES)
+def test_top_client_fix_makes_real_ssh_negotiate(
+    tmp_path: Path, sshd_config: list[str], failing: str, expected: str | None
+) -> None:
+    record = record_failure(tmp_path, sshd_config)
+    assert failing in record.failing_lists
+    assert_ranked(record)
+    fix = top_fix(record, "client", failing)
+    if expected is not None:
+        assert fix["add"] == expected  # the weak one, ranked above the broken one beside it
+    assert fix["ssh_option"].startswith("-o") and fix["sshd_config"] is None
+    assert fix["ssh_config"].startswith(f"Host {LOOPBACK}\n    ")
+    with Sshd(sshd_config) as sshd:
+        result = run_ssh(sshd.port, fix["ssh_option"], "-v")
+    assert_negotiates(result, fix["add"])
+
+
+# -- server-side fixes: ssh restricted, sshd at its defaults ---------------------------------
+
+SERVER_CASES = [
+    pytest.param(
+        ["-oKexAlgorithms=diffie-hellman-group1-sha1,diffie-hellman-group14-sha1"],
+        "kex_algorithms",
+        "diffie-hellman-group14-sha1",
+        id="kex",
+    ),
+    pytest.param(
+        ["-oHostKeyAlgorithms=ssh-rsa"], "server_host_key_algorithms", "ssh-rsa", id="host-key"
+    ),
+    pytest.param(
+        ["-oCiphers=aes256-cbc"],
+        "encryption_algorithms_client_to_server",
+        "aes256-cbc",
+        id="cipher",
+    ),
+    pytest.param(
+        ["-oCiphers=aes128-ctr", "-oMACs=hmac-md5-96"],
+        "mac_algorithms_client_to_server",
+        "hmac-md5-96",
+        id="mac",
+    ),
+]
+
+
+@pytest.mark.parametrize(("client_opts", "failing", "expected"), SERVER_CASES)
+def test_top_server_fix_makes_real_sshd_negotiate(
+    tmp_path: Path, client_opts: list[str], failing: str, expected: str
+) -> None:
+    record = record_failure(tmp_path, [], *client_opts)
+    assert failing in record.failing_lists
+    assert_ranked(record)
+    fix = top_fix(record, "server", failing)
+    assert fix["add"] == expected
+    assert fix["ssh_option"] is None and fix["ssh_config"] is None
+    if failing == "server_host_key_algorithms":
+        assert "host key" in fix["warning"]  # sshd needs a key of that type: it has RSA here
+    with Sshd([fix["sshd_config"]]) as sshd:
+        result = run_ssh(sshd.port, *client_opts, "-v")
+    assert_negotiates(result, fix["add"])
+
+
+# -- a legacy-only client: every list fails ---------------------------------------------------
+
+LEGACY_CLIENT = (
+    "-oKexAlgorithms=diffie-hellman-group1-sha1",
+    "-oHostKeyAlgorithms=ssh-rsa",
+    "-oCiphers=3des-cbc",
+    "-oMACs=hmac-md5",
+)
+
+
+def test_legacy_only_client_fixes_on_both_sides(tmp_path: Path) -> None:
+    record = record_failure(tmp_path, [], *LEGACY_CLIENT)
+    diagnosis = record.diagnosis or {}
+    assert {"kex_algorithms", "server_host_key_algorithms"} <= set(record.failing_lists)
+    assert_ranked(record)
+    # The broken names are the only ones the old client has: upgrading it is the real fix.
+    assert any("upgrading the client is the real fix" in text for text in diagnosis["real_fix"])
+    assert top_fix(record, "server", "kex_algorithms")["grade"] == "broken"
+
+    combined = diagnosis["combined"]
+    with Sshd(combined["server"]["sshd_config"].splitlines()) as sshd:
+        result = run_ssh(sshd.port, *LEGACY_CLIENT, "-v")
+    assert_negotiates(result, "diffie-hellman-group1-sha1")
+
+    # The client-side fixes go first on the command line, overriding the legacy settings
+    # the way a command-line option overrides ~/.ssh/config. "+name" appends to ssh's
+    # defaults, so any common name may win: the fix is that the handshake completes.
+    options = combined["client"]["ssh_option"].split()
+    assert len(options) == len({o.split("=")[0] for o in options}) >= 4
+    with Sshd([]) as sshd:
+        result = run_ssh(sshd.port, *options, *LEGACY_CLIENT, "-v")
+    assert_negotiates(result, None)
+
+
+# -- security verdicts on real handshakes -----------------------------------------------------
+
+
+def record_success(
+    tmp_path: Path,
+    sshd_config: Sequence[str],
+    *client_opts: str,
+    host_keys: Sequence[str] = ("ed25519", "rsa", "ecdsa"),
+) -> SessionRecord:
+    path = tmp_path / "ok.pcap"
+    with Sshd(sshd_config, host_keys=host_keys) as sshd:
+        with Tcpdump(path, sshd.port):
+            result = run_ssh(sshd.port, *client_opts)
+        assert result.returncode == 0, result.stderr
+    record = only_record(path)
+    assert record.outcome == "negotiated"
+    return record
+
+
+def test_post_quantum_verdict(tmp_path: Path) -> None:
+    record = record_success(tmp_path, [])
+    pq = (record.diagnosis or {})["post_quantum"]
+    assert pq["post_quantum"] is True and "sntrup761x25519" in pq["kex"]
+    classical = record_success(tmp_path, [], "-oKexAlgorithms=curve25519-sha256")
+    pq = (classical.diagnosis or {})["post_quantum"]
+    assert pq["post_quantum"] is False
+    assert pq["server_offers"] and not pq["client_offers"]
+    assert "client offers no post-quantum" in pq["reason"]
+    assert (classical.diagnosis or {})["grade"] == "weak"
+
+
+def test_small_rsa_host_key_and_strict_kex_against_cbc_etm(tmp_path: Path) -> None:
+    record = record_success(
+        tmp_path,
+        ["HostKeyAlgorithms rsa-sha2-256", "Ciphers aes128-cbc"],
+        "-oCiphers=aes128-cbc",
+        "-oMACs=hmac-sha2-256-etm@openssh.com",
+        host_keys=("rsa1024",),
+    )
+    diagnosis = record.diagnosis or {}
+    size = diagnosis["host_key_size"]
+    assert (size["bits"], size["grade"]) == (1024, "weak")
+    terrapin = diagnosis["terrapin"]
+    assert terrapin["affected_modes"] == ["aes128-cbc with hmac-sha2-256-etm@openssh.com"]
+    assert terrapin["strict_kex"] is True and terrapin["exposed"] is False
+    assert diagnosis["grade"] == "weak"
+    assert any("1024-bit RSA" in reason for reason in diagnosis["reasons"])
+
+
+_PARAMIKO_SERVER = r"""
+import socket, sys, time
+import paramiko
+port, keyfile, strict, moduli = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4]
+if moduli:
+    paramiko.Transport.load_server_moduli(moduli)
+key = paramiko.Ed25519Key.from_private_key_file(keyfile)
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", port))
+listener.listen(1)
+print("ready", flush=True)
+conn, _ = listener.accept()
+transport = paramiko.Transport(conn, strict_kex=strict)
+transport.add_server_key(key)
+try:
+    transport.start_server(server=paramiko.ServerInterface())
+except Exception:
+    pass
+deadline = time.monotonic() + 15
+while transport.is_active() and time.monotonic() < deadline:
+    time.sleep(0.05)
+transport.close()
+"""
+
+
+@contextmanager
+def paramiko_server(*, strict_kex: bool = True, moduli: Path | None = None) -> Iterator[int]:
+    """A paramiko SSH server for one connection: without strict KEX like pre-2023 peers, or
+    with its own moduli file (paramiko sends its closest group even below the client's
+    minimum, which OpenSSH's sshd, clamped to 2048 bits since 7.2, never does)."""
+    python_module_or_skip("paramiko")
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-c",
+        _PARAMIKO_SERVER,
+        str(port),
+        str(openssh_key("ed25519")),
+        "1" if strict_kex else "0",
+        str(moduli or ""),
+    ]
+    proc: subprocess.Popen[Any] = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready"
+        yield port
+    finally:
+        kill_tree(proc)
+
+
+def test_terrapin_exposure_without_strict_kex(tmp_path: Path) -> None:
+    path = tmp_path / "terrapin.pcap"
+    with paramiko_server(strict_kex=False) as port, Tcpdump(path, port):
+        run_ssh(
+            port,
+            "-oCiphers=aes128-cbc",
+            "-oMACs=hmac-sha2-256-etm@openssh.com",
+            "-oHostKeyAlgorithms=ssh-ed25519",
+        )
+    record = only_record(path)
+    assert record.outcome == "negotiated"
+    assert record.strict_kex == {"client": True, "server": False}
+    terrapin = (record.diagnosis or {})["terrapin"]
+    assert terrapin["exposed"] is True
+    assert "only the client offers strict KEX" in terrapin["reason"]
+    assert any(r.startswith("Terrapin") for r in (record.diagnosis or {})["reasons"])
+
+
+_PARAMIKO_GEX_CLIENT = r"""
+import socket, sys
+import paramiko
+from paramiko.kex_gex import KexGexSHA256
+KexGexSHA256.min_bits = 1024  # paramiko asked for 1024 bits at least until 2.x
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+transport = paramiko.Transport(sock)
+transport.get_security_options().kex = ("diffie-hellman-group-exchange-sha256",)
+transport.start_client(timeout=10)
+transport.close()
+"""
+
+
+def test_group_exchange_sizes(tmp_path: Path) -> None:
+    """The client's request and the server's modulus, from real peers and a 1024-bit moduli file."""
+    refused = tmp_path / "refused.pcap"
+    with paramiko_server(moduli=MODULI_1024) as port, Tcpdump(refused, port):
+        result = run_ssh(port, "-oKexAlgorithms=diffie-hellman-group-exchange-sha256")
+    assert "out of range" in result.stderr  # ssh asks for 2048 bits at least and says no
+    verdict = (only_record(refused).diagnosis or {})["dh_gex"]
+    assert verdict["request"]["min"] == 2048
+    assert (verdict["p_bits"], verdict["grade"]) == (1024, "weak")
+    assert "outside the range" in " ".join(verdict["notes"])
+
+    accepted = tmp_path / "accepted.pcap"
+    with paramiko_server(moduli=MODULI_1024) as port, Tcpdump(accepted, port):
+        client = subprocess.run(
+            [sys.executable, "-c", _PARAMIKO_GEX_CLIENT, str(port)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert client.returncode == 0, client.stderr
+    record = only_record(accepted)
+    assert record.outcome == "negotiated"
+    diagnosis = record.diagnosis or {}
+    verdict = diagnosis["dh_gex"]
+    assert verdict["request"]["min"] == 1024 and verdict["p_bits"] == 1024
+    assert "accepts groups from 1024 bits" in " ".join(verdict["notes"])
+    assert diagnosis["grade"] == "weak"
+    assert any(r.startswith("DH group size") for r in diagnosis["reasons"])
