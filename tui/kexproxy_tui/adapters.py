@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kexproxy.core.observer import Endpoint
 from kexproxy.core.record import SessionRecord
+from kexproxy.sinks.base import Sink
 from kexproxy_tui.feeds import MessageSink, Post, StoreFeed
 from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus
 
@@ -106,15 +107,14 @@ class ProxyFeed:
         )
 
         raise_fd_limit()
-        sink = MessageSink(post)
-        sinks = [sink]
+        sinks: list[Sink] = [MessageSink(post)]
         store_sink = None
         warn = _warner(post)
         if self.store is not None:
             from kexproxy.sinks.store import StoreSink
 
             store_sink = StoreSink(self.store, warn=warn)
-            sinks.append(store_sink)  # type: ignore[arg-type]
+            sinks.append(store_sink)
 
         def publish(record: SessionRecord, final: bool) -> None:
             for each in sinks:

@@ -34,6 +34,9 @@ OUTCOME_ROLE: dict[str, Role] = {
     "not_ssh": "muted",
 }
 
+#: How a diagnosis grade (good, weak, broken) is coloured.
+GRADE_ROLE: dict[str, Role] = {"good": "ok", "weak": "warn", "broken": "bad"}
+
 
 class Palette:
     """Rich styles by role; one shared instance that `update` refreshes on a theme change."""

@@ -19,7 +19,7 @@ from kexproxy.core.negotiation import FIELDS, IMPLICIT_MAC, MARKERS
 from kexproxy.core.record import SessionRecord, parse_rfc3339
 from kexproxy.core.textsafe import printable
 from kexproxy.sinks.console import endpoint, software, summary
-from kexproxy_tui.palette import Palette, Role
+from kexproxy_tui.palette import GRADE_ROLE, Palette
 
 #: Entries shown per list and side; a hostile KEXINIT can hold thousands (see the export).
 MAX_OFFER_ROWS = 60
@@ -290,11 +290,8 @@ def facts(record: SessionRecord, palette: Palette) -> Table:
     return facts_table(rows, palette)
 
 
-_GRADE_ROLE: dict[str, Role] = {"good": "ok", "weak": "warn", "broken": "bad"}
-
-
 def _grade_style(grade: object, palette: Palette) -> Style:
-    return palette[_GRADE_ROLE.get(str(grade), "muted")]
+    return palette[GRADE_ROLE.get(str(grade), "muted")]
 
 
 def diagnosis_summary(diagnosis: dict[str, Any], palette: Palette) -> Text:

@@ -18,10 +18,11 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions
 from rich.text import Text
 
+from kexproxy.core.diagnosis import verdict_line
 from kexproxy.core.record import OUTCOMES, SessionRecord
 from kexproxy.core.textsafe import printable
 from kexproxy.sinks.console import endpoint, software, summary
-from kexproxy_tui.palette import OUTCOME_ROLE, Palette, Role
+from kexproxy_tui.palette import GRADE_ROLE, OUTCOME_ROLE, Palette, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("client", "client", 30, 6),
     Column("server", "server", 30, 6),
     Column("detail", "why / chosen", 34, 12),
+    Column("verdict", "verdict / fix", 50, 7),
     Column("client_software", "client software", 26, 8),
     Column("server_software", "server software", 26, 8),
     Column("hassh", "HASSH", 32, 5),
@@ -100,6 +102,7 @@ def row_texts(record: SessionRecord, *, long_dates: bool = False) -> dict[str, s
         "server": printable(endpoint(record.server)),
         "client_software": printable(software(record.client_banner)),
         "server_software": printable(software(record.server_banner)),
+        "verdict": printable(verdict_line(record)) or "-",
         "hassh": printable(record.hassh) or "-",
     }
 
@@ -120,7 +123,9 @@ def row_cells(
     for column in COLUMNS[1:]:
         text = texts[column.key]
         role: Role = outcome_role if column.key in ("outcome", "detail") else "plain"
-        if column.key == "hassh" and text == "-":
+        if column.key == "verdict":
+            role = _verdict_role(record)
+        if text == "-":
             role = "muted"
         cells.append(Cell(text, role, keys.get(column.key, text.lower()), palette))
     return cells
@@ -128,6 +133,13 @@ def row_cells(
 
 def mark_cell(palette: Palette, *, marked: bool) -> Cell:
     return Cell(MARK if marked else " ", "marked", 0 if marked else 1, palette)
+
+
+def _verdict_role(record: SessionRecord) -> Role:
+    if record.outcome == "failed":
+        return "accent"
+    grade = (record.diagnosis or {}).get("grade")
+    return GRADE_ROLE.get(str(grade), "muted")
 
 
 def _outcome_role(outcome: str) -> Role:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
 
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui.palette import Palette
@@ -124,7 +124,7 @@ class SessionsTable(DataTable[Cell]):
 
     def _apply_widths(self) -> None:
         for column in COLUMNS:
-            col = self.columns.get(column.key)  # type: ignore[call-overload]
+            col = self.columns.get(ColumnKey(column.key))
             if col is None:
                 continue
             want = max(self._widths.get(column.key, column.min_width), col.label.cell_len)

@@ -10,7 +10,7 @@ from textual.widgets import Sparkline, Static
 from kexproxy.core.record import rfc3339
 from kexproxy.core.textsafe import printable
 from kexproxy_tui.model import Counters
-from kexproxy_tui.palette import Palette
+from kexproxy_tui.palette import Palette, Role
 
 #: Bars in the failures chart; the Sparkline folds them into its width.
 HISTOGRAM_BUCKETS = 40
@@ -34,11 +34,12 @@ def counter_lines(counters: Counters, shown: int, total: int, palette: Palette) 
     failed = counters.failed
     first.append(" · ")
     first.append(f"{failed} failed", palette["bad"] if failed else palette["muted"])
-    for outcome, role in (("aborted", "warn"), ("negotiated", "ok")):
+    roles: tuple[tuple[str, Role], ...] = (("aborted", "warn"), ("negotiated", "ok"))
+    for outcome, role in roles:
         n = counters.outcomes[outcome]
         if n:
             first.append(" · ")
-            first.append(f"{n} {outcome}", palette[role])  # type: ignore[index]
+            first.append(f"{n} {outcome}", palette[role])
     other = counters.outcomes["incomplete"] + counters.outcomes["not_ssh"]
     if other:
         first.append(f" · {other} other", palette["muted"])

@@ -1,0 +1,1 @@
+"""Tests of the Textual dashboard (tui/kexproxy_tui)."""

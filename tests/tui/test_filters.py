@@ -1,0 +1,172 @@
+"""The filter language: parsing, every key, negation, alternatives, quoting, errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kexproxy.core.record import SessionRecord
+from kexproxy_tui.filters import (
+    FILTER_HELP,
+    KEYS,
+    MATCH_ALL,
+    FilterError,
+    Subject,
+    parse_filter,
+)
+
+
+@pytest.fixture(scope="module")
+def ok(dashboard_records: list[SessionRecord]) -> Subject:
+    return Subject.of(dashboard_records[0])
+
+
+@pytest.fixture(scope="module")
+def kex_fail(dashboard_records: list[SessionRecord]) -> Subject:
+    return Subject.of(dashboard_records[1])
+
+
+@pytest.fixture(scope="module")
+def cipher_fail(dashboard_records: list[SessionRecord]) -> Subject:
+    return Subject.of(dashboard_records[2])
+
+
+def matches(text: str, subject: Subject) -> bool:
+    return parse_filter(text).matches(subject)
+
+
+def test_empty_filter_matches_everything(ok: Subject) -> None:
+    for text in ("", "   ", "!"):
+        f = parse_filter(text)
+        assert not f
+        assert f.matches(ok)
+    assert MATCH_ALL.matches(ok)
+
+
+def test_outcome_exact_prefix_and_alternatives(ok: Subject, kex_fail: Subject) -> None:
+    assert matches("outcome:failed", kex_fail)
+    assert not matches("outcome:failed", ok)
+    assert matches("outcome:fail", kex_fail)
+    assert matches("outcome:neg", ok)
+    assert matches("outcome:failed,negotiated", ok)
+    assert matches("OUTCOME:FAILED", kex_fail)
+
+
+def test_negation(ok: Subject, kex_fail: Subject) -> None:
+    assert matches("!outcome:failed", ok)
+    assert not matches("!outcome:failed", kex_fail)
+    assert matches("!putty", ok)
+    assert not matches("!openssh", ok)
+
+
+def test_list_short_names_directions_and_rfc_names(
+    ok: Subject, kex_fail: Subject, cipher_fail: Subject
+) -> None:
+    assert matches("list:kex", kex_fail)
+    assert not matches("list:kex", cipher_fail)
+    assert not matches("list:kex", ok)
+    assert matches("list:cipher", cipher_fail)
+    assert matches("list:cipher_s2c", cipher_fail)
+    assert matches("list:cipher-c2s", cipher_fail)
+    assert matches("list:encryption_algorithms_server_to_client", cipher_fail)
+    assert matches("list:mac,kex", kex_fail)
+    assert not matches("list:hostkey", kex_fail)
+    assert not matches("list:compression", cipher_fail)
+
+
+def test_client_and_server_address_forms(kex_fail: Subject) -> None:
+    # The capture is on loopback: 127.0.0.1 both ways, the server on sshd's port.
+    port = kex_fail.server.port
+    assert matches("client:127.0.0.0/8", kex_fail)
+    assert not matches("client:10.0.0.0/8", kex_fail)
+    assert matches("client:127.0.0.1", kex_fail)
+    assert matches(f"server:127.0.0.1:{port}", kex_fail)
+    assert matches(f"server::{port}", kex_fail)
+    assert not matches(f"server::{port + 1}", kex_fail)
+    assert not matches(f"client::{port}", kex_fail)
+    assert matches("server:10.0.0.0/8,127.0.0.0/8", kex_fail)
+    assert matches("server:127.0", kex_fail)  # text
+    assert not matches("server:db1", kex_fail)
+    assert matches("client:::/0", kex_fail) is False  # an IPv6 network never holds IPv4
+
+
+def test_ipv6_and_hostname_endpoints(kex_fail: Subject, dashboard_records: list[SessionRecord]) -> None:
+    record = replace(
+        dashboard_records[1],
+        client={"ip": "2001:db8::5", "port": 50000},
+        server={"ip": "db1.example", "port": 22},
+    )
+    s = Subject.of(record)
+    assert matches("client:2001:db8::/32", s)
+    assert matches("client:[2001:db8::5]:50000", s)
+    assert matches("client:2001:db8::5", s)
+    assert not matches("client:[2001:db8::5]:50001", s)
+    assert matches("server:db1", s)
+    assert matches("server:db1.example:22", s)
+
+
+def test_software_hassh_capture_id(kex_fail: Subject, dashboard_records: list[SessionRecord]) -> None:
+    record = dashboard_records[1]
+    assert matches("software:openssh_9.2", kex_fail)
+    assert matches("sw:Debian", kex_fail)
+    assert not matches("software:PuTTY", kex_fail)
+    assert record.hassh and record.hassh_server
+    assert matches(f"hassh:{record.hassh[:8]}", kex_fail)
+    assert matches(f"hassh:{record.hassh_server[:8].upper()}", kex_fail)
+    assert not matches("hassh:zzzz", kex_fail)
+    assert matches("capture:dashboard", kex_fail)
+    assert matches(f"id:{record.id[:6]}", kex_fail)
+    assert not matches(f"id:{record.id[1:7]}", kex_fail)
+
+
+def test_free_text_looks_everywhere(kex_fail: Subject, ok: Subject, cipher_fail: Subject) -> None:
+    assert matches("curve25519", ok)  # the chosen kex
+    assert matches("chacha20-poly1305@openssh.com", ok)  # a negotiated cipher
+    with pytest.raises(FilterError):
+        parse_filter("no match: kex")  # "match:" reads as a key: quote text with colons
+    assert matches('"no match: kex"', kex_fail)
+    assert matches("kex_algorithms", kex_fail)  # failing list, RFC name
+    assert matches('"cipher s2c"', cipher_fail)  # failing list, short name
+    assert matches("127.0.0.1:", kex_fail)  # a colon after a non-key is text
+
+
+def test_terms_are_anded(kex_fail: Subject) -> None:
+    assert matches("outcome:failed list:kex software:openssh", kex_fail)
+    assert not matches("outcome:failed list:cipher", kex_fail)
+
+
+def test_quotes(kex_fail: Subject) -> None:
+    f = parse_filter('software:"OpenSSH_9.2p1 Debian" !"no match: cipher"')
+    assert [t.key for t in f.terms] == ["software", "text"]
+    assert f.terms[1].negate
+    assert f.matches(kex_fail)
+    with pytest.raises(FilterError, match="quote"):
+        parse_filter('software:"open')
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("outcom:failed", "unknown key 'outcom'"),
+        ("outcome:won", "outcome:won: use one of negotiated"),
+        ("list:foo", "list:foo: use kex"),
+        ("client:10.0.0.0/33", "not a network"),
+        ("outcome:", "outcome: needs a value"),
+        ("hassh:,", "needs a value"),
+    ],
+)
+def test_errors_say_what_to_type(text: str, hint: str) -> None:
+    with pytest.raises(FilterError) as info:
+        parse_filter(text)
+    assert hint in str(info.value)
+
+
+def test_help_documents_every_key() -> None:
+    for key in KEYS:
+        assert f"{key}:" in FILTER_HELP
+    assert "!" in FILTER_HELP
+
+
+def test_filter_keeps_its_text() -> None:
+    assert parse_filter("  outcome:failed  ").text == "outcome:failed"
