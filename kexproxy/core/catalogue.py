@@ -57,8 +57,13 @@ _ROLE_LIST: dict[tuple[str, Category], str] = {
 }
 
 
+@functools.cache
 def version_key(version: str | None) -> tuple[int, ...]:
-    """``"9.8"`` -> ``(9, 8)``; ``"<=6.1"`` (present since before the history) -> ``(0,)``."""
+    """``"9.8"`` -> ``(9, 8)``; ``"<=6.1"`` (present since before the history) -> ``(0,)``.
+
+    Cached: `version_hint` compares every release with every era on each record, which
+    made this parse the live proxy's largest cost per session.
+    """
     if not version or version.startswith("<="):
         return (0,)
     parts: list[int] = []
