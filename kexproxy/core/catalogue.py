@@ -220,6 +220,10 @@ class Catalogue:
         self.sources = dict(sources)
         self.history = history
         self._exact: dict[tuple[str, str], Algorithm] = {}
+        self._sets_cache: dict[
+            tuple[str, tuple[Category, ...]],
+            list[tuple[tuple[str, ...], dict[Category, frozenset[str]]]],
+        ] = {}
         self._prefixes: list[Algorithm] = []
         for algorithm in algorithms:
             if algorithm.prefix:
@@ -286,13 +290,13 @@ class Catalogue:
             for category in categories
         }
         scores: list[tuple[int, str, tuple[str, ...]]] = []
-        for release in self.history.releases:
+        for releases, defaults in self._default_sets(role, categories):
             found: list[str] = []
             for category in categories:
-                default = frozenset(self.history.defaults(release, role, category))
+                default = defaults[category]
                 found += [f"+{n}" for n in sorted(offered[category] - default)]
                 found += [f"-{n}" for n in sorted(default - offered[category])]
-            scores.append((len(found), release, tuple(found)))
+            scores += [(len(found), release, tuple(found)) for release in releases]
         best = min(score for score, _r, _d in scores)
         matching = [(release, diffs) for score, release, diffs in scores if score == best]
         dropbear = self._dropbear_distance(offered, role) == 0
@@ -322,6 +326,24 @@ class Catalogue:
             differences=tuple(d for diffs in groups for d in diffs)[:_MAX_DIFFS] if near else (),
             dropbear=dropbear,
         )
+
+    def _default_sets(
+        self, role: str, categories: tuple[Category, ...]
+    ) -> list[tuple[tuple[str, ...], dict[Category, frozenset[str]]]]:
+        """Releases grouped by identical default sets, computed once: hints run per record."""
+        key = (role, categories)
+        cached = self._sets_cache.get(key)
+        if cached is None:
+            groups: dict[tuple[frozenset[str], ...], list[str]] = {}
+            for release in self.history.releases:
+                sets = tuple(frozenset(self.history.defaults(release, role, c)) for c in categories)
+                groups.setdefault(sets, []).append(release)
+            cached = [
+                (tuple(releases), dict(zip(categories, sets, strict=True)))
+                for sets, releases in groups.items()
+            ]
+            self._sets_cache[key] = cached
+        return cached
 
     def _dropbear_distance(self, offered: Mapping[Category, frozenset[str]], role: str) -> int:
         """How many names the offer differs by from Dropbear's observed lists for `role`."""

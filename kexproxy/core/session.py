@@ -288,11 +288,10 @@ class SessionTracker:
         a, b = self._dirs["a"], self._dirs["b"]
         if a.ident is not None or b.ident is not None:
             return
-        if (
-            a.failed is not None
-            or b.failed is not None
-            or a.pre_banner_bytes + b.pre_banner_bytes > _NOT_SSH_TEXT_BYTES
-        ):
+        # One side's binary bytes say nothing of the other's: a TLS client may still meet an
+        # SSH server, whose banner must not be dropped because the client's bytes came first.
+        both_failed = a.failed is not None and b.failed is not None
+        if both_failed or a.pre_banner_bytes + b.pre_banner_bytes > _NOT_SSH_TEXT_BYTES:
             self._not_ssh = True
 
     # -- roles, negotiation, decoding ------------------------------------------------------

@@ -105,8 +105,8 @@ def test_data_is_consistent(cat: Catalogue) -> None:
             assert algorithm.grade is None
             continue
         worst = max(
-            (cat.issues[i].severity for i in algorithm.issues),
-            key=severity_order.get,
+            (str(cat.issues[i].severity) for i in algorithm.issues),
+            key=lambda severity: severity_order[severity],
             default="good",
         )
         expected = "good" if worst == "note" else worst
