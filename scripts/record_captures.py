@@ -101,6 +101,9 @@ class Scenario:
     disconnect: bool = False
     #: Tries before giving up, for outcomes that are a race (0: the --attempts default).
     attempts: int = 0
+    #: The outcome is a timing race that may not come up on this machine now: when every
+    #: attempt fails, the committed capture (if any) is kept and the run does not fail.
+    racy: bool = False
 
 
 OPENSSH_UNABLE = (
@@ -252,7 +255,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         name="plink-kex-fail-no-client-kexinit",
-        description="Same as plink-kex-fail, in the more frequent order (about 3 runs in 4): plink reads sshd's KEXINIT before its own is sent, gives up and closes without ever sending a KEXINIT; sshd only logs 'Connection closed ... [preauth]'.",
+        description="Same as plink-kex-fail, in the other order (seen in 3 runs of 4 on a busy machine, in none of 25 on an idle one): plink reads sshd's KEXINIT before its own is sent, gives up and closes without ever sending a KEXINIT; sshd only logs 'Connection closed ... [preauth]'.",
         server="sshd",
         server_config=("KexAlgorithms sntrup761x25519-sha512",),
         client="plink",
@@ -261,7 +264,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         client_pattern=r"FATAL ERROR: (?P<message>Selected key exchange algorithm .*)",
         server_pattern=r"(?P<message>Connection closed by 127\.0\.0\.1 port \d+ \[preauth\])",
         kexinits=1,
-        attempts=25,
+        attempts=15,
+        racy=True,
     ),
     Scenario(
         name="plink-mac-fail",
@@ -734,6 +738,14 @@ def write_readme(out_dir: Path) -> None:
         '  "SERVER-LIST" does not correspond to any supported algorithm`, quoting the server\'s',
         "  whole name-list (kex and MAC seen), not `Couldn't agree a TYPE (available: …)` as",
         "  docs/ssh-facts.md says; both strings are in the binary.",
+        "- plink often (3 runs in 4 on a busy machine, never on an idle one) reads sshd's KEXINIT, finds",
+        "  no match and aborts before its own KEXINIT is sent: the capture then holds only the",
+        "  server's KEXINIT and sshd logs `Connection closed by ... [preauth]`, not `Unable to",
+        "  negotiate` (plink-kex-fail-no-client-kexinit). The other plink captures are the runs",
+        "  where both KEXINITs made it (the script retries until it gets the wanted order).",
+        "- dbclient sends its banner and KEXINIT in one segment; a negotiation failure on either",
+        "  dropbear side is a FIN, no DISCONNECT; dropbear logs `Exit before auth from <HOST:PORT>:",
+        "  No matching algo kex`.",
         '- The OpenSSH client logs "Unable to negotiate ..." at INFO level (`logdie`): with',
         "  `-q` or `LogLevel ERROR` it exits 255 silently.",
         "- Debian's OpenSSH 9.2 offers `sntrup761x25519-sha512` (IANA name) and",
@@ -806,7 +818,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{scenario.name:30} {meta['pcap_bytes']:6} bytes  {client}")
             break
         else:
-            failed.append(scenario.name)
+            if scenario.racy and (args.out / f"{scenario.name}.json").exists():
+                print(
+                    f"{scenario.name}: the race did not come up; kept the committed capture",
+                    file=sys.stderr,
+                )
+            else:
+                failed.append(scenario.name)
     write_readme(args.out)
     if failed:
         print(f"record_captures: FAILED: {', '.join(failed)}", file=sys.stderr)

@@ -490,6 +490,7 @@ class _Server:
         self.argv: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
+        self._final_log: str | None = None
 
     # subclasses fill these in
     def _prepare(self) -> None:
@@ -501,6 +502,7 @@ class _Server:
         raise NotImplementedError
 
     def __enter__(self) -> Self:
+        self._final_log = None
         self.dir = Path(tempfile.mkdtemp(prefix=f"kexproxy-{self.name}-"))
         try:
             self._start()
@@ -548,8 +550,9 @@ class _Server:
             self._log_file = None
 
     def _cleanup(self) -> None:
-        """Stop everything and remove the temp dir unless asked to keep it for debugging."""
+        """Stop everything, keep the log text in memory, and remove the temp dir unless asked to keep it."""
         self._stop()
+        self._final_log = self.log_text()
         if not self.keep_dir and self.dir != Path():
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -567,7 +570,12 @@ class _Server:
         return self._proc.pid if self._proc is not None else None
 
     def log_text(self) -> str:
-        """Return everything the server logged so far (its stderr), for tests to quote its messages."""
+        """Return everything the server logged so far (its stderr), for tests to quote its messages.
+
+        Still works after the with-block, when the temp dir is gone: the text is kept then.
+        """
+        if self._final_log is not None:
+            return self._final_log
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
@@ -631,7 +639,10 @@ class Sshd(_Server):
     def _prepare(self) -> None:
         """Create /run/sshd, copy host keys, authorise client_key() and write sshd_config."""
         # Privilege separation directory: sshd refuses to start without it (root-owned, not writable by others).
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        if not os.path.isdir("/run/sshd"):
+            if os.geteuid() != 0:
+                _skip_or_fail("sshd needs /run/sshd (privilege separation); run as root")
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         for kind in self.host_keys:
             src = openssh_key(kind)
             dst = self.dir / f"ssh_host_{kind}_key"
@@ -1124,6 +1135,8 @@ class Tcpdump:
 
     def __enter__(self) -> Self:
         tcpdump = which_or_skip("tcpdump")
+        if os.geteuid() != 0:
+            _skip_or_fail("tcpdump on lo needs root")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
         self._err_dir = tempfile.mkdtemp(prefix="kexproxy-tcpdump-")
@@ -1229,18 +1242,32 @@ def tshark_fields(
     display_filter: str,
     fields: Sequence[str],
     *,
+    occurrence: str = "f",
     timeout: float = 60.0,
 ) -> list[dict[str, str]]:
-    """Return one dict per packet matching ``display_filter``, keyed by ``fields`` (first occurrence, '' if absent).
+    """Return one dict per packet matching ``display_filter``, keyed by ``fields`` ('' if absent).
 
     ``port`` is decoded as SSH (``-d tcp.port==N,ssh``) because tshark only knows ports 22
-    and 29418; pass None for those.
+    and 29418; pass None for those. ``occurrence`` is tshark's ``-E occurrence=``: "f"
+    (first, the default, as in docs/ssh-facts.md) or "a" (all, comma-separated), needed
+    when one segment carries several SSH messages (dbclient sends banner, KEXINIT and a
+    guessed key exchange packet together).
     """
     tshark = which_or_skip("tshark")
     argv = [tshark, "-n", "-r", str(pcap)]
     if port is not None and port not in (22, 29418):
         argv += ["-d", f"tcp.port=={port},ssh"]
-    argv += ["-Y", display_filter, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f"]
+    argv += [
+        "-Y",
+        display_filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        f"occurrence={occurrence}",
+    ]
+    argv += ["-E", "aggregator=,"]
     for name in fields:
         argv += ["-e", name]
     result = run_command(argv, timeout=timeout)
@@ -1270,13 +1297,18 @@ def tshark_banner_rows(pcap: str | Path, port: int | None) -> list[dict[str, str
 
 
 def tshark_message_codes(pcap: str | Path, port: int | None) -> list[dict[str, str]]:
-    """Return the plaintext SSH message codes tshark decodes, one row per packet, to spot a DISCONNECT (1)."""
-    return tshark_fields(
-        pcap,
-        port,
-        "ssh.message_code",
-        ("frame.number", "tcp.stream", "tcp.srcport", "ssh.direction", "ssh.message_code"),
-    )
+    """Return one row per plaintext SSH message tshark decodes (frame.number, tcp.stream, tcp.srcport, ssh.direction, ssh.message_code).
+
+    Several messages in one segment give several rows with the same frame number, so a
+    guessed key exchange packet after a KEXINIT, or a DISCONNECT (1), is not missed.
+    """
+    fields = ("frame.number", "tcp.stream", "tcp.srcport", "ssh.direction", "ssh.message_code")
+    rows = []
+    for raw in tshark_fields(pcap, port, "ssh.message_code", fields, occurrence="a"):
+        direction = raw["ssh.direction"].split(",")[0]
+        for code in raw["ssh.message_code"].split(","):
+            rows.append({**raw, "ssh.direction": direction, "ssh.message_code": code})
+    return rows
 
 
 def tshark_disconnect_rows(pcap: str | Path, port: int | None) -> list[dict[str, str]]:
@@ -1319,6 +1351,90 @@ def _decode_disconnect_payload(payload_hex: str) -> tuple[str, str]:
     reason = int.from_bytes(data[0:4], "big")
     length = int.from_bytes(data[4:8], "big")
     return str(reason), data[8 : 8 + length].decode("utf-8", "replace")
+
+
+#: Fields of tshark_summary's single pass, after the KEXINIT fields.
+_SUMMARY_EXTRA = (
+    "frame.number",
+    "tcp.flags.syn",
+    "tcp.flags.ack",
+    "ssh.protocol",
+    "ssh.message_code",
+    "ssh.disconnect_reason",
+    "ssh.disconnect_description",
+    "ssh.payload",
+)
+
+
+def tshark_summary(pcap: str | Path, port: int | None, *, timeout: float = 60.0) -> dict[str, Any]:
+    """Return everything the other tshark helpers give, from one tshark run over ``pcap``.
+
+    Keys: "packets" (count), "syns" (client SYNs as (srcport, dstport) string pairs),
+    "banners", "kexinits", "message_codes", "disconnects", with the same rows as
+    tshark_banner_rows, tshark_kexinit_rows, tshark_message_codes and
+    tshark_disconnect_rows. One process instead of six matters when many captures are
+    checked on a loaded machine; it also cross-checks those helpers.
+    """
+    fields = (*KEXINIT_FIELDS, *_SUMMARY_EXTRA)
+    tshark = which_or_skip("tshark")
+    argv = [tshark, "-n", "-r", str(pcap)]
+    if port is not None and port not in (22, 29418):
+        argv += ["-d", f"tcp.port=={port},ssh"]
+    argv += ["-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=;"]
+    for name in fields:
+        argv += ["-e", name]
+    result = run_command(argv, timeout=timeout)
+    if result.returncode != 0:
+        raise PeerError(f"tshark failed ({result.returncode}): {result.stderr}")
+    summary: dict[str, Any] = {
+        "packets": 0,
+        "syns": [],
+        "banners": [],
+        "kexinits": [],
+        "message_codes": [],
+        "disconnects": [],
+    }
+    for line in result.stdout.splitlines():
+        if not line:
+            continue
+        values = line.split("|")
+        if len(values) != len(fields):
+            raise PeerError(
+                f"tshark row has {len(values)} fields, expected {len(fields)}: {line!r}"
+            )
+        row = {name: value.split(";")[0] for name, value in zip(fields, values, strict=True)}
+        codes = [c for c in values[fields.index("ssh.message_code")].split(";") if c]
+        summary["packets"] += 1
+        if row["tcp.flags.syn"] in ("1", "True") and row["tcp.flags.ack"] in ("0", "False"):
+            summary["syns"].append((row["tcp.srcport"], row["tcp.dstport"]))
+        if row["ssh.protocol"]:
+            summary["banners"].append({name: row[name] for name in BANNER_FIELDS})
+        if "20" in codes:
+            summary["kexinits"].append({name: row[name] for name in KEXINIT_FIELDS})
+        for code in codes:
+            summary["message_codes"].append(
+                {
+                    "frame.number": row["frame.number"],
+                    "tcp.stream": row["tcp.stream"],
+                    "tcp.srcport": row["tcp.srcport"],
+                    "ssh.direction": row["ssh.direction"],
+                    "ssh.message_code": code,
+                }
+            )
+        if "1" in codes:
+            reason, description = row["ssh.disconnect_reason"], row["ssh.disconnect_description"]
+            if not reason and row["ssh.payload"]:
+                reason, description = _decode_disconnect_payload(row["ssh.payload"])
+            summary["disconnects"].append(
+                {
+                    "tcp.stream": row["tcp.stream"],
+                    "tcp.srcport": row["tcp.srcport"],
+                    "ssh.direction": row["ssh.direction"],
+                    "reason": reason,
+                    "description": description,
+                }
+            )
+    return summary
 
 
 def tshark_count(pcap: str | Path, display_filter: str = "", *, timeout: float = 60.0) -> int:
@@ -1389,5 +1505,6 @@ __all__ = [
     "tshark_fields",
     "tshark_kexinit_rows",
     "tshark_message_codes",
+    "tshark_summary",
     "which_or_skip",
 ]
