@@ -15,6 +15,7 @@ from kexproxy.analyse import records_of
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui.app import KexproxyApp
 
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Runs ``async def`` tests (Pilot needs a loop) with asyncio, no plugin needed."""

@@ -43,7 +43,9 @@ async def test_captures_are_read_in_a_worker_and_shown() -> None:
         assert "no match: kex" in text
 
 
-@pytest.mark.skipif(not list(CAPTURES.glob("openssh-*fail*.pcap")), reason="captures/ not recorded yet")
+@pytest.mark.skipif(
+    not list(CAPTURES.glob("openssh-*fail*.pcap")), reason="captures/ not recorded yet"
+)
 async def test_recorded_failure_captures() -> None:
     files = sorted(str(p) for p in CAPTURES.glob("openssh-*fail*.pcap"))
     app = create_app(CaptureFeed(files))
@@ -105,7 +107,9 @@ async def test_filter_detail_back_and_the_filter_is_remembered(
         await pilot.press("escape")
 
 
-async def test_a_bad_filter_keeps_the_shown_sessions(dashboard_records: list[SessionRecord]) -> None:
+async def test_a_bad_filter_keeps_the_shown_sessions(
+    dashboard_records: list[SessionRecord],
+) -> None:
     app = create_app(RecordsFeed(dashboard_records))
     async with app.run_test(size=(120, 24)) as pilot:
         await settle(pilot, app)
@@ -117,7 +121,9 @@ async def test_a_bad_filter_keeps_the_shown_sessions(dashboard_records: list[Ses
         assert app.focused is app.sessions_screen.query_one(FilterInput)
 
 
-async def test_typing_applies_the_filter_after_a_pause(dashboard_records: list[SessionRecord]) -> None:
+async def test_typing_applies_the_filter_after_a_pause(
+    dashboard_records: list[SessionRecord],
+) -> None:
     app = create_app(RecordsFeed(dashboard_records))
     async with app.run_test(size=(120, 24)) as pilot:
         await settle(pilot, app)
@@ -126,7 +132,9 @@ async def test_typing_applies_the_filter_after_a_pause(dashboard_records: list[S
         assert app.sessions_screen.table.row_count == 1
 
 
-async def test_mark_and_export_marked(dashboard_records: list[SessionRecord], tmp_path: Path) -> None:
+async def test_mark_and_export_marked(
+    dashboard_records: list[SessionRecord], tmp_path: Path
+) -> None:
     app = create_app(RecordsFeed(dashboard_records))
     target = tmp_path / "out.jsonl"
     async with app.run_test(size=(120, 24)) as pilot:
@@ -180,9 +188,7 @@ async def test_export_to_an_unwritable_path_says_so(
         await type_text(pilot, str(tmp_path / "missing" / "x.jsonl"))
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert any(
-            n.severity == "error" and "export to" in n.message for n in app._notifications
-        )
+        assert any(n.severity == "error" and "export to" in n.message for n in app._notifications)
 
 
 async def test_help_lists_every_key(dashboard_records: list[SessionRecord]) -> None:
@@ -193,14 +199,32 @@ async def test_help_lists_every_key(dashboard_records: list[SessionRecord]) -> N
         assert isinstance(app.screen, HelpScreen)
         text = text_of(app)
         listed = set(re.findall(r"(?:everywhere|sessions|detail|filter) +(\S+)", text))
-        for key in ("/", "enter", "esc", "f", "m", "e", "s", "S", "u", "c", "C", "y", "q", "?", "t"):
+        for key in (
+            "/",
+            "enter",
+            "esc",
+            "f",
+            "m",
+            "e",
+            "s",
+            "S",
+            "u",
+            "c",
+            "C",
+            "y",
+            "q",
+            "?",
+            "t",
+        ):
             assert key in listed, key
         assert "outcome:failed" in text and "list:kex" in text
         await pilot.press("question_mark")
         assert isinstance(app.screen, SessionsScreen)
 
 
-async def test_sorting_by_key_and_by_clicking_a_header(sshguess_records: list[SessionRecord]) -> None:
+async def test_sorting_by_key_and_by_clicking_a_header(
+    sshguess_records: list[SessionRecord],
+) -> None:
     app = create_app(RecordsFeed(sshguess_records))
     async with app.run_test(size=(160, 24)) as pilot:
         await settle(pilot, app)
@@ -278,7 +302,9 @@ async def test_follow_moves_to_the_newest_session(
         await pilot.press("f")
         assert screen.follow
         newest = dashboard_records[2]
-        app.post_message(__import__("kexproxy_tui.messages", fromlist=["x"]).SessionsArrived((newest,)))
+        app.post_message(
+            __import__("kexproxy_tui.messages", fromlist=["x"]).SessionsArrived((newest,))
+        )
         await pilot.pause(0.3)
         assert screen.table.current_id == newest.id
         await pilot.press("f")

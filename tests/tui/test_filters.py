@@ -91,7 +91,9 @@ def test_client_and_server_address_forms(kex_fail: Subject) -> None:
     assert matches("client:::/0", kex_fail) is False  # an IPv6 network never holds IPv4
 
 
-def test_ipv6_and_hostname_endpoints(kex_fail: Subject, dashboard_records: list[SessionRecord]) -> None:
+def test_ipv6_and_hostname_endpoints(
+    kex_fail: Subject, dashboard_records: list[SessionRecord]
+) -> None:
     record = replace(
         dashboard_records[1],
         client={"ip": "2001:db8::5", "port": 50000},
@@ -106,7 +108,9 @@ def test_ipv6_and_hostname_endpoints(kex_fail: Subject, dashboard_records: list[
     assert matches("server:db1.example:22", s)
 
 
-def test_software_hassh_capture_id(kex_fail: Subject, dashboard_records: list[SessionRecord]) -> None:
+def test_software_hassh_capture_id(
+    kex_fail: Subject, dashboard_records: list[SessionRecord]
+) -> None:
     record = dashboard_records[1]
     assert matches("software:openssh_9.2", kex_fail)
     assert matches("sw:Debian", kex_fail)

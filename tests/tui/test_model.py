@@ -31,7 +31,11 @@ def test_index_reports_new_changed_and_skips_unchanged(
     assert [(c.old, c.new) for c in changes] == [(None, ok), (None, kex)]
     assert index.apply([ok]) == []
     later = replace(kex, ended="2030-01-01T00:00:00.000000Z")
-    (change,) = index.apply([later, ])
+    (change,) = index.apply(
+        [
+            later,
+        ]
+    )
     assert change.old == kex and change.new == later
     index.apply([cipher])
     assert [r.id for r in index] == [ok.id, kex.id, cipher.id]

@@ -19,6 +19,8 @@ from kexproxy.sinks.base import Sink
 from kexproxy_tui.feeds import MessageSink, Post, StoreFeed
 from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus
 
+#: Seconds between two checks whether the app is closing, in the proxy's thread.
+STOP_POLL = 0.1
 #: Live rows re-read per poll at most; the rest wait for the next poll.
 MAX_LIVE_CHECKS = 2_000
 
@@ -129,22 +131,25 @@ class ProxyFeed:
 
         async def main() -> None:
             halt = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            # A plain thread waits for the app to stop, then wakes this loop.
-            waiter = threading.Thread(
-                target=lambda: (stop.wait(), loop.call_soon_threadsafe(halt.set)),
-                name="kexproxy-tui-proxy-stop",
-                daemon=True,
-            )
-            waiter.start()
-            await serve(
-                config,
-                publish,
-                stop=halt,
-                ready=ready,
-                warn=warn,
-                shutdown_reason=lambda: "the dashboard was closed while the session was open",
-            )
+
+            async def watch() -> None:
+                # The app's stop is a thread Event; a few checks a second cost nothing.
+                while not stop.is_set():
+                    await asyncio.sleep(STOP_POLL)
+                halt.set()
+
+            watcher = asyncio.create_task(watch())
+            try:
+                await serve(
+                    config,
+                    publish,
+                    stop=halt,
+                    ready=ready,
+                    warn=warn,
+                    shutdown_reason=lambda: "the dashboard was closed while the session was open",
+                )
+            finally:
+                watcher.cancel()
 
         loop = new_event_loop(use_uvloop=self.use_uvloop)
         try:

@@ -6,6 +6,7 @@ that both run the same app with a different feed.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from functools import partial
 from typing import ClassVar
@@ -34,6 +35,9 @@ from kexproxy_tui.screens.sessions import SessionsScreen
 #: however fast sessions arrive.
 FLUSH_INTERVAL = 0.1
 
+#: Seconds the app waits, when closing, for the feed to stop (the proxy to close its port).
+FEED_STOP_TIMEOUT = 3.0
+
 DARK, LIGHT = "textual-dark", "textual-light"
 
 
@@ -58,6 +62,8 @@ class KexproxyApp(App[None]):
         self.feed_done = False
         self.export_path = DEFAULT_EXPORT_PATH
         self._stop = threading.Event()
+        self._feed_started = False
+        self._feed_stopped = threading.Event()
         self.sessions_screen = SessionsScreen()
         self.sub_title = feed.label
 
@@ -68,19 +74,32 @@ class KexproxyApp(App[None]):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.push_screen(self.sessions_screen)
         self.set_interval(self.flush_interval, self.flush)
-        self.run_worker(
-            partial(self.feed.run, self.post_message, self._stop),
-            name="feed",
-            thread=True,
-            exit_on_error=False,
-        )
+        self._feed_started = True
+        self.run_worker(self._run_feed, name="feed", thread=True, exit_on_error=False)
 
-    def on_unmount(self) -> None:
-        self._stop.set()
+    def _run_feed(self) -> None:
+        """The feed, in its thread; `_feed_stopped` tells the closing app when it is over."""
+        try:
+            self.feed.run(self.post_message, self._stop)
+        finally:
+            self._feed_stopped.set()
+
+    async def on_unmount(self) -> None:
+        await self.stop_feed()
 
     async def action_quit(self) -> None:
-        self._stop.set()
+        await self.stop_feed()
         self.exit()
+
+    async def stop_feed(self) -> None:
+        """Tells the feed to stop and gives it a moment to: the proxy then records the open
+        sessions as ended by the shutdown and closes its port."""
+        self._stop.set()
+        if not self._feed_started:
+            return
+        # Textual marks thread workers cancelled at shutdown while their thread still runs,
+        # so the feed's own flag is what is waited for.
+        await asyncio.to_thread(self._feed_stopped.wait, FEED_STOP_TIMEOUT)
 
     def _theme_changed(self, theme: Theme) -> None:
         self.palette.update(self.theme_variables)

@@ -149,12 +149,18 @@ class StoreFeed:
             post(FeedFinished(f"{self.label}: not opened"))
             return
         post(FeedStatus(f"watching {self.label}"))
+        last_problem: str | None = None
         try:
             while not stop.is_set():
                 try:
                     records = source.changes()
+                    last_problem = None
                 except Exception as exc:
-                    post(FeedProblem(f"{self.label}: {exc}"))
+                    # Said once per kind of trouble, not every poll.
+                    problem = f"{self.label}: {exc}"
+                    if problem != last_problem:
+                        post(FeedProblem(problem))
+                    last_problem = problem
                     records = []
                 if records:
                     post(SessionsArrived(tuple(records)))

@@ -36,11 +36,11 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("mark", "✓", 1, 1),
-    Column("time", "time UTC", 19, 8),
+    Column("time", "time UTC", 14, 8),
     Column("outcome", "outcome", 10, 7),
+    Column("detail", "why / chosen", 30, 12),
     Column("client", "client", 30, 6),
     Column("server", "server", 30, 6),
-    Column("detail", "why / chosen", 34, 12),
     Column("verdict", "verdict / fix", 50, 7),
     Column("client_software", "client software", 26, 8),
     Column("server_software", "server software", 26, 8),
@@ -75,10 +75,11 @@ class Cell:
 
 
 def time_text(started: str | None, *, long_dates: bool) -> str:
-    """``14:44:49`` of ``2015-03-30T14:44:49.214476Z``, with the date when the table spans days."""
+    """``14:44:49`` of ``2015-03-30T14:44:49.214476Z``, or ``03-30 14:44:49`` when the table
+    spans days; the detail screen has the whole time."""
     if not started or len(started) < 19:
         return "-"
-    return f"{started[:10]} {started[11:19]}" if long_dates else started[11:19]
+    return f"{started[5:10]} {started[11:19]}" if long_dates else started[11:19]
 
 
 def _address_key(ep: dict[str, Any]) -> tuple[int, int, str, int]:

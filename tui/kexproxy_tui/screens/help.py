@@ -18,7 +18,11 @@ from kexproxy_tui.filters import FILTER_HELP
 #: Keys that come from the widgets themselves (table, input), not from our bindings.
 BUILTIN_KEYS: tuple[tuple[str, str, str], ...] = (
     ("sessions", "↑ ↓ pgup pgdn home end", "move in the table"),
-    ("sessions", "click", "a row: choose it, click again to open it; a header: sort (again: reverse)"),
+    (
+        "sessions",
+        "click",
+        "a row: choose it, click again to open it; a header: sort (again: reverse)",
+    ),
     ("filter", "enter", "apply the filter now and go back to the table"),
     ("filter", "↑ ↓", "earlier filters of this session"),
     ("detail", "↑ ↓ pgup pgdn, wheel", "scroll"),

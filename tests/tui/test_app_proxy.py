@@ -1,0 +1,164 @@
+"""The proxy inside the app, with real OpenSSH peers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from kexproxy_tui.adapters import ProxyFeed
+from kexproxy_tui.app import KexproxyApp, create_app
+from kexproxy_tui.rows import COLUMN_KEYS
+from kexproxy_tui.screens.detail import DetailScreen
+from tests.builders import ident, kexinit, server_offer
+from tests.peers import Sshd, free_port, run_ssh, which_or_skip
+
+from .conftest import HOSTILE_NAME, screen_lines, terminal_output, wait_for
+from .test_injection import assert_only_harmless_escapes
+
+pytestmark = pytest.mark.peers
+
+
+def text_of(app: KexproxyApp) -> str:
+    return "\n".join(screen_lines(app))
+
+
+def finals(app: KexproxyApp) -> list[str]:
+    return [r.outcome for r in app.index if r.ended]
+
+
+async def test_success_and_kex_failure_through_the_proxy_in_the_app() -> None:
+    which_or_skip("ssh")
+    with Sshd(["KexAlgorithms curve25519-sha256"]) as sshd:
+        port = free_port()
+        feed = ProxyFeed(("127.0.0.1", port), ("127.0.0.1", sshd.port))
+        app = create_app(feed)
+        async with app.run_test(size=(120, 80)) as pilot:
+            await asyncio.to_thread(feed.ready.wait, 10)
+            assert feed.address is not None and feed.address.port == port
+            ok = await asyncio.to_thread(run_ssh, port)
+            failed = await asyncio.to_thread(
+                run_ssh, port, "-oKexAlgorithms=diffie-hellman-group14-sha1"
+            )
+            assert failed.negotiation_message is not None
+            await wait_for(pilot, lambda: sorted(finals(app)) == ["failed", "negotiated"])
+            assert ok.returncode == 0, ok.stderr
+            table = app.sessions_screen.table
+            assert table.row_count == 2
+            assert f"proxy 127.0.0.1:{port} → 127.0.0.1:{sshd.port}" in text_of(app)
+
+            failure = next(r for r in app.index if r.outcome == "failed")
+            table.move_to(failure.id)
+            await pilot.press("enter")
+            assert isinstance(app.screen, DetailScreen)
+            text = text_of(app)
+            flat = " ".join(text.split())
+            # The client's message, exactly as the real ssh printed it.
+            assert failed.negotiation_message in flat
+            assert "✗ diffie-hellman-group14-sha1" in text  # the client's offer
+            assert "✗ curve25519-sha256" in text  # the server's
+            assert "◦ kex-strict-s-v00@openssh.com" in text
+        # Leaving the app stops the proxy: nothing listens on its port any more.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+async def test_a_busy_port_is_reported() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = create_app(ProxyFeed(("127.0.0.1", port), ("127.0.0.1", 9)))
+        async with app.run_test(size=(100, 24)) as pilot:
+            await wait_for(pilot, lambda: app.feed_done)
+            assert any("cannot listen on" in n.message for n in app._notifications)
+
+
+MARKUP_BANNER = b"SSH-2.0-[bold red]x[/] [link=https://example.invalid]y[/link]\r\n"
+ESCAPE_BANNER = b"SSH-2.0-[bold red]x[/]\x1b[2J\r\n"
+
+
+@contextmanager
+def hostile_server(banner: bytes) -> Iterator[int]:
+    """A raw SSH server on 127.0.0.1: `banner`, then a KEXINIT whose kex list is markup,
+    then it waits for the client to give up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    payload = banner + kexinit(server_offer(kex=[HOSTILE_NAME]))
+
+    def serve() -> None:
+        listener.settimeout(20)
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            conn.sendall(payload)
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        listener.close()
+        thread.join(5)
+
+
+async def test_a_real_client_against_a_server_sending_markup() -> None:
+    which_or_skip("ssh")
+    with hostile_server(MARKUP_BANNER) as upstream:
+        port = free_port()
+        feed = ProxyFeed(("127.0.0.1", port), ("127.0.0.1", upstream))
+        app = create_app(feed)
+        async with app.run_test(size=(200, 70)) as pilot:
+            await asyncio.to_thread(feed.ready.wait, 10)
+            result = await asyncio.to_thread(run_ssh, port)
+            # OpenSSH itself prints the name literally: so must we.
+            assert f"Their offer: {HOSTILE_NAME}," in (result.negotiation_message or "")
+            await wait_for(pilot, lambda: finals(app) == ["failed"])
+            (record,) = app.index
+            shown_banner = MARKUP_BANNER.decode().strip()
+            assert record.server_banner == shown_banner
+            table = app.sessions_screen.table
+            software = table.get_row(record.id)[COLUMN_KEYS.index("server_software")]
+            assert str(software) == shown_banner[len("SSH-2.0-") :]
+            assert "[bold red]x[/] [link=" in text_of(app)
+            assert_only_harmless_escapes(terminal_output(app))
+            await pilot.press("enter")
+            text = text_of(app)
+            assert f"server {shown_banner}" in text
+            assert f"✗ {HOSTILE_NAME}" in text
+            assert result.negotiation_message in " ".join(text.split())
+            assert_only_harmless_escapes(terminal_output(app))
+
+
+async def test_a_real_client_against_a_server_sending_an_escape_in_its_banner() -> None:
+    """OpenSSH accepts an ESC in a banner (it refuses only NUL and a lone CR); whatever
+    kexproxy makes of the stream, nothing of it may reach the terminal as a sequence."""
+    which_or_skip("ssh")
+    with hostile_server(ESCAPE_BANNER) as upstream:
+        port = free_port()
+        feed = ProxyFeed(("127.0.0.1", port), ("127.0.0.1", upstream))
+        app = create_app(feed)
+        async with app.run_test(size=(200, 70)) as pilot:
+            await asyncio.to_thread(feed.ready.wait, 10)
+            result = await asyncio.to_thread(run_ssh, port)
+            assert "no matching key exchange method found" in (result.negotiation_message or "")
+            await wait_for(pilot, lambda: len(finals(app)) == 1)
+            (record,) = app.index
+            assert_only_harmless_escapes(terminal_output(app))
+            await pilot.press("enter")
+            text = text_of(app)
+            assert_only_harmless_escapes(terminal_output(app))
+            if record.server_banner is not None:
+                assert "server SSH-2.0-[bold red]x[/]\\x1b[2J" in text
