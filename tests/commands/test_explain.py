@@ -1,0 +1,177 @@
+"""`kexproxy explain`: a capture's or a stored session's handshake, explained and escaped."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from kexproxy.analyse import records_of
+from kexproxy.cli import main
+from kexproxy.commands.explain import report
+from kexproxy.core.diagnosis import diagnose
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLIC = ROOT / "tests" / "data" / "public"
+CLEAN = PUBLIC / "zeek-ssh-ssh_kex_mlkem.pcap"
+WEAK = PUBLIC / "zeek-ssh-ssh_kex_curve25519.pcap"
+FAILED = PUBLIC / "zeek-ssh-kex-quadratic-1000.pcap"
+MANY = PUBLIC / "zeek-ssh-ssh.pcap"
+
+
+@pytest.fixture(autouse=True)
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def explain(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(["explain", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_a_negotiated_handshake(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = explain(capsys, str(CLEAN))
+    assert (status, err) == (0, "")
+    assert "#1 10.211.55.16:49046 -> 10.211.55.15:2299  negotiated" in out
+    assert "client banner: SSH-2.0-OpenSSH_10.2" in out
+    assert "[mlkem768x25519-sha256]" in out  # the chosen entry, marked
+    assert "security verdicts" in out
+    assert "negotiated set: good" in out
+    assert "post-quantum kex: yes: mlkem768x25519-sha256 is a post-quantum hybrid" in out
+    assert "Terrapin: not exposed" in out
+    assert "client lists: client lists match OpenSSH 9.9 to 10.2 defaults" in out
+    assert "never the banner" in out
+    assert "fixes" not in out
+
+
+def test_a_weak_handshake_names_its_weakest_parts(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _err = explain(capsys, str(WEAK))
+    assert status == 0
+    assert "negotiated set: weak" in out
+    assert "key exchange curve25519-sha256 is weak" in out
+    assert "Terrapin: exposed: chacha20-poly1305@openssh.com without strict KEX" in out
+
+
+def test_a_failed_handshake_shows_rejections_and_fixes(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _err = explain(capsys, str(FAILED))
+    assert status == 0
+    assert (
+        "client rejects: Unable to negotiate with 10.0.1.2 port 22: no matching key exchange" in out
+    )
+    assert "server rejects: Unable to negotiate with 10.0.1.1 port 12345" in out
+    assert "no match" in out
+    assert "fixes, strongest first" in out
+    assert "-oKexAlgorithms=+bk0" in out  # made-up names: offered, unknown, ranked last, warned
+    assert "not in kexproxy's catalogue" in out
+    assert "... 460 more" in out  # a fuzzer's 500 names do not bury the report
+    assert "unknown to the catalogue (client): ak0, ak1" in out
+
+
+def test_a_recorded_openssh_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    capture = ROOT / "captures" / "openssh-kex-fail.pcap"
+    if not capture.exists():
+        pytest.skip("captures/openssh-kex-fail.pcap not recorded yet")
+    status, out, _err = explain(capsys, str(capture))
+    assert status == 0
+    assert "no matching key exchange method found" in out
+    assert "KexAlgorithms +" in out
+
+
+def test_one_connection_of_many(capsys: pytest.CaptureFixture[str]) -> None:
+    count = len(records_of(str(MANY)))
+    status, out, _err = explain(capsys, str(MANY), "--connection", "2")
+    assert status == 0
+    assert "#2 " in out and "#1 " not in out and "#3 " not in out
+    status, _out, err = explain(capsys, str(MANY), "--connection", str(count + 1))
+    assert status == 2
+    assert f"has {count} SSH connection(s); no connection {count + 1}" in err
+
+
+def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _err = explain(capsys, str(MANY), "--json")
+    assert status == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == len(records_of(str(MANY)))
+    assert all("diagnosis" in r for r in records)
+
+
+def test_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    policy = str(ROOT / "policies" / "modern.toml")
+    status, out, _err = explain(capsys, str(WEAK), "--policy", policy)
+    assert status == 1
+    assert "policy modern: violated" in out
+    status, out, _err = explain(capsys, str(CLEAN), "--policy", policy)
+    assert status == 0 and "policy modern: compliant" in out
+    status, _out, err = explain(capsys, str(CLEAN), "--policy", str(ROOT / "nope.toml"))
+    assert status == 2 and "policy" in err
+
+
+def test_an_id_from_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kexproxy.sinks.store import SessionStore
+
+    [record] = records_of(str(WEAK))
+    path = tmp_path / "kexproxy.db"
+    store = SessionStore.open(path)
+    try:
+        # A record stored before diagnoses existed gets one when explained.
+        store.put(replace(record, diagnosis=None), final=True)
+    finally:
+        store.close()
+    status, out, err = explain(capsys, record.id[:8], "--store", str(path))
+    assert (status, err) == (0, "")
+    assert f"id {record.id}" in out and "negotiated set: weak" in out
+    status, _out, err = explain(capsys, "ffffffff", "--store", str(path))
+    assert status == 2 and "no file and no stored session 'ffffffff'" in err
+
+
+def test_neither_a_file_nor_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = explain(capsys, "4de92dfa", "--store", str(tmp_path / "none.db"))
+    assert (status, out) == (2, "")
+    assert "no file '4de92dfa', and no session store" in err
+    status, _out, err = explain(capsys, str(tmp_path))  # a directory is no capture either
+    assert status == 2
+
+
+def test_every_untrusted_string_is_escaped() -> None:
+    """Banners and names from the wire: controls shown as escapes, markup shown as text."""
+    [record] = records_of(str(WEAK))
+    hostile = "SSH-2.0-Evil\x1b]0;pwned\x07[bold red]x[/bold red]\u202e"
+    kexinit = dict(record.client_kexinit or {})
+    kexinit["kex_algorithms"] = ["[link=http://x]y[/link]\x1b[2J", *kexinit["kex_algorithms"]]
+    record = replace(record, client_banner=hostile, client_kexinit=kexinit)
+    record = replace(record, diagnosis=diagnose(record))
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, force_terminal=True, color_system="truecolor")
+    for part in report(record, 1):
+        console.print(part)
+    text = buffer.getvalue()
+    assert "\x1b]0;" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\x1b[2J" not in text
+    assert "\\x1b]0;pwned\\x07" in text and "\\u202e" in text
+    plain = Console(file=io.StringIO(), width=200, no_color=True)
+    for part in report(record, 1):
+        plain.print(part)
+    rendered = plain.file.getvalue()  # type: ignore[attr-defined]
+    assert "[bold red]x[/bold red]" in rendered
+    assert "[link=http://x]y[/link]\\x1b[2J" in rendered
+
+
+def test_runs_as_a_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kexproxy", "explain", str(CLEAN)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "160"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "security verdicts" in result.stdout
