@@ -609,10 +609,11 @@ class Sshd(_Server):
     """OpenSSH sshd in the foreground on 127.0.0.1, with its own host keys, config and log file.
 
     ``extra_config`` lines (e.g. ``"KexAlgorithms curve25519-sha256"``, ``"Compression no"``)
-    come first in sshd_config because sshd keeps the first value it reads for a keyword, so
-    they override the defaults written here (LogLevel, LoginGraceTime, ...). HostKey lines
-    are additive: choose the keys with ``host_keys`` (kinds of SSH_KEYGEN_KINDS, e.g.
-    ``("ed25519",)``). Root may log in with client_key(); the log is sshd's stderr
+    come first in sshd_config, and a default written here (LogLevel, LoginGraceTime,
+    MaxStartups, HostKey, ...) is left out when they set the same keyword: most keywords
+    keep the first value sshd reads, but some (MaxStartups) keep the last, and HostKey adds
+    up. ListenAddress, Port and PidFile are always the fixture's. Choose the host keys with
+    ``host_keys`` (kinds of SSH_KEYGEN_KINDS, e.g. ``("ed25519",)``). Root may log in with client_key(); the log is sshd's stderr
     (``-e``), where negotiation failures appear as "Unable to negotiate with 127.0.0.1 port
     N: ... [preauth]".
     """
@@ -652,13 +653,8 @@ class Sshd(_Server):
         authorized = self.dir / "authorized_keys"
         authorized.write_text(client_key().with_suffix(".pub").read_text())
         os.chmod(authorized, 0o600)
-        lines = [
-            "# Written by tests/peers.py. Caller lines come first: sshd keeps the first value.",
-            *self.extra_config,
-            f"ListenAddress {LOOPBACK}",
-            f"Port {self.port}",
+        defaults = [
             *(f"HostKey {path}" for path in self.host_key_paths.values()),
-            f"PidFile {self.dir / 'sshd.pid'}",
             "UsePAM no",
             "StrictModes no",
             f"LogLevel {self.log_level}",
@@ -672,6 +668,17 @@ class Sshd(_Server):
             "PrintMotd no",
             "PrintLastLog no",
             "UseDNS no",
+        ]
+        overridden = _config_keywords(self.extra_config)
+        if "hostkey" in overridden:
+            self.host_key_paths = {}  # the caller's HostKey lines replace the generated keys
+        lines = [
+            "# Written by tests/peers.py: caller lines first, then defaults for keywords they do not set.",
+            *self.extra_config,
+            f"ListenAddress {LOOPBACK}",
+            f"Port {self.port}",
+            f"PidFile {self.dir / 'sshd.pid'}",
+            *(line for line in defaults if line.split()[0].lower() not in overridden),
             "",
         ]
         self.config_text = "\n".join(lines)
@@ -690,6 +697,19 @@ class Sshd(_Server):
     def negotiation_failures(self) -> list[str]:
         """Return sshd's "Unable to negotiate ..." lines, the server side of every rejection."""
         return self.log_lines(r"Unable to negotiate with ")
+
+
+def _config_keywords(lines: Sequence[str]) -> set[str]:
+    """Return the lowercased keywords set by config ``lines`` before any Match block, to leave out clashing defaults."""
+    keywords = set()
+    for line in lines:
+        words = line.replace("=", " ").split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0].lower() == "match":
+            break
+        keywords.add(words[0].lower())
+    return keywords
 
 
 class Dropbear(_Server):
