@@ -217,29 +217,54 @@ def kill_tree(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: flo
         proc.wait(timeout=grace)
 
 
-def is_listening(port: int) -> bool:
-    """Tell whether something listens on 127.0.0.1:``port``, read from /proc/net/tcp so no probe connection shows up in server logs or captures."""
+def listening_inodes(port: int) -> set[int]:
+    """Return the socket inodes listening on 127.0.0.1:``port``, read from /proc/net/tcp, so no probe connection shows up in server logs or captures."""
     wanted = f"0100007F:{port:04X}"
     try:
         lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
     except OSError:
-        return False
+        return set()
+    inodes = set()
     for line in lines:
         parts = line.split()
-        if len(parts) > 3 and parts[1] == wanted and parts[3] == "0A":  # 0A = TCP_LISTEN
-            return True
+        if len(parts) > 9 and parts[1] == wanted and parts[3] == "0A":  # 0A = TCP_LISTEN
+            inodes.add(int(parts[9]))
+    return inodes
+
+
+def is_listening(port: int) -> bool:
+    """Tell whether anything listens on 127.0.0.1:``port`` (see listening_inodes)."""
+    return bool(listening_inodes(port))
+
+
+def _owns_socket(pid: int, inodes: set[int]) -> bool:
+    """Tell whether process ``pid`` holds one of the socket ``inodes``, so a server is not fooled by another process that took its port."""
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
     return False
 
 
 def _wait_listening(
     port: int, proc: subprocess.Popen[Any], timeout: float, what: str, log: Path | None
 ) -> None:
-    """Wait until ``proc`` listens on ``port``; raise PeerError if it exits or times out, with its log."""
+    """Wait until ``proc`` itself listens on ``port``; raise PeerError if it exits or times out, with its log.
+
+    Checking that the listening socket is the server's (not another process's that grabbed
+    the port after free_port) avoids testing against a stranger.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise PeerError(f"{what} exited with {proc.returncode} before listening:\n{_tail(log)}")
-        if is_listening(port):
+        inodes = listening_inodes(port)
+        if inodes and any(_owns_socket(pid, inodes) for pid in [proc.pid, *_descendants(proc.pid)]):
             return
         time.sleep(0.02)
     raise PeerError(f"{what} not listening on {LOOPBACK}:{port} after {timeout}s:\n{_tail(log)}")
@@ -1506,6 +1531,7 @@ __all__ = [
     "free_port",
     "is_listening",
     "kill_tree",
+    "listening_inodes",
     "openssh_fingerprint",
     "openssh_key",
     "peers_required",
