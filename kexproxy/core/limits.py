@@ -31,3 +31,6 @@ MAX_TIMELINE = 128
 MAX_TEXT = 1024
 #: Disconnects kept per session (a peer can send only one that matters, but may send many).
 MAX_DISCONNECTS = 8
+#: Plaintext lines (refusals sent where packets belong) kept per side; the first is the one
+#: that matters, and a peer may send millions.
+MAX_PLAINTEXT_LINES = 8

@@ -247,7 +247,8 @@ class SessionTracker:
                     f"the {{{side}}} speaks SSH protocol {version}; kexproxy parses protocol 2 only",
                 )
             case PlaintextLine(text=text):
-                d.plaintext.append(text[: limits.MAX_TEXT])
+                if len(d.plaintext) < limits.MAX_PLAINTEXT_LINES:
+                    d.plaintext.append(text[: limits.MAX_TEXT])
                 self._event(ts, side, "text", text[: limits.MAX_TEXT])
             case KexInitReceived(kexinit=kexinit):
                 if d.kexinit is None:
