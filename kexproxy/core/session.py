@@ -114,6 +114,8 @@ class SessionTracker:
         self._cache: tuple[tuple[Side, str], Negotiation | None] | None = None
         self._not_ssh = False
         self._abort_reason: str | None = None
+        #: Sides in the order their FIN or RST arrived: breaks ties of equal timestamps.
+        self._close_order: list[Side] = []
 
     # -- the observer interface ----------------------------------------------------------
 
@@ -182,6 +184,7 @@ class SessionTracker:
         if direction.close is not None:
             return
         direction.close = (kind, ts)
+        self._close_order.append(side)
         self._event(ts, side, kind.upper(), None)
         for end_side in (side, _other(side)) if kind == "rst" else (side,):
             parser = self._dirs[end_side].parser
@@ -526,10 +529,11 @@ class _RecordBuilder:
         closes = [
             (d.close[1], side, d.close[0]) for side, d in t._dirs.items() if d.close is not None
         ]
-        closes.sort(key=lambda item: item[0])
+        closes.sort(key=lambda item: (item[0], t._close_order.index(item[1])))
         first_close: str | None = None
         how: str | None = None
-        if disconnects:
+        # A DISCONNECT closes first only if it came no later than the first FIN or RST.
+        if disconnects and (not closes or disconnects[0][0] <= closes[0][0]):
             first_close, how = self.role(disconnects[0][1]), "disconnect"
         elif closes:
             first_close, how = self.role(closes[0][1]), closes[0][2]
