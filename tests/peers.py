@@ -740,11 +740,14 @@ def _config_keywords(lines: Sequence[str]) -> set[str]:
 class Dropbear(_Server):
     """Dropbear in the foreground on 127.0.0.1, logging to stderr (``-F -E``) into a log file.
 
-    Dropbear's algorithms are fixed at compile time (2022.83: kex curve25519-sha256,
-    curve25519-sha256@libssh.org, ecdh-sha2-nistp521/384/256, diffie-hellman-group14-sha256,
-    diffie-hellman-group14-sha1; ciphers chacha20-poly1305@openssh.com, aes128-ctr,
-    aes256-ctr; MACs hmac-sha1, hmac-sha2-256), so only ``host_keys`` and ``extra_args``
-    shape what it offers. Dropbear reads authorized keys only from the user's home, so with
+    Dropbear's algorithms are fixed at compile time; Debian's 2022.83 offers kex
+    curve25519-sha256, curve25519-sha256@libssh.org, ecdh-sha2-nistp521/384/256,
+    diffie-hellman-group14-sha256, diffie-hellman-group14-sha1 (plus the markers
+    kexguess2@matt.ucc.asn.au and kex-strict-s-v00@openssh.com), host keys ssh-ed25519,
+    ecdsa-sha2-nistp256, rsa-sha2-256, ssh-rsa (for the default keys), ciphers
+    chacha20-poly1305@openssh.com, aes128-ctr, aes256-ctr, MACs hmac-sha1, hmac-sha2-256,
+    compression zlib@openssh.com, none. No group exchange. So only ``host_keys`` and
+    ``extra_args`` shape what it offers. Dropbear reads authorized keys only from the user's home, so with
     ``login=True`` it runs in a private mount namespace (``unshare -m``) where a temp dir
     holding client_key() is bind-mounted over root's home; if that is impossible,
     ``login_supported`` is False and logins fail after a successful handshake.
