@@ -577,7 +577,17 @@ class _RecordBuilder:
 
     def _server_kex_messages(self) -> list[tuple[int, bytes]]:
         """The server's KEX messages, without a wrongly guessed first packet."""
-        return [(n, p) for n, p, _ts in self.s.kex_messages]
+        msgs = [(n, p) for n, p, _ts in self.s.kex_messages]
+        ci, si = self.c.kexinit, self.s.kexinit
+        # RFC 4432's server speaks first, so it may guess too (RFC 4253 7: either side may).
+        if ci is not None and si is not None and si.first_kex_packet_follows and msgs:
+            if guess_is_wrong(ci, si):
+                self.notes.append(
+                    f"the server's guessed first KEX packet ({message_name(msgs[0][0], self.family)}) "
+                    "was ignored: its guess of the kex or host key algorithm was wrong"
+                )
+                msgs = msgs[1:]
+        return msgs
 
     def _client_kex_messages(self) -> list[tuple[int, bytes]]:
         msgs = [(n, p) for n, p, _ts in self.c.kex_messages]
