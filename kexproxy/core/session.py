@@ -580,13 +580,18 @@ class _RecordBuilder:
         msgs = [(n, p) for n, p, _ts in self.s.kex_messages]
         ci, si = self.c.kexinit, self.s.kexinit
         # RFC 4432's server speaks first, so it may guess too (RFC 4253 7: either side may).
-        if ci is not None and si is not None and si.first_kex_packet_follows and msgs:
-            if guess_is_wrong(ci, si):
-                self.notes.append(
-                    f"the server's guessed first KEX packet ({message_name(msgs[0][0], self.family)}) "
-                    "was ignored: its guess of the kex or host key algorithm was wrong"
-                )
-                msgs = msgs[1:]
+        if (
+            ci is not None
+            and si is not None
+            and si.first_kex_packet_follows
+            and msgs
+            and guess_is_wrong(ci, si)
+        ):
+            self.notes.append(
+                f"the server's guessed first KEX packet ({message_name(msgs[0][0], self.family)}) "
+                "was ignored: its guess of the kex or host key algorithm was wrong"
+            )
+            msgs = msgs[1:]
         return msgs
 
     def _client_kex_messages(self) -> list[tuple[int, bytes]]:
