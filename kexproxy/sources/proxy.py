@@ -212,7 +212,7 @@ class Proxy:
             return
         for _ in range(ACCEPT_BATCH):
             try:
-                conn, _addr = listener.accept()
+                conn, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -226,19 +226,20 @@ class Proxy:
                     loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
                     return
                 raise
-            self._admit(conn)
+            self._admit(conn, addr)
 
-    def _admit(self, conn: socket.socket) -> None:
+    def _admit(self, conn: socket.socket, addr: tuple[object, ...]) -> None:
         loop = self._loop
         assert loop is not None
         self.accepted += 1
+        # accept()'s address, not getpeername(): a client that already reset while waiting
+        # in the backlog has no peer name any more, and still deserves its record.
+        client_ep = endpoint_of(addr)
         try:
             prepare_client(conn)
-            client_ep = endpoint_of(conn.getpeername())
             local = endpoint_of(conn.getsockname())
         except OSError:
-            conn.close()  # reset before we looked: there is no connection left to record
-            return
+            local = self.address or Endpoint(ip=self.config.listen[0], port=self.config.listen[1])
         refuse: str | None = None
         if self.config.transparent:
             upstream, refuse = self._original_destination(conn, local)

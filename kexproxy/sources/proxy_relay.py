@@ -199,14 +199,17 @@ class Pump:
             self._on_eof()
             return 0
         ts = self._clock()
-        self._send(data)
-        if self.stopped:
-            return 0
+        error = self._send(data)
+        # Shown to the owner even when the send failed: the peer did send these bytes
+        # (a DISCONNECT that reaches a server already gone is still its sender's evidence).
         if inspect:
             self._owner.observe(self.side, data, ts)
         else:
             self._owner.counted(self.side, len(data), ts)
-        return len(data)
+        if error is not None:
+            self._owner.reset_by(other(self.side), self._clock(), error)
+            return 0
+        return 0 if self.stopped or self._pending is not None else len(data)
 
     def _read_splice(self) -> int:
         """One splice into the (empty) pipe and one out of it; returns the bytes moved."""
@@ -233,10 +236,8 @@ class Pump:
             self._pipe_grown = True
             _grow_pipe(pipe_w)
         self._in_pipe = n
-        if not self._drain_pipe(pipe_r):
-            return 0
         self._owner.counted(self.side, n, self._clock())
-        if self.stopped:
+        if not self._drain_pipe(pipe_r) or self.stopped:
             return 0
         if self._in_pipe:
             self._pause_for_write()
@@ -273,17 +274,18 @@ class Pump:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes) -> OSError | None:
+        """Sends what the destination takes now and keeps the rest; returns a send error."""
         try:
             n = self._dst.send(data)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
-            self._owner.reset_by(other(self.side), self._clock(), exc)
-            return
+            return exc
         if n < len(data):
             self._pending = memoryview(data)[n:]
             self._pause_for_write()
+        return None
 
     def _on_writable(self) -> None:
         if self.stopped:

@@ -37,6 +37,8 @@ from kexproxy.sources.proxy_relay import Pump, other
 Publish = Callable[[SessionRecord, bool], None]
 Warn = Callable[[str], None]
 
+#: How long after its outcome is known a live session is published (see `observe`).
+LIVE_PUBLISH_DELAY = 0.05
 _MESSAGE_PEER = re.compile(r"^Unable to negotiate with \S+ port \d+:")
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -252,7 +254,10 @@ class Session:
                 self._broke("outcome_known", exc)
                 return
             if known:
-                self._publish(final=False)
+                self._published = True
+                # Soon, not now: most failed handshakes close within milliseconds, and then
+                # the final record is the only one worth building on the relay's loop.
+                self._timers.append(self._loop.call_later(LIVE_PUBLISH_DELAY, self._publish_live))
 
     def counted(self, side: Side, nbytes: int, ts: float) -> None:
         self._bytes[side] += nbytes
@@ -320,6 +325,10 @@ class Session:
             return
         self._guard("abort", lambda: self._tracker.abort(reason, self._clock()), stop=False)
         self._end(reset=False)
+
+    def _publish_live(self) -> None:
+        if not self.ended:
+            self._publish(final=False)
 
     def _publish(self, *, final: bool) -> None:
         record = self._record(final=final)

@@ -147,8 +147,11 @@ class RunningProxy:
             while self.final_count < count:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    finals = {r.id for r, final in self.published if final}
+                    live = [r for r, _f in self.published if r.id not in finals]
                     raise AssertionError(
-                        f"{self.final_count} final records after {timeout}s, expected {count}"
+                        f"{self.final_count} final records after {timeout}s, expected {count}; "
+                        f"live: {[(r.client, r.client_banner, r.evidence) for r in live]}"
                     )
                 self._cond.wait(left)
             return [r for r, final in self.published if final]
