@@ -90,11 +90,23 @@ class Software:
         if software.startswith("OpenSSH_"):
             version = software[len("OpenSSH_") :].split("p", 1)[0]
             return cls(name="OpenSSH", version=version)
+        if software.startswith("dropbear_"):
+            return cls(name="Dropbear", version=software[len("dropbear_") :])
         return cls(name=software or None, version=None)
 
     @property
     def is_openssh(self) -> bool:
         return self.name == "OpenSSH" and self.version is not None
+
+    def known_to_offer(self, algorithm: Algorithm | None, side: Side) -> bool:
+        """False when the side is Dropbear and its observed build does not offer the name.
+
+        Dropbear picks its algorithms when it is built, so a name outside the build seen
+        (2022.83's defaults) likely needs a rebuild: such fixes rank after the others.
+        """
+        if self.name != "Dropbear":
+            return True
+        return algorithm is not None and side in algorithm.dropbear_default
 
     def implements(self, algorithm: Algorithm | None, category: Category) -> bool:
         """False only when the catalogue knows this OpenSSH release lacks the name."""
@@ -386,13 +398,29 @@ def _warning(
         )
     if kind == "compression" and name not in COMPRESSION_VALUES:
         words.append(f"OpenSSH has no option that offers compression {name}.")
-    if software.name and not software.is_openssh:
+    if software.name == "Dropbear":
+        words.append(
+            _dropbear_advice(side, kind, name, known=software.known_to_offer(algorithm, side))
+        )
+    elif software.name and not software.is_openssh:
         config = "ssh_option and ssh_config" if side == "client" else "sshd_config"
         words.append(
             f"The {side} says it is {software.name}: {config} is OpenSSH syntax; enable "
             f"{name} in its own settings."
         )
     return " ".join(words) or None
+
+
+def _dropbear_advice(side: Side, kind: str, name: str, *, known: bool) -> str:
+    """Dropbear has no algorithm options at run time except dbclient's -c and -m."""
+    flag = {"cipher": "-c", "mac": "-m"}.get(kind)
+    if side == "client" and flag and known:
+        return f"The client says it is Dropbear: run dbclient {flag} {name} (it has no ssh_config)."
+    built = "its build offers it" if known else "its observed build does not offer it"
+    return (
+        f"The {side} says it is Dropbear, which chooses {KINDS[kind][1]} algorithms when it is "
+        f"built (localoptions.h) and {built}: rebuild or upgrade it."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +430,7 @@ class _Candidate:
     name: str
     algorithm: Algorithm | None
     position: int
-    #: Work beyond the config line: 0 none, 1 a new host key, 2 a host certificate.
+    #: Work beyond the config line: 0 none, 1 a new host key or a rebuild, 2 a certificate.
     cost: int = 0
 
     def key(self, cat: Catalogue) -> tuple[int, int, int, int, int, int]:
@@ -448,9 +476,9 @@ def _candidates(
             and not _older(software.version, "7.4")
         ):
             continue  # sshd dropped pre-authentication compression in 7.4
-        cost = 0
+        cost = 0 if software.known_to_offer(algorithm, side) else 1
         if held is not None:
-            cost = _host_key_cost(algorithm, held)
+            cost = max(cost, _host_key_cost(algorithm, held))
         out.append(_Candidate(side, kind, name, algorithm, position, cost))
     return out
 

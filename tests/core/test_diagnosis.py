@@ -494,3 +494,22 @@ def test_any_offers_give_a_diagnosis(
         assert d["grade"] is None
     else:
         assert d["grade"] in ("good", "weak", "broken", None)  # None: nothing in it is known
+
+
+def test_dropbear_sides_get_dropbear_advice() -> None:
+    """Dropbear fixes its algorithms at build time: names outside its build rank last."""
+    record = make_record(
+        client={
+            "kex": "curve25519-sha256,kexguess2@matt.ucc.asn.au",
+            "cipher": "chacha20-poly1305@openssh.com",
+        },
+        server={"kex": "diffie-hellman-group-exchange-sha256", "cipher": "aes128-ctr,aes256-cbc"},
+        client_banner="SSH-2.0-dropbear_2022.83",
+    )
+    kex = [f for f in diag(record)["fixes"] if f["list"] == "kex_algorithms"]
+    assert kex[0]["side"] == "server" and kex[-1]["side"] == "client"
+    assert "rebuild or upgrade it" in kex[-1]["warning"]
+    cipher = fixes_for(record, "client")
+    cipher = [f for f in cipher if "encryption_algorithms_client_to_server" in f["lists"]]
+    assert cipher[0]["add"] == "aes128-ctr"
+    assert "dbclient -c aes128-ctr" in cipher[0]["warning"]
