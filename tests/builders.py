@@ -404,12 +404,18 @@ def _schema_validator() -> Any:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
+def schema_errors(data: dict[str, Any]) -> list[str]:
+    """What the JSON Schema finds wrong in a record's JSON form, one line per error."""
+    errors = sorted(_schema_validator().iter_errors(data), key=lambda e: list(e.path))
+    return [f"{list(e.path)}: {e.message}" for e in errors]
+
+
 def assert_valid_record(record: SessionRecord) -> dict[str, Any]:
     """The record's JSON form, after checking it survives JSON and matches the schema."""
-    data = json.loads(json.dumps(record.to_dict()))
-    errors = sorted(_schema_validator().iter_errors(data), key=lambda e: list(e.path))
-    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
-    return data  # type: ignore[no-any-return]
+    data: dict[str, Any] = json.loads(json.dumps(record.to_dict(), allow_nan=False))
+    errors = schema_errors(data)
+    assert not errors, "\n".join(errors)
+    return data
 
 
 # -- transcripts for the session tracker ---------------------------------------------------
