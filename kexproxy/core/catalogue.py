@@ -220,6 +220,7 @@ class Catalogue:
         self.sources = dict(sources)
         self.history = history
         self._exact: dict[tuple[str, str], Algorithm] = {}
+        self._hint_cache: dict[tuple[str, tuple[frozenset[str], ...]], VersionHint] = {}
         self._sets_cache: dict[
             tuple[str, tuple[Category, ...]],
             list[tuple[tuple[str, ...], dict[Category, frozenset[str]]]],
@@ -289,6 +290,21 @@ class Catalogue:
             category: frozenset(n for n in offers.get(category, ()) if not self.is_marker(n))
             for category in categories
         }
+        key = (role, tuple(offered[c] for c in categories))
+        cached = self._hint_cache.get(key)
+        if cached is None:
+            cached = self._version_hint(offered, role, categories)
+            if len(self._hint_cache) >= _HINT_CACHE_SIZE:
+                self._hint_cache.clear()
+            self._hint_cache[key] = cached
+        return cached
+
+    def _version_hint(
+        self,
+        offered: Mapping[Category, frozenset[str]],
+        role: str,
+        categories: tuple[Category, ...],
+    ) -> VersionHint:
         scores: list[tuple[int, str, tuple[str, ...]]] = []
         for releases, defaults in self._default_sets(role, categories):
             found: list[str] = []
@@ -362,6 +378,8 @@ class Catalogue:
 #: A hint names the nearest releases when the lists differ from them by at most this many names.
 _NEAR = 3
 _MAX_DIFFS = 12
+#: Distinct offers whose hint is kept: a capture repeats the same few peers many times.
+_HINT_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
