@@ -282,3 +282,15 @@ def test_a_dsa_key_warns_nobody() -> None:
         warnings.simplefilter("error")
         parsed = parse_host_key(host_key("dsa", 1024).blob)
     assert parsed.key_type == "dsa" and parsed.error is None
+
+
+def test_whatever_cryptography_raises_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    def explode(_data: bytes) -> None:
+        raise RuntimeError("internal parser error")
+
+    monkeypatch.setattr(serialization, "load_ssh_public_key", explode)
+    parsed = parse_host_key(host_key("ed25519").blob)
+    assert parsed.error == "host key does not load: RuntimeError"
+    assert parsed.key_type == "ed25519"

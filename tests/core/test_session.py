@@ -1010,3 +1010,103 @@ def test_a_wrong_guess_by_the_server_is_ignored() -> None:
         "the server's guessed first KEX packet (SSH_MSG_KEXRSA_PUBKEY) was ignored: its guess "
         "of the kex or host key algorithm was wrong" in r["notes"]
     )
+
+
+# -- decoding without a negotiation, and odd KEX traffic -----------------------------------
+
+
+def _gex_group_and_reply(blob: bytes) -> bytes:
+    return gex_group(GROUP14_P) + gex_reply(blob)
+
+
+@pytest.mark.parametrize("reply", [ecdh_reply, _gex_group_and_reply], ids=["ecdh", "gex"])
+def test_the_host_key_is_read_from_a_server_only_capture(reply: Any) -> None:
+    # Only the server's side is in the data: no negotiation, but the reply's layout (31 or
+    # 33) still shows where the host key is.
+    key = host_key("ecdsa", 521)
+    t = Transcript().server(SERVER_BANNER + kexinit(server_offer()) + reply(key.blob))
+    r = t.finish()
+    assert r["negotiated"] is None and r["outcome"] == "incomplete"
+    assert r["host_key"]["sha256"] == _fp(key.blob)
+    assert r["kex_family"] is None
+
+
+def test_a_guessed_layout_that_does_not_fit_says_nothing() -> None:
+    t = Transcript().server(SERVER_BANNER + packet(bytes([31]) + _string(b"not a key blob")))
+    t.server(packet(bytes([31]) + b"\x00\x00"))
+    r = t.finish()
+    assert r["host_key"] is None
+    assert not any("malformed" in n for n in r["notes"])
+    t = Transcript().server(SERVER_BANNER + packet(bytes([31]) + b"\x00\x00"))
+    assert not any("malformed" in n for n in t.finish()["notes"])
+
+
+def test_an_unknown_kex_family_decodes_nothing() -> None:
+    lists = {"kex": ["x-new-kex@example.com"]}
+    tracker = SessionTracker(
+        a=Endpoint("10.0.0.1", 50000),
+        b=Endpoint("10.0.0.2", 22),
+        initiator="first-packet",
+        session_id="u",
+    )
+    tracker.receive("b", SERVER_BANNER + kexinit(offer(**lists)), T0)
+    tracker.receive("a", CLIENT_BANNER + kexinit(offer(**lists)) + ecdh_init(), T0)
+    tracker.receive("b", ecdh_reply(host_key("ed25519").blob), T0)
+    r = assert_valid_record(tracker.record())
+    assert r["negotiated"]["kex"] == "x-new-kex@example.com"
+    assert r["kex_family"] == "unknown"
+    assert r["host_key"] is None
+    assert r["roles"]["determined_by"] == "port"
+    assert r["timeline"][-1]["event"] == "SSH_MSG_31"
+
+
+def test_kex_messages_kept_are_bounded() -> None:
+    t = Transcript()
+    t.server(SERVER_BANNER + kexinit(server_offer())).client(
+        CLIENT_BANNER + kexinit(client_offer())
+    )
+    t.client(ecdh_init() * 1000)
+    assert len(t.tracker._dirs[t.client_side].kex_messages) == 8
+    t.finish()
+
+
+def test_gex_without_a_group_message() -> None:
+    lists = {"kex": ["diffie-hellman-group-exchange-sha256"]}
+    t = Transcript()
+    t.server(SERVER_BANNER + kexinit(offer(**lists))).client(
+        CLIENT_BANNER + kexinit(offer(**lists))
+    )
+    t.client(gex_request()).server(gex_reply(host_key("ed25519").blob))
+    r = t.finish()
+    assert r["dh_gex"] == {
+        "request": {"min": 2048, "n": 3072, "max": 8192},
+        "p_bits": None,
+        "g": None,
+    }
+    assert r["host_key"]["key_type"] == "ed25519"
+
+
+def test_rsa_done_without_a_pubkey() -> None:
+    lists = {"kex": ["rsa2048-sha256"], "host_key": ["ssh-rsa"]}
+    t = Transcript()
+    t.server(SERVER_BANNER + kexinit(offer(**lists))).client(
+        CLIENT_BANNER + kexinit(offer(**lists))
+    )
+    t.server(kexrsa_done())
+    r = t.finish()
+    assert r["host_key"] is None and r["dh_gex"] is None
+
+
+def test_outcome_known_needs_both_kexinits() -> None:
+    t = Transcript().server(SERVER_BANNER + kexinit(server_offer()))
+    assert not t.tracker.outcome_known
+    assert not decided(t)
+
+
+def test_receive_after_not_ssh_only_counts() -> None:
+    t = Transcript().client(b"\x00\x01").server(b"\x02\x03")
+    t.server(SERVER_BANNER)
+    r = t.finish()
+    assert r["outcome"] == "not_ssh" and r["bytes"] == {"c2s": 2, "s2c": 2 + len(SERVER_BANNER)}
+    t.tracker.receive_gap(t.client_side, 10, T0 + 1)
+    assert not any("missing" in n for n in t.record()["notes"])
