@@ -11,10 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from kexproxy.core.policy import Policy, PolicyError
 from kexproxy.core.record import SessionRecord
+from kexproxy.schema import session_record_schema
 from tests.core.test_diagnosis import CLIENT, SERVER, make_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,6 +216,7 @@ def test_ci_run_puts_the_verdict_in_each_json_record() -> None:
     assert record["policy"]["name"] == "modern" and record["policy"]["compliant"] is False
     assert record["policy"]["file"] == "policies/modern.toml"
     assert record["diagnosis"]["grade"] == "weak"
+    jsonschema.validate(record, session_record_schema())
 
 
 def test_an_unusable_policy_file_is_bad_input(tmp_path: Path) -> None:
