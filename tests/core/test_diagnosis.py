@@ -513,3 +513,26 @@ def test_dropbear_sides_get_dropbear_advice() -> None:
     cipher = [f for f in cipher if "encryption_algorithms_client_to_server" in f["lists"]]
     assert cipher[0]["add"] == "aes128-ctr"
     assert "dbclient -c aes128-ctr" in cipher[0]["warning"]
+
+
+def test_every_record_of_every_capture_carries_a_valid_diagnosis() -> None:
+    """The record builder diagnoses every connection, whatever its outcome, within the schema."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from kexproxy.analyse import records_of
+    from kexproxy.schema import session_record_schema
+
+    root = Path(__file__).resolve().parents[2]
+    schema = session_record_schema()
+    captures = sorted((root / "tests" / "data" / "public").glob("*.pcap*"))
+    captures += sorted((root / "captures").glob("*.pcap*"))
+    outcomes = set()
+    for path in captures:
+        for record in records_of(str(path), include_non_ssh=True):
+            assert record.diagnosis is not None
+            outcomes.add(record.outcome)
+            jsonschema.validate(json.loads(json.dumps(record.to_dict())), schema)
+    assert {"negotiated", "failed", "incomplete"} <= outcomes
