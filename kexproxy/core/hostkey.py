@@ -12,6 +12,7 @@ import hashlib
 import warnings
 from dataclasses import dataclass
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from kexproxy.core.codec import Cursor, DecodeError, decode_text
@@ -163,6 +164,8 @@ def _cryptography_verdict(algorithm: str, blob: bytes, certificate: bool) -> str
         if "Unsupported" in str(exc) or "unsupported" in str(exc):
             return None
         return f"host key does not load: {exc}"
+    except UnsupportedAlgorithm:
+        return None  # a type cryptography cannot load (ssh-ed448, webauthn-sk-*) is not invalid
     except Exception as exc:  # cryptography's parser is not ours: never let it end a session
         return f"host key does not load: {type(exc).__name__}"
     return None
