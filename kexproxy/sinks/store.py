@@ -53,6 +53,8 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long a connection waits for another process's write lock before giving up.
 BUSY_TIMEOUT_MS = 5000
+#: How long the writer lets records gather before a transaction (visibility delay).
+BATCH_DELAY = 0.05
 #: Records waiting for the writer thread; past this (a stuck disk) the oldest are dropped.
 MAX_PENDING = 10_000
 
@@ -327,8 +329,9 @@ class StoreSink:
                         "kexproxy: the session store is not keeping up; records are being "
                         "dropped from it (JSON output is not affected)"
                     )
+            if not self._pending:
+                self._cond.notify()  # later rows join the batch the writer is gathering
             self._pending[record.id] = row
-            self._cond.notify()
 
     def close(self) -> None:
         """Writes what is waiting, then closes the file."""
@@ -344,6 +347,10 @@ class StoreSink:
             with self._cond:
                 while not self._pending and not self._closing:
                     self._cond.wait()
+                if not self._closing:
+                    # Let a burst of sessions gather into one transaction: one wake-up and
+                    # one commit instead of one per record, less contention with the relay.
+                    self._cond.wait(BATCH_DELAY)
                 batch = list(self._pending.values())
                 self._pending.clear()
                 closing = self._closing

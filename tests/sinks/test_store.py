@@ -1,0 +1,296 @@
+"""The SQLite session store: schema and migrations, permissions, upserts, queries, the writer."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from kexproxy.core.record import SessionRecord
+from kexproxy.sinks.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SessionStore,
+    StoreError,
+    StoreSink,
+    migrate,
+    row_of,
+)
+from tests.builders import Transcript, client_offer, ident, kexinit, server_offer
+
+
+def failed_record(session_id: str = "s-1", *, started: float | None = None) -> SessionRecord:
+    t = Transcript(session_id=session_id, source="proxy")
+    if started is not None:
+        t.now = started
+    t.client(ident("OpenSSH_9.6") + kexinit(client_offer(kex=["diffie-hellman-group1-sha1"])))
+    t.server(ident("OpenSSH_9.2p1") + kexinit(server_offer()))
+    t.close("client")
+    return t.tracker.finish()
+
+
+def negotiated_record(session_id: str, started: float) -> SessionRecord:
+    t = Transcript(session_id=session_id, source="proxy")
+    t.now = started
+    t.client(ident("OpenSSH_9.6") + kexinit(client_offer()))
+    t.server(ident("OpenSSH_9.2p1") + kexinit(server_offer()))
+    return t.tracker.record()
+
+
+def test_a_new_store_is_private_wal_and_at_the_current_version(tmp_path: Path) -> None:
+    path = tmp_path / "kexproxy.db"
+    os.umask(0o022)
+    store = SessionStore.open(path)
+    store.put(failed_record(), final=True)
+    assert store.version == SCHEMA_VERSION == len(MIGRATIONS)
+    store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+    assert {
+        "id",
+        "started",
+        "ended",
+        "outcome",
+        "client_ip",
+        "client_port",
+        "server_ip",
+        "server_port",
+        "client_banner",
+        "server_banner",
+        "failing",
+        "hassh",
+        "record",
+    } <= columns
+    indexes = {row[1] for row in db.execute("PRAGMA index_list(sessions)")}
+    assert {"sessions_started", "sessions_outcome", "sessions_client", "sessions_hassh"} <= indexes
+    db.close()
+
+
+def test_records_round_trip_with_their_indexed_columns(tmp_path: Path) -> None:
+    record = failed_record()
+    with_store = SessionStore.open(tmp_path / "s.db")
+    with_store.put(record, final=True)
+    [stored] = with_store.get(record.id)
+    with_store.close()
+    assert stored.final
+    assert stored.record == SessionRecord.from_dict(record.to_dict())
+    db = sqlite3.connect(tmp_path / "s.db")
+    row = db.execute(
+        "SELECT outcome, client_ip, client_port, server_port, client_banner, failing, hassh "
+        "FROM sessions"
+    ).fetchone()
+    assert row == (
+        "failed",
+        record.client["ip"],
+        record.client["port"],
+        record.server["port"],
+        "SSH-2.0-OpenSSH_9.6",
+        "kex_algorithms",
+        record.hassh,
+    )
+
+
+def test_an_update_replaces_a_live_row_and_never_undoes_the_final_one(tmp_path: Path) -> None:
+    store = SessionStore.open(tmp_path / "s.db")
+    live = negotiated_record("x", 1_700_000_000.0)
+    final = dataclasses.replace(live, ended="2023-11-14T22:13:25.000000Z")
+    store.put(live, final=False)
+    [row] = store.sessions()
+    assert not row.final
+    store.put(final, final=True)
+    store.put(live, final=False)  # a late refresh queued before the end
+    [row] = store.sessions()
+    assert row.final
+    assert row.record.ended == final.ended
+    store.close()
+
+
+def test_queries_filter_by_outcome_and_time_newest_first(tmp_path: Path) -> None:
+    store = SessionStore.open(tmp_path / "s.db")
+    base = 1_700_000_000.0
+    store.put(failed_record("old", started=base), final=True)
+    store.put(negotiated_record("mid", base + 60), final=True)
+    store.put(failed_record("new", started=base + 120), final=True)
+    assert [s.record.id for s in store.sessions()] == ["new", "mid", "old"]
+    assert [s.record.id for s in store.sessions(outcome="failed")] == ["new", "old"]
+    since = "2023-11-14T22:14:00.000000Z"  # between old and mid
+    assert [s.record.id for s in store.sessions(since=since)] == ["new", "mid"]
+    assert [s.record.id for s in store.sessions(limit=1)] == ["new"]
+    assert [s.record.id for s in store.get("n")] == ["new"]
+    assert store.get("%") == []  # LIKE wildcards are literal
+    store.close()
+
+
+def test_a_prefix_may_match_several(tmp_path: Path) -> None:
+    store = SessionStore.open(tmp_path / "s.db")
+    for sid in ("abc1", "abc2"):
+        store.put(failed_record(sid), final=True)
+    assert len(store.get("abc")) == 2
+    assert [s.record.id for s in store.get("abc2")] == ["abc2"]
+    store.close()
+
+
+def test_migrations_run_once_in_order_and_record_the_version(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    steps = ("CREATE TABLE a (x INTEGER)", "ALTER TABLE a ADD COLUMN y TEXT; CREATE TABLE b (z)")
+    assert migrate(db, steps[:1]) == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert migrate(db, steps) == 2
+    assert migrate(db, steps) == 2  # nothing left to do
+    assert [r[1] for r in db.execute("PRAGMA table_info(a)")] == ["x", "y"]
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_failing_migration_leaves_the_file_at_the_old_version(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(db, ("CREATE TABLE a (x)", "CREATE TABLE b (y); THIS IS NOT SQL"))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'b'").fetchone() is None
+
+
+def test_a_store_from_a_newer_kexproxy_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SessionStore.open(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match="newer than this kexproxy"):
+            SessionStore.open(path, readonly=readonly)
+
+
+def test_reading_a_missing_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no session store here"):
+        SessionStore.open(tmp_path / "missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()  # reading never creates
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError):
+        SessionStore.open(junk, readonly=True)
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(StoreError, match="not a kexproxy session store"):
+        SessionStore.open(empty, readonly=True)
+
+
+def test_a_reader_sees_the_writers_rows_while_it_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    writer = SessionStore.open(path)
+    reader = SessionStore.open(path, readonly=True)
+    writer.put(failed_record("a"), final=False)
+    assert [s.record.id for s in reader.sessions()] == ["a"]
+    writer.put(failed_record("b"), final=True)
+    assert {s.record.id for s in reader.sessions()} == {"a", "b"}
+    reader.close()
+    writer.close()
+
+
+def test_the_sink_writes_in_the_background_and_flushes_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    warnings: list[str] = []
+    sink = StoreSink(path, warn=warnings.append)
+    for i in range(500):
+        sink.update(failed_record(f"r{i:03d}"), final=True)
+    sink.close()
+    assert warnings == []
+    store = SessionStore.open(path, readonly=True)
+    assert len(store.sessions(limit=None)) == 500
+    store.close()
+
+
+def test_the_sink_keeps_only_the_newest_row_per_session(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    sink = StoreSink(path, warn=lambda text: None)
+    live = negotiated_record("x", 1_700_000_000.0)
+    for _ in range(50):
+        sink.update(live, final=False)
+    sink.update(dataclasses.replace(live, ended="2023-11-14T22:13:25.000000Z"), final=True)
+    sink.close()
+    store = SessionStore.open(path, readonly=True)
+    [row] = store.sessions()
+    assert row.final
+    store.close()
+
+
+def test_an_unwritable_store_is_reported_once_and_never_raises(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes read-only files; the read-only case is covered by a directory")
+    path = tmp_path / "s.db"
+    SessionStore.open(path).close()
+    path.chmod(0o400)
+    warnings: list[str] = []
+    sink = StoreSink(path, warn=warnings.append)
+    for i in range(10):
+        sink.update(failed_record(f"r{i}"), final=True)
+        time.sleep(0.06)
+    sink.close()
+    assert len(warnings) == 1
+
+
+def test_a_store_in_a_missing_directory_is_reported_once_and_records_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "no" / "such" / "dir" / "s.db"
+    warnings: list[str] = []
+    sink = StoreSink(path, warn=warnings.append)
+    for i in range(5):
+        sink.update(failed_record(f"r{i}"), final=True)
+        time.sleep(0.06)
+    sink.close()
+    assert len(warnings) == 1
+    assert "cannot open the session store" in warnings[0]
+    assert "records go on to the other outputs" in warnings[0]
+    assert not sink.healthy
+
+
+def test_a_full_disk_is_reported_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLITE_FULL from a write: reported once, the writer goes on and recovers later."""
+    path = tmp_path / "s.db"
+    warnings: list[str] = []
+    sink = StoreSink(path, warn=warnings.append)
+    real = SessionStore.put_rows
+    full = {"on": True}
+
+    def put_rows(self: SessionStore, rows: object) -> None:
+        if full["on"]:
+            raise sqlite3.OperationalError("database or disk is full")
+        real(self, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SessionStore, "put_rows", put_rows)
+    for i in range(3):
+        sink.update(failed_record(f"lost{i}"), final=True)
+        time.sleep(0.08)
+    full["on"] = False
+    sink.update(failed_record("kept"), final=True)
+    sink.close()
+    assert len(warnings) == 2
+    assert "database or disk is full" in warnings[0]
+    assert "writing the session store again" in warnings[1]
+    store = SessionStore.open(path, readonly=True)
+    assert [s.record.id for s in store.sessions()] == ["kept"]
+    store.close()
+
+
+def test_a_stuck_writer_drops_the_oldest_rows_beyond_the_bound(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    sink = StoreSink(tmp_path / "s.db", warn=warnings.append, max_pending=3)
+    with sink._cond:  # hold the writer off, as a stuck disk would
+        for i in range(6):
+            row_id = f"r{i}"
+            sink.update(failed_record(row_id), final=True)
+        assert list(sink._pending) == ["r3", "r4", "r5"]
+    sink.close()
+    assert len(warnings) == 1 and "dropped" in warnings[0]
+
+
+def test_row_of_falls_back_to_the_end_time() -> None:
+    record = dataclasses.replace(failed_record(), started=None)
+    row = row_of(record, final=True)
+    assert row[2] == record.ended
