@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kexproxy.core.record import SessionRecord
 from kexproxy_tui.model import Counters, Pending, SessionIndex, started_ts
+
+from kexproxy.core.record import SessionRecord
 
 
 def test_pending_keeps_the_latest_version_of_each_session(
@@ -14,12 +15,12 @@ def test_pending_keeps_the_latest_version_of_each_session(
     ok, kex, _cipher = dashboard_records
     pending = Pending()
     newer = replace(ok, ended="2030-01-01T00:00:00.000000Z")
-    pending.add([ok, kex])
+    pending.add([ok, kex], partial=True)
     pending.add([newer])
     assert len(pending) == 2
-    assert pending.drain() == [newer, kex]
+    assert pending.drain() == ([newer, kex], {kex.id})
     assert len(pending) == 0
-    assert pending.drain() == []
+    assert pending.drain() == ([], set())
 
 
 def test_index_reports_new_changed_and_skips_unchanged(
@@ -43,6 +44,10 @@ def test_index_reports_new_changed_and_skips_unchanged(
     assert index.get("nope") is None
     assert index.subject(ok.id).outcome == "negotiated"
     assert len(index) == 3
+    index.apply([cipher], partial={cipher.id})
+    assert index.is_partial(cipher.id) and not index.is_partial(ok.id)
+    index.apply([cipher])
+    assert not index.is_partial(cipher.id)
 
 
 def test_counters_add_and_remove(dashboard_records: list[SessionRecord]) -> None:

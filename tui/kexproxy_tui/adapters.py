@@ -10,7 +10,8 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from kexproxy.core.observer import Endpoint
@@ -25,55 +26,165 @@ STOP_POLL = 0.1
 MAX_LIVE_CHECKS = 2_000
 
 
+#: What the table and the filter do not need, left in the store until a session is opened:
+#: most of a record's size (the offers, the timeline, most of the diagnosis).
+_SUMMARY_DROPS = (
+    "$.client_kexinit",
+    "$.server_kexinit",
+    "$.timeline",
+    "$.hassh_algorithms",
+    "$.hassh_server_algorithms",
+    "$.failures",
+    "$.rejections",
+    "$.notes",
+    "$.host_key",
+    "$.dh_gex",
+    "$.pre_banner_lines",
+    "$.policy",
+    "$.evidence.closes",
+    "$.evidence.disconnects",
+    "$.evidence.timeout",
+    "$.diagnosis.algorithms",
+    "$.diagnosis.reasons",
+    "$.diagnosis.real_fix",
+    "$.diagnosis.combined",
+    "$.diagnosis.apply_note",
+    "$.diagnosis.terrapin",
+    "$.diagnosis.post_quantum",
+    "$.diagnosis.host_key_size",
+    "$.diagnosis.dh_gex",
+    "$.diagnosis.version_hint",
+    "$.diagnosis.unknown",
+)
+#: The fields dropped above, as a summary record has them.
+_SUMMARY_DEFAULTS: dict[str, object] = {
+    "client_kexinit": None,
+    "server_kexinit": None,
+    "timeline": [],
+    "hassh_algorithms": None,
+    "hassh_server_algorithms": None,
+    "rejections": {},
+    "notes": [],
+    "host_key": None,
+}
+# SQLite cuts the summary out of the stored JSON in C: decoding whole records in Python
+# takes seconds for 10,000 sessions, a summary a tenth of that. A damaged row gives NULL
+# (json_valid) instead of failing the whole query.
+_SUMMARY = (
+    "CASE WHEN json_valid(record) THEN json_remove(record, "
+    + ", ".join(f"'{path}'" for path in _SUMMARY_DROPS)
+    + ") END"
+)
+#: New sessions read per poll; a fuller store takes several polls, done back to back.
+CHUNK = 2_000
+#: Ids per query when loading whole records (SQLite's variable limit is 32766).
+LOAD_CHUNK = 500
+
+
+def summary_record(text: str, failing: str) -> SessionRecord:
+    """A record from its stored summary: the dropped fields empty, the failing lists from
+    the store's own column (without the offers)."""
+    data = json.loads(text)
+    for name, value in _SUMMARY_DEFAULTS.items():
+        data.setdefault(name, value)
+    data["failures"] = [
+        {"list": name, "client_offer": [], "server_offer": []}
+        for name in failing.split(",")
+        if name
+    ]
+    return SessionRecord.from_dict(data)
+
+
 class StoreSource:
     """What changed in a session store since the last look, read without ever writing.
 
     New rows are found by rowid (the store upserts, so a session keeps its rowid); rows not
     yet final (live sessions) are re-read until they are, because only they still change.
-    `SessionStore.open(readonly=True)` checks the file and its schema version first.
+    `SessionStore.open(readonly=True)` checks the file and its schema version first. It
+    gives summaries (`partial`); `load_records` reads whole records.
     """
 
-    def __init__(self, path: str) -> None:
-        from kexproxy.sinks.store import SessionStore
+    partial = True
 
-        SessionStore.open(path, readonly=True).close()
-        uri = Path(path).resolve().as_uri() + "?mode=ro"
-        self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout = 5000")
+    def __init__(self, path: str) -> None:
+        self._db = _connect(path)
         self._last_rowid = 0
-        #: rowid -> the stored JSON of sessions still live, to see whether they changed.
+        #: rowid -> the stored summary of sessions still live, to see whether they changed.
         self._live: dict[int, str] = {}
+        self.damaged = 0
+        #: Set by `changes` when more new sessions wait: the next poll need not wait.
+        self.more = False
 
     def changes(self) -> list[SessionRecord]:
+        """New and changed sessions, at most `CHUNK` new ones: a big store arrives in
+        pieces, so the first rows show at once and the rest follow."""
         out: list[SessionRecord] = []
         rows = self._db.execute(
-            "SELECT rowid, record, final FROM sessions WHERE rowid > ? ORDER BY rowid",
-            (self._last_rowid,),
+            f"SELECT rowid, {_SUMMARY}, failing, final FROM sessions WHERE rowid > ? "
+            "ORDER BY rowid LIMIT ?",
+            (self._last_rowid, CHUNK),
         ).fetchall()
+        self.more = len(rows) == CHUNK
         live_ids = list(self._live)[:MAX_LIVE_CHECKS]
         if live_ids:
             marks = ",".join("?" * len(live_ids))
             rows += self._db.execute(
-                f"SELECT rowid, record, final FROM sessions WHERE rowid IN ({marks})", live_ids
+                f"SELECT rowid, {_SUMMARY}, failing, final FROM sessions WHERE rowid IN ({marks})",
+                live_ids,
             ).fetchall()
-        for rowid, text, final in rows:
+        for rowid, text, failing, final in rows:
             self._last_rowid = max(self._last_rowid, rowid)
+            if text is None:
+                self.damaged += 1
+                self._live.pop(rowid, None)
+                continue
             if self._live.get(rowid) == text:
                 continue
             if final:
                 self._live.pop(rowid, None)
             else:
                 self._live[rowid] = text
-            out.append(SessionRecord.from_dict(json.loads(text)))
+            try:
+                out.append(summary_record(text, failing or ""))
+            except (TypeError, ValueError):
+                self.damaged += 1
         return out
 
     def close(self) -> None:
         self._db.close()
 
 
+def _connect(path: str) -> sqlite3.Connection:
+    from kexproxy.sinks.store import SessionStore
+
+    SessionStore.open(path, readonly=True).close()
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    db.execute("PRAGMA busy_timeout = 5000")
+    return db
+
+
+def load_records(path: str, ids: Sequence[str]) -> list[SessionRecord]:
+    """Whole records by id, in the order of `ids` (those not found are left out)."""
+    db = _connect(path)
+    try:
+        found: dict[str, SessionRecord] = {}
+        for start in range(0, len(ids), LOAD_CHUNK):
+            chunk = list(ids[start : start + LOAD_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for (text,) in db.execute(
+                f"SELECT record FROM sessions WHERE id IN ({marks})", chunk
+            ).fetchall():
+                record = SessionRecord.from_dict(json.loads(text))
+                found[record.id] = record
+    finally:
+        db.close()
+    return [found[i] for i in ids if i in found]
+
+
 def store_feed(path: str) -> StoreFeed:
     """Watches the store at `path` (written by ``kexproxy proxy``)."""
-    return StoreFeed(Path(path).name, lambda: StoreSource(path))
+    return StoreFeed(Path(path).name, lambda: StoreSource(path), loader=partial(load_records, path))
 
 
 class ProxyFeed:

@@ -7,7 +7,9 @@ that both run the same app with a different feed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+from collections.abc import Sequence
 from functools import partial
 from typing import ClassVar
 
@@ -34,6 +36,9 @@ from kexproxy_tui.screens.sessions import SessionsScreen
 #: Seconds between two batches applied to the screen: at most ten table updates a second,
 #: however fast sessions arrive.
 FLUSH_INTERVAL = 0.1
+
+#: After a batch this large, the objects so far are frozen for the garbage collector.
+GC_FREEZE_BATCH = 500
 
 #: Seconds the app waits, when closing, for the feed to stop (the proxy to close its port).
 FEED_STOP_TIMEOUT = 3.0
@@ -117,18 +122,24 @@ class KexproxyApp(App[None]):
     # --- sessions from the feed -------------------------------------------------------
 
     def on_sessions_arrived(self, message: SessionsArrived) -> None:
-        self.pending.add(message.records)
+        self.pending.add(message.records, partial=message.partial)
 
     def flush(self) -> None:
         """Applies everything that arrived since the last flush, as one batch."""
         if not self.pending:
             return
-        changes = self.index.apply(self.pending.drain())
+        records, partial = self.pending.drain()
+        changes = self.index.apply(records, partial=partial)
         if not changes:
             return
         for screen in self.screen_stack:
             if isinstance(screen, SessionsScreen | DetailScreen):
                 screen.sessions_changed(changes)
+        if len(changes) >= GC_FREEZE_BATCH:
+            # Sessions live as long as the app: moved out of the collector's sight, they no
+            # longer make every full collection walk them (half a second at 10,000). They
+            # hold no cycles, so a replaced one is still freed as soon as it is dropped.
+            gc.freeze()
 
     def on_feed_status(self, message: FeedStatus) -> None:
         self.sessions_screen.set_status(message.text)
@@ -142,8 +153,28 @@ class KexproxyApp(App[None]):
 
     # --- navigation -------------------------------------------------------------------
 
-    def open_detail(self, session_id: str) -> None:
+    def full_record(self, session_id: str) -> SessionRecord | None:
+        """The whole record of a session, read from the feed when only a summary is here."""
         record = self.index.get(session_id)
+        if record is None or not self.index.is_partial(session_id):
+            return record
+        loaded = self.load_full([session_id])
+        return loaded[0] if loaded else record
+
+    def load_full(self, ids: Sequence[str]) -> list[SessionRecord]:
+        """Whole records from a feed that sends summaries; [] (and a notification) on failure."""
+        load = getattr(self.feed, "load", None)
+        if load is None:
+            return []
+        try:
+            loaded: list[SessionRecord] = load(ids)
+        except Exception as exc:  # the store's errors are not known here
+            self.notify(f"cannot read the whole record: {exc}", severity="error", markup=False)
+            return []
+        return loaded
+
+    def open_detail(self, session_id: str) -> None:
+        record = self.full_record(session_id)
         if record is not None:
             self.push_screen(DetailScreen(record))
 
@@ -181,12 +212,21 @@ class KexproxyApp(App[None]):
         self.push_screen(ExportScreen(len(records), what, self.export_path), chosen)
 
     def _export(self, records: list[SessionRecord], path: str) -> None:
+        """In a thread: summaries are swapped for whole records, then written."""
         from kexproxy_tui.export import write_jsonl
 
+        partial = [r.id for r in records if self.index.is_partial(r.id)]
         try:
+            if partial:
+                load = getattr(self.feed, "load", None)
+                whole = {r.id: r for r in (load(partial) if load is not None else [])}
+                records = [whole.get(r.id, r) for r in records]
             count = write_jsonl(records, path)
         except OSError as exc:
             self.post_message(ExportFinished(path, 0, exc.strerror or str(exc)))
+            return
+        except Exception as exc:  # reading the store again can fail in its own ways
+            self.post_message(ExportFinished(path, 0, str(exc)))
             return
         self.post_message(ExportFinished(path, count, None))
 

@@ -35,6 +35,15 @@ class Feed(Protocol):
     def run(self, post: Post, stop: threading.Event) -> None: ...
 
 
+class RecordLoader(Protocol):
+    """What a feed that sends summaries (``partial``) also offers: the whole records.
+
+    Called from any thread (the app's, an export worker's), so it opens what it needs itself.
+    """
+
+    def load(self, ids: Sequence[str]) -> list[SessionRecord]: ...
+
+
 class MessageSink:
     """The bridge from the pipeline to the app: a `kexproxy.sinks.base.Sink` that posts messages.
 
@@ -120,6 +129,13 @@ class CaptureFeed:
 class SessionSource(Protocol):
     """A store seen from the dashboard: what changed since the last look."""
 
+    #: True when `changes` gives summaries (enough for the table and the filter).
+    partial: bool
+    #: Stored records skipped so far because they could not be read.
+    damaged: int
+    #: True after `changes` when it left new sessions for the next call.
+    more: bool
+
     def changes(self) -> list[SessionRecord]:
         """Sessions added or updated since the previous call; everything on the first."""
         ...
@@ -135,10 +151,17 @@ class StoreFeed:
         label: str,
         open_source: Callable[[], SessionSource],
         interval: float = STORE_POLL_INTERVAL,
+        *,
+        loader: Callable[[Sequence[str]], list[SessionRecord]] | None = None,
     ) -> None:
         self.label = label
         self._open = open_source
         self.interval = interval
+        self._loader = loader
+
+    def load(self, ids: Sequence[str]) -> list[SessionRecord]:
+        """Whole records by id, for sessions the store sent as summaries."""
+        return self._loader(ids) if self._loader is not None else []
 
     def run(self, post: Post, stop: threading.Event) -> None:
         try:
@@ -150,6 +173,7 @@ class StoreFeed:
             return
         post(FeedStatus(f"watching {self.label}"))
         last_problem: str | None = None
+        damaged = 0
         try:
             while not stop.is_set():
                 try:
@@ -163,7 +187,11 @@ class StoreFeed:
                     last_problem = problem
                     records = []
                 if records:
-                    post(SessionsArrived(tuple(records)))
-                stop.wait(self.interval)
+                    post(SessionsArrived(tuple(records), partial=source.partial))
+                if source.damaged > damaged:
+                    damaged = source.damaged
+                    post(FeedProblem(f"{self.label}: {damaged} damaged records skipped"))
+                if not source.more:
+                    stop.wait(self.interval)
         finally:
             source.close()

@@ -12,11 +12,16 @@ from kexproxy.core.record import SessionRecord
 
 
 class SessionsArrived(Message):
-    """New sessions, or newer versions of sessions already shown."""
+    """New sessions, or newer versions of sessions already shown.
 
-    def __init__(self, records: tuple[SessionRecord, ...]) -> None:
+    `partial` records are summaries (a store sends what the table needs, not every list);
+    the feed's `load` gives the whole record when the detail screen or an export needs it.
+    """
+
+    def __init__(self, records: tuple[SessionRecord, ...], *, partial: bool = False) -> None:
         super().__init__()
         self.records = records
+        self.partial = partial
 
 
 class FeedStatus(Message):

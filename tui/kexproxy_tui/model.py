@@ -10,20 +10,30 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from kexproxy.core.record import SessionRecord, parse_rfc3339
+from kexproxy.core.record import SessionRecord
 from kexproxy.sinks.console import SHORT_LIST, software
 from kexproxy_tui.filters import Subject
 
 
 def started_ts(record: SessionRecord) -> float | None:
     """The record's start as POSIX seconds, or None when it has no usable time."""
-    if not record.started:
+    return rfc3339_ts(record.started)
+
+
+def rfc3339_ts(text: str | None) -> float | None:
+    """``2015-03-30T14:44:49.214476Z`` as POSIX seconds, None if it is no such time.
+
+    `datetime.fromisoformat` (C) rather than `parse_rfc3339` (strptime): ten times faster,
+    which counts when 10,000 sessions arrive at once.
+    """
+    if not text or not text.endswith("Z"):
         return None
     try:
-        return parse_rfc3339(record.started)
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
 
@@ -41,15 +51,21 @@ class Pending:
 
     def __init__(self) -> None:
         self._records: dict[str, SessionRecord] = {}
+        self._partial: set[str] = set()
 
-    def add(self, records: Iterable[SessionRecord]) -> None:
+    def add(self, records: Iterable[SessionRecord], *, partial: bool = False) -> None:
         for record in records:
             self._records[record.id] = record
+            if partial:
+                self._partial.add(record.id)
+            else:
+                self._partial.discard(record.id)
 
-    def drain(self) -> list[SessionRecord]:
-        out = list(self._records.values())
-        self._records.clear()
-        return out
+    def drain(self) -> tuple[list[SessionRecord], set[str]]:
+        """The waiting records, and the ids of those that are summaries."""
+        out, partial = list(self._records.values()), self._partial
+        self._records, self._partial = {}, set()
+        return out, partial
 
     def __len__(self) -> int:
         return len(self._records)
@@ -61,23 +77,38 @@ class SessionIndex:
     def __init__(self) -> None:
         self._records: dict[str, SessionRecord] = {}
         self._subjects: dict[str, Subject] = {}
+        self._partial: set[str] = set()
 
-    def apply(self, records: Iterable[SessionRecord]) -> list[Change]:
+    def apply(
+        self, records: Iterable[SessionRecord], *, partial: Collection[str] = ()
+    ) -> list[Change]:
+        """Takes new versions of sessions; those in `partial` are summaries, not whole records."""
         changes: list[Change] = []
         for record in records:
             old = self._records.get(record.id)
+            if record.id in partial:
+                self._partial.add(record.id)
+            else:
+                self._partial.discard(record.id)
             if old == record:
                 continue
             self._records[record.id] = record
-            self._subjects[record.id] = Subject.of(record)
+            # Computed when a filter first needs it: opening 10,000 sessions needs none.
+            self._subjects.pop(record.id, None)
             changes.append(Change(old, record))
         return changes
+
+    def is_partial(self, session_id: str) -> bool:
+        return session_id in self._partial
 
     def get(self, session_id: str) -> SessionRecord | None:
         return self._records.get(session_id)
 
     def subject(self, session_id: str) -> Subject:
-        return self._subjects[session_id]
+        subject = self._subjects.get(session_id)
+        if subject is None:
+            subject = self._subjects[session_id] = Subject.of(self._records[session_id])
+        return subject
 
     def __len__(self) -> int:
         return len(self._records)

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions
-from rich.text import Text
+from rich.segment import Segment
 
 from kexproxy.core.diagnosis import verdict_line
 from kexproxy.core.record import OUTCOMES, SessionRecord
@@ -52,26 +52,51 @@ MARK = "●"
 
 
 class Cell:
-    """A table cell: literal text in a palette role, with the value it sorts by."""
+    """A table cell: literal text in a palette role, with the value it sorts by.
 
-    __slots__ = ("palette", "role", "sort_key", "text")
+    `sort_key` may be given as a `Lazy` key, worked out on the first sort only: parsing
+    10,000 addresses nobody sorts by would slow down opening a store.
+    """
+
+    __slots__ = ("_key", "palette", "role", "text")
 
     def __init__(self, text: str, role: Role, sort_key: Any, palette: Palette) -> None:
         self.text = text
         self.role: Role = role
-        self.sort_key = sort_key
+        self._key = sort_key
         self.palette = palette
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
-        yield Text(
-            self.text, style=self.palette[self.role], no_wrap=True, overflow="ellipsis", end=""
-        )
+    @property
+    def sort_key(self) -> Any:
+        if isinstance(self._key, Lazy):
+            self._key = self._key.resolve()
+        return self._key
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
+        # One segment, cut to the width with an ellipsis: what Text(no_wrap, ellipsis) would
+        # draw for a one-line cell, without its wrapping machinery (the table redraws its
+        # visible cells up to ten times a second while sessions stream in).
+        text = self.text
+        width = options.max_width
+        if cell_len(text) > width:
+            text = set_cell_size(text, max(0, width - 1)) + "…" if width > 0 else ""
+        yield Segment(text, self.palette[self.role])
 
     def __str__(self) -> str:
         return self.text
 
     def __repr__(self) -> str:
         return f"Cell({self.text!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Lazy:
+    """An address sort key, computed when first needed."""
+
+    endpoint: dict[str, Any]
+
+    def resolve(self) -> tuple[int, int, str, int]:
+        return _address_key(self.endpoint)
 
 
 def time_text(started: str | None, *, long_dates: bool) -> str:
@@ -109,16 +134,22 @@ def row_texts(record: SessionRecord, *, long_dates: bool = False) -> dict[str, s
 
 
 def row_cells(
-    record: SessionRecord, palette: Palette, *, marked: bool, long_dates: bool = False
+    record: SessionRecord,
+    palette: Palette,
+    *,
+    marked: bool,
+    long_dates: bool = False,
+    texts: dict[str, str] | None = None,
 ) -> list[Cell]:
-    """The cells of a record's row, in `COLUMNS` order."""
-    texts = row_texts(record, long_dates=long_dates)
+    """The cells of a record's row, in `COLUMNS` order (`texts`: its `row_texts`, if known)."""
+    if texts is None:
+        texts = row_texts(record, long_dates=long_dates)
     outcome_role: Role = _outcome_role(record.outcome)
     keys: dict[str, Any] = {
         "time": (record.started or "", record.id),
         "outcome": (OUTCOMES.index(record.outcome) if record.outcome in OUTCOMES else 99),
-        "client": _address_key(record.client),
-        "server": _address_key(record.server),
+        "client": Lazy(record.client),
+        "server": Lazy(record.server),
     }
     cells = [mark_cell(palette, marked=marked)]
     for column in COLUMNS[1:]:

@@ -101,7 +101,7 @@ class DetailScreen(Screen[None]):
     def sessions_changed(self, changes: list[Change]) -> None:
         for change in changes:
             if change.new.id == self.record.id:
-                self.record = change.new
+                self.record = self.kx.full_record(change.new.id) or change.new
                 self.refresh(recompose=True)
 
     def action_back(self) -> None:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 FILTER_DEBOUNCE = 0.25
 #: Above this many rows a live re-sort waits for the next sort tick instead of every batch.
 EAGER_SORT_ROWS = 2_000
+#: A batch this large is applied by rebuilding the table rather than row by row.
+BULK_CHANGES = 500
 #: Seconds between two re-sorts of a large table while sessions stream in.
 SORT_INTERVAL = 1.0
 
@@ -88,12 +90,26 @@ class SessionsScreen(Screen[None]):
     def sessions_changed(self, changes: list[Change]) -> None:
         """Applies one batch from the app: add, update or drop rows, then counters and sort."""
         table = self.table
+        if len(changes) > BULK_CHANGES:
+            # A store opening or a capture read at full speed: new rows go in as one block.
+            fresh = [c.new for c in changes if c.old is None]
+            changes = [c for c in changes if c.old is not None]
+            shown = [r for r in fresh if self._matches(r)]
+            for record in shown:
+                self.counters.add(record)
+            if self._dates_changed():
+                self._rebuild()
+                changes = []
+            else:
+                table.append_sessions(shown, self.marked)
+            if self.follow and shown:
+                table.move_to(shown[-1].id)
         newest: SessionRecord | None = None
         added = 0
         for change in changes:
             old, new = change.old, change.new
             was = old is not None and table.has_session(old.id)
-            now = self.filter.matches(self.kx.index.subject(new.id))
+            now = self._matches(new)
             if was and old is not None:
                 self.counters.remove(old)
             if now:
@@ -117,6 +133,9 @@ class SessionsScreen(Screen[None]):
         if self.follow and newest is not None:
             table.move_to(newest.id)
         self.refresh_header()
+
+    def _matches(self, record: SessionRecord) -> bool:
+        return not self.filter or self.filter.matches(self.kx.index.subject(record.id))
 
     def _sort_tick(self) -> None:
         if self._sort_dirty:
@@ -179,7 +198,10 @@ class SessionsScreen(Screen[None]):
 
     def _rebuild(self) -> None:
         index = self.kx.index
-        shown = [r for r in index if self.filter.matches(index.subject(r.id))]
+        if self.filter:
+            shown = [r for r in index if self.filter.matches(index.subject(r.id))]
+        else:
+            shown = list(index)
         self.counters = Counters()
         for record in shown:
             self.counters.add(record)

@@ -7,7 +7,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
+from textual.widgets.data_table import (
+    CellDoesNotExist,
+    ColumnKey,
+    DuplicateKey,
+    Row,
+    RowDoesNotExist,
+    RowKey,
+)
 
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui.palette import Palette
@@ -23,8 +30,35 @@ class SessionsTable(DataTable[Cell]):
         self.sort_column = "time"
         self.sort_reverse = False
         self._widths: dict[str, int] = {}
-        #: Dates in the time column: set by the screen when the shown sessions span days.
-        self.long_dates = False
+        self._long_dates = False
+        #: Per session: the record version, its row texts and cells (without the mark), so
+        #: a new filter re-shows rows without working them out again.
+        self._prepared: dict[str, tuple[SessionRecord, dict[str, str], list[Cell]]] = {}
+        self._marks = {flag: mark_cell(palette, marked=flag) for flag in (False, True)}
+
+    @property
+    def long_dates(self) -> bool:
+        """Dates in the time column: set by the screen when the shown sessions span days."""
+        return self._long_dates
+
+    @long_dates.setter
+    def long_dates(self, value: bool) -> None:
+        if value != self._long_dates:
+            self._long_dates = value
+            self._prepared.clear()
+
+    def _prepare(self, record: SessionRecord) -> tuple[dict[str, str], list[Cell]]:
+        cached = self._prepared.get(record.id)
+        if cached is not None and cached[0] is record:
+            return cached[1], cached[2]
+        texts = row_texts(record, long_dates=self._long_dates)
+        cells = row_cells(record, self.palette, marked=False, texts=texts)[1:]
+        self._prepared[record.id] = (record, texts, cells)
+        return texts, cells
+
+    def forget(self, session_id: str) -> None:
+        """Drops what was prepared for a session that is gone for good."""
+        self._prepared.pop(session_id, None)
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -35,36 +69,97 @@ class SessionsTable(DataTable[Cell]):
 
     def replace_rows(self, records: Iterable[SessionRecord], marked: set[str]) -> None:
         """Shows exactly `records` (a new filter): clear, add them all, then sort once."""
-        records = list(records)
+        prepared = [(r, *self._prepare(r)) for r in records]
         self._widths = {}
-        for record in records:
-            widths(row_texts(record, long_dates=self.long_dates), self._widths)
+        for _record, texts, _cells in prepared:
+            widths(texts, self._widths)
         self.clear()
         self._apply_widths()
-        palette = self.palette
-        for record in records:
-            self.add_row(
-                *row_cells(record, palette, marked=record.id in marked, long_dates=self.long_dates),
-                key=record.id,
-            )
+        marks = self._marks
+        self._add_many(
+            (record.id, [marks[record.id in marked], *cells]) for record, _t, cells in prepared
+        )
         self.resort()
 
-    def add_session(self, record: SessionRecord, marked: bool) -> None:
-        if widths(row_texts(record, long_dates=self.long_dates), self._widths):
+    def _add_many(self, rows: Iterable[tuple[str, list[Cell]]]) -> None:
+        """`add_row` for many rows at once, with the state changes it makes done once.
+
+        DataTable.add_row costs about 0.1 ms a row (a reactive cursor update, an idle check,
+        a measurement of every cell later); 10,000 rows would hold the screen for a second.
+        Every row here is one line high, has no label, and has widths set by `widths`, so
+        the rows are entered directly and the table is told once. Tested against add_row
+        in tests/tui/test_sessions_table.py, which fails first if Textual changes these.
+        """
+        was_empty = self.row_count == 0
+        locations = self._row_locations
+        data = self._data
+        table_rows = self.rows
+        keys = [column.key for column in self.ordered_columns]
+        index = len(locations)
+        for key, cells in rows:
+            row_key = RowKey(key)
+            if row_key in locations:
+                raise DuplicateKey(f"The row key {key!r} already exists.")
+            locations[row_key] = index
+            index += 1
+            data[row_key] = dict(zip(keys, cells, strict=True))
+            table_rows[row_key] = Row(row_key, 1, None, False)
+        self._require_update_dimensions = True
+        self._update_count += 1
+        self.cursor_coordinate = self.cursor_coordinate
+        if was_empty and self.row_count and self.show_cursor and self.cursor_type != "none":
+            self._highlight_cursor()
+        self.check_idle()
+
+    def append_sessions(self, records: list[SessionRecord], marked: set[str]) -> None:
+        """Adds many new sessions at once; sorts only if they do not already come in order."""
+        if not records:
+            return
+        prepared = [(r, *self._prepare(r)) for r in records]
+        changed = False
+        for _record, texts, _cells in prepared:
+            changed = widths(texts, self._widths) or changed
+        if changed:
             self._apply_widths()
-        self.add_row(
-            *row_cells(record, self.palette, marked=marked, long_dates=self.long_dates),
-            key=record.id,
+        in_order = self._in_time_order(records)
+        marks = self._marks
+        self._add_many(
+            (record.id, [marks[record.id in marked], *cells]) for record, _t, cells in prepared
         )
+        if not in_order:
+            self.resort()
+
+    def _in_time_order(self, records: list[SessionRecord]) -> bool:
+        """True when appending `records` keeps a table sorted by time, oldest first."""
+        if self.sort_column != "time" or self.sort_reverse:
+            return False
+        last = self._last_time_key()
+        for record in records:
+            key = (record.started or "", record.id)
+            if last is not None and key < last:
+                return False
+            last = key
+        return True
+
+    def _last_time_key(self) -> Any:
+        if self.row_count == 0:
+            return None
+        row_key = self._row_locations.get_key(self.row_count - 1)
+        if row_key is None:
+            return None
+        return self._data[row_key][ColumnKey("time")].sort_key
+
+    def _cells(self, record: SessionRecord, marked: bool) -> list[Cell]:
+        texts, cells = self._prepare(record)
+        if widths(texts, self._widths):
+            self._apply_widths()
+        return [self._marks[marked], *cells]
+
+    def add_session(self, record: SessionRecord, marked: bool) -> None:
+        self.add_row(*self._cells(record, marked), key=record.id)
 
     def update_session(self, record: SessionRecord, marked: bool) -> None:
-        if widths(row_texts(record, long_dates=self.long_dates), self._widths):
-            self._apply_widths()
-        for column, cell in zip(
-            COLUMNS,
-            row_cells(record, self.palette, marked=marked, long_dates=self.long_dates),
-            strict=True,
-        ):
+        for column, cell in zip(COLUMNS, self._cells(record, marked), strict=True):
             self.update_cell(record.id, column.key, cell)
 
     def remove_session(self, session_id: str) -> None:
@@ -76,7 +171,7 @@ class SessionsTable(DataTable[Cell]):
 
     def set_mark(self, session_id: str, marked: bool) -> None:
         with contextlib.suppress(CellDoesNotExist, RowDoesNotExist):
-            self.update_cell(session_id, "mark", mark_cell(self.palette, marked=marked))
+            self.update_cell(session_id, "mark", self._marks[marked])
 
     @property
     def current_id(self) -> str | None:
