@@ -33,9 +33,10 @@ def original_destination(sock: socket.socket) -> tuple[str, int]:
     OSError for anything else, so the caller can refuse it instead of relaying in a loop.
     """
     try:
-        if sock.family == socket.AF_INET6:
+        if sock.family == socket.AF_INET6 and not _v4_mapped(sock):
             raw = sock.getsockopt(_SOL_IPV6, IP6T_SO_ORIGINAL_DST, _SOCKADDR_IN6)
             return parse_sockaddr(raw)
+        # An IPv4 client of a dual-stack ("::") listener is tracked by IPv4 netfilter.
         raw = sock.getsockopt(_SOL_IP, SO_ORIGINAL_DST, _SOCKADDR_IN)
         return parse_sockaddr(raw)
     except FileNotFoundError as exc:
@@ -55,3 +56,10 @@ def parse_sockaddr(raw: bytes) -> tuple[str, int]:
     if family == socket.AF_INET6 and len(raw) >= 24:
         return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
     raise OSError(f"unexpected address family {family} in the original destination")
+
+
+def _v4_mapped(sock: socket.socket) -> bool:
+    try:
+        return str(sock.getsockname()[0]).startswith("::ffff:")
+    except OSError:
+        return False
