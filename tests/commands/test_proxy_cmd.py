@@ -1,0 +1,221 @@
+"""`kexproxy proxy` as a person or a service manager runs it: outputs, signals, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from kexproxy.schema import session_record_schema
+from kexproxy.sinks.store import SessionStore
+from tests.builders import client_offer, ident, kexinit, openssh_handshake_start, server_offer
+from tests.sources.test_proxy_helpers import Upstream, recv_exactly, recv_until_eof
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT_FLIGHT, SERVER_FLIGHT = openssh_handshake_start(
+    client_offer(kex=["diffie-hellman-group1-sha1"]), server_offer()
+)
+
+
+class ProxyProcess:
+    """`python -m kexproxy proxy ...` in a subprocess; its port is read from its stderr."""
+
+    def __init__(self, *args: str, cwd: Path) -> None:
+        self.err_path = cwd / "proxy.stderr"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kexproxy", "proxy", *args],
+            stdout=subprocess.PIPE,
+            stderr=self.err_path.open("wb"),
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.port = 0
+
+    def wait_ready(self, timeout: float = 15.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.stderr)
+            if match:
+                self.port = int(match.group(1))
+                return self.port
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the proxy exited with {self.proc.returncode}: {self.stderr}")
+            time.sleep(0.02)
+        raise AssertionError(f"the proxy did not start: {self.stderr}")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=15)
+        return self.proc.returncode, out.decode()
+
+
+@contextmanager
+def failing_server() -> Iterator[Upstream]:
+    def handler(conn: socket.socket) -> None:
+        conn.sendall(SERVER_FLIGHT)
+        recv_exactly(conn, len(CLIENT_FLIGHT))
+        conn.close()
+
+    with Upstream(handler) as up:
+        yield up
+
+
+def one_failed_handshake(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(CLIENT_FLIGHT)
+        recv_exactly(sock, len(SERVER_FLIGHT))
+        recv_until_eof(sock)
+
+
+def test_json_lines_on_stdout_and_the_store_written_and_sigterm_exits_zero(tmp_path: Path) -> None:
+    store = tmp_path / "sessions.db"
+    with failing_server() as up:
+        proxy = ProxyProcess(
+            "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{up.port}",
+            "--store", str(store), "--json", cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        one_failed_handshake(port)
+        # A second session is still open when the proxy is told to stop.
+        open_sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        open_sock.sendall(ident("OpenSSH_9.6"))
+        time.sleep(0.3)
+        status, out = proxy.stop(signal.SIGTERM)
+        open_sock.close()
+    assert status == 0, proxy.stderr
+    lines = out.splitlines()
+    assert len(lines) == 2
+    schema = session_record_schema()
+    records = [json.loads(line) for line in lines]
+    for record in records:
+        jsonschema.validate(record, schema)
+        assert record["source"] == "proxy"
+    assert records[0]["outcome"] == "failed"
+    assert any("shut down (SIGTERM)" in note for note in records[1]["notes"])
+    assert stat_mode(store) == 0o600
+    stored = SessionStore.open(store, readonly=True)
+    rows = stored.sessions()
+    stored.close()
+    assert {r.record.id for r in rows} == {r["id"] for r in records}
+    assert all(r.final for r in rows)
+    assert "listening on 127.0.0.1:" in proxy.stderr
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_sigint_also_ends_cleanly(tmp_path: Path) -> None:
+    with failing_server() as up:
+        proxy = ProxyProcess(
+            "--listen", "0", "--upstream", f"127.0.0.1:{up.port}", "--no-store", "--json",
+            cwd=tmp_path,
+        )  # fmt: skip
+        proxy.wait_ready()
+        status, out = proxy.stop(signal.SIGINT)
+    assert status == 0
+    assert out == ""
+
+
+def test_without_json_one_line_per_session_and_messages(tmp_path: Path) -> None:
+    with failing_server() as up:
+        proxy = ProxyProcess(
+            "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{up.port}", "--no-store",
+            cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        one_failed_handshake(port)
+        time.sleep(0.3)
+        status, out = proxy.stop()
+    assert status == 0
+    lines = out.splitlines()
+    assert "failed" in lines[0] and "no match: kex" in lines[0]
+    assert lines[1].startswith(f"    client: Unable to negotiate with 127.0.0.1 port {port}:")
+    assert lines[2].startswith("    server: Unable to negotiate with 127.0.0.1 port ")
+
+
+def test_a_store_that_cannot_be_written_is_reported_once_and_json_goes_on(tmp_path: Path) -> None:
+    with failing_server() as up:
+        proxy = ProxyProcess(
+            "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{up.port}",
+            "--store", str(tmp_path / "no" / "dir" / "s.db"), "--json", cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        for _ in range(3):
+            one_failed_handshake(port)
+        time.sleep(0.3)
+        status, out = proxy.stop()
+    assert status == 0
+    assert len(out.splitlines()) == 3
+    assert proxy.stderr.count("cannot open the session store") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "2222"], "give --upstream"),
+        (["--listen", "2222", "--upstream", "x:99999"], "from 0 to 65535"),
+        (["--listen", "2222", "--transparent", "--upstream", "h"], "not used with --transparent"),
+        (["--listen", "[::1", "--upstream", "h"], "missing ']'"),
+        (["--listen", "2222", "--upstream", "no-such-host.invalid"], "cannot resolve"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kexproxy", "proxy", *args, "--no-store"],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_listen_address_in_use_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "kexproxy", "proxy", "--listen", str(port),
+             "--upstream", "127.0.0.1:22", "--no-store"],
+            capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"cannot listen on {port}" in result.stderr
+
+
+def test_the_default_store_is_kexproxy_db_in_the_working_directory(tmp_path: Path) -> None:
+    with failing_server() as up:
+        proxy = ProxyProcess(
+            "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{up.port}", "--quiet",
+            cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        one_failed_handshake(port)
+        time.sleep(0.3)
+        status, out = proxy.stop()
+    assert status == 0 and out == ""
+    assert (tmp_path / "kexproxy.db").exists()
+    assert stat_mode(tmp_path / "kexproxy.db") == 0o600
+
+
+def test_kexinit_builders_make_the_failure_the_tests_expect() -> None:
+    """The scripted handshake above fails on kex: the baseline the CLI tests rely on."""
+    assert b"diffie-hellman-group1-sha1" in kexinit(
+        client_offer(kex=["diffie-hellman-group1-sha1"])
+    )

@@ -1,0 +1,177 @@
+"""`kexproxy sessions` and `kexproxy show`: listing the store safely, filters, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from kexproxy.commands.sessions import since_time
+from kexproxy.core.record import SessionRecord, rfc3339
+from kexproxy.schema import session_record_schema
+from kexproxy.sinks.store import SessionStore
+from tests.builders import Transcript, client_offer, ident, kexinit, newkeys, server_offer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kexproxy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kexproxy", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "250", "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+
+
+def record(session_id: str, *, ago: float, failed: bool = True) -> SessionRecord:
+    t = Transcript(session_id=session_id, source="proxy")
+    t.now = time.time() - ago
+    kex = ["diffie-hellman-group1-sha1"] if failed else ["curve25519-sha256"]
+    t.client(ident("OpenSSH_9.6") + kexinit(client_offer(kex=kex)))
+    t.server(ident("OpenSSH_9.2p1") + kexinit(server_offer()))
+    if not failed:
+        t.client(newkeys()).server(newkeys())
+    t.close("client")
+    return t.tracker.finish()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "kexproxy.db"
+    db = SessionStore.open(path)
+    db.put(record("aaaa0001", ago=3600 * 5), final=True)
+    db.put(record("aaaa0002", ago=120, failed=False), final=True)
+    db.put(record("bbbb0003", ago=30), final=False)
+    db.close()
+    return path
+
+
+def test_the_table_lists_ids_newest_first_and_marks_live_sessions(store: Path) -> None:
+    result = kexproxy("sessions", cwd=store.parent)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.index("bbbb0003") < out.index("aaaa0002") < out.index("aaaa0001")
+    assert "failed (live)" in out
+    assert "no match: kex" in out
+    assert result.stderr == ""
+
+
+def test_json_prints_one_valid_record_per_line(store: Path) -> None:
+    result = kexproxy("sessions", "--store", str(store), "--json", cwd=store.parent)
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["bbbb0003", "aaaa0002", "aaaa0001"]
+    schema = session_record_schema()
+    for line in lines:
+        jsonschema.validate(json.loads(line), schema)
+
+
+def test_filters_by_outcome_time_and_count(store: Path) -> None:
+    def ids(*args: str) -> list[str]:
+        result = kexproxy("sessions", "--json", *args, cwd=store.parent)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line)["id"] for line in result.stdout.splitlines()]
+
+    assert ids("--outcome", "failed") == ["bbbb0003", "aaaa0001"]
+    assert ids("--outcome", "negotiated") == ["aaaa0002"]
+    assert ids("--since", "10m") == ["bbbb0003", "aaaa0002"]
+    assert ids("--since", "1m") == ["bbbb0003"]
+    assert ids("--limit", "1") == ["bbbb0003"]
+    assert ids("--since", "1d", "--outcome", "failed", "--limit", "0") == ["bbbb0003", "aaaa0001"]
+
+
+def test_show_prints_one_record_in_full_from_a_prefix(store: Path) -> None:
+    result = kexproxy("show", "aaaa0002", cwd=store.parent)
+    assert result.returncode == 0
+    data = json.loads(result.stdout)
+    assert data["id"] == "aaaa0002"
+    assert data["outcome"] == "negotiated"
+    assert result.stdout.startswith("{\n  ")  # pretty, for people
+    assert json.loads(kexproxy("show", "bbbb", cwd=store.parent).stdout)["id"] == "bbbb0003"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "aaaa"], "matches more than one session"),
+        (["show", "zzzz"], "no session 'zzzz'"),
+        (["sessions", "--store", "missing.db"], "no session store here"),
+        (["show", "--store", "missing.db", "x"], "no session store here"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(store: Path, args: list[str], message: str) -> None:
+    result = kexproxy(*args, cwd=store.parent)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_an_unreadable_store_exits_2(tmp_path: Path) -> None:
+    junk = tmp_path / "kexproxy.db"
+    junk.write_bytes(b"\x00garbage" * 1000)
+    result = kexproxy("sessions", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("kexproxy: ")
+
+
+def test_strangers_text_cannot_style_or_control_the_terminal(tmp_path: Path) -> None:
+    path = tmp_path / "kexproxy.db"
+    # A banner the parser would refuse, as a store written by anything might still hold.
+    hostile = dataclasses.replace(
+        record("cccc0001", ago=10), client_banner="SSH-2.0-Evil[bold red]X[/]\x1b[2J\x07"
+    )
+    db = SessionStore.open(path)
+    db.put(hostile, final=True)
+    db.close()
+    result = kexproxy("sessions", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "Evil[bold red]X[/]\\x1b[2J\\x07" in result.stdout
+    shown = kexproxy("show", "cccc", cwd=tmp_path)
+    assert "\x1b" not in shown.stdout
+    assert json.loads(shown.stdout)["client_banner"].endswith("\x1b[2J\x07")
+
+
+def test_an_empty_store_says_so(tmp_path: Path) -> None:
+    SessionStore.open(tmp_path / "kexproxy.db").close()
+    result = kexproxy("sessions", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == "no sessions"
+
+
+@pytest.mark.parametrize(
+    ("text", "back"),
+    [("30s", 30), ("10m", 600), ("2h", 7200), ("7d", 7 * 86400), ("1w", 604800), ("90", 90)],
+)
+def test_since_durations(text: str, back: float) -> None:
+    now = 1_700_000_000.0
+    assert since_time(text, now=now) == rfc3339(now - back)
+
+
+def test_since_accepts_rfc3339_and_rejects_nonsense() -> None:
+    assert since_time("2023-11-14T22:13:20Z") == "2023-11-14T22:13:20.000000Z"
+    assert since_time("2023-11-14T23:13:20+01:00") == "2023-11-14T22:13:20.000000Z"
+    with pytest.raises(argparse.ArgumentTypeError):
+        since_time("yesterday")
+
+
+def test_a_record_without_a_start_still_sorts(tmp_path: Path) -> None:
+    path = tmp_path / "kexproxy.db"
+    db = SessionStore.open(path)
+    db.put(dataclasses.replace(record("dddd0001", ago=5), started=None), final=True)
+    db.close()
+    result = kexproxy("sessions", "--since", "1m", "--json", cwd=tmp_path)
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["dddd0001"]
