@@ -330,3 +330,26 @@ def test_whatever_cryptography_raises_is_reported(monkeypatch: pytest.MonkeyPatc
     parsed = parse_host_key(host_key("ed25519").blob)
     assert parsed.error == "host key does not load: RuntimeError"
     assert parsed.key_type == "ed25519"
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ("Unsupported key type", None),
+        ("unsupported curve", None),
+        (
+            "Key is not in the proper format",
+            "host key does not load: Key is not in the proper format",
+        ),
+    ],
+)
+def test_a_value_error_from_cryptography(
+    monkeypatch: pytest.MonkeyPatch, message: str, error: str | None
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    def refuse(_data: bytes) -> None:
+        raise ValueError(message)
+
+    monkeypatch.setattr(serialization, "load_ssh_public_key", refuse)
+    assert parse_host_key(host_key("ed25519").blob).error == error
