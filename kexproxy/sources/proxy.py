@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import queue
 import resource
+import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: How often live sessions whose byte counts moved are published again.
 DEFAULT_REFRESH = 5.0
+SWITCH_INTERVAL = 0.0005
 _ACCEPT_PAUSE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -120,6 +124,42 @@ def raise_fd_limit() -> int:
     return soft
 
 
+class RecordFinisher:
+    """Builds final records in a thread of its own, so that the loop stays free for relaying.
+
+    A final record costs about a millisecond of Python (negotiation, diagnosis); on the
+    loop, that millisecond would land on the next connection's setup and on every other
+    session's round trip. Python lets only one thread run at a time, so this thread works
+    mostly while the loop waits for events. Bounded: when it falls behind by `max_queued`
+    sessions, the loop builds records itself (and so slows down accepting).
+    """
+
+    def __init__(self, *, warn: Warn, max_queued: int = 10_000) -> None:
+        self._warn = warn
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(max_queued)
+        self._thread = threading.Thread(target=self._run, name="kexproxy-records", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Finishes every queued record, then stops."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception as exc:  # a record is lost, never the proxy
+                self._warn(f"kexproxy: could not finish a session's record: {exc!r}")
+
+
 class Proxy:
     """Accepts clients and runs one `Session` per connection on the running event loop."""
 
@@ -144,6 +184,11 @@ class Proxy:
         self._refresh_timer: asyncio.TimerHandle | None = None
         self.address: Endpoint | None = None
         self.accepted = 0
+        # Ids unique within a store: random per proxy run, then a counter (cheaper than
+        # random bytes per connection, and they sort in arrival order within a run).
+        self._id_prefix = secrets.token_hex(4)
+        self._serial = 0
+        self._finisher: RecordFinisher | None = None
 
     @property
     def open_sessions(self) -> int:
@@ -173,6 +218,7 @@ class Proxy:
             raise
         self._listener = listener
         self.address = endpoint_of(listener.getsockname())
+        self._finisher = RecordFinisher(warn=self._warn)
         self._resume_accepting()
         if self.config.refresh > 0:
             self._refresh_timer = loop.call_later(self.config.refresh, self._refresh)
@@ -189,10 +235,16 @@ class Proxy:
             self._refresh_timer = None
 
     def shutdown(self, reason: str) -> None:
-        """Stops accepting and ends every open session, recording `reason` in each."""
+        """Stops accepting and ends every open session, recording `reason` in each.
+
+        Returns once every final record has been published.
+        """
         self.stop_accepting()
         for session in list(self._sessions):
             session.shutdown(reason)
+        if self._finisher is not None:
+            self._finisher.close()
+            self._finisher = None
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -247,7 +299,10 @@ class Proxy:
         else:
             assert self._upstream is not None
             upstream, client_view = self._upstream, local
+        self._serial += 1
         session = Session(
+            session_id=f"{self._id_prefix}{self._serial:08x}",
+            finisher=self._finisher,
             loop=loop,
             client=conn,
             client_ep=client_ep,
@@ -336,6 +391,9 @@ def run_proxy(
 ) -> None:
     """Runs the proxy in this (main) thread until SIGINT or SIGTERM, then ends every session."""
     raise_fd_limit()
+    # When the record thread holds the interpreter, the relay waits at most this long for
+    # it instead of Python's default 5 ms: a round trip must not wait for a record.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     loop = new_event_loop(use_uvloop=use_uvloop)
     received: list[str] = []
 

@@ -24,10 +24,10 @@ import dataclasses
 import errno
 import os
 import re
-import secrets
 import socket
 import struct
 from collections.abc import Callable
+from typing import Protocol
 
 from kexproxy.core.observer import CloseKind, Endpoint, Side
 from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
@@ -35,6 +35,16 @@ from kexproxy.core.session import SessionTracker
 from kexproxy.sources.proxy_relay import Pump, other
 
 Publish = Callable[[SessionRecord, bool], None]
+
+
+class Finisher(Protocol):
+    """Runs a session's final record building somewhere else than the relay's loop."""
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queues `job`; False when it cannot (then the caller runs it itself)."""
+        ...
+
+
 Warn = Callable[[str], None]
 
 #: How long after its outcome is known a live session is published (see `observe`).
@@ -79,8 +89,11 @@ class Session:
         connect_timeout: float,
         use_splice: bool = True,
         refuse: str | None = None,
+        session_id: str,
+        finisher: Finisher | None = None,
     ) -> None:
-        self.id = secrets.token_hex(8)
+        self.id = session_id
+        self._finisher = finisher
         self._loop = loop
         self._client = client
         self._client_ep = client_ep
@@ -472,8 +485,13 @@ class Session:
                 reset_socket(sock)
             else:
                 sock.close()
-        self._publish(final=True)
         self._on_closed(self)
+        # Nothing touches the tracker any more: its final record can be built elsewhere.
+        if self._finisher is None or not self._finisher.submit(self._publish_final):
+            self._publish_final()
+
+    def _publish_final(self) -> None:
+        self._publish(final=True)
 
 
 def _who(side: Side) -> str:

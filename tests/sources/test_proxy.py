@@ -178,11 +178,11 @@ def test_a_refused_upstream_resets_the_client_and_is_recorded_as_aborted() -> No
     port = refused_port()
     with RunningProxy(config(port)) as proxy:
         for _ in range(2):  # and the proxy goes on serving
-            with proxy.connect() as sock:
+            # The reset may come so fast that connect() itself reports it.
+            with pytest.raises(ConnectionResetError), proxy.connect() as sock:
                 sock.sendall(ident("OpenSSH_9.6"))
-                with pytest.raises(ConnectionResetError):
-                    while sock.recv(100):
-                        pass
+                while sock.recv(100):
+                    pass
         records = proxy.wait_finals(2)
     for record in records:
         data = assert_valid_record(record)

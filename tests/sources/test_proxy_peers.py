@@ -333,10 +333,12 @@ def test_stress_200_concurrent_handshakes_with_misbehaving_neighbours() -> None:
             reset(sock)
 
         def refused() -> None:
-            with proxy.connect(index=1) as sock:
+            with socket.socket() as sock:
+                sock.bind((LOOPBACK, 0))  # the port is known even if connect() is reset
                 odd["refused"] = sock.getsockname()[1]
-                sock.sendall(ident("refused"))
                 with contextlib.suppress(ConnectionResetError):
+                    sock.connect((LOOPBACK, proxy.addresses[1].port))
+                    sock.sendall(ident("refused"))
                     recv_until_eof(sock)
 
         threads = [threading.Thread(target=f) for f in (garbage, slowloris, vanish, refused)]
