@@ -58,7 +58,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exitcodes.BAD_INPUT
-    missing = [f for f in args.files if f != "-" and not Path(f).is_file()]
+    if "-" in args.files:
+        # The dashboard reads the keyboard from the terminal, so a capture cannot come on stdin.
+        print(
+            "kexproxy tui: cannot read a capture from stdin; use kexproxy read - instead",
+            file=sys.stderr,
+        )
+        return exitcodes.BAD_INPUT
+    missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         for name in missing:
             print(f"kexproxy tui: {name}: no such file", file=sys.stderr)

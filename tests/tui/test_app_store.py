@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from kexproxy_tui.adapters import StoreSource, store_feed
+from kexproxy_tui.adapters import StoreSource, load_records, store_feed
 from kexproxy_tui.app import create_app
 from kexproxy_tui.feeds import StoreFeed
+from kexproxy_tui.screens.detail import DetailScreen
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.sinks.store import SessionStore, StoreError
@@ -95,3 +97,89 @@ async def test_sessions_from_a_store_written_by_another_process(tmp_path: Path) 
     finally:
         writer.kill()
         writer.wait()
+
+
+async def test_the_detail_of_a_stored_session_is_the_whole_record(tmp_path: Path) -> None:
+    """The table holds summaries; opening a session reads the whole record from the store."""
+    db = tmp_path / "sessions.db"
+    writer = subprocess.run(
+        [sys.executable, "-m", "tests.tui.store_writer", str(db), str(DASHBOARD_PCAP)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert writer.stdout.split()[-1] == "3"
+    app = create_app(store_feed(str(db)))
+    async with app.run_test(size=(120, 80)) as pilot:
+        await wait_for(pilot, lambda: app.sessions_screen.table.row_count == 3)
+        failed = next(r for r in app.index if r.failing_lists == ["kex_algorithms"])
+        assert failed.client_kexinit is None  # a summary
+        assert app.index.is_partial(failed.id)
+        app.sessions_screen.table.move_to(failed.id)
+        await pilot.press("enter")
+        text = "\n".join(screen_lines(app))
+        assert "✗ diffie-hellman-group14-sha1" in text
+        assert "client: Unable to negotiate with 127.0.0.1 port" in text
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.record.timeline and app.screen.record.client_kexinit
+
+
+@pytest.mark.peers
+async def test_a_store_written_by_a_kexproxy_proxy_process(tmp_path: Path) -> None:
+    """`kexproxy proxy` in its own process, real ssh and sshd; the dashboard watches its store."""
+    from tests.peers import Sshd, free_port, kill_tree, run_ssh, which_or_skip
+
+    which_or_skip("ssh")
+    db = tmp_path / "proxy.db"
+    with Sshd(["KexAlgorithms curve25519-sha256"]) as sshd:
+        port = free_port()
+        proxy = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kexproxy",
+                "proxy",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--upstream",
+                f"127.0.0.1:{sshd.port}",
+                "--store",
+                str(db),
+                "--quiet",
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proxy.stderr is not None
+            assert "listening on" in proxy.stderr.readline()
+            app = create_app(
+                StoreFeed(
+                    "proxy.db",
+                    lambda: StoreSource(str(db)),
+                    interval=0.1,
+                    loader=lambda ids: load_records(str(db), ids),
+                )
+            )
+            async with app.run_test(size=(120, 80)) as pilot:
+                ok = await asyncio.to_thread(run_ssh, port)
+                failed = await asyncio.to_thread(
+                    run_ssh, port, "-oKexAlgorithms=diffie-hellman-group14-sha1"
+                )
+                assert failed.negotiation_message
+                await wait_for(
+                    pilot,
+                    lambda: sorted(r.outcome for r in app.index if r.ended)
+                    == ["failed", "negotiated"],
+                )
+                assert ok.returncode == 0, ok.stderr
+                failure = next(r for r in app.index if r.outcome == "failed")
+                app.sessions_screen.table.move_to(failure.id)
+                await pilot.press("enter")
+                flat = " ".join("\n".join(screen_lines(app)).split())
+                assert failed.negotiation_message in flat
+                assert "✗ curve25519-sha256" in flat
+        finally:
+            kill_tree(proxy)

@@ -50,7 +50,14 @@ class DetailScreen(Screen[None]):
         record = self.record
         with VerticalScroll(id="detail"):
             yield Static(render.overview(record, palette), id="overview", markup=False)
-            yield Static(render.heading("Why", palette), classes="heading", markup=False)
+            yield Static(
+                render.heading(
+                    "Rejections" if any((record.rejections or {}).values()) else "How it ended",
+                    palette,
+                ),
+                classes="heading",
+                markup=False,
+            )
             yield Static(render.rejections(record, palette), id="rejections", markup=False)
             if record.diagnosis:
                 yield Static(render.heading("Diagnosis", palette), classes="heading", markup=False)

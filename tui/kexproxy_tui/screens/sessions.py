@@ -302,12 +302,13 @@ class SessionsScreen(Screen[None]):
             status.append(self.filter_problem, palette["bad"])
         else:
             parts = [self.status_text] if self.status_text else []
-            arrow = "↓" if self.table.sort_reverse else "↑"
-            parts.append(f"sort {self.table.sort_column}{arrow}")
-            if self.follow:
-                parts.append("follow")
             if self.marked:
                 parts.append(f"{len(self.marked)} marked")
+            if self.follow:
+                parts.append("follow")
+            table = self.table
+            if (table.sort_column, table.sort_reverse) != ("time", False):
+                parts.append(f"sort {table.sort_column}{'↓' if table.sort_reverse else '↑'}")
             status.append(" · ".join(parts), palette["muted"])
         self.query_one("#status", Static).update(status)
 

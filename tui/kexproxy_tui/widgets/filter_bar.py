@@ -10,7 +10,7 @@ from textual.widgets import Input
 #: Filters remembered per session, newest last.
 HISTORY_SIZE = 50
 
-PLACEHOLDER = "/ filter: outcome:failed list:kex client:10.0.0.0/8 software:PuTTY !text  (? help)"
+PLACEHOLDER = "press / to filter, e.g. outcome:failed list:kex client:10.0.0.0/8 · ? help"
 
 
 class FilterInput(Input):

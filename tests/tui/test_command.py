@@ -1,0 +1,104 @@
+"""``kexproxy tui``: its arguments, the feed each mode gets, and that nothing else loads Textual."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kexproxy import cli, exitcodes
+from kexproxy_tui.adapters import ProxyFeed
+from kexproxy_tui.feeds import CaptureFeed, StoreFeed
+
+from .conftest import DASHBOARD_PCAP, ROOT
+
+
+class Ran:
+    def __init__(self) -> None:
+        self.feed: Any = None
+
+    def __call__(self, feed: Any) -> Any:
+        self.feed = feed
+        outer = self
+
+        class FakeApp:
+            def run(self) -> None:
+                outer.ran = True
+
+        return FakeApp()
+
+
+@pytest.fixture
+def ran(monkeypatch: pytest.MonkeyPatch) -> Ran:
+    fake = Ran()
+    monkeypatch.setattr("kexproxy_tui.app.create_app", fake)
+    return fake
+
+
+def test_captures_mode(ran: Ran) -> None:
+    assert cli.main(["tui", str(DASHBOARD_PCAP)]) == exitcodes.OK
+    assert isinstance(ran.feed, CaptureFeed)
+    assert ran.feed.paths == (str(DASHBOARD_PCAP),)
+
+
+def test_store_mode(ran: Ran, tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    db.write_bytes(b"")
+    assert cli.main(["tui", "--store", str(db)]) == exitcodes.OK
+    assert isinstance(ran.feed, StoreFeed)
+    assert ran.feed.label == "s.db"
+
+
+def test_proxy_mode(ran: Ran, tmp_path: Path) -> None:
+    code = cli.main(
+        ["tui", "--listen", "2222", "--upstream", "127.0.0.1", "--store", str(tmp_path / "x.db")]
+    )
+    assert code == exitcodes.OK
+    assert isinstance(ran.feed, ProxyFeed)
+    assert ran.feed.listen == ("127.0.0.1", 2222)
+    assert ran.feed.upstream == ("127.0.0.1", 22)
+    assert ran.feed.store == str(tmp_path / "x.db")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tui"], "give capture files, or --store FILE"),
+        (["tui", "a.pcap", "--store", "x.db"], "give capture files, or --store FILE"),
+        (["tui", "--listen", "2222"], "give capture files, or --store FILE"),
+        (["tui", "--upstream", "x"], "give capture files, or --store FILE"),
+        (["tui", "-"], "cannot read a capture from stdin"),
+        (["tui", "/nonexistent.pcap"], "/nonexistent.pcap: no such file"),
+        (["tui", "--store", "/nonexistent.db"], "/nonexistent.db: no such store"),
+        (["tui", "--listen", "[::1", "--upstream", "x"], "missing ']'"),
+    ],
+)
+def test_bad_arguments(
+    ran: Ran, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert cli.main(argv) == exitcodes.BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert ran.feed is None
+
+
+def test_only_the_tui_command_loads_textual() -> None:
+    code = (
+        "import sys, kexproxy.cli as c; c.build_parser(); "
+        "import kexproxy.analyse, kexproxy.sinks.console; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'kexproxy_tui')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_help_names_the_three_ways_in(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["tui", "--help"])
+    out = capsys.readouterr().out
+    assert "kexproxy tui captures/*.pcap" in out
+    assert "--store sessions.db" in out
+    assert "--listen 127.0.0.1:2222 --upstream server:22" in out
