@@ -171,8 +171,9 @@ async def test_a_store_written_by_a_kexproxy_proxy_process(tmp_path: Path) -> No
                 assert failed.negotiation_message
                 await wait_for(
                     pilot,
-                    lambda: sorted(r.outcome for r in app.index if r.ended)
-                    == ["failed", "negotiated"],
+                    lambda: (
+                        sorted(r.outcome for r in app.index if r.ended) == ["failed", "negotiated"]
+                    ),
                 )
                 assert ok.returncode == 0, ok.stderr
                 failure = next(r for r in app.index if r.outcome == "failed")

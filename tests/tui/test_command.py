@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from kexproxy import cli, exitcodes
 from kexproxy_tui.adapters import ProxyFeed
 from kexproxy_tui.feeds import CaptureFeed, StoreFeed
+
+from kexproxy import cli, exitcodes
 
 from .conftest import DASHBOARD_PCAP, ROOT
 
@@ -91,7 +91,9 @@ def test_only_the_tui_command_loads_textual() -> None:
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'kexproxy_tui')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
