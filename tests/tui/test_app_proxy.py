@@ -14,6 +14,7 @@ from kexproxy_tui.app import KexproxyApp, create_app
 from kexproxy_tui.rows import COLUMN_KEYS
 from kexproxy_tui.screens.detail import DetailScreen
 
+from kexproxy.core.record import SessionRecord
 from tests.builders import kexinit, server_offer
 from tests.peers import Sshd, free_port, run_ssh, which_or_skip
 
@@ -162,3 +163,105 @@ async def test_a_real_client_against_a_server_sending_an_escape_in_its_banner() 
             assert_only_harmless_escapes(terminal_output(app))
             if record.server_banner is not None:
                 assert "server SSH-2.0-[bold red]x[/]\\x1b[2J" in text
+
+
+@contextmanager
+def echo_server() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that sends back whatever it receives."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    running = True
+
+    def serve() -> None:
+        while running:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        running = False
+        thread.join(2)
+        listener.close()
+
+
+def round_trips(port: int, seconds: float) -> list[float]:
+    """Connects through the proxy and times small echoes for `seconds`, checking every byte."""
+    import time
+
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        i = 0
+        while time.perf_counter() < deadline:
+            message = f"ping {i:05d} ".encode() * 8
+            start = time.perf_counter()
+            sock.sendall(message)
+            received = b""
+            while len(received) < len(message):
+                received += sock.recv(65536)
+            times.append(time.perf_counter() - start)
+            assert received == message
+            i += 1
+    return times
+
+
+async def test_the_relay_is_not_held_up_by_a_busy_screen(
+    sshguess_records: list[SessionRecord],
+) -> None:
+    """Round trips through the proxy in the app stay fast while the screen takes in 1,000
+    sessions a second: the relay runs on its own loop in its own thread."""
+    from dataclasses import replace
+
+    from kexproxy_tui.messages import SessionsArrived
+
+    with echo_server() as upstream:
+        port = free_port()
+        feed = ProxyFeed(("127.0.0.1", port), ("127.0.0.1", upstream))
+        app = create_app(feed)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await asyncio.to_thread(feed.ready.wait, 10)
+            quiet = await asyncio.to_thread(round_trips, port, 0.5)
+            flooding = True
+
+            def flood() -> None:
+                import time
+
+                i = 0
+                while flooding:
+                    batch = tuple(
+                        replace(r, id=f"busy-{i}-{j}-{r.id}")
+                        for j in range(9)
+                        for r in sshguess_records
+                    )
+                    app.post_message(SessionsArrived(batch))
+                    i += 1
+                    time.sleep(0.1)
+
+            flooder = threading.Thread(target=flood, daemon=True)
+            flooder.start()
+            busy = await asyncio.to_thread(round_trips, port, 1.5)
+            flooding = False
+            flooder.join()
+            await pilot.pause()
+            shown = app.sessions_screen.table.row_count
+        quiet.sort()
+        busy.sort()
+        print(
+            f"\nround trips through the app's proxy: median {quiet[len(quiet) // 2] * 1000:.2f} ms "
+            f"quiet, {busy[len(busy) // 2] * 1000:.2f} ms while {shown} sessions arrived; "
+            f"99% under {busy[int(len(busy) * 0.99)] * 1000:.1f} ms"
+        )
+        assert shown > 900
+        assert busy[len(busy) // 2] < 0.02
