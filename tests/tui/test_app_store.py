@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,7 +18,7 @@ from kexproxy_tui.screens.detail import DetailScreen
 from kexproxy.core.record import SessionRecord
 from kexproxy.sinks.store import SessionStore, StoreError
 
-from .conftest import CAPTURES, DASHBOARD_PCAP, ROOT, screen_lines, wait_for
+from .conftest import CAPTURES, DASHBOARD_PCAP, ROOT, screen_lines, type_text, wait_for
 
 STORE_CAPTURES = [str(DASHBOARD_PCAP), *sorted(str(p) for p in CAPTURES.glob("openssh-*.pcap"))]
 
@@ -123,6 +124,14 @@ async def test_the_detail_of_a_stored_session_is_the_whole_record(tmp_path: Path
         assert "client: Unable to negotiate with 127.0.0.1 port" in text
         assert isinstance(app.screen, DetailScreen)
         assert app.screen.record.timeline and app.screen.record.client_kexinit
+        # An export writes whole records too, not the summaries the table holds.
+        target = tmp_path / "export.jsonl"
+        await pilot.press("escape", "e")
+        await type_text(pilot, str(target))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: target.exists() and len(target.read_text().splitlines()) == 3)
+        exported = [json.loads(line) for line in target.read_text().splitlines()]
+        assert all(r["client_kexinit"] and r["timeline"] for r in exported)
 
 
 @pytest.mark.peers

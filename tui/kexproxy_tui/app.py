@@ -52,9 +52,15 @@ class KexproxyApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "kexproxy"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("t", "toggle_theme", "Dark/light", show=False),
+        Binding("q", "quit", "Quit", tooltip="quit (the built-in proxy stops)"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
+        Binding(
+            "t",
+            "toggle_theme",
+            "Dark/light",
+            show=False,
+            tooltip="switch between the dark and the light theme",
+        ),
     ]
 
     def __init__(self, feed: Feed, *, flush_interval: float = FLUSH_INTERVAL) -> None:

@@ -24,10 +24,28 @@ class DetailScreen(Screen[None]):
     """One session in full; it follows the session if a newer version arrives."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back"),
-        Binding("c", "copy_fix", "Copy fix"),
-        Binding("C", "copy_fix_block", "Copy ssh_config block", show=False, key_display="C"),
-        Binding("y", "copy_message", "Copy message", show=False),
+        Binding("escape", "back", "Back", tooltip="back to the sessions"),
+        Binding(
+            "c",
+            "copy_fix",
+            "Copy fix",
+            tooltip="copy the highlighted fix's line (ssh -o... or sshd_config)",
+        ),
+        Binding(
+            "C",
+            "copy_fix_block",
+            "Copy ssh_config block",
+            show=False,
+            key_display="C",
+            tooltip="copy the fix as an ssh_config Host block",
+        ),
+        Binding(
+            "y",
+            "copy_message",
+            "Copy message",
+            show=False,
+            tooltip="copy the client's rejection message (else the server's)",
+        ),
     ]
 
     def __init__(self, record: SessionRecord) -> None:

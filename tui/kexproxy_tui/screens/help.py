@@ -41,7 +41,11 @@ def key_table(sections: Sequence[Section]) -> Table:
         for binding in bindings:
             if not isinstance(binding, Binding):
                 continue
-            table.add_row(where, binding.key_display or _key_name(binding.key), binding.description)
+            table.add_row(
+                where,
+                binding.key_display or _key_name(binding.key),
+                binding.tooltip or binding.description,
+            )
     for where, key, does in BUILTIN_KEYS:
         table.add_row(where, key, does)
     return table

@@ -38,15 +38,35 @@ class SessionsScreen(Screen[None]):
     """Every session that matches the filter, newest arrivals applied in batches."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "focus_filter", "Filter", key_display="/"),
-        Binding("enter", "open", "Detail", show=False),
-        Binding("f", "follow", "Follow"),
-        Binding("m", "mark", "Mark"),
-        Binding("e", "export", "Export"),
-        Binding("s", "sort_next", "Sort"),
-        Binding("S", "sort_reverse", "Reverse sort", show=False, key_display="S"),
-        Binding("u", "unmark_all", "Unmark all", show=False),
-        Binding("escape", "leave_filter", "Back to table", show=False),
+        Binding(
+            "slash", "focus_filter", "Filter", key_display="/", tooltip="type a filter (see below)"
+        ),
+        Binding("enter", "open", "Detail", show=False, tooltip="open the session under the cursor"),
+        Binding("f", "follow", "Follow", tooltip="follow: keep the cursor on the newest session"),
+        Binding("m", "mark", "Mark", tooltip="mark the session for export and go down"),
+        Binding(
+            "e",
+            "export",
+            "Export",
+            tooltip="write the marked sessions, or all shown, as JSON lines",
+        ),
+        Binding("s", "sort_next", "Sort", tooltip="sort by the next column"),
+        Binding(
+            "S",
+            "sort_reverse",
+            "Reverse sort",
+            show=False,
+            key_display="S",
+            tooltip="reverse the sort",
+        ),
+        Binding("u", "unmark_all", "Unmark all", show=False, tooltip="unmark every session"),
+        Binding(
+            "escape",
+            "leave_filter",
+            "Back to table",
+            show=False,
+            tooltip="leave the filter, back to the table",
+        ),
     ]
 
     def __init__(self) -> None:
