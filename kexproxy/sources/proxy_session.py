@@ -116,6 +116,7 @@ class Session:
         self._relayed = False
         self._published = False
         self._published_bytes = -1
+        self._last_record: SessionRecord | None = None
         self._bytes: dict[Side, int] = {"a": 0, "b": 0}
         self._last: dict[Side, float | None] = {"a": None, "b": None}
         self.ended = False
@@ -325,12 +326,27 @@ class Session:
     # -- records ---------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Republishes a live session whose byte counts moved, so other readers see them."""
-        if self.ended or not self._published:
+        """Republishes a live session whose byte counts moved, so other readers see them.
+
+        Only bytes and the last activity change once a record has been published (its
+        outcome was known, or inspection had stopped), so the last record is reused with
+        new counts instead of being rebuilt: a refresh of every open session must not
+        stall the relay.
+        """
+        last = self._last_record
+        if self.ended or last is None:
             return
         moved = self._bytes["a"] + self._bytes["b"]
-        if moved != self._published_bytes:
-            self._publish(final=False)
+        if moved == self._published_bytes:
+            return
+        client_side: Side = "a" if last.roles.get("tcp_initiator") != "server" else "b"
+        latest = [ts for ts in self._last.values() if ts is not None]
+        record = dataclasses.replace(
+            last,
+            bytes={"c2s": self._bytes[client_side], "s2c": self._bytes[other(client_side)]},
+            ended=rfc3339(max(latest)) if latest else last.ended,
+        )
+        self._hand_on(record, final=False)
 
     def shutdown(self, reason: str) -> None:
         """The proxy is stopping: the session is recorded as ended by it, both sockets closed."""
@@ -345,6 +361,11 @@ class Session:
 
     def _publish(self, *, final: bool) -> None:
         record = self._record(final=final)
+        if not final:
+            self._last_record = record
+        self._hand_on(record, final=final)
+
+    def _hand_on(self, record: SessionRecord, *, final: bool) -> None:
         self._published = True
         self._published_bytes = self._bytes["a"] + self._bytes["b"]
         try:

@@ -495,3 +495,21 @@ def test_offer_builders_agree_with_the_relay() -> None:
         [record] = proxy.wait_finals(1)
     assert record.negotiated is not None
     assert record.negotiated["kex"] == offer().kex[0]
+
+
+def test_live_sessions_are_republished_as_their_bytes_move() -> None:
+    with ssh_server() as up, RunningProxy(config(up.port, refresh=0.1)) as proxy:
+        with proxy.connect() as sock:
+            handshake(sock)
+            first = proxy.wait_for(lambda r, final: not final)
+            sock.sendall(b"x" * 10_000)
+            recv_exactly(sock, 10_000)
+            moved = proxy.wait_for(lambda r, final: not final and r.bytes["c2s"] > 10_000)
+            sock.shutdown(socket.SHUT_WR)
+            recv_until_eof(sock)
+        [final] = proxy.wait_finals(1)
+    assert first.outcome == moved.outcome == final.outcome == "negotiated"
+    assert moved.id == first.id == final.id
+    assert moved.bytes["c2s"] == first.bytes["c2s"] + 10_000
+    assert moved.ended is not None and first.ended is not None and moved.ended >= first.ended
+    assert final.bytes == {"c2s": moved.bytes["c2s"], "s2c": moved.bytes["s2c"]}

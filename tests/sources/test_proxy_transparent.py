@@ -39,6 +39,8 @@ CLIENT_V6, ROUTER_C_V6, ROUTER_S_V6, SERVER_V6 = (
     "2001:db8:2::1",
     "2001:db8:2::2",
 )
+#: In no namespace's routing table: the router can reach nothing there.
+UNROUTED_V4 = "198.18.9.9"
 PROXY_PORT = 2222
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -254,6 +256,14 @@ def test_transparent_mode_relays_to_each_original_destination(
         timeout=20,
     )  # fmt: skip
 
+    # Redirected, but to a network the router has no route to: the proxy cannot follow.
+    nowhere = run_command(
+        ["ip", "netns", "exec", topo.client, sys.executable, "-c",
+         f"import socket; s = socket.create_connection(('{UNROUTED_V4}', 22), 5); "
+         "print(repr(s.recv(100)))"],
+        timeout=20,
+    )  # fmt: skip
+
     proxy.send_signal(signal.SIGTERM)
     assert proxy.wait(15) == 0, err.read_text()
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -261,7 +271,7 @@ def test_transparent_mode_relays_to_each_original_destination(
     assert v4[:2] == (0, "over-ipv4\n"), v4[2]
     assert v6[:2] == (0, "over-ipv6\n"), v6[2]
     assert bad[0] == 255
-    assert len(records) == 4, records
+    assert len(records) == 5, records
     by_server = {}
     for record in records:
         by_server.setdefault((record["server"]["ip"], record["outcome"]), record)
@@ -280,7 +290,13 @@ def test_transparent_mode_relays_to_each_original_destination(
     )
     assert server_line.startswith(f"Unable to negotiate with {ROUTER_S_V4} port ")
     assert failed["rejections"]["server"]["message"] == server_line.removesuffix(" [preauth]")
-    loop = next(r for r in records if r["outcome"] == "aborted")
+    unreachable = next(r for r in records if r["server"]["ip"] == UNROUTED_V4)
+    assert unreachable["outcome"] == "aborted"
+    assert any(f"upstream {UNROUTED_V4} port 22 is unreachable" in n for n in unreachable["notes"])
+    assert "Connection reset" in nowhere.stderr or "b''" in nowhere.stdout
+    loop = next(
+        r for r in records if r["outcome"] == "aborted" and r["server"]["ip"] != UNROUTED_V4
+    )
     assert loop["client"]["ip"] == CLIENT_V4
     assert any("transparent mode" in note for note in loop["notes"])
     assert "b''" in direct.stdout or "reset" in direct.stderr.lower()
