@@ -221,19 +221,45 @@ def test_the_sink_keeps_only_the_newest_row_per_session(tmp_path: Path) -> None:
     store.close()
 
 
-def test_an_unwritable_store_is_reported_once_and_never_raises(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root writes read-only files; the read-only case is covered by a directory")
-    path = tmp_path / "s.db"
-    SessionStore.open(path).close()
-    path.chmod(0o400)
-    warnings: list[str] = []
-    sink = StoreSink(path, warn=warnings.append)
-    for i in range(10):
-        sink.update(failed_record(f"r{i}"), final=True)
+_FILL_AND_FREEZE = r"""
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from tests.sinks.test_store import failed_record
+from kexproxy.sinks.store import StoreSink
+warnings = []
+sink = StoreSink(sys.argv[1] + "/s.db", warn=warnings.append)
+for i in range(400):  # far more than a 256 KiB file system holds
+    sink.update(failed_record(f"full-{i:04d}"), final=True)
+    if i % 50 == 0:
         time.sleep(0.06)
-    sink.close()
-    assert len(warnings) == 1
+sink.close()
+print(len(warnings), "|".join(warnings))
+"""
+
+
+def test_a_really_full_file_system_is_reported_once(
+    tmp_path: Path,
+) -> None:
+    """A real tmpfs of 256 KiB in a private mount namespace: SQLITE_FULL, never an exception."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private tmpfs")
+    root = Path(__file__).resolve().parents[2]
+    script = 'mount -t tmpfs -o size=256k tmpfs "$1" && "$2" -c "$3" "$1" "$4"'
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+         str(tmp_path), sys.executable, _FILL_AND_FREEZE, str(root)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if "mount:" in result.stderr or "unshare:" in result.stderr:
+        pytest.skip(f"no private tmpfs here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    count, _, text = result.stdout.strip().partition(" ")
+    assert count == "1", result.stdout
+    assert "full" in text
 
 
 def test_a_store_in_a_missing_directory_is_reported_once_and_records_go_on(tmp_path: Path) -> None:
