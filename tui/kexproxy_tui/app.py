@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.theme import Theme
 
 from kexproxy.core.record import SessionRecord
-from kexproxy_tui.feeds import Feed
+from kexproxy_tui.feeds import Feed, RecordLoader
 from kexproxy_tui.messages import (
     ExportFinished,
     FeedFinished,
@@ -169,11 +169,10 @@ class KexproxyApp(App[None]):
 
     def load_full(self, ids: Sequence[str]) -> list[SessionRecord]:
         """Whole records from a feed that sends summaries; [] (and a notification) on failure."""
-        load = getattr(self.feed, "load", None)
-        if load is None:
+        if not isinstance(self.feed, RecordLoader):
             return []
         try:
-            loaded: list[SessionRecord] = load(ids)
+            loaded = self.feed.load(ids)
         except Exception as exc:  # the store's errors are not known here
             self.notify(f"cannot read the whole record: {exc}", severity="error", markup=False)
             return []
@@ -223,9 +222,8 @@ class KexproxyApp(App[None]):
 
         partial = [r.id for r in records if self.index.is_partial(r.id)]
         try:
-            if partial:
-                load = getattr(self.feed, "load", None)
-                whole = {r.id: r for r in (load(partial) if load is not None else [])}
+            if partial and isinstance(self.feed, RecordLoader):
+                whole = {r.id: r for r in self.feed.load(partial)}
                 records = [whole.get(r.id, r) for r in records]
             count = write_jsonl(records, path)
         except OSError as exc:

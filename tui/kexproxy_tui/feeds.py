@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from textual.message import Message
 
@@ -35,6 +35,7 @@ class Feed(Protocol):
     def run(self, post: Post, stop: threading.Event) -> None: ...
 
 
+@runtime_checkable
 class RecordLoader(Protocol):
     """What a feed that sends summaries (``partial``) also offers: the whole records.
 
