@@ -58,7 +58,10 @@ def register(sub: Any) -> None:
         help="relay each connection to its original destination (iptables REDIRECT)",
     )
     parser.add_argument(
-        "--store", default="kexproxy.db", metavar="FILE", help="SQLite session store"
+        "--store",
+        default="kexproxy.db",
+        metavar="FILE",
+        help="SQLite session store (default ./kexproxy.db, created with mode 0600)",
     )
     parser.add_argument("--no-store", action="store_true", help="keep no store")
     parser.add_argument(

@@ -276,7 +276,11 @@ class Session:
     def counted(self, side: Side, nbytes: int, ts: float) -> None:
         self._bytes[side] += nbytes
         self._last[side] = ts
-        self._guard("count", lambda: self._tracker.count(side, nbytes, ts), stop=False)
+        # Inline rather than through _guard: this runs for every chunk of bulk data.
+        try:
+            self._tracker.count(side, nbytes, ts)
+        except Exception as exc:
+            self._broke("count", exc)
 
     def end_of_stream(self, side: Side, ts: float) -> None:
         self._close_seen(side, "fin", ts)
