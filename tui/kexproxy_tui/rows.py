@@ -10,7 +10,7 @@ second.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,11 +178,29 @@ def _outcome_role(outcome: str) -> Role:
     return OUTCOME_ROLE.get(outcome, "plain")
 
 
-def widths(texts: dict[str, str], current: dict[str, int]) -> bool:
-    """Widens `current` to fit `texts` within each column's limit; True if anything changed."""
+Widths = tuple[int, ...]
+
+
+def row_widths(texts: dict[str, str]) -> Widths:
+    """The width each column (after the mark) wants for `texts`, within its limits."""
+    return tuple(
+        min(column.max_width, max(column.min_width, cell_len(texts[column.key])))
+        for column in COLUMNS[1:]
+    )
+
+
+def widest(rows: Iterable[Widths]) -> Widths:
+    """Column by column, the widest of `rows` (the minimum widths when there are none)."""
+    out = [column.min_width for column in COLUMNS[1:]]
+    for index, column_widths in enumerate(zip(*rows, strict=False)):
+        out[index] = max(out[index], *column_widths)
+    return tuple(out)
+
+
+def widen(wanted: Widths, current: dict[str, int]) -> bool:
+    """Widens `current` to `wanted`; True if anything changed."""
     changed = False
-    for column in COLUMNS[1:]:
-        want = min(column.max_width, max(column.min_width, cell_len(texts[column.key])))
+    for column, want in zip(COLUMNS[1:], wanted, strict=True):
         if want > current.get(column.key, 0):
             current[column.key] = want
             changed = True

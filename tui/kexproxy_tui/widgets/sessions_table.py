@@ -18,7 +18,18 @@ from textual.widgets.data_table import (
 
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui.palette import Palette
-from kexproxy_tui.rows import COLUMNS, SORTABLE, Cell, mark_cell, row_cells, row_texts, widths
+from kexproxy_tui.rows import (
+    COLUMNS,
+    SORTABLE,
+    Cell,
+    Widths,
+    mark_cell,
+    row_cells,
+    row_texts,
+    row_widths,
+    widen,
+    widest,
+)
 
 
 class SessionsTable(DataTable[Cell]):
@@ -33,7 +44,7 @@ class SessionsTable(DataTable[Cell]):
         self._long_dates = False
         #: Per session: the record version, its row texts and cells (without the mark), so
         #: a new filter re-shows rows without working them out again.
-        self._prepared: dict[str, tuple[SessionRecord, dict[str, str], list[Cell]]] = {}
+        self._prepared: dict[str, tuple[SessionRecord, Widths, list[Cell]]] = {}
         self._marks = {flag: mark_cell(palette, marked=flag) for flag in (False, True)}
 
     @property
@@ -47,14 +58,15 @@ class SessionsTable(DataTable[Cell]):
             self._long_dates = value
             self._prepared.clear()
 
-    def _prepare(self, record: SessionRecord) -> tuple[dict[str, str], list[Cell]]:
+    def _prepare(self, record: SessionRecord) -> tuple[Widths, list[Cell]]:
         cached = self._prepared.get(record.id)
         if cached is not None and cached[0] is record:
             return cached[1], cached[2]
         texts = row_texts(record, long_dates=self._long_dates)
         cells = row_cells(record, self.palette, marked=False, texts=texts)[1:]
-        self._prepared[record.id] = (record, texts, cells)
-        return texts, cells
+        wanted = row_widths(texts)
+        self._prepared[record.id] = (record, wanted, cells)
+        return wanted, cells
 
     def forget(self, session_id: str) -> None:
         """Drops what was prepared for a session that is gone for good."""
@@ -71,8 +83,7 @@ class SessionsTable(DataTable[Cell]):
         """Shows exactly `records` (a new filter): clear, add them all, then sort once."""
         prepared = [(r, *self._prepare(r)) for r in records]
         self._widths = {}
-        for _record, texts, _cells in prepared:
-            widths(texts, self._widths)
+        widen(widest(wanted for _r, wanted, _c in prepared), self._widths)
         self.clear()
         self._apply_widths()
         marks = self._marks
@@ -86,7 +97,7 @@ class SessionsTable(DataTable[Cell]):
 
         DataTable.add_row costs about 0.1 ms a row (a reactive cursor update, an idle check,
         a measurement of every cell later); 10,000 rows would hold the screen for a second.
-        Every row here is one line high, has no label, and has widths set by `widths`, so
+        Every row here is one line high, has no label, and has widths set by `widen`, so
         the rows are entered directly and the table is told once. Tested against add_row
         in tests/tui/test_sessions_table.py, which fails first if Textual changes these.
         """
@@ -116,10 +127,7 @@ class SessionsTable(DataTable[Cell]):
         if not records:
             return
         prepared = [(r, *self._prepare(r)) for r in records]
-        changed = False
-        for _record, texts, _cells in prepared:
-            changed = widths(texts, self._widths) or changed
-        if changed:
+        if widen(widest(wanted for _r, wanted, _c in prepared), self._widths):
             self._apply_widths()
         in_order = self._in_time_order(records)
         marks = self._marks
@@ -150,8 +158,8 @@ class SessionsTable(DataTable[Cell]):
         return self._data[row_key][ColumnKey("time")].sort_key
 
     def _cells(self, record: SessionRecord, marked: bool) -> list[Cell]:
-        texts, cells = self._prepare(record)
-        if widths(texts, self._widths):
+        wanted, cells = self._prepare(record)
+        if widen(wanted, self._widths):
             self._apply_widths()
         return [self._marks[marked], *cells]
 
