@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -219,3 +220,50 @@ def test_kexinit_builders_make_the_failure_the_tests_expect() -> None:
     assert b"diffie-hellman-group1-sha1" in kexinit(
         client_offer(kex=["diffie-hellman-group1-sha1"])
     )
+
+
+def test_a_decided_session_is_in_the_store_before_it_ends(tmp_path: Path) -> None:
+    """Another process (the TUI, `kexproxy sessions`) sees a live session while it is open."""
+    store = tmp_path / "live.db"
+    release = threading.Event()
+
+    def handler(conn: socket.socket) -> None:
+        conn.sendall(SERVER_FLIGHT)
+        recv_exactly(conn, len(CLIENT_FLIGHT))
+        release.wait(10)  # decided (no common kex), but nobody closes yet
+
+    with Upstream(handler) as up:
+        proxy = ProxyProcess(
+            "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{up.port}",
+            "--store", str(store), "--quiet", cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(CLIENT_FLIGHT)
+            recv_exactly(sock, len(SERVER_FLIGHT))
+            deadline = time.monotonic() + 5
+            rows = []
+            while time.monotonic() < deadline and not rows:
+                if store.exists():
+                    reader = SessionStore.open(store, readonly=True)
+                    rows = reader.sessions()
+                    reader.close()
+                time.sleep(0.05)
+            listed = subprocess.run(
+                [sys.executable, "-m", "kexproxy", "sessions", "--store", str(store)],
+                capture_output=True, text=True, timeout=30, check=False,
+                env={**os.environ, "COLUMNS": "200"},
+            )  # fmt: skip
+            release.set()
+            recv_until_eof(sock)
+        time.sleep(0.3)
+        status, _out = proxy.stop()
+    assert status == 0
+    [live] = rows
+    assert not live.final
+    assert live.record.outcome == "failed"
+    assert "failed (live)" in listed.stdout
+    reader = SessionStore.open(store, readonly=True)
+    [done] = reader.sessions()
+    reader.close()
+    assert done.final and done.record.id == live.record.id
