@@ -160,10 +160,6 @@ class Pump:
         self._pending = None
         self._close_pipe()
 
-    @property
-    def has_pipe(self) -> bool:
-        return self._pipe is not None
-
     # -- reading -------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
