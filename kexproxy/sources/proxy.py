@@ -16,7 +16,6 @@ iptables ``REDIRECT``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import queue
 import resource
 import secrets
@@ -43,7 +42,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 #: How often live sessions whose byte counts moved are published again.
 DEFAULT_REFRESH = 5.0
 SWITCH_INTERVAL = 0.0005
-_ACCEPT_PAUSE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,7 +178,7 @@ class Proxy:
         self._upstream: Endpoint | None = None
         self._sessions: set[Session] = set()
         self._accepting = False
-        self._accept_warned = False
+        self._accept_warned: set[int | None] = set()
         self._refresh_timer: asyncio.TimerHandle | None = None
         self.address: Endpoint | None = None
         self.accepted = 0
@@ -270,14 +268,14 @@ class Proxy:
             except ConnectionAbortedError:
                 continue
             except OSError as exc:
-                if exc.errno in _ACCEPT_PAUSE_ERRNOS:
-                    if not self._accept_warned:
-                        self._accept_warned = True
-                        self._warn(f"kexproxy: cannot accept more connections now: {exc.strerror}")
-                    self._pause_accepting()
-                    loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
-                    return
-                raise
+                # Out of descriptors or memory (or anything unexpected): the listener stays
+                # readable, so retrying at once would spin; pause, say so once, go on.
+                if exc.errno not in self._accept_warned:
+                    self._accept_warned.add(exc.errno)
+                    self._warn(f"kexproxy: cannot accept more connections now: {exc.strerror}")
+                self._pause_accepting()
+                loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+                return
             self._admit(conn, addr)
 
     def _admit(self, conn: socket.socket, addr: tuple[object, ...]) -> None:

@@ -138,7 +138,11 @@ class Session:
         try:
             up = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:
-            self._upstream_failed(f"could not open a socket to the upstream: {exc.strerror}", None)
+            self._upstream_failed(
+                f"the proxy could not open a socket to the upstream ({exc.strerror}); "
+                "the client's connection was reset",
+                None,
+            )
             return
         self._upstream = up
         up.setblocking(False)

@@ -267,3 +267,40 @@ def test_a_decided_session_is_in_the_store_before_it_ends(tmp_path: Path) -> Non
     [done] = reader.sessions()
     reader.close()
     assert done.final and done.record.id == live.record.id
+
+
+def test_out_of_descriptors_pauses_accepting_and_recovers(tmp_path: Path) -> None:
+    """EMFILE: no busy loop, every starved session recorded, connections work again after."""
+    with failing_server() as up:
+        # Soft and hard limit both: the proxy raises its soft limit to the hard one.
+        proxy = subprocess.Popen(
+            ["sh", "-c", 'ulimit -n 48 && exec "$@"', "sh",
+             sys.executable, "-m", "kexproxy", "proxy", "--listen", "127.0.0.1:0",
+             "--upstream", f"127.0.0.1:{up.port}", "--no-store", "--json"],
+            stdout=subprocess.PIPE, stderr=(tmp_path / "err").open("wb"), cwd=tmp_path,
+        )  # fmt: skip
+        err = tmp_path / "err"
+        deadline = time.monotonic() + 15
+        while "listening on" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        port = int(re.search(r"127\.0\.0\.1:(\d+),", err.read_text()).group(1))  # type: ignore[union-attr]
+        hogs = []
+        for _ in range(40):  # each session holds two descriptors, more than the limit allows
+            hog = socket.create_connection(("127.0.0.1", port), timeout=5)
+            hogs.append(hog)
+        time.sleep(0.5)
+        for hog in hogs:
+            hog.close()
+        time.sleep(0.5)
+        one_failed_handshake(port)  # accepting again
+        time.sleep(0.3)
+        proxy.send_signal(signal.SIGTERM)
+        out, _ = proxy.communicate(timeout=15)
+    assert proxy.returncode == 0
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    # Out of descriptors, either accept() fails (said once) or the upstream socket cannot
+    # be opened (the client is reset and the record says why); either way no spin.
+    assert err.read_text().count("cannot accept more connections now") <= 1
+    starved = [r for r in records if any("Too many open files" in n for n in r["notes"])]
+    assert starved and all(r["outcome"] == "aborted" for r in starved)
+    assert records[-1]["outcome"] == "failed"  # the handshake after the hogs left
