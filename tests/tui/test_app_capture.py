@@ -326,3 +326,25 @@ async def test_theme_toggle_keeps_rows(dashboard_records: list[SessionRecord]) -
         assert app.sessions_screen.table.row_count == 3
         await pilot.press("q")
     assert app.return_code in (0, None)
+
+
+async def test_the_cursor_keeps_its_session_through_a_filter(
+    dashboard_records: list[SessionRecord],
+) -> None:
+    ok, kex, cipher = dashboard_records
+    app = create_app(RecordsFeed(dashboard_records))
+    async with app.run_test(size=(120, 24)) as pilot:
+        await settle(pilot, app)
+        screen = app.sessions_screen
+        screen.table.move_to(cipher.id)
+        screen.apply_filter("outcome:failed")
+        await pilot.pause()
+        assert screen.table.current_id == cipher.id
+        assert screen.table.cursor_row == 1
+        screen.apply_filter("list:kex")  # the cipher failure is gone: to the top
+        await pilot.pause()
+        assert screen.table.current_id == kex.id
+        screen.apply_filter("")
+        await pilot.pause()
+        assert screen.table.current_id == kex.id
+        assert ok.id in screen.table.shown_ids()

@@ -80,7 +80,9 @@ class SessionsTable(DataTable[Cell]):
     # --- rows -------------------------------------------------------------------------
 
     def replace_rows(self, records: Iterable[SessionRecord], marked: set[str]) -> None:
-        """Shows exactly `records` (a new filter): clear, add them all, then sort once."""
+        """Shows exactly `records` (a new filter): clear, add them all, then sort once. The
+        cursor stays on its session if that is still shown, else it goes to the top."""
+        previous = self.current_id
         prepared = [(r, *self._prepare(r)) for r in records]
         self._widths = {}
         widen(widest(wanted for _r, wanted, _c in prepared), self._widths)
@@ -90,7 +92,7 @@ class SessionsTable(DataTable[Cell]):
         self._add_many(
             (record.id, [marks[record.id in marked], *cells]) for record, _t, cells in prepared
         )
-        self.resort()
+        self.resort_to(previous if previous in self.rows else None)
 
     def _add_many(self, rows: Iterable[tuple[str, list[Cell]]]) -> None:
         """`add_row` for many rows at once, with the state changes it makes done once.
@@ -216,12 +218,18 @@ class SessionsTable(DataTable[Cell]):
         self.resort()
 
     def resort(self) -> None:
-        if self.row_count < 2:
-            return
-        current = self.current_id
-        self.sort(self.sort_column, key=_cell_key, reverse=self.sort_reverse)
-        if current is not None:
-            self.move_to(current)
+        """Sorts again; the cursor stays on its session, or on the top row if it was there
+        (sessions streaming in would otherwise carry it down the table)."""
+        self.resort_to(None if self.cursor_row == 0 else self.current_id)
+
+    def resort_to(self, keep: str | None) -> None:
+        """Sorts again and puts the cursor on `keep`, or on the top row when None."""
+        if self.row_count >= 2:
+            self.sort(self.sort_column, key=_cell_key, reverse=self.sort_reverse)
+        if keep is not None:
+            self.move_to(keep)
+        elif self.row_count:
+            self.move_cursor(row=0, animate=False)
 
     # --- widths -----------------------------------------------------------------------
 
