@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kexproxy.core.catalogue import catalogue
 from kexproxy.core.observer import Endpoint
 from kexproxy.sources.proxy_netfilter import original_destination
 from kexproxy.sources.proxy_session import Publish, Session, Warn, endpoint_of, prepare_client
@@ -195,6 +196,9 @@ class Proxy:
     def start(self, loop: asyncio.AbstractEventLoop) -> Endpoint:
         """Binds and starts accepting; returns the address it listens on (port 0 resolved)."""
         self._loop = loop
+        # The core reads its algorithm catalogue on first use; reading it now means that a
+        # proxy out of file descriptors later can still build every record.
+        catalogue()
         if self.config.upstream is not None and not self.config.transparent:
             self._upstream = resolve(*self.config.upstream)
         host, port = self.config.listen
