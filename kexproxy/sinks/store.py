@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,11 @@ SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_MS = 5000
 #: How long the writer lets records gather before a transaction (visibility delay).
 BATCH_DELAY = 0.05
+#: Rows per transaction, the pause between transactions of one batch, and the batch size
+#: past which the writer stops pausing (see `StoreSink._run`).
+WRITE_SLICE = 8
+SLICE_PAUSE = 0.001
+BEHIND = 512
 #: Records waiting for the writer thread; past this (a stuck disk) the oldest are dropped.
 MAX_PENDING = 10_000
 
@@ -286,7 +292,8 @@ class StoreSink:
 
     `update` never blocks: it renders the row and leaves it for the writer, keeping only
     the newest row per session. A store that cannot be opened or written is reported
-    once through `warn`; the writer keeps trying, so it recovers when space comes back.
+    once through `warn` (and its recovery once); the writer keeps trying, so it recovers
+    when space comes back.
     """
 
     def __init__(
@@ -303,6 +310,8 @@ class StoreSink:
         self._cond = threading.Condition()
         self._closing = False
         self._failed = False
+        self._said_failed = False
+        self._said_recovered = False
         self._dropped = 0
         self.written = 0
         self._store: SessionStore | None = None
@@ -354,8 +363,15 @@ class StoreSink:
                 batch = list(self._pending.values())
                 self._pending.clear()
                 closing = self._closing
-            if batch:
-                self._write(batch)
+            # Small transactions with a breath between them: a burst of SQLite work takes
+            # a core from the relay and the peers for milliseconds (the p99 of connection
+            # setup doubles on two cores); slices keep each interruption short. A writer
+            # that has fallen behind writes without pausing.
+            behind = len(batch) > BEHIND
+            for start in range(0, len(batch), WRITE_SLICE):
+                self._write(batch[start : start + WRITE_SLICE])
+                if not behind and start + WRITE_SLICE < len(batch):
+                    time.sleep(SLICE_PAUSE)
             if closing:
                 with self._cond:
                     if not self._pending:
@@ -372,9 +388,15 @@ class StoreSink:
         self.written += len(batch)
         if self._failed:
             self._failed = False
-            self._warn(f"kexproxy: {self._path}: writing the session store again")
+            if not self._said_recovered:
+                self._said_recovered = True
+                self._warn(f"kexproxy: {self._path}: writing the session store again")
 
     def _report(self, text: str) -> None:
+        # Once per run, not once per failed write: a nearly full disk fails and succeeds
+        # by turns, and stderr must not fill with it.
         if not self._failed:
             self._failed = True
-            self._warn(f"kexproxy: {text}; records go on to the other outputs")
+            if not self._said_failed:
+                self._said_failed = True
+                self._warn(f"kexproxy: {text}; records go on to the other outputs")
