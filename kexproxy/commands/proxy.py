@@ -27,6 +27,10 @@ Through the relay the client sees the proxy's listen address as its peer and the
 sees the proxy's upstream-side address: each rejection message in a record names the peer
 as that side saw it, so it is the line the real client printed and the real sshd logged.
 
+sshd sees every relayed client as the proxy's address: with OpenSSH 9.8 and later, exempt
+it from PerSourcePenalties (PerSourcePenaltyExemptList 127.0.0.1 in sshd_config), and size
+MaxStartups for all clients together.
+
 SIGINT or SIGTERM stops the proxy: open sessions are recorded as ended by the shutdown,
 the store is flushed, and the exit status is 0. Exit status 2: bad arguments, or the
 listen address cannot be used.
