@@ -43,6 +43,9 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 #: How often live sessions whose byte counts moved are published again.
 DEFAULT_REFRESH = 5.0
 SWITCH_INTERVAL = 0.0005
+#: Session ids (see `Proxy.__init__`): 2^64 / golden ratio, odd, so multiplying permutes.
+_ID_STEP = 0x9E3779B97F4A7C15
+_ID_MASK = (1 << 64) - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,9 +186,10 @@ class Proxy:
         self._refresh_timer: asyncio.TimerHandle | None = None
         self.address: Endpoint | None = None
         self.accepted = 0
-        # Ids unique within a store: random per proxy run, then a counter (cheaper than
-        # random bytes per connection, and they sort in arrival order within a run).
-        self._id_prefix = secrets.token_hex(4)
+        # Ids: a counter spread over 64 bits by an odd multiplier (a bijection, so unique
+        # within a run) from a random start per run (so runs sharing a store do not
+        # collide); as cheap as a counter, and a few leading digits tell sessions apart.
+        self._id_offset = secrets.randbits(64)
         self._serial = 0
         self._finisher: RecordFinisher | None = None
 
@@ -303,7 +307,7 @@ class Proxy:
             upstream, client_view = self._upstream, local
         self._serial += 1
         session = Session(
-            session_id=f"{self._id_prefix}{self._serial:08x}",
+            session_id=f"{(self._serial * _ID_STEP + self._id_offset) & _ID_MASK:016x}",
             finisher=self._finisher,
             loop=loop,
             client=conn,
