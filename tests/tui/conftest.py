@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from kexproxy_tui.app import KexproxyApp
 from textual.pilot import Pilot
 
 from kexproxy.analyse import records_of
 from kexproxy.core.record import SessionRecord
+from kexproxy_tui.app import KexproxyApp
 
 
 @pytest.hookimpl(tryfirst=True)

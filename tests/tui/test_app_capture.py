@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from kexproxy.core.record import SessionRecord
 from kexproxy_tui.app import create_app
 from kexproxy_tui.feeds import CaptureFeed, RecordsFeed
 from kexproxy_tui.screens.detail import DetailScreen
@@ -14,8 +16,6 @@ from kexproxy_tui.screens.export import ExportScreen
 from kexproxy_tui.screens.help import HelpScreen
 from kexproxy_tui.screens.sessions import SessionsScreen
 from kexproxy_tui.widgets.filter_bar import FilterInput
-
-from kexproxy.core.record import SessionRecord
 
 from .conftest import CAPTURES, DASHBOARD_PCAP, PUBLIC, screen_lines, settle, type_text
 

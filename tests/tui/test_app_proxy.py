@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+
+from kexproxy.core.record import SessionRecord
 from kexproxy_tui.adapters import ProxyFeed
 from kexproxy_tui.app import KexproxyApp, create_app
 from kexproxy_tui.rows import COLUMN_KEYS
 from kexproxy_tui.screens.detail import DetailScreen
-
-from kexproxy.core.record import SessionRecord
 from tests.builders import kexinit, server_offer
 from tests.peers import Sshd, free_port, run_ssh, which_or_skip
 

@@ -10,13 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from kexproxy.core.record import SessionRecord
+from kexproxy.sinks.store import SessionStore, StoreError
 from kexproxy_tui.adapters import StoreSource, load_records, store_feed
 from kexproxy_tui.app import create_app
 from kexproxy_tui.feeds import StoreFeed
 from kexproxy_tui.screens.detail import DetailScreen
-
-from kexproxy.core.record import SessionRecord
-from kexproxy.sinks.store import SessionStore, StoreError
 
 from .conftest import CAPTURES, DASHBOARD_PCAP, ROOT, screen_lines, type_text, wait_for
 

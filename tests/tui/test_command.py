@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kexproxy_tui.adapters import ProxyFeed
-from kexproxy_tui.feeds import CaptureFeed, StoreFeed
 
 from kexproxy import cli, exitcodes
+from kexproxy_tui.adapters import ProxyFeed
+from kexproxy_tui.feeds import CaptureFeed, StoreFeed
 
 from .conftest import DASHBOARD_PCAP, ROOT
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+
+from kexproxy.core.record import SessionRecord
 from kexproxy_tui.filters import (
     FILTER_HELP,
     KEYS,
@@ -13,8 +15,6 @@ from kexproxy_tui.filters import (
     Subject,
     parse_filter,
 )
-
-from kexproxy.core.record import SessionRecord
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 
+from rich.console import Console
+
+from kexproxy.core.record import SessionRecord
 from kexproxy_tui.app import create_app
 from kexproxy_tui.feeds import RecordsFeed
 from kexproxy_tui.palette import Palette
 from kexproxy_tui.render import offers, overview
 from kexproxy_tui.rows import COLUMN_KEYS, row_cells
 from kexproxy_tui.screens.detail import DetailScreen
-from rich.console import Console
-
-from kexproxy.core.record import SessionRecord
 
 from .conftest import HOSTILE_BANNER, HOSTILE_NAME, screen_lines, settle, terminal_output
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kexproxy_tui.model import Counters, Pending, SessionIndex, started_ts
-
 from kexproxy.core.record import SessionRecord
+from kexproxy_tui.model import Counters, Pending, SessionIndex, started_ts
 
 
 def test_pending_keeps_the_latest_version_of_each_session(

@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+
+from kexproxy.core.record import SessionRecord
 from kexproxy_tui.adapters import store_feed
 from kexproxy_tui.app import create_app
 from kexproxy_tui.feeds import Post, RecordsFeed
 from kexproxy_tui.messages import FeedFinished, SessionsArrived
 from kexproxy_tui.model import Change
-
-from kexproxy.core.record import SessionRecord
 
 from .conftest import settle, wait_for
 from .scale import many, seed_records, write_store

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kexproxy_tui.palette import Palette
-from kexproxy_tui.rows import COLUMN_KEYS
-from kexproxy_tui.widgets.sessions_table import SessionsTable
 from textual.app import App, ComposeResult
 
 from kexproxy.core.record import SessionRecord
+from kexproxy_tui.palette import Palette
+from kexproxy_tui.rows import COLUMN_KEYS
+from kexproxy_tui.widgets.sessions_table import SessionsTable
 
 
 class TableApp(App[None]):

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kexproxy_tui.app import KexproxyApp, create_app
-from kexproxy_tui.feeds import RecordsFeed
 from textual.pilot import Pilot
 
 from kexproxy.core.record import SessionRecord
+from kexproxy_tui.app import KexproxyApp, create_app
+from kexproxy_tui.feeds import RecordsFeed
 
 from .conftest import settle
 
