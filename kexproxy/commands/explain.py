@@ -241,7 +241,7 @@ def _names_text(names: list[str], other: set[str], chosen: str | None, rfc_list:
     text = Text()
     for i, name in enumerate(names[:MAX_SHOWN]):
         if i:
-            text.append(", ")
+            text.append("\n")
         algorithm = cat.lookup_in_list(name, rfc_list)
         grade = "unknown" if algorithm is None else (algorithm.grade or "marker")
         style = GRADE_STYLE[grade]
@@ -252,7 +252,7 @@ def _names_text(names: list[str], other: set[str], chosen: str | None, rfc_list:
         else:
             text.append_text(_t(name, style))
     if len(names) > MAX_SHOWN:
-        text.append(f", ... {len(names) - MAX_SHOWN} more", style="dim")
+        text.append(f"\n... {len(names) - MAX_SHOWN} more", style="dim")
     if not names:
         text.append("(empty)", style="dim")
     return text
@@ -271,9 +271,9 @@ def _offers_table(record: SessionRecord) -> RenderableType:
         expand=True,
     )
     table.add_column("list", style="bold", no_wrap=True)
-    table.add_column("client offers", ratio=1, overflow="fold")
-    table.add_column("server offers", ratio=1, overflow="fold")
-    table.add_column("chosen", overflow="fold")
+    table.add_column("client offers", ratio=2, overflow="fold")
+    table.add_column("server offers", ratio=2, overflow="fold")
+    table.add_column("chosen", ratio=1, min_width=10, overflow="fold")
     rows: list[tuple[str, list[str]]] = [
         ("kex", ["kex_algorithms"]),
         ("host key", ["server_host_key_algorithms"]),
@@ -328,42 +328,37 @@ def _rejections(record: SessionRecord) -> list[RenderableType]:
 
 
 def _fixes(diagnosis: JSONDict) -> list[RenderableType]:
-    from rich.table import Table
+    """Each fix as a block: what to add, on which side, its cost, then the lines to paste.
 
-    out: list[RenderableType] = []
+    Not a table: the paste forms are what the engineer copies, so each is printed whole on
+    its own lines (never folded into a narrow column, never cut at 80 columns).
+    """
+    from rich.rule import Rule
+
+    out: list[RenderableType] = [
+        Rule(_t("fixes, strongest first (cost = the grade of what you add)", "bold"), style="dim")
+    ]
     fixes: list[JSONDict] = diagnosis.get("fixes") or []
-    table = Table(
-        title=_t("fixes, strongest first per list (cost = the grade of what you add)", "italic"),
-        show_lines=True,
-        expand=True,
-    )
-    table.add_column("#", justify="right")
-    table.add_column("side")
-    table.add_column("add", overflow="fold")
-    table.add_column("cost")
-    table.add_column("paste", overflow="fold", ratio=2)
-    table.add_column("warning", overflow="fold", ratio=2)
     for fix in fixes:
-        paste = "\n".join(
-            str(fix[key]) for key in ("ssh_option", "ssh_config", "sshd_config") if fix.get(key)
-        )
-        if fix["side"] == "server":
-            paste = "sshd_config:\n" + paste
         grade = str(fix.get("grade"))
-        table.add_row(
-            str(fix.get("rank")),
-            _t(fix["side"]),
-            _t(fix["add"], GRADE_STYLE.get(grade, "")),
-            _t(
-                grade + (", post-quantum" if fix.get("post_quantum") else ""),
-                GRADE_STYLE.get(grade, ""),
-            ),
-            _t(paste),
-            _t(fix.get("warning") or "", "yellow"),
-        )
-    if fixes:
-        out.append(table)
-    else:
+        style = GRADE_STYLE.get(grade, "")
+        head = _t(f"{fix.get('rank')}. {fix['side']} side: add ", "bold")
+        head.append_text(_t(str(fix["add"]), f"{style} bold"))
+        head.append_text(_t(f" to {fix.get('list', '?')}" if fix.get("list") else ""))
+        head.append_text(_t("  cost: "))
+        head.append_text(_t(grade + (", post-quantum" if fix.get("post_quantum") else ""), style))
+        out.append(head)
+        if fix.get("warning"):
+            out.append(_t(f"   {fix['warning']}", "yellow"))
+        if fix.get("ssh_option"):
+            out.append(_t(f"   ssh {fix['ssh_option']} ..."))
+        if fix.get("ssh_config"):
+            out.append(_t("   ~/.ssh/config:", "dim"))
+            out.append(_t(_indent(str(fix["ssh_config"]), "     ")))
+        if fix.get("sshd_config"):
+            out.append(_t("   sshd_config:", "dim"))
+            out.append(_t(_indent(str(fix["sshd_config"]), "     ")))
+    if not fixes:
         out.append(_t("no fix: the sides share nothing either could add", "bold red"))
     for advice in diagnosis.get("real_fix") or []:
         out.append(_t(advice, "bold"))
@@ -371,10 +366,15 @@ def _fixes(diagnosis: JSONDict) -> list[RenderableType]:
     if combined.get("client"):
         out.append(_t(f"all lists at once, client: ssh {combined['client']['ssh_option']} ..."))
     if combined.get("server"):
-        out.append(_t("all lists at once, sshd_config:\n" + combined["server"]["sshd_config"]))
+        out.append(_t("all lists at once, sshd_config:", "dim"))
+        out.append(_t(_indent(str(combined["server"]["sshd_config"]), "  ")))
     if diagnosis.get("apply_note"):
         out.append(_t(diagnosis["apply_note"], "dim"))
     return out
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.split("\n"))
 
 
 def _verdicts(record: SessionRecord, diagnosis: JSONDict) -> list[RenderableType]:

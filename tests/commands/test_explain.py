@@ -77,12 +77,30 @@ def test_a_failed_handshake_shows_rejections_and_fixes(capsys: pytest.CaptureFix
 
 def test_a_recorded_openssh_failure(capsys: pytest.CaptureFixture[str]) -> None:
     capture = ROOT / "captures" / "openssh-kex-fail.pcap"
-    if not capture.exists():
-        pytest.skip("captures/openssh-kex-fail.pcap not recorded yet")
     status, out, _err = explain(capsys, str(capture))
     assert status == 0
     assert "no matching key exchange method found" in out
     assert "KexAlgorithms +" in out
+
+
+def test_fix_lines_are_whole_on_an_80_column_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lines to paste are the point of the report: never folded or cut in a narrow column."""
+    monkeypatch.setenv("COLUMNS", "80")
+    capture = ROOT / "captures" / "openssh-kex-fail.pcap"
+    (record,) = records_of(str(capture))
+    fixes = (record.diagnosis or {})["fixes"]
+    assert fixes, "a kex failure has fixes"
+    status, out, _err = explain(capsys, str(capture))
+    assert status == 0
+    lines = [line.strip() for line in out.splitlines()]
+    for fix in fixes:
+        if fix.get("ssh_option"):
+            assert f"ssh {fix['ssh_option']} ..." in lines
+        for key in ("ssh_config", "sshd_config"):
+            for paste_line in (fix.get(key) or "").splitlines():
+                assert paste_line.strip() in lines, (key, paste_line)
 
 
 def test_one_connection_of_many(capsys: pytest.CaptureFixture[str]) -> None:
