@@ -77,6 +77,12 @@ def register(sub: Any) -> None:
         "--quiet", action="store_true", help="without --json: no line per session on stdout"
     )
     parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="policy (TOML, see policies/) to judge each handshake by; the verdict goes "
+        "into each record and a violation is named on its line",
+    )
+    parser.add_argument(
         "--handshake-timeout",
         type=_seconds,
         default=30.0,
@@ -141,6 +147,16 @@ def run(args: argparse.Namespace) -> int:
             _err(f"kexproxy: cannot resolve the upstream {upstream[0]}: {exc.strerror or exc}")
             return exitcodes.BAD_INPUT
 
+    judge = None
+    if args.policy:
+        from kexproxy.commands.read import policy_judge
+
+        try:
+            judge = policy_judge(args.policy)
+        except (OSError, ValueError) as exc:
+            _err(f"kexproxy: policy {args.policy}: {exc}")
+            return exitcodes.BAD_INPUT
+
     config = ProxyConfig(
         listen=listen,
         upstream=upstream,
@@ -158,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(BackgroundSink(JsonLinesSink(sys.stdout), warn=_err, name="JSON"))
     elif not args.quiet:
         sinks.append(BackgroundSink(SummarySink(sys.stdout), warn=_err, name="summary"))
-    fanout = Fanout(sinks)
+    fanout = Fanout(sinks, judge=judge)
 
     def ready(address: Endpoint) -> None:
         target = (

@@ -13,6 +13,8 @@ from kexproxy import exitcodes
 from kexproxy.core.record import SessionRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kexproxy.core.policy import Policy
 
 EPILOG = """\
@@ -111,6 +113,19 @@ def run(args: argparse.Namespace) -> int:
     if violated and status == exitcodes.OK:
         status = exitcodes.POLICY_VIOLATION
     return status
+
+
+def policy_judge(path: str) -> Callable[[SessionRecord], SessionRecord]:
+    """The policy in ``path`` as a function that returns each record with its verdict.
+
+    Raises OSError or ValueError (with tomllib's message) for a file that cannot be used.
+    """
+    policy = _load_policy(path)
+
+    def judge(record: SessionRecord) -> SessionRecord:
+        return replace(record, policy={**policy.evaluate(record), "file": path})
+
+    return judge
 
 
 def _load_policy(path: str) -> Policy:

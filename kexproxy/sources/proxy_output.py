@@ -98,6 +98,14 @@ class SummarySink:
             rejection = record.rejections.get(role)
             if isinstance(rejection, dict):
                 lines.append(f"    {role}: {printable(str(rejection.get('message')))}")
+        verdict = record.policy or {}
+        if verdict.get("compliant") is False:
+            lines += [
+                f"    policy {printable(str(verdict.get('name')))}: "
+                f"{printable(str(v.get('message')))}"
+                for v in verdict.get("violations", [])
+                if isinstance(v, dict)
+            ]
         self._stream.write("\n".join(lines) + "\n")
         self._stream.flush()
 
@@ -108,10 +116,18 @@ class SummarySink:
 class Fanout:
     """Hands every record to each sink; each sink is responsible for not blocking."""
 
-    def __init__(self, sinks: list[Sink]) -> None:
+    def __init__(
+        self,
+        sinks: list[Sink],
+        *,
+        judge: Callable[[SessionRecord], SessionRecord] | None = None,
+    ) -> None:
         self.sinks = sinks
+        self._judge = judge
 
     def __call__(self, record: SessionRecord, final: bool) -> None:
+        if self._judge is not None:
+            record = self._judge(record)
         for sink in self.sinks:
             sink.update(record, final=final)
 

@@ -306,3 +306,70 @@ def test_out_of_descriptors_pauses_accepting_and_recovers(tmp_path: Path) -> Non
         (r["outcome"], r["notes"], r["evidence"]) for r in starved if r["outcome"] != "aborted"
     ]
     assert any(r["outcome"] == "failed" for r in records)  # the handshake after the hogs left
+
+
+def test_policy_verdicts_go_into_records_and_lines(tmp_path: Path) -> None:
+    """A real ssh through the proxy with a classical kex violates the modern policy."""
+    from tests.peers import Sshd, run_ssh
+
+    policy = ROOT / "policies" / "modern.toml"
+    with Sshd() as sshd:
+        proxy = ProxyProcess(
+            "--listen", "0", "--upstream", f"127.0.0.1:{sshd.port}", "--no-store",
+            "--policy", str(policy), cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        weak = run_ssh(port, "-oKexAlgorithms=curve25519-sha256", command="true")
+        strong = run_ssh(port, "-oKexAlgorithms=sntrup761x25519-sha512@openssh.com")
+        time.sleep(0.3)
+        status, out = proxy.stop()
+    assert (weak.returncode, strong.returncode) == (0, 0), weak.stderr + strong.stderr
+    assert status == 0, proxy.stderr
+    violations = [line for line in out.splitlines() if line.startswith("    policy modern: ")]
+    assert len(violations) >= 1
+    assert any("curve25519-sha256" in line for line in violations), out
+    sessions = [line for line in out.splitlines() if not line.startswith(" ")]
+    assert len(sessions) == 2
+    assert all("  negotiated  " in line for line in sessions), out
+    # The violations are printed under the classical session's line, not the hybrid's.
+    first_violation = out.splitlines().index(violations[0])
+    assert "curve25519-sha256 / " in out.splitlines()[first_violation - 1], out
+
+
+def test_policy_in_json_records(tmp_path: Path) -> None:
+    from tests.peers import Sshd, run_ssh
+
+    policy = ROOT / "policies" / "modern.toml"
+    with Sshd() as sshd:
+        proxy = ProxyProcess(
+            "--listen", "0", "--upstream", f"127.0.0.1:{sshd.port}", "--no-store", "--json",
+            "--policy", str(policy), cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        result = run_ssh(port, "-oKexAlgorithms=curve25519-sha256")
+        time.sleep(0.3)
+        status, out = proxy.stop()
+    assert result.returncode == 0, result.stderr
+    assert status == 0
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    jsonschema.validate(record, session_record_schema())
+    assert record["policy"]["name"] == "modern"
+    assert record["policy"]["compliant"] is False
+    assert record["policy"]["file"] == str(policy)
+    kex_rules = [v for v in record["policy"]["violations"] if v.get("field") == "kex"]
+    assert kex_rules, record["policy"]
+    assert "curve25519-sha256" in kex_rules[0]["message"]
+
+
+def test_an_unusable_policy_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[kex\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "kexproxy", "proxy", "--listen", "0", "--upstream", "127.0.0.1:1",
+         "--no-store", "--policy", str(bad)],
+        check=False, capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"kexproxy: policy {bad}: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
