@@ -52,6 +52,9 @@ class State(Enum):
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+_SSH_PREFIX = b"SSH-"
+
+
 def _first_control(chunk: bytes | bytearray, end: int | None = None) -> int:
     """Index of the first control byte (not TAB, CR or LF) in ``chunk[:end]``, or -1."""
     found = _CONTROL.search(chunk, 0, len(chunk) if end is None else end)
@@ -165,7 +168,13 @@ class DirectionParser:
     def _banner_step(self, events: list[Event]) -> bool:
         window = limits.MAX_LINE + 1
         newline = self._buf.find(b"\n", 0, window)
-        control = _first_control(self._buf, window if newline < 0 else newline)
+        end = window if newline < 0 else newline
+        if self._buf.startswith(_SSH_PREFIX[: len(self._buf)]):
+            # The identification line itself: OpenSSH refuses only a NUL in it (and a CR not
+            # before the LF); other control bytes, an ESC among them, pass and are an anomaly.
+            control = self._buf.find(b"\0", 0, end)
+        else:
+            control = _first_control(self._buf, end)
         if control >= 0:
             return self._fail(events, self._not_ssh_reason(control), self._consumed + control)
         if newline < 0:
@@ -192,6 +201,11 @@ class DirectionParser:
 
     def _not_ssh_reason(self, index: int) -> str:
         byte = self._buf[index]
+        if self._buf.startswith(_SSH_PREFIX):
+            return (
+                f"identification line contains a NUL byte (at offset {self._consumed + index}); "
+                f"OpenSSH refuses it: banner line contains invalid characters"
+            )
         return (
             f"binary data before any SSH identification line "
             f"(byte 0x{byte:02x} at offset {self._consumed + index})"
@@ -222,7 +236,7 @@ class DirectionParser:
                     offset=offset,
                 )
             )
-        if b"\r" in body:
+        if _first_control(body) >= 0 or b"\r" in body:
             events.append(
                 Anomaly(text="identification line contains control characters", offset=offset)
             )

@@ -734,3 +734,32 @@ def mutated_stream(draw: st.DrawFn) -> bytes:
 @given(st.data(), mutated_stream())
 def test_mutated_valid_streams_never_raise(data: st.DataObject, stream: bytes) -> None:
     _check_invariant(stream, data.draw(chunk_sizes(len(stream))))
+
+
+def test_an_escape_inside_the_identification_is_an_anomaly_not_binary() -> None:
+    """OpenSSH accepts any byte but NUL in its peer's identification line; so must we."""
+    line = b"SSH-2.0-[bold red]x[/]\x1b[2J"
+    whole = events_of(line + b"\r\n" + kexinit())
+    assert kinds(whole)[:3] == ["Identification", "Anomaly", "KexInitReceived"]
+    ident_event = whole[0]
+    assert isinstance(ident_event, Identification)
+    assert ident_event.line == "SSH-2.0-[bold red]x[/]\x1b[2J"
+    assert ident_event.software == "[bold"
+    assert whole[1] == Anomaly(text="identification line contains control characters", offset=0)
+    # One byte at a time gives the same events.
+    assert feed(line + b"\r\n" + kexinit(), [1] * (len(line) + 2 + len(kexinit()))) == whole
+
+
+def test_a_nul_inside_the_identification_is_refused_as_openssh_does() -> None:
+    events = events_of(b"SSH-2.0-a\x00b\r\n" + kexinit())
+    assert failure(events) == ParseFailed(
+        reason="identification line contains a NUL byte (at offset 9); "
+        "OpenSSH refuses it: banner line contains invalid characters",
+        offset=9,
+    )
+
+
+@pytest.mark.parametrize("stream", [b"SS\x1b\r\n", b"S\x01H-2.0-x\r\n", b"SSX\x1b-2.0\r\n"])
+def test_control_bytes_before_a_whole_ssh_prefix_are_still_binary(stream: bytes) -> None:
+    reason = failure(events_of(stream)).reason
+    assert reason.startswith("binary data before any SSH identification line")

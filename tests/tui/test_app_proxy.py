@@ -144,8 +144,8 @@ async def test_a_real_client_against_a_server_sending_markup() -> None:
 
 
 async def test_a_real_client_against_a_server_sending_an_escape_in_its_banner() -> None:
-    """OpenSSH accepts an ESC in a banner (it refuses only NUL and a lone CR); whatever
-    kexproxy makes of the stream, nothing of it may reach the terminal as a sequence."""
+    """OpenSSH accepts an ESC in a banner (it refuses only NUL and a lone CR), and so does
+    kexproxy: the session is a kex failure like any other, its banner shown literally."""
     which_or_skip("ssh")
     with hostile_server(ESCAPE_BANNER) as upstream:
         port = free_port()
@@ -154,15 +154,22 @@ async def test_a_real_client_against_a_server_sending_an_escape_in_its_banner() 
         async with app.run_test(size=(200, 70)) as pilot:
             await asyncio.to_thread(feed.ready.wait, 10)
             result = await asyncio.to_thread(run_ssh, port)
-            assert "no matching key exchange method found" in (result.negotiation_message or "")
-            await wait_for(pilot, lambda: len(finals(app)) == 1)
+            assert f"Their offer: {HOSTILE_NAME}," in (result.negotiation_message or "")
+            await wait_for(pilot, lambda: finals(app) == ["failed"])
             (record,) = app.index
+            assert record.server_banner == ESCAPE_BANNER.decode().strip()
+            assert record.rejections["client"]["message"] == result.negotiation_message
+            assert any("control characters" in note for note in record.notes), record.notes
+            table = app.sessions_screen.table
+            software = table.get_row(record.id)[COLUMN_KEYS.index("server_software")]
+            assert str(software) == "[bold red]x[/]\\x1b[2J"
             assert_only_harmless_escapes(terminal_output(app))
             await pilot.press("enter")
             text = text_of(app)
+            assert "server SSH-2.0-[bold red]x[/]\\x1b[2J" in text
+            assert f"✗ {HOSTILE_NAME}" in text
+            assert result.negotiation_message in " ".join(text.split())
             assert_only_harmless_escapes(terminal_output(app))
-            if record.server_banner is not None:
-                assert "server SSH-2.0-[bold red]x[/]\\x1b[2J" in text
 
 
 @contextmanager
