@@ -41,8 +41,6 @@ from tests.core.test_netframes import (
 )
 
 PUBLIC = Path(__file__).resolve().parents[2] / "tests" / "data" / "public"
-if not PUBLIC.exists():
-    PUBLIC = Path("/work/shared/captures/public")
 EXPECTED: list[dict[str, Any]] = json.loads((PUBLIC / "EXPECTED.json").read_text())
 BY_FILE = {entry["file"]: entry for entry in EXPECTED}
 
