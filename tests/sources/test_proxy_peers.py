@@ -23,11 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from kexproxy.analyse import records_of
 from kexproxy.core.record import SessionRecord
 from tests.builders import assert_valid_record, client_offer, ident, kexinit, server_offer
 from tests.peers import (
     Dropbear,
     Sshd,
+    Tcpdump,
     client_key,
     python_module_or_skip,
     run_asyncssh,
@@ -410,3 +412,76 @@ def test_asyncssh_disconnect_is_evidence() -> None:
     assert disconnect["sender"] == "client"
     assert disconnect["reason"] == "SSH_DISCONNECT_KEY_EXCHANGE_FAILED"
     assert disconnect["description"] in result.stderr
+
+
+#: Fields that differ between the proxy's record and a capture's by nature: who made the
+#: record, when, how many bytes, and the endpoints (each leg of a relay has its own).
+SOURCE_FIELDS = {"id", "source", "capture", "started", "ended", "bytes", "client", "server"}
+
+
+def comparable(record: SessionRecord) -> dict[str, object]:
+    """The record without what depends on the source, times taken out of nested lists."""
+    data = {k: v for k, v in assert_valid_record(record).items() if k not in SOURCE_FIELDS}
+    data.pop("notes")  # the proxy notes the relay; a capture notes nothing of it
+    data["rejections"] = {
+        side: {k: v for k, v in (rejection or {}).items() if k != "message"}
+        for side, rejection in data["rejections"].items()
+    }
+    evidence = dict(data["evidence"])
+    evidence["closes"] = [{k: v for k, v in c.items() if k != "at"} for c in evidence["closes"]]
+    data["evidence"] = evidence
+    data["timeline"] = sorted(
+        json.dumps({k: v for k, v in e.items() if k != "at"}, sort_keys=True)
+        for e in data["timeline"]
+    )
+    return data
+
+
+def test_the_proxy_and_read_on_a_capture_of_both_legs_give_the_same_records(
+    tmp_path: Path,
+) -> None:
+    """Real ssh through the proxy to sshd, captured with tcpdump on both legs of the relay.
+
+    Each leg's capture, read by `kexproxy read`, gives the proxy's record but for source,
+    id, times, byte counts and endpoints; the client's message is the one from the client's
+    leg (it names the proxy's listen port) and sshd's the one from the server's leg.
+    """
+    cases = {
+        "negotiated": [],
+        "kex": ["-oKexAlgorithms=diffie-hellman-group14-sha256"],
+        "cipher": ["-oCiphers=aes256-gcm@openssh.com"],
+        "mac": ["-oCiphers=aes128-ctr", "-oMACs=hmac-sha1"],
+    }
+    sshd_config = ["KexAlgorithms curve25519-sha256", "Ciphers aes128-ctr", "MACs hmac-sha2-256"]
+    with Sshd(sshd_config) as sshd, RunningProxy(config(sshd.port)) as proxy:
+        client_leg, server_leg = tmp_path / "client-leg.pcap", tmp_path / "server-leg.pcap"
+        with Tcpdump(client_leg, proxy.port), Tcpdump(server_leg, sshd.port):
+            results = {}
+            for name, opts in cases.items():
+                results[name] = run_ssh(proxy.port, *opts)
+            finals = proxy.wait_finals(len(cases))
+    assert results["negotiated"].returncode == 0, results["negotiated"].stderr
+    by_client_port = {r.client["port"]: r for r in records_of(str(client_leg))}
+    by_sshd_view = {r.client["port"]: r for r in records_of(str(server_leg))}
+    assert len(by_client_port) == len(by_sshd_view) == len(cases)
+    outcomes = []
+    for record in finals:
+        assert record.source == "proxy"
+        _client_view, server_view = relay_note_ports(record)
+        on_client_leg = by_client_port[record.client["port"]]
+        on_server_leg = by_sshd_view[server_view]
+        assert on_client_leg.server["port"] == proxy.port
+        assert on_server_leg.server["port"] == sshd.port
+        expected = comparable(record)
+        assert comparable(on_client_leg) == expected
+        assert comparable(on_server_leg) == expected
+        for side, leg in (("client", on_client_leg), ("server", on_server_leg)):
+            mine = record.rejections.get(side)
+            theirs = leg.rejections.get(side)
+            assert (mine or {}).get("message") == (theirs or {}).get("message"), side
+        outcomes.append(record.outcome)
+    assert sorted(outcomes) == ["failed", "failed", "failed", "negotiated"]
+    for name in ("kex", "cipher", "mac"):
+        message = results[name].negotiation_message
+        assert message is not None
+        assert any(r.rejections["client"]["message"] == message for r in finals if r.failures)
