@@ -98,15 +98,22 @@ class Software:
     def is_openssh(self) -> bool:
         return self.name == "OpenSSH" and self.version is not None
 
+    @property
+    def is_third_party(self) -> bool:
+        """A named implementation whose code the catalogue does not follow (PuTTY, paramiko...)."""
+        return self.name is not None and self.name not in ("OpenSSH", "Dropbear")
+
     def known_to_offer(self, algorithm: Algorithm | None, side: Side) -> bool:
-        """False when the side is Dropbear and its observed build does not offer the name.
+        """Whether this side is known to be able to add the name without new code.
 
         Dropbear picks its algorithms when it is built, so a name outside the build seen
-        (2022.83's defaults) likely needs a rebuild: such fixes rank after the others.
+        (2022.83's defaults) likely needs a rebuild. Another named implementation (PuTTY,
+        paramiko, a vendor's) offers, as a rule, all it implements and has just left this
+        name out: it may well lack it. Such fixes rank after the others.
         """
-        if self.name != "Dropbear":
-            return True
-        return algorithm is not None and side in algorithm.dropbear_default
+        if self.name == "Dropbear":
+            return algorithm is not None and side in algorithm.dropbear_default
+        return not self.is_third_party
 
     def implements(self, algorithm: Algorithm | None, category: Category) -> bool:
         """False only when the catalogue knows this OpenSSH release lacks the name."""
@@ -401,6 +408,13 @@ def _warning(
     if software.name == "Dropbear":
         words.append(
             _dropbear_advice(side, kind, name, known=software.known_to_offer(algorithm, side))
+        )
+    elif software.is_third_party:
+        config = "ssh -o and ssh_config are" if side == "client" else "sshd_config is"
+        words.append(
+            f"The {side} says it is {software.name} and did not offer {name}: it may not "
+            f"implement it (check its documentation or upgrade it); where it does, enable it "
+            f"in its own settings ({config} OpenSSH syntax)."
         )
     elif software.name and not software.is_openssh:
         config = "ssh_option and ssh_config" if side == "client" else "sshd_config"
@@ -744,14 +758,20 @@ def verdict_line(record: SessionRecord) -> str:
     words: list[str] = []
     if record.outcome == "failed":
         fix_list: list[Any] = diagnosis.get("fixes") or []
-        top = next((f for f in fix_list if f.get("side") == "client"), None)
-        top = top or (fix_list[0] if fix_list else None)
+        top = fix_list[0] if fix_list else None  # the strongest, as `explain` ranks them
         if top is None:
             words.append("no fix: upgrade a side")
         else:
-            form = top.get("ssh_option") or top.get("sshd_config")
-            where = "" if top.get("side") == "client" else "server: "
-            form = form or f"add {top.get('add')} on the {top.get('side')}"
+            side = top.get("side")
+            banner = record.client_banner if side == "client" else record.server_banner
+            if Software.from_banner(banner).is_third_party:
+                form = None  # OpenSSH syntax would mislead: name the algorithm instead
+            elif side == "client":
+                form = top.get("ssh_option")
+            else:
+                form = top.get("sshd_config")
+            where = "" if side == "client" and form else "server: " if form else ""
+            form = form or f"add {top.get('add')} on the {side}"
             words.append(f"fix {where}{form} ({top.get('grade')})")
     elif diagnosis.get("grade"):
         text = str(diagnosis["grade"])

@@ -65,32 +65,56 @@ def summary(record: SessionRecord) -> str:
 VERDICT_STYLE = {"good": "green", "weak": "yellow", "broken": "bold red", "violation": "bold red"}
 
 
-def _grade(record: SessionRecord) -> str:
+def grade_of(record: SessionRecord) -> str:
     if record.policy and record.policy.get("compliant") is False:
         return "violation"
     return str((record.diagnosis or {}).get("grade") or "")
 
 
+def software_name(banner: str | None) -> str:
+    """The software token alone (``OpenSSH_9.2p1``), without the banner's comments."""
+    return software(banner).split(" ", 1)[0]
+
+
 def sessions_table(records: list[SessionRecord], title: str | None = None) -> Table:
-    table = Table(title=escape(title) if title else None, expand=False, show_lines=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("client")
-    table.add_column("server")
-    table.add_column("client software", overflow="fold")
-    table.add_column("server software", overflow="fold")
-    table.add_column("outcome")
-    table.add_column("detail", overflow="fold")
-    table.add_column("verdict", overflow="fold")
+    """One row per connection, two lines each, readable in 80 columns.
+
+    The endpoints and software are stacked (client over server) rather than side by side,
+    and never cut: they are what the reader looks for. Banner comments are left to
+    `explain` and the JSON; the detail and the verdict fold.
+    """
+    from rich import box
+
+    table = Table(
+        title=escape(title) if title else None,
+        expand=False,
+        box=box.SIMPLE_HEAD,
+        show_lines=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    table.add_column("client\n→ server", no_wrap=True)
+    table.add_column("software", no_wrap=True, max_width=32, overflow="ellipsis")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("detail / verdict", overflow="fold", min_width=20)
     for index, record in enumerate(records, 1):
+        detail = Text(printable(summary(record)))
+        verdict = verdict_line(record)
+        if verdict:
+            if detail:
+                detail.append("\n")
+            detail.append(printable(verdict), style=VERDICT_STYLE.get(grade_of(record), ""))
         table.add_row(
             str(index),
-            Text(printable(endpoint(record.client))),
-            Text(printable(endpoint(record.server))),
-            Text(printable(software(record.client_banner))),
-            Text(printable(software(record.server_banner))),
+            Text(f"{printable(endpoint(record.client))}\n→ {printable(endpoint(record.server))}"),
+            Text(
+                f"{printable(software_name(record.client_banner))}\n"
+                f"{printable(software_name(record.server_banner))}"
+            ),
             Text(record.outcome, style=OUTCOME_STYLE.get(record.outcome, "")),
-            Text(printable(summary(record))),
-            Text(printable(verdict_line(record)), style=VERDICT_STYLE.get(_grade(record), "")),
+            detail,
+            end_section=index < len(records),
         )
     return table
 

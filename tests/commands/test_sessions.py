@@ -131,7 +131,7 @@ def test_strangers_text_cannot_style_or_control_the_terminal(tmp_path: Path) -> 
     path = tmp_path / "kexproxy.db"
     # A banner the parser would refuse, as a store written by anything might still hold.
     hostile = dataclasses.replace(
-        record("cccc0001", ago=10), client_banner="SSH-2.0-Evil[bold red]X[/]\x1b[2J\x07"
+        record("cccc0001", ago=10), client_banner="SSH-2.0-Evil[red]X[/red]\x1b[2J\x07"
     )
     db = SessionStore.open(path)
     db.put(hostile, final=True)
@@ -139,7 +139,7 @@ def test_strangers_text_cannot_style_or_control_the_terminal(tmp_path: Path) -> 
     result = kexproxy("sessions", cwd=tmp_path)
     assert result.returncode == 0
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
-    assert "Evil[bold red]X[/]\\x1b[2J\\x07" in result.stdout
+    assert "Evil[red]X[/red]\\x1b[2J\\x07" in result.stdout
     shown = kexproxy("show", "cccc", cwd=tmp_path)
     assert "\x1b" not in shown.stdout
     assert json.loads(shown.stdout)["client_banner"].endswith("\x1b[2J\x07")

@@ -449,9 +449,16 @@ def test_unknown_names_are_listed_never_raised() -> None:
     assert diag(record)["unknown"]["client"] == ["x-weird@example.com", "\x1b[31mred"]
 
 
-def test_verdict_line_for_a_failure_shows_the_top_client_fix() -> None:
+def test_verdict_line_for_a_failure_shows_the_strongest_fix() -> None:
+    """The same fix `explain` ranks first: here the server can add a post-quantum kex the
+    client offers, which beats the client adding the server's SHA-1 group."""
     record = make_record(server={"kex": "diffie-hellman-group14-sha1"})
-    assert verdict_line(record) == "fix -oKexAlgorithms=+diffie-hellman-group14-sha1 (weak)"
+    assert verdict_line(record) == (
+        "fix server: KexAlgorithms +sntrup761x25519-sha512@openssh.com (good)"
+    )
+    assert (record.diagnosis or {})["fixes"][0]["add"] == "sntrup761x25519-sha512@openssh.com"
+    client_fix = next(f for f in (record.diagnosis or {})["fixes"] if f["side"] == "client")
+    assert client_fix["ssh_option"] == "-oKexAlgorithms=+diffie-hellman-group14-sha1"
     with_policy = replace(record, policy={"evaluated": True, "violations": [{}, {}]})
     assert verdict_line(with_policy).endswith("; policy: 2 violations")
 
@@ -536,3 +543,40 @@ def test_every_record_of_every_capture_carries_a_valid_diagnosis() -> None:
             outcomes.add(record.outcome)
             validator.validate(json.loads(json.dumps(record.to_dict())))
     assert {"negotiated", "failed", "incomplete"} <= outcomes
+
+
+def test_a_third_party_side_may_lack_what_it_did_not_offer() -> None:
+    """PuTTY (or paramiko, or a vendor's stack) offers what it implements: a fix that has
+    it add a name it left out says so, ranks after the other side's fix of the same grade
+    (never above a better grade), and the verdict line names the algorithm instead of an
+    OpenSSH option PuTTY cannot take."""
+    record = make_record(
+        client={"cipher": "aes128-ctr", "mac": "hmac-sha2-256"},
+        server={
+            "cipher": "aes128-ctr",
+            "mac": "umac-128@openssh.com,hmac-sha2-256-etm@openssh.com",
+        },
+        client_banner="SSH-2.0-PuTTY_Release_0.78",
+    )
+    fixes = (record.diagnosis or {})["fixes"]
+    ranked = [(f["side"], f["add"], f["grade"]) for f in fixes]
+    assert ranked == [
+        ("client", "hmac-sha2-256-etm@openssh.com", "good"),
+        ("server", "hmac-sha2-256", "weak"),
+        ("client", "umac-128@openssh.com", "weak"),
+    ]
+    assert all(
+        "may not implement it" in (f["warning"] or "") for f in fixes if f["side"] == "client"
+    )
+    assert verdict_line(record) == "fix add hmac-sha2-256-etm@openssh.com on the client (good)"
+    # The same pair with an OpenSSH client: the weak fixes tie, and the client's comes first.
+    openssh = make_record(
+        client={"cipher": "aes128-ctr", "mac": "hmac-sha2-256"},
+        server={
+            "cipher": "aes128-ctr",
+            "mac": "umac-128@openssh.com,hmac-sha2-256-etm@openssh.com",
+        },
+    )
+    weak = [f["side"] for f in (openssh.diagnosis or {})["fixes"] if f["grade"] == "weak"]
+    assert weak == ["client", "server"]
+    assert verdict_line(openssh) == "fix -oMACs=+hmac-sha2-256-etm@openssh.com (good)"
