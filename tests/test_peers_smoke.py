@@ -99,12 +99,13 @@ def test_tcpdump_capture_is_read_by_tshark(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert capture.packets_captured and capture.packets_captured > 10
     assert capture.packets_dropped == 0
-    banners = peers.tshark_banner_rows(pcap, sshd.port)
+    # Both sides send their banner at once: either may be first on the wire.
+    banners = sorted(peers.tshark_banner_rows(pcap, sshd.port), key=lambda r: r["ssh.direction"])
     assert [row["ssh.direction"] for row in banners] == ["0", "1"]
     assert all(row["ssh.protocol"].startswith("SSH-2.0-OpenSSH_") for row in banners)
     client_port = int(banners[0]["tcp.srcport"])
     assert f"Connection from 127.0.0.1 port {client_port} on 127.0.0.1 port {sshd.port}" in log
-    kexinits = peers.tshark_kexinit_rows(pcap, sshd.port)
+    kexinits = sorted(peers.tshark_kexinit_rows(pcap, sshd.port), key=lambda r: r["ssh.direction"])
     assert len(kexinits) == 2
     assert {row["tcp.dstport"] for row in kexinits} == {str(sshd.port), str(client_port)}
     assert "ext-info-c" in kexinits[0]["ssh.kex_algorithms"]
