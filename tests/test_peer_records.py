@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from kexproxy.analyse import records_of
+from kexproxy.core.catalogue import LIST_CATEGORY
 from kexproxy.core.record import SessionRecord
 from tests import peers
 from tests.builders import assert_valid_record
@@ -36,26 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"
 CAPTURE_NAMES = sorted(p.stem for p in CAPTURES.glob("*.json"))
 
-LISTS = (
-    "kex_algorithms",
-    "server_host_key_algorithms",
-    "encryption_algorithms_client_to_server",
-    "encryption_algorithms_server_to_client",
-    "mac_algorithms_client_to_server",
-    "mac_algorithms_server_to_client",
-    "compression_algorithms_client_to_server",
-    "compression_algorithms_server_to_client",
-)
-KIND_OF_LIST = {
-    "kex_algorithms": "kex",
-    "server_host_key_algorithms": "host_key",
-    "encryption_algorithms_client_to_server": "cipher",
-    "encryption_algorithms_server_to_client": "cipher",
-    "mac_algorithms_client_to_server": "mac",
-    "mac_algorithms_server_to_client": "mac",
-    "compression_algorithms_client_to_server": "compression",
-    "compression_algorithms_server_to_client": "compression",
-}
+#: The eight negotiated lists (RFC 4253 names) and the kind of failure each one is.
+LISTS = tuple(LIST_CATEGORY)
+KIND_OF_LIST = LIST_CATEGORY
 PREAUTH = " [preauth]"
 
 

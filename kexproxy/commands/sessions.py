@@ -151,53 +151,20 @@ def run_sessions(args: argparse.Namespace) -> int:
 
 def sessions_table(rows: list[StoredSession]) -> Any:
     """The listing: id first, so that `kexproxy show ID` can follow; two lines per session."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
-    from kexproxy.core.diagnosis import verdict_line
     from kexproxy.core.textsafe import printable
-    from kexproxy.sinks.console import (
-        OUTCOME_STYLE,
-        VERDICT_STYLE,
-        endpoint,
-        grade_of,
-        software_name,
-        summary,
-    )
+    from kexproxy.sinks.console import stacked_cells, stacked_table
 
-    table = Table(
-        expand=False,
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("id\nstarted (UTC)", no_wrap=True)
-    table.add_column("client\n→ server", no_wrap=True)
-    table.add_column("software", no_wrap=True, max_width=32, overflow="ellipsis")
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("detail / verdict", overflow="fold", min_width=20)
+    table = stacked_table("id\nstarted (UTC)")
     for index, stored in enumerate(rows, 1):
         record = stored.record
         started = (record.started or record.ended or "-").replace("T", " ")[:19]
-        outcome = Text(printable(record.outcome), style=OUTCOME_STYLE.get(record.outcome, ""))
-        if not stored.final:
-            outcome.append(" (live)", style="bold")
-        detail = Text(printable(summary(record)))
-        verdict = verdict_line(record)
-        if verdict:
-            if detail:
-                detail.append("\n")
-            detail.append(printable(verdict), style=VERDICT_STYLE.get(grade_of(record), ""))
+        ident = Text(printable(record.id), style="bold")
+        ident.append(f"\n{printable(started)}", style="dim")
         table.add_row(
-            Text(printable(record.id), style="bold").append(f"\n{printable(started)}", style="dim"),
-            Text(f"{printable(endpoint(record.client))}\n→ {printable(endpoint(record.server))}"),
-            Text(
-                f"{printable(software_name(record.client_banner))}\n"
-                f"{printable(software_name(record.server_banner))}"
-            ),
-            outcome,
-            detail,
+            ident,
+            *stacked_cells(record, live=not stored.final),
             end_section=index < len(rows),
         )
     return table

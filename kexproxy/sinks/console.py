@@ -83,40 +83,52 @@ def sessions_table(records: list[SessionRecord], title: str | None = None) -> Ta
     and never cut: they are what the reader looks for. Banner comments are left to
     `explain` and the JSON; the detail and the verdict fold.
     """
+    table = stacked_table("#", title=title)
+    for index, record in enumerate(records, 1):
+        table.add_row(str(index), *stacked_cells(record), end_section=index < len(records))
+    return table
+
+
+def stacked_table(*first: str, title: str | None = None) -> Table:
+    """A sessions table of two-line rows: the `first` columns, then the `stacked_cells` ones."""
     from rich import box
 
     table = Table(
         title=escape(title) if title else None,
         expand=False,
         box=box.SIMPLE_HEAD,
-        show_lines=False,
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    for header in first:
+        table.add_column(header, no_wrap=True, justify="right" if header == "#" else "left")
     table.add_column("client\n→ server", no_wrap=True)
     table.add_column("software", no_wrap=True, max_width=32, overflow="ellipsis")
     table.add_column("outcome", no_wrap=True)
     table.add_column("detail / verdict", overflow="fold", min_width=20)
-    for index, record in enumerate(records, 1):
-        detail = Text(printable(summary(record)))
-        verdict = verdict_line(record)
-        if verdict:
-            if detail:
-                detail.append("\n")
-            detail.append(printable(verdict), style=VERDICT_STYLE.get(grade_of(record), ""))
-        table.add_row(
-            str(index),
-            Text(f"{printable(endpoint(record.client))}\n→ {printable(endpoint(record.server))}"),
-            Text(
-                f"{printable(software_name(record.client_banner))}\n"
-                f"{printable(software_name(record.server_banner))}"
-            ),
-            Text(record.outcome, style=OUTCOME_STYLE.get(record.outcome, "")),
-            detail,
-            end_section=index < len(records),
-        )
     return table
+
+
+def stacked_cells(record: SessionRecord, *, live: bool = False) -> tuple[Text, Text, Text, Text]:
+    """Endpoints, software, outcome, and the detail over the verdict; strangers' text escaped."""
+    detail = Text(printable(summary(record)))
+    verdict = verdict_line(record)
+    if verdict:
+        if detail:
+            detail.append("\n")
+        detail.append(printable(verdict), style=VERDICT_STYLE.get(grade_of(record), ""))
+    outcome = Text(printable(record.outcome), style=OUTCOME_STYLE.get(record.outcome, ""))
+    if live:
+        outcome.append(" (live)", style="bold")
+    return (
+        Text(f"{printable(endpoint(record.client))}\n→ {printable(endpoint(record.server))}"),
+        Text(
+            f"{printable(software_name(record.client_banner))}\n"
+            f"{printable(software_name(record.server_banner))}"
+        ),
+        outcome,
+        detail,
+    )
 
 
 def print_messages(console: Console, records: list[SessionRecord]) -> None:
