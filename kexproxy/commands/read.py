@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     out = Console(highlight=False)
     show_progress = not args.no_progress and sys.stderr.isatty() and not os.environ.get("CI")
+    everything: list[SessionRecord] = []
     for name in args.files:
         records: list[SessionRecord] = []
         label = capture_label(name)
@@ -110,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
             status = exitcodes.BAD_INPUT
         if not args.json:
             _print_table(out, label, records, sessions_table, print_messages)
+            everything += records
+    if not args.json and len(args.files) > 1 and everything:
+        from kexproxy.sinks.console import print_totals
+
+        print_totals(out, everything, files=len(args.files))
     if violated and status == exitcodes.OK:
         status = exitcodes.POLICY_VIOLATION
     return status

@@ -168,3 +168,49 @@ def print_messages(console: Console, records: list[SessionRecord]) -> None:
             for line in lines:
                 # Unwrapped, so that a message can be copied whole and grepped.
                 console.print(line, soft_wrap=True)
+
+
+#: A failing list's kind, as the totals name it (both directions count once).
+KIND_LABEL = {"kex": "kex", "host_key": "host key", "cipher": "cipher", "mac": "MAC"}
+
+
+def print_totals(console: Console, records: list[SessionRecord], *, files: int) -> None:
+    """The whole run at a glance: outcomes, failing lists, and who fails, most first."""
+    from collections import Counter
+
+    from rich.rule import Rule
+
+    from kexproxy.core.catalogue import LIST_CATEGORY
+
+    outcomes = Counter(r.outcome for r in records)
+    kinds = Counter(
+        kind
+        for r in records
+        for kind in dict.fromkeys(
+            KIND_LABEL.get(LIST_CATEGORY.get(name, ""), "compression") for name in r.failing_lists
+        )
+    )
+    troubled = [r for r in records if r.outcome in ("failed", "aborted")]
+    clients = Counter(_who(r.client_banner) for r in troubled)
+    servers = Counter(_who(r.server_banner) for r in troubled)
+    console.print(Rule(Text(f"{len(records)} SSH connections in {files} captures", "bold")))
+    line = Text()
+    for outcome in ("negotiated", "failed", "aborted", "incomplete", "not_ssh"):
+        if outcomes[outcome]:
+            line.append(", " if line else "")
+            line.append(f"{outcomes[outcome]} {outcome}", style=OUTCOME_STYLE.get(outcome, ""))
+    console.print(line)
+    for label, counter in (
+        ("failing lists", kinds),
+        ("failed or aborted, by client", clients),
+        ("failed or aborted, by server", servers),
+    ):
+        if counter:
+            text = ", ".join(f"{name} {count}" for name, count in counter.most_common(8))
+            more = len(counter) - 8
+            text += f", +{more} more" if more > 0 else ""
+            console.print(Text.assemble((f"{label}: ", "bold"), text))
+
+
+def _who(banner: str | None) -> str:
+    return printable(software_name(banner)) if banner else "(no banner)"

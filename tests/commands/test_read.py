@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from kexproxy.schema import session_record_schema
 
-PUBLIC = Path(__file__).resolve().parents[1] / "data" / "public"
+ROOT = Path(__file__).resolve().parents[2]
+PUBLIC = ROOT / "tests" / "data" / "public"
 ONE = PUBLIC / "zeek-ssh-reverse-ssh.pcap"
 
 
@@ -142,3 +143,29 @@ def test_help_teaches_with_examples() -> None:
 @pytest.mark.parametrize("args", [[], ["read"]])
 def test_usage_errors_exit_2(args: list[str]) -> None:
     assert kexproxy(*args).returncode == 2
+
+
+def test_several_captures_end_with_totals() -> None:
+    """An analyst with a folder of captures gets the run at a glance, counted from the records."""
+    from collections import Counter
+
+    captures = sorted(str(p) for p in (ROOT / "captures").glob("*.pcap"))
+    table = kexproxy("read", *captures)
+    assert table.returncode == 0, table.stderr
+    records = [
+        json.loads(line) for line in kexproxy("read", "--json", *captures).stdout.splitlines()
+    ]
+    out = table.stdout.decode()
+    tail = out[out.index(f"{len(records)} SSH connections in {len(captures)} captures") :]
+    outcomes = Counter(r["outcome"] for r in records)
+    assert f"{outcomes['failed']} failed" in tail and f"{outcomes['negotiated']} negotiated" in tail
+    kex_failures = sum(any(f["list"] == "kex_algorithms" for f in r["failures"]) for r in records)
+    assert f"failing lists: kex {kex_failures}" in tail
+    putty = sum(
+        "PuTTY" in (r["client_banner"] or "") and r["outcome"] in ("failed", "aborted")
+        for r in records
+    )
+    assert putty and f"PuTTY_Release_0.78 {putty}" in tail
+    assert "(no banner) 1" in tail  # the raw client refused before it sent a banner
+    one = kexproxy("read", captures[0]).stdout.decode()
+    assert "SSH connections in" not in one  # one capture: its table says it all
