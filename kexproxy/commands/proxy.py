@@ -193,4 +193,9 @@ def run(args: argparse.Namespace) -> int:
         fanout.close()
         return exitcodes.BAD_INPUT
     fanout.close()
+    where = "" if store is None else f"; records in {args.store}"
+    _err(
+        f"kexproxy: stopped; {fanout.finished} session{'s' * (fanout.finished != 1)} ended, "
+        f"{fanout.failed} failed to negotiate{where}"
+    )
     return exitcodes.OK

@@ -84,9 +84,12 @@ class SummarySink:
     def update(self, record: SessionRecord, *, final: bool) -> None:
         if not final:
             return
+        from kexproxy.core.diagnosis import verdict_line
         from kexproxy.sinks.console import endpoint, software, summary
 
         detail = summary(record)
+        verdict = verdict_line(record)
+        detail = f"{detail}  {verdict}" if detail and verdict else detail or verdict
         line = (
             f"{record.ended or record.started or '-'}  {record.id}  "
             f"{endpoint(record.client)} -> {endpoint(record.server)}  "
@@ -98,12 +101,12 @@ class SummarySink:
             rejection = record.rejections.get(role)
             if isinstance(rejection, dict):
                 lines.append(f"    {role}: {printable(str(rejection.get('message')))}")
-        verdict = record.policy or {}
-        if verdict.get("compliant") is False:
+        judged = record.policy or {}
+        if judged.get("compliant") is False:
             lines += [
-                f"    policy {printable(str(verdict.get('name')))}: "
+                f"    policy {printable(str(judged.get('name')))}: "
                 f"{printable(str(v.get('message')))}"
-                for v in verdict.get("violations", [])
+                for v in judged.get("violations", [])
                 if isinstance(v, dict)
             ]
         self._stream.write("\n".join(lines) + "\n")
@@ -124,8 +127,14 @@ class Fanout:
     ) -> None:
         self.sinks = sinks
         self._judge = judge
+        #: Sessions ended so far, and how many of those failed to negotiate.
+        self.finished = 0
+        self.failed = 0
 
     def __call__(self, record: SessionRecord, final: bool) -> None:
+        if final:
+            self.finished += 1
+            self.failed += record.outcome == "failed"
         if self._judge is not None:
             record = self._judge(record)
         for sink in self.sinks:

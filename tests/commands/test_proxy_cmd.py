@@ -373,3 +373,23 @@ def test_an_unusable_policy_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"kexproxy: policy {bad}: ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_each_line_carries_the_verdict_and_the_end_says_what_was_seen(tmp_path: Path) -> None:
+    """Real ssh through the proxy: the failure's line names the fix; stopping sums up."""
+    from tests.peers import Sshd, run_ssh
+
+    with Sshd(["KexAlgorithms curve25519-sha256"]) as sshd:
+        proxy = ProxyProcess(
+            "--listen", "0", "--upstream", f"127.0.0.1:{sshd.port}", "--no-store", cwd=tmp_path
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        failed = run_ssh(port, "-oKexAlgorithms=diffie-hellman-group14-sha1")
+        ok = run_ssh(port)
+        time.sleep(0.3)
+        status, out = proxy.stop(signal.SIGINT)
+    assert failed.returncode == 255 and ok.returncode == 0, failed.stderr + ok.stderr
+    assert status == 0
+    first = out.splitlines()[0]
+    assert first.endswith("failed  no match: kex  fix -oKexAlgorithms=+curve25519-sha256 (weak)")
+    assert "kexproxy: stopped; 2 sessions ended, 1 failed to negotiate" in proxy.stderr
