@@ -18,6 +18,11 @@ three ways in:
   kexproxy tui --listen 127.0.0.1:2222 --upstream server:22 [--store sessions.db]
       run the proxy inside the dashboard: point ssh at port 2222 and watch
       (with --store, the sessions are also recorded there, as kexproxy proxy does)
+  kexproxy tui --listen 0.0.0.0:2222 --transparent
+      the same for connections redirected by iptables REDIRECT (see the README)
+
+--policy FILE judges captures and the built-in proxy's sessions (a watched store holds the
+verdicts of the `kexproxy proxy --policy` that wrote it); the detail screen lists violations.
 
 keys: / filter · enter detail · escape back · f follow · m mark · e export · ? help · q quit
 filter: outcome:failed list:kex client:10.0.0.0/8 server:db1 software:PuTTY hassh:... !negates
@@ -45,19 +50,44 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--upstream", metavar="HOST[:PORT]", help="the SSH server the proxy relays to (port 22)"
     )
+    parser.add_argument(
+        "--transparent",
+        action="store_true",
+        help="with --listen: relay each connection to its original destination (iptables REDIRECT)",
+    )
+    parser.add_argument(
+        "--policy", metavar="FILE", help="policy (TOML, see policies/) to judge each session by"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     proxied = args.listen is not None
     modes = sum([bool(args.files), args.store is not None and not proxied, proxied])
-    if modes != 1 or proxied != (args.upstream is not None):
+    relayed = args.upstream is not None or args.transparent
+    if modes != 1 or proxied != relayed or (args.upstream is not None and args.transparent):
         print(
             "kexproxy tui: give capture files, or --store FILE, or --listen HOST:PORT "
-            "with --upstream HOST:PORT",
+            "with --upstream HOST:PORT (or --transparent)",
             file=sys.stderr,
         )
         return exitcodes.BAD_INPUT
+    judge = None
+    if args.policy:
+        if args.store is not None and not proxied:
+            print(
+                "kexproxy tui: a watched store holds the verdicts of the proxy that writes it: "
+                "give --policy to that kexproxy proxy",
+                file=sys.stderr,
+            )
+            return exitcodes.BAD_INPUT
+        from kexproxy.commands.read import policy_judge
+
+        try:
+            judge = policy_judge(args.policy)
+        except (OSError, ValueError) as exc:
+            print(f"kexproxy tui: policy {args.policy}: {exc}", file=sys.stderr)
+            return exitcodes.BAD_INPUT
     if "-" in args.files:
         # The dashboard reads the keyboard from the terminal, so a capture cannot come on stdin.
         print(
@@ -80,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     feed: Feed
     if args.files:
-        feed = CaptureFeed(args.files)
+        feed = CaptureFeed(args.files, judge=judge)
     elif not proxied:
         from kexproxy_tui.adapters import store_feed
 
@@ -89,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         from kexproxy_tui.adapters import proxy_feed
 
         try:
-            feed = proxy_feed(args.listen, args.upstream, store=args.store)
+            feed = proxy_feed(args.listen, args.upstream, store=args.store, judge=judge)
         except ValueError as exc:
             print(f"kexproxy tui: {exc}", file=sys.stderr)
             return exitcodes.BAD_INPUT

@@ -43,11 +43,9 @@ async def test_captures_are_read_in_a_worker_and_shown() -> None:
         assert "no match: kex" in text
 
 
-@pytest.mark.skipif(
-    not list(CAPTURES.glob("openssh-*fail*.pcap")), reason="captures/ not recorded yet"
-)
 async def test_recorded_failure_captures() -> None:
     files = sorted(str(p) for p in CAPTURES.glob("openssh-*fail*.pcap"))
+    assert files, "captures/ holds the recorded failures"
     app = create_app(CaptureFeed(files))
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot, app)
@@ -348,3 +346,22 @@ async def test_the_cursor_keeps_its_session_through_a_filter(
         await pilot.pause()
         assert screen.table.current_id == kex.id
         assert ok.id in screen.table.shown_ids()
+
+
+async def test_a_policy_judges_each_session_and_the_detail_lists_violations() -> None:
+    from kexproxy.commands.read import policy_judge
+
+    judge = policy_judge(str(Path(__file__).resolve().parents[2] / "policies" / "modern.toml"))
+    weak = str(CAPTURES / "asyncssh-success.pcap")  # curve25519-sha256: classical kex
+    app = create_app(CaptureFeed([weak], judge=judge))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, app)
+        (record,) = app.index
+        assert record.policy is not None and record.policy["compliant"] is False
+        assert "policy: " in text_of(app) and "violation" in text_of(app)
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        flat = " ".join(text_of(app).split())
+        assert "policy modern: violated" in flat
+        first = record.policy["violations"][0]["message"]
+        assert " ".join(first.split()) in flat

@@ -272,3 +272,30 @@ async def test_the_relay_is_not_held_up_by_a_busy_screen(
         )
         assert shown > 900
         assert busy[len(busy) // 2] < 0.02
+
+
+async def test_transparent_mode_in_the_app_records_a_connection_not_redirected() -> None:
+    """Without an iptables REDIRECT, a connection straight to the port has no other original
+    destination: the proxy resets it, and the dashboard shows why."""
+    port = free_port()
+    feed = ProxyFeed(("127.0.0.1", port), None)
+    app = create_app(feed)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await asyncio.to_thread(feed.ready.wait, 10)
+        await wait_for(
+            pilot, lambda: f"proxy 127.0.0.1:{port} → original destinations" in text_of(app)
+        )
+        reset = False
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            try:  # the reset may come before the banner is even sent
+                sock.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                while sock.recv(100):
+                    pass
+            except ConnectionResetError:
+                reset = True
+        assert reset
+        await wait_for(pilot, lambda: finals(app) == ["aborted"])
+        (record,) = app.index
+        assert any("transparent mode" in note for note in record.notes), record.notes
+        await pilot.press("enter")
+        assert "transparent mode" in " ".join(text_of(app).split())

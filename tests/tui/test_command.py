@@ -63,9 +63,36 @@ def test_proxy_mode(ran: Ran, tmp_path: Path) -> None:
     assert ran.feed.store == str(tmp_path / "x.db")
 
 
+def test_policy_and_transparent_modes(ran: Ran, tmp_path: Path) -> None:
+    policy = str(ROOT / "policies" / "modern.toml")
+    assert cli.main(["tui", str(DASHBOARD_PCAP), "--policy", policy]) == exitcodes.OK
+    assert isinstance(ran.feed, CaptureFeed) and ran.feed.judge is not None
+    code = cli.main(["tui", "--listen", "0.0.0.0:2222", "--transparent", "--policy", policy])
+    assert code == exitcodes.OK
+    assert isinstance(ran.feed, ProxyFeed)
+    assert ran.feed.upstream is None and ran.feed.judge is not None
+    assert ran.feed.label == "proxy 0.0.0.0:2222 → original destinations"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["tui", "--listen", "2222", "--upstream", "x", "--transparent"], "(or --transparent)"),
+        (["tui", "--transparent"], "(or --transparent)"),
+        (
+            [
+                "tui",
+                "--store",
+                str(ROOT / "README.md"),
+                "--policy",
+                str(ROOT / "policies/modern.toml"),
+            ],
+            "give --policy to",
+        ),
+        (
+            ["tui", str(DASHBOARD_PCAP), "--policy", "/nonexistent.toml"],
+            "policy /nonexistent.toml: ",
+        ),
         (["tui"], "give capture files, or --store FILE"),
         (["tui", "a.pcap", "--store", "x.db"], "give capture files, or --store FILE"),
         (["tui", "--listen", "2222"], "give capture files, or --store FILE"),

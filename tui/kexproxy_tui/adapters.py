@@ -197,19 +197,26 @@ class ProxyFeed:
     def __init__(
         self,
         listen: tuple[str, int],
-        upstream: tuple[str, int],
+        upstream: tuple[str, int] | None,
         *,
         store: str | None = None,
         use_uvloop: bool = True,
+        judge: Callable[[SessionRecord], SessionRecord] | None = None,
     ) -> None:
+        """`upstream` None: transparent mode, each connection to its original destination."""
         self.listen = listen
         self.upstream = upstream
         self.store = store
         self.use_uvloop = use_uvloop
-        self.label = f"proxy {_show(listen)} → {_show(upstream)}"
+        self.judge = judge
+        self.label = f"proxy {_show(listen)} → {self._target}"
         #: Where the proxy really listens (port 0 resolved), once it does.
         self.address: Endpoint | None = None
         self.ready = threading.Event()
+
+    @property
+    def _target(self) -> str:
+        return "original destinations" if self.upstream is None else _show(self.upstream)
 
     def run(self, post: Post, stop: threading.Event) -> None:
         from kexproxy.sources.proxy import (
@@ -229,16 +236,22 @@ class ProxyFeed:
             store_sink = StoreSink(self.store, warn=warn)
             sinks.append(store_sink)
 
+        judge = self.judge
+
         def publish(record: SessionRecord, final: bool) -> None:
+            if judge is not None:
+                record = judge(record)
             for each in sinks:
                 each.update(record, final=final)
 
-        config = ProxyConfig(listen=self.listen, upstream=self.upstream)
+        config = ProxyConfig(
+            listen=self.listen, upstream=self.upstream, transparent=self.upstream is None
+        )
 
         def ready(address: Endpoint) -> None:
             self.address = address
             self.ready.set()
-            post(FeedStatus(f"proxy {_show((address.ip, address.port))} → {_show(self.upstream)}"))
+            post(FeedStatus(f"proxy {_show((address.ip, address.port))} → {self._target}"))
 
         async def main() -> None:
             halt = asyncio.Event()
@@ -289,17 +302,26 @@ def _show(address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def proxy_feed(listen: str, upstream: str, *, store: str | None = None) -> ProxyFeed:
-    """The proxy from `listen` (``[HOST:]PORT``) to `upstream` (``HOST[:PORT]``), resolved now.
+def proxy_feed(
+    listen: str,
+    upstream: str | None,
+    *,
+    store: str | None = None,
+    judge: Callable[[SessionRecord], SessionRecord] | None = None,
+) -> ProxyFeed:
+    """The proxy from `listen` (``[HOST:]PORT``) to `upstream` (``HOST[:PORT]``), resolved now;
+    `upstream` None for transparent mode.
 
     Raises ValueError with a message for the command line.
     """
     from kexproxy.sources.proxy import parse_address, resolve
 
     where = parse_address(listen, default_host="127.0.0.1", default_port=None)
+    if upstream is None:
+        return ProxyFeed(where, None, store=store, judge=judge)
     to = parse_address(upstream, default_host=None, default_port=22)
     try:
         resolve(*to)
     except OSError as exc:
         raise ValueError(f"cannot resolve the upstream {to[0]}: {exc.strerror or exc}") from exc
-    return ProxyFeed(where, to, store=store)
+    return ProxyFeed(where, to, store=store, judge=judge)

@@ -81,8 +81,11 @@ class _Stopped(Exception):
 class CaptureFeed:
     """Reads capture files one after the other, showing each session as soon as it is found."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(
+        self, paths: Sequence[str], *, judge: Callable[[SessionRecord], SessionRecord] | None = None
+    ) -> None:
         self.paths = tuple(paths)
+        self.judge = judge
         names = [Path(p).name for p in self.paths]
         self.label = names[0] if len(names) == 1 else f"{len(names)} captures"
 
@@ -101,6 +104,8 @@ class CaptureFeed:
                 if stop.is_set():
                     raise _Stopped
                 found += 1
+                if self.judge is not None:
+                    record = self.judge(record)
                 post(SessionsArrived((record,)))
 
             def progress(done: int, total: int | None, name: str = name) -> None:

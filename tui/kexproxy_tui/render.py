@@ -311,6 +311,26 @@ def diagnosis_summary(diagnosis: dict[str, Any], palette: Palette) -> Text:
     return out
 
 
+def policy_verdict(record: SessionRecord, palette: Palette) -> Text | None:
+    """The policy's word on the session, when one judged it: each violation on its line."""
+    policy = record.policy
+    if not isinstance(policy, dict):
+        return None
+    out = Text(end="")
+    out.append_text(lit(f"policy {policy.get('name', '?')}: ", "bold"))
+    if not policy.get("evaluated"):
+        out.append_text(lit(f"not evaluated ({policy.get('reason')})", palette["muted"]))
+    elif policy.get("compliant"):
+        out.append("compliant", _grade_style("good", palette))
+    else:
+        out.append("violated", _grade_style("broken", palette))
+        for violation in policy.get("violations") or []:
+            if isinstance(violation, dict):
+                out.append("\n• ")
+                out.append_text(lit(str(violation.get("message")), _grade_style("weak", palette)))
+    return out
+
+
 def diagnosis_verdicts(diagnosis: dict[str, Any], palette: Palette) -> Table | None:
     """Terrapin, post-quantum, host key and group sizes, the version hint, unknown names."""
     rows: list[tuple[str, Text]] = []

@@ -103,6 +103,9 @@ class DetailScreen(Screen[None]):
                     note = record.diagnosis.get("apply_note")
                     if note:
                         yield Static(render.lit(str(note)), classes="hint", markup=False)
+                judged = render.policy_verdict(record, palette)
+                if judged is not None:
+                    yield Static(judged, id="policy", markup=False)
                 verdicts = render.diagnosis_verdicts(record.diagnosis, palette)
                 if verdicts is not None:
                     yield Static(verdicts, id="verdicts", markup=False)
