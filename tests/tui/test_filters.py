@@ -158,6 +158,8 @@ def test_quotes(kex_fail: Subject) -> None:
         ("client:10.0.0.0/33", "not a network"),
         ("outcome:", "outcome: needs a value"),
         ("hassh:,", "needs a value"),
+        ("grade:meh", "grade:meh: use one of good, weak, broken"),
+        ("policy:maybe", "policy:maybe: use one of violated, ok"),
     ],
 )
 def test_errors_say_what_to_type(text: str, hint: str) -> None:
@@ -174,3 +176,29 @@ def test_help_documents_every_key() -> None:
 
 def test_filter_keeps_its_text() -> None:
     assert parse_filter("  outcome:failed  ").text == "outcome:failed"
+
+
+def test_grade_and_policy(dashboard_records: list[SessionRecord]) -> None:
+    from pathlib import Path
+
+    from kexproxy.commands.read import policy_judge
+
+    judge = policy_judge(str(Path(__file__).resolve().parents[2] / "policies" / "modern.toml"))
+    negotiated = [r for r in dashboard_records if r.outcome == "negotiated"]
+    failed = [r for r in dashboard_records if r.outcome == "failed"]
+    assert negotiated and failed
+    for record in negotiated:
+        grade = str((record.diagnosis or {})["grade"])
+        subject = Subject.of(record)
+        assert matches(f"grade:{grade}", subject)
+        assert matches(f"grade:{grade[:2]}", subject)  # a prefix will do
+        assert not matches(f"!grade:{grade}", subject)
+        others = [g for g in ("good", "weak", "broken") if g != grade]
+        assert not matches(f"grade:{','.join(others)}", subject)
+        judged = Subject.of(judge(record))
+        state = "ok" if judge(record).policy["compliant"] else "violated"  # type: ignore[index]
+        assert matches(f"policy:{state}", judged)
+        assert not matches(f"policy:{state}", subject)  # not judged: neither
+    for record in failed:
+        assert not matches("grade:good,weak,broken", Subject.of(record))
+        assert not matches("policy:ok,violated", Subject.of(judge(record)))  # not evaluated

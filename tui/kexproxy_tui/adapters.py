@@ -40,7 +40,6 @@ _SUMMARY_DROPS = (
     "$.host_key",
     "$.dh_gex",
     "$.pre_banner_lines",
-    "$.policy",
     "$.evidence.closes",
     "$.evidence.disconnects",
     "$.evidence.timeout",

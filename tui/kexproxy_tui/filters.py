@@ -26,13 +26,27 @@ Terms are separated by spaces and must all match; `!` before a term negates it.
   hassh:ec7378c1          the start of the client's HASSH or the server's HASSHServer
   capture:ssh.pcap        text in the capture file's name
   id:40e4f3a6             the start of the session id
+  grade:weak              the grade of what was negotiated: good, weak, broken
+  policy:violated         sessions a --policy found in violation (policy:ok, the others)
   OpenSSH_7.4             free text: anywhere in the row, the lists, the algorithms
   "two words"             quotes keep spaces in a term (also software:"Foo 1.0")
   outcome:failed,aborted  a comma gives alternatives within one key
 Examples: outcome:failed list:kex   !outcome:negotiated client:10.0.0.0/8   software:putty !hassh:ec73
 """
 
-Key = Literal["outcome", "list", "client", "server", "software", "hassh", "capture", "id", "text"]
+Key = Literal[
+    "outcome",
+    "list",
+    "client",
+    "server",
+    "software",
+    "hassh",
+    "capture",
+    "id",
+    "grade",
+    "policy",
+    "text",
+]
 KEYS: tuple[Key, ...] = (
     "outcome",
     "list",
@@ -42,6 +56,8 @@ KEYS: tuple[Key, ...] = (
     "hassh",
     "capture",
     "id",
+    "grade",
+    "policy",
 )
 _ALIASES: dict[str, Key] = {"sw": "software", "list": "list", "lists": "list"}
 
@@ -95,6 +111,10 @@ class Subject:
     hassh: tuple[str, ...]
     capture: str
     text: str
+    #: The negotiated set's grade ("" when nothing was negotiated).
+    grade: str = ""
+    #: "violated" or "ok" when a policy judged the session, else "".
+    policy: str = ""
 
     @classmethod
     def of(cls, record: SessionRecord) -> Subject:
@@ -125,7 +145,16 @@ class Subject:
             hassh=hassh,
             capture=(record.capture or "").lower(),
             text="\n".join(words).lower(),
+            grade=str((record.diagnosis or {}).get("grade") or ""),
+            policy=_policy_state(record),
         )
+
+
+def _policy_state(record: SessionRecord) -> str:
+    policy = record.policy
+    if not isinstance(policy, dict) or not policy.get("evaluated"):
+        return ""
+    return "ok" if policy.get("compliant") else "violated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +234,10 @@ class Term:
                 return any(v in s.capture for v in self.values)
             case "id":
                 return any(s.id.startswith(v) for v in self.values)
+            case "grade":
+                return s.grade in self.values
+            case "policy":
+                return s.policy in self.values
             case "text":
                 return all(v in s.text for v in self.values)
 
@@ -277,6 +310,8 @@ def _term(word: str) -> Term:
             return Term(key, values, negate, lists=_lists(values))
         case "client" | "server":
             return Term(key, values, negate, addresses=tuple(map(AddressMatch.parse, values)))
+        case "grade" | "policy":
+            return Term(key, _choices(key, values), negate)
         case _:
             return Term(key, tuple(v.lower() for v in values), negate)
 
@@ -290,7 +325,25 @@ _EXAMPLES: dict[str, str] = {
     "hassh": "hassh:ec7378c1",
     "capture": "capture:ssh.pcap",
     "id": "id:40e4",
+    "grade": "grade:weak",
+    "policy": "policy:violated",
 }
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "grade": ("good", "weak", "broken"),
+    "policy": ("violated", "ok"),
+}
+
+
+def _choices(key: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each value as one of the key's choices (a prefix will do)."""
+    out: list[str] = []
+    for value in values:
+        found = [c for c in _CHOICES[key] if c.startswith(value.lower())]
+        if not found:
+            raise FilterError(f"{key}:{value}: use one of {', '.join(_CHOICES[key])}")
+        out += found
+    return tuple(out)
 
 
 def _outcomes(values: tuple[str, ...]) -> frozenset[str]:
