@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kexproxy.core.observer import Endpoint, InitiatorEvidence
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.session import SessionTracker
+
+if TYPE_CHECKING:
+    from kexproxy.sources.capfile import CaptureStats
 
 Progress = Callable[[int, int | None], None]
 
@@ -86,13 +90,13 @@ def analyse_capture(
     early: bool = False,
     include_non_ssh: bool = False,
     progress: Progress | None = None,
-) -> None:
+) -> CaptureStats:
     """Reads one capture and emits its records; raises `CaptureError` after emitting all
-    that could be read."""
+    that could be read. Returns what the reader saw (for `capture_notes`)."""
     from kexproxy.sources.pcap import read_capture
 
     collector = Collector(capture_label(path), emit, early=early, include_non_ssh=include_non_ssh)
-    read_capture(
+    return read_capture(
         path,
         collector.factory,
         on_finished=collector.on_finished,
@@ -106,3 +110,33 @@ def records_of(path: str, *, include_non_ssh: bool = False) -> list[SessionRecor
     out: list[SessionRecord] = []
     analyse_capture(path, out.append, include_non_ssh=include_non_ssh)
     return out
+
+
+def capture_notes(stats: CaptureStats) -> list[str]:
+    """What a reader of the output should know about frames that were skipped, one line each.
+
+    Nothing for a clean capture. These are not errors: the connections that could be read
+    were, and a capture of only unsupported frames is then not mistaken for a quiet one.
+    """
+    from kexproxy.core.netframes import SUPPORTED_LINKTYPES
+
+    notes: list[str] = []
+    if stats.unsupported_link_frames:
+        kinds = sorted(t for t in stats.link_types if t not in SUPPORTED_LINKTYPES)
+        which = f" (link type {', '.join(map(str, kinds))})" if kinds else ""
+        notes.append(
+            f"{stats.unsupported_link_frames} frames of an unsupported link layer skipped"
+            f"{which}; kexproxy reads Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback"
+        )
+    if stats.malformed_frames:
+        notes.append(f"{stats.malformed_frames} malformed frames or records skipped")
+    if stats.truncated_frames:
+        notes.append(
+            f"{stats.truncated_frames} frames cut short by the capture's snap length: "
+            "inspection of their connections stops there (capture with -s 0)"
+        )
+    if stats.fragments:
+        notes.append(f"{stats.fragments} IP fragments skipped (not reassembled)")
+    if stats.bad_timestamps:
+        notes.append(f"{stats.bad_timestamps} corrupt timestamps replaced by the previous one")
+    return notes

@@ -21,7 +21,7 @@ name-list had no match, which side gave up and how, in OpenSSH's own words.
 
   kexproxy read capture.pcap            one row per SSH connection in a capture
   kexproxy read --json capture.pcap     one JSON record per connection (schema kexproxy/session/1)
-  tcpdump -i eth0 -w - | kexproxy read -   records as handshakes finish, from a live capture
+  tcpdump -i eth0 -U -s 0 -w - | kexproxy read -   records as handshakes finish, live
 """
 
 
@@ -65,8 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("kexproxy: interrupted", file=sys.stderr)
         return exitcodes.INTERRUPTED
     except BrokenPipeError:
-        # `kexproxy read --json x.pcap | head` closes stdout early: not an error.
-        sys.stderr.close()
+        # `kexproxy read x.pcap | head` closes stdout early: not an error. Later writes and
+        # the interpreter's last flush go to /dev/null instead of raising again.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return exitcodes.OK
     return result
 

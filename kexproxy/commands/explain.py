@@ -104,9 +104,8 @@ def load_policy(path: str) -> Policy:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from kexproxy.core.diagnosis import diagnose
+    from kexproxy.sinks.console import stdout_console
     from kexproxy.sinks.jsonl import dumps
 
     policy = None
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(found, int):
         return found
     status = exitcodes.OK
-    out = Console(highlight=False)
+    out = stdout_console()
     for index, found_record in found:
         record = found_record
         if record.diagnosis is None:  # stored by an older kexproxy

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kexproxy.core.policy import Policy
+    from kexproxy.sources.capfile import CaptureStats
 
 EPILOG = """\
 examples:
@@ -65,29 +66,43 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from kexproxy.analyse import analyse_capture, capture_label
-    from kexproxy.sinks.console import print_messages, sessions_table
+    from kexproxy.analyse import analyse_capture, capture_label, capture_notes
+    from kexproxy.core.textsafe import printable
+    from kexproxy.sinks.console import (
+        print_messages,
+        sessions_table,
+        stderr_console,
+        stdout_console,
+    )
     from kexproxy.sinks.jsonl import dumps
     from kexproxy.sources.pcap import CaptureError
 
+    if args.files.count("-") > 1:
+        print("kexproxy: standard input (-) can be read only once", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     policy = None
     if args.policy:
         try:
             policy = _load_policy(args.policy)
         except (OSError, ValueError) as exc:
-            print(f"kexproxy: policy {args.policy}: {exc}", file=sys.stderr)
+            print(f"kexproxy: policy {printable(args.policy)}: {_why(exc)}", file=sys.stderr)
             return exitcodes.BAD_INPUT
     violated = False
     status = exitcodes.OK
-    err = Console(stderr=True)
-    out = Console(highlight=False)
-    show_progress = not args.no_progress and sys.stderr.isatty() and not os.environ.get("CI")
+    err = stderr_console()
+    out = stdout_console()
+    # The bar shares the terminal with nothing: not with JSON lines printed on it too.
+    show_progress = (
+        not args.no_progress
+        and sys.stderr.isatty()
+        and not (args.json and sys.stdout.isatty())
+        and not os.environ.get("CI")
+    )
     everything: list[SessionRecord] = []
+    read_files = 0
     for name in args.files:
         records: list[SessionRecord] = []
-        label = capture_label(name)
+        label = printable(capture_label(name))
 
         def emit(record: SessionRecord, records: list[SessionRecord] = records) -> None:
             nonlocal violated
@@ -101,24 +116,37 @@ def run(args: argparse.Namespace) -> int:
             else:
                 records.append(record)
 
+        failed = False
         try:
             if show_progress and name != "-":
-                _read_with_progress(err, name, emit, args.all)
+                stats = _read_with_progress(err, name, emit, args.all)
             else:
-                analyse_capture(name, emit, early=(name == "-"), include_non_ssh=args.all)
+                stats = analyse_capture(name, emit, early=(name == "-"), include_non_ssh=args.all)
         except CaptureError as exc:
-            print(f"kexproxy: {exc}", file=sys.stderr)
+            print(f"kexproxy: {printable(str(exc))}", file=sys.stderr)
             status = exitcodes.BAD_INPUT
-        if not args.json:
+            failed = True
+            stats = exc.stats
+        for note in capture_notes(stats) if stats is not None else []:
+            print(f"kexproxy: {label}: {note}", file=sys.stderr)
+        read_files += not failed or bool(records)
+        if not args.json and not (failed and not records):
             _print_table(out, label, records, sessions_table, print_messages)
             everything += records
     if not args.json and len(args.files) > 1 and everything:
         from kexproxy.sinks.console import print_totals
 
-        print_totals(out, everything, files=len(args.files))
+        print_totals(out, everything, files=read_files, ssh_only=not args.all)
     if violated and status == exitcodes.OK:
         status = exitcodes.POLICY_VIOLATION
     return status
+
+
+def _why(exc: BaseException) -> str:
+    """An OSError as "what went wrong" (its path is already said), else the message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
 
 
 def policy_judge(path: str) -> Callable[[SessionRecord], SessionRecord]:
@@ -150,11 +178,13 @@ def _print_table(
     if not records:
         out.print(f"{label}: no SSH connections", markup=False)
         return
-    out.print(table(records, title=label))
+    out.print(table(records, title=label, width=out.width))
     messages(out, records)
 
 
-def _read_with_progress(err: Any, name: str, emit: Any, include_non_ssh: bool) -> None:
+def _read_with_progress(
+    err: Any, name: str, emit: Any, include_non_ssh: bool
+) -> CaptureStats | None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     from kexproxy.analyse import analyse_capture
@@ -166,10 +196,12 @@ def _read_with_progress(err: Any, name: str, emit: Any, include_non_ssh: bool) -
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
     ) as progress:
         task = progress.add_task(Path(name).name.replace("[", "\\["), total=None)
 
         def report(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
 
-        analyse_capture(name, emit, include_non_ssh=include_non_ssh, progress=report)
+        return analyse_capture(name, emit, include_non_ssh=include_non_ssh, progress=report)

@@ -139,24 +139,25 @@ def run_sessions(args: argparse.Namespace) -> int:
             sys.stdout.write(dumps(stored.record) + "\n")
         sys.stdout.flush()
         return exitcodes.OK
-    from rich.console import Console
+    from kexproxy.sinks.console import stdout_console
 
-    out = Console(highlight=False)
+    out = stdout_console()
     if not rows:
         out.print("no sessions", markup=False)
         return exitcodes.OK
-    out.print(sessions_table(rows))
+    out.print(sessions_table(rows, width=out.width))
     return exitcodes.OK
 
 
-def sessions_table(rows: list[StoredSession]) -> Any:
+def sessions_table(rows: list[StoredSession], *, width: int = 200) -> Any:
     """The listing: id first, so that `kexproxy show ID` can follow; two lines per session."""
     from rich.text import Text
 
     from kexproxy.core.textsafe import printable
     from kexproxy.sinks.console import stacked_cells, stacked_table
 
-    table = stacked_table("id\nstarted (UTC)")
+    software = width >= 100  # below, the software column goes (`show` has it)
+    table = stacked_table("id\nstarted (UTC)", software=software)
     for index, stored in enumerate(rows, 1):
         record = stored.record
         started = (record.started or record.ended or "-").replace("T", " ")[:19]
@@ -164,7 +165,7 @@ def sessions_table(rows: list[StoredSession]) -> Any:
         ident.append(f"\n{printable(started)}", style="dim")
         table.add_row(
             ident,
-            *stacked_cells(record, live=not stored.final),
+            *stacked_cells(record, live=not stored.final, software=software),
             end_section=index < len(rows),
         )
     return table

@@ -103,7 +103,7 @@ _AF_INET6: Final = frozenset({10, 24, 28, 30})
 #: nests GRE in GRE cannot make the decoder recurse without bound.
 MAX_ENCAPSULATION_DEPTH: Final = 4
 
-_SUPPORTED_LINKS: Final = frozenset(
+SUPPORTED_LINKTYPES: Final = frozenset(
     {
         LINKTYPE_NULL,
         LINKTYPE_ETHERNET,
@@ -131,7 +131,7 @@ _TCP_HEAD: Final = struct.Struct("!IIBB").unpack_from
 
 def supported_link_type(linktype: int) -> bool:
     """Whether `decode_frame` understands this link type, so a reader can say so once."""
-    return linktype in _SUPPORTED_LINKS
+    return linktype in SUPPORTED_LINKTYPES
 
 
 def decode_frame(linktype: int, buf: bytes, start: int, end: int, wirelen: int) -> Decoded:

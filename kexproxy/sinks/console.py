@@ -31,6 +31,27 @@ SHORT_LIST = {
 }
 
 
+class _Console(Console):
+    """A Console whose broken pipe (``kexproxy read x.pcap | head``) is no error of ours.
+
+    Rich's own handler exits with status 1, which scripts read as "policy violation"; this
+    raises BrokenPipeError for the command line to end quietly with the status it has.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def stdout_console() -> Console:
+    """The console for reports on stdout: no guessing colours for numbers or paths."""
+    return _Console(highlight=False)
+
+
+def stderr_console() -> Console:
+    return _Console(stderr=True)
+
+
 def safe(text: str | None) -> str:
     """Untrusted text for Rich: controls made visible, then markup escaped."""
     return escape(printable(text))
@@ -76,21 +97,30 @@ def software_name(banner: str | None) -> str:
     return software(banner).split(" ", 1)[0]
 
 
-def sessions_table(records: list[SessionRecord], title: str | None = None) -> Table:
+def sessions_table(
+    records: list[SessionRecord], title: str | None = None, *, width: int = 200
+) -> Table:
     """One row per connection, two lines each, readable in 80 columns.
 
-    The endpoints and software are stacked (client over server) rather than side by side,
-    and never cut: they are what the reader looks for. Banner comments are left to
-    `explain` and the JSON; the detail and the verdict fold.
+    The endpoints and software are stacked (client over server) rather than side by side;
+    banner comments are left to `explain` and the JSON; nothing is ever cut off, only folded.
     """
-    table = stacked_table("#", title=title)
+    software = width >= 80  # below, the software column goes (`explain` has it)
+    table = stacked_table("#", title=title, software=software)
     for index, record in enumerate(records, 1):
-        table.add_row(str(index), *stacked_cells(record), end_section=index < len(records))
+        table.add_row(
+            str(index),
+            *stacked_cells(record, software=software),
+            end_section=index < len(records),
+        )
     return table
 
 
-def stacked_table(*first: str, title: str | None = None) -> Table:
-    """A sessions table of two-line rows: the `first` columns, then the `stacked_cells` ones."""
+def stacked_table(*first: str, title: str | None = None, software: bool = True) -> Table:
+    """A sessions table of two-line rows: the `first` columns, then the `stacked_cells` ones.
+
+    Every column may fold, so that a narrow terminal folds text instead of cropping it.
+    """
     from rich import box
 
     table = Table(
@@ -101,15 +131,18 @@ def stacked_table(*first: str, title: str | None = None) -> Table:
         collapse_padding=True,
     )
     for header in first:
-        table.add_column(header, no_wrap=True, justify="right" if header == "#" else "left")
-    table.add_column("client\n→ server", no_wrap=True)
-    table.add_column("software", no_wrap=True, max_width=32, overflow="ellipsis")
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("detail / verdict", overflow="fold", min_width=20)
+        table.add_column(header, overflow="fold", justify="right" if header == "#" else "left")
+    table.add_column("client\n→ server", overflow="fold")
+    if software:
+        table.add_column("software", max_width=32, overflow="ellipsis", no_wrap=True)
+    table.add_column("outcome", overflow="fold")
+    table.add_column("detail / verdict", overflow="fold", ratio=1)
     return table
 
 
-def stacked_cells(record: SessionRecord, *, live: bool = False) -> tuple[Text, Text, Text, Text]:
+def stacked_cells(
+    record: SessionRecord, *, live: bool = False, software: bool = True
+) -> tuple[Text, ...]:
     """Endpoints, software, outcome, and the detail over the verdict; strangers' text escaped."""
     detail = Text(printable(summary(record)))
     verdict = verdict_line(record)
@@ -120,15 +153,16 @@ def stacked_cells(record: SessionRecord, *, live: bool = False) -> tuple[Text, T
     outcome = Text(printable(record.outcome), style=OUTCOME_STYLE.get(record.outcome, ""))
     if live:
         outcome.append(" (live)", style="bold")
-    return (
-        Text(f"{printable(endpoint(record.client))}\n→ {printable(endpoint(record.server))}"),
-        Text(
-            f"{printable(software_name(record.client_banner))}\n"
-            f"{printable(software_name(record.server_banner))}"
-        ),
-        outcome,
-        detail,
+    endpoints = Text(
+        f"{printable(endpoint(record.client))}\n→ {printable(endpoint(record.server))}"
     )
+    if not software:
+        return (endpoints, outcome, detail)
+    software_cell = Text(
+        f"{printable(software_name(record.client_banner))}\n"
+        f"{printable(software_name(record.server_banner))}"
+    )
+    return (endpoints, software_cell, outcome, detail)
 
 
 def print_messages(console: Console, records: list[SessionRecord]) -> None:
@@ -174,7 +208,9 @@ def print_messages(console: Console, records: list[SessionRecord]) -> None:
 KIND_LABEL = {"kex": "kex", "host_key": "host key", "cipher": "cipher", "mac": "MAC"}
 
 
-def print_totals(console: Console, records: list[SessionRecord], *, files: int) -> None:
+def print_totals(
+    console: Console, records: list[SessionRecord], *, files: int, ssh_only: bool = True
+) -> None:
     """The whole run at a glance: outcomes, failing lists, and who fails, most first."""
     from collections import Counter
 
@@ -193,7 +229,9 @@ def print_totals(console: Console, records: list[SessionRecord], *, files: int) 
     troubled = [r for r in records if r.outcome in ("failed", "aborted")]
     clients = Counter(_who(r.client_banner) for r in troubled)
     servers = Counter(_who(r.server_banner) for r in troubled)
-    console.print(Rule(Text(f"{len(records)} SSH connections in {files} captures", "bold")))
+    what = "SSH connections" if ssh_only else "connections"
+    where = f"{files} capture{'s' * (files != 1)}"
+    console.print(Rule(Text(f"{len(records)} {what} in {where}", "bold")))
     line = Text()
     for outcome in ("negotiated", "failed", "aborted", "incomplete", "not_ssh"):
         if outcomes[outcome]:

@@ -169,3 +169,81 @@ def test_several_captures_end_with_totals() -> None:
     assert "(no banner) 1" in tail  # the raw client refused before it sent a banner
     one = kexproxy("read", captures[0]).stdout.decode()
     assert "SSH connections in" not in one  # one capture: its table says it all
+
+
+def test_json_goes_to_stdout_even_with_a_progress_bar_on_a_terminal() -> None:
+    """stderr on a terminal shows a progress bar; it must not swallow the JSON on stdout."""
+    import pty
+
+    captures = [str(ROOT / "captures" / "openssh-success.pcap"), str(ONE)]
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "kexproxy", "read", "--json", *captures],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            env={k: v for k, v in os.environ.items() if k != "CI"},
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 0
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 2
+    assert all(json.loads(line)["schema"] == "kexproxy/session/1" for line in lines)
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    """`kexproxy read ... | head -1` ends quietly, with the status the run had."""
+    # Four times the captures: more output than a pipe holds, so the writer does hit the
+    # closed pipe (27 KB of tables, 200 KB of JSON for one pass).
+    captures = sorted(str(p) for p in (ROOT / "captures").glob("*.pcap")) * 4
+    for args in (["read", *captures], ["read", "--json", *captures]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kexproxy", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "100"},
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # as head does
+        err = proc.stderr.read()
+        assert proc.wait(60) == 0, err
+        assert b"Traceback" not in err and b"Exception ignored" not in err
+
+
+def test_stdin_only_once() -> None:
+    result = kexproxy("read", "-", "-", stdin=b"")
+    assert result.returncode == 2
+    assert result.stderr == b"kexproxy: standard input (-) can be read only once\n"
+
+
+def test_skipped_frames_are_said_not_silent(tmp_path: Path) -> None:
+    """A capture of a link layer kexproxy does not read is not a quiet capture."""
+    import struct
+
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 147)  # LINKTYPE_USER0
+    packet = struct.pack("<IIII", 1, 0, 20, 20) + b"\x45" + b"\x00" * 19
+    path = tmp_path / "user0.pcap"
+    path.write_bytes(header + packet * 3)
+    result = kexproxy("read", str(path))
+    assert result.returncode == 0
+    err = result.stderr.decode()
+    assert err == (
+        "kexproxy: user0.pcap: 3 frames of an unsupported link layer skipped (link type 147); "
+        "kexproxy reads Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback\n"
+    )
+
+
+def test_a_file_name_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    name = "g\x1b]0;pwned\x07ood.pcap"
+    (tmp_path / name).write_bytes((ROOT / "captures" / "openssh-success.pcap").read_bytes())
+    (tmp_path / ("bad\x1b[2J" + ".pcap")).write_bytes(b"garbage!")
+    result = kexproxy("read", str(tmp_path / name), str(tmp_path / "bad\x1b[2J.pcap"))
+    assert result.returncode == 2
+    assert b"\x1b" not in result.stdout and b"\x07" not in result.stdout
+    assert b"\x1b" not in result.stderr
+    assert b"g\\x1b]0;pwned\\x07ood.pcap" in result.stdout
