@@ -192,22 +192,67 @@ def negotiate(
     )
     for role, peer, peer_addr in sides:
         first = next((field for field in CHECK_ORDER[role] if field in failed), None)
-        rejections[role] = None if first is None else _rejection(first, peer, peer_addr)
+        rejections[role] = None if first is None else _rejection(first, peer, peer_addr, role)
     ordered = {field: chosen[field] for field in FIELDS}
     return Negotiation(chosen=ordered, failures=failures, rejections=rejections)
 
 
-def _rejection(field: str, peer: KexInit, peer_addr: tuple[str, int]) -> Rejection:
+def _rejection(field: str, peer: KexInit, peer_addr: tuple[str, int], role: Role) -> Rejection:
     rfc, kind = FIELDS[field]
     reason = REASONS[kind]
     their = peer.raw(rfc)
+    message = f"Unable to negotiate with {peer_addr[0]} port {peer_addr[1]}: {reason}. "
+    message += f"Their offer: {their}"
     return Rejection(
         list=rfc,
         reason=reason,
         their_offer=split_name_list(their),
-        message=f"Unable to negotiate with {peer_addr[0]} port {peer_addr[1]}: {reason}. "
-        f"Their offer: {their}",
+        message=openssh_logged(message, preauth=role == "server"),
     )
+
+
+#: OpenSSH's log.c formats a message into MSGBUFSIZ (1024) bytes, makes it visible with
+#: strnvis(VIS_SAFE | VIS_OCTAL) into another 1024, and writes "%.*s\r\n" with 1021 of them.
+_MSGBUF = 1024
+_LINE = _MSGBUF - 3
+#: Bytes strnvis(VIS_SAFE) leaves as they are: graphic ASCII, space, TAB, LF, BS, BEL, CR.
+_VISIBLE = frozenset(range(0x21, 0x7F)) | {0x20, 0x09, 0x0A, 0x08, 0x07, 0x0D}
+PREAUTH = " [preauth]"
+
+
+def _strnvis(data: bytes) -> bytes:
+    """strnvis(dst, src, MSGBUFSIZ, VIS_SAFE | VIS_OCTAL): escapes, never split, fill the buffer."""
+    out = bytearray()
+    for byte in data:
+        if byte == 0x5C:
+            piece = b"\\\\"
+        elif byte in _VISIBLE:
+            piece = bytes((byte,))
+        else:
+            piece = b"\\%03o" % byte
+        if len(out) + len(piece) > _MSGBUF - 1:
+            break
+        out += piece
+    return bytes(out)
+
+
+def openssh_logged(message: str, *, preauth: bool = False) -> str:
+    """`message` as OpenSSH writes it to stderr: made visible and cut as log.c does.
+
+    The client (ssh) logs once. sshd's pre-authentication child makes the message visible
+    and hands it to the monitor, which logs it again with " [preauth]" (so escapes are
+    escaped twice and a long line loses the suffix); the suffix is left off here, as the
+    record's server message never has it. Text kexproxy decoded from invalid UTF-8 holds
+    ``\\xNN`` for each such byte and is shown that way, not as OpenSSH's octal.
+    """
+    raw = message.encode("utf-8", "surrogateescape")[: _MSGBUF - 1]
+    line = _strnvis(raw)
+    if preauth:
+        line = _strnvis((line + PREAUTH.encode())[: _MSGBUF - 1])
+    line = line[:_LINE]
+    if preauth and line.endswith(PREAUTH.encode()):
+        line = line[: -len(PREAUTH)]
+    return line.decode("utf-8", "surrogateescape")
 
 
 def guess_is_wrong(client: KexInit, server: KexInit) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal
 
 SCHEMA = "kexproxy/session/1"
@@ -80,11 +81,100 @@ class SessionRecord:
         return out
 
     @classmethod
-    def from_dict(cls, data: JSONDict) -> SessionRecord:
-        """Rebuilds a record from its JSON form (the store, a JSON-lines file)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_dict(cls, data: object) -> SessionRecord:
+        """Rebuilds a record from its JSON form (the store, a JSON-lines file).
+
+        Raises ValueError, naming the field, for data of the wrong shape: a damaged store row
+        must be one clear message, never an AttributeError deep inside a table.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a record is a JSON object, not {type(data).__name__}")
+        names = _field_names()
+        kept = {k: v for k, v in data.items() if k in names}
+        for name, kinds in _SHAPES.items():
+            if name not in kept:
+                if name in _REQUIRED:
+                    raise ValueError(f"field {name!r} is missing")
+                continue
+            if not isinstance(kept[name], kinds):
+                raise ValueError(f"field {name!r} has the wrong type")
+        if kept["outcome"] not in OUTCOMES:
+            raise ValueError(f"field 'outcome' is not one of {', '.join(OUTCOMES)}")
+        try:
+            return cls(**kept)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
 
     @property
     def failing_lists(self) -> list[str]:
         return [f["list"] for f in self.failures]
+
+
+@cache
+def _field_names() -> frozenset[str]:
+    return frozenset(f.name for f in fields(SessionRecord))
+
+
+_NONE = type(None)
+#: The types each field may have in a record's JSON form, for `SessionRecord.from_dict`.
+_SHAPES: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "source": (str,),
+    "capture": (str, _NONE),
+    "started": (str, _NONE),
+    "ended": (str, _NONE),
+    "client": (dict,),
+    "server": (dict,),
+    "client_banner": (str, _NONE),
+    "server_banner": (str, _NONE),
+    "client_kexinit": (dict, _NONE),
+    "server_kexinit": (dict, _NONE),
+    "outcome": (str,),
+    "negotiated": (dict, _NONE),
+    "failures": (list,),
+    "rejections": (dict,),
+    "evidence": (dict,),
+    "host_key": (dict, _NONE),
+    "hassh": (str, _NONE),
+    "hassh_server": (str, _NONE),
+    "hassh_algorithms": (str, _NONE),
+    "hassh_server_algorithms": (str, _NONE),
+    "strict_kex": (dict,),
+    "bytes": (dict,),
+    "notes": (list,),
+    "kex_family": (str, _NONE),
+    "dh_gex": (dict, _NONE),
+    "roles": (dict,),
+    "pre_banner_lines": (dict,),
+    "timeline": (list,),
+    "diagnosis": (dict, _NONE),
+    "policy": (dict, _NONE),
+}
+_REQUIRED = frozenset(
+    {
+        "id",
+        "source",
+        "capture",
+        "started",
+        "ended",
+        "client",
+        "server",
+        "client_banner",
+        "server_banner",
+        "client_kexinit",
+        "server_kexinit",
+        "outcome",
+        "negotiated",
+        "failures",
+        "rejections",
+        "evidence",
+        "host_key",
+        "hassh",
+        "hassh_server",
+        "hassh_algorithms",
+        "hassh_server_algorithms",
+        "strict_kex",
+        "bytes",
+        "notes",
+    }
+)

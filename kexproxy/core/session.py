@@ -506,7 +506,20 @@ class _RecordBuilder:
                 return "failed"
             if c.newkeys is not None or s.newkeys is not None:
                 if c.newkeys is None or s.newkeys is None:
-                    who = "client" if c.newkeys is not None else "server"
+                    who, other = (
+                        ("client", "server") if c.newkeys is not None else ("server", "client")
+                    )
+                    silent = s if c.newkeys is not None else c
+                    if silent.close is not None and silent.failed is None and not silent.gap:
+                        # Every byte of that side was read, and NEWKEYS was not among them:
+                        # it gave up after the key exchange (ssh that does not accept the
+                        # host key, plink in batch mode with an unknown key).
+                        self.notes.append(
+                            f"the {other} closed without sending SSH_MSG_NEWKEYS after the key "
+                            f"exchange (the {who} sent its own): it did not go on, for example "
+                            "because it did not accept the host key"
+                        )
+                        return "aborted"
                     self.notes.append(f"only the {who}'s SSH_MSG_NEWKEYS was seen")
                 return "negotiated"
             return "aborted"

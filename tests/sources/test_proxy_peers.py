@@ -495,3 +495,20 @@ def test_the_proxy_and_read_on_a_capture_of_both_legs_give_the_same_records(
         message = results[name].negotiation_message
         assert message is not None
         assert any(r.rejections["client"]["message"] == message for r in finals if r.failures)
+
+
+def test_a_client_that_refuses_the_host_key_aborted_after_the_key_exchange() -> None:
+    """ssh that does not know the host key gives up between the server's NEWKEYS and its own:
+    both sides agreed on every list, but the client did not go on."""
+    with Sshd() as sshd, RunningProxy(config(sshd.port)) as proxy:
+        result = run_ssh(proxy.port, "-oStrictHostKeyChecking=yes")
+        record = only_final(proxy)
+    assert result.returncode == 255
+    assert "Host key verification failed." in result.stderr
+    assert record.outcome == "aborted"
+    assert record.failures == [] and record.negotiated is not None
+    assert record.host_key is not None  # the key it refused is in the record
+    assert any("the client closed without sending SSH_MSG_NEWKEYS" in n for n in record.notes)
+    events = [(e["from"], e["event"]) for e in record.timeline]
+    assert ("server", "SSH_MSG_NEWKEYS") in events
+    assert ("client", "SSH_MSG_NEWKEYS") not in events
