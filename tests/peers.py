@@ -129,6 +129,11 @@ def _skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def skip_or_fail(reason: str) -> NoReturn:
+    """A test that cannot run here: skipped, or failed in CI (KEXPROXY_REQUIRE_PEERS=1)."""
+    _skip_or_fail(reason)
+
+
 def which_or_skip(name: str) -> str:
     """Return the path of binary ``name``, else skip (or fail under KEXPROXY_REQUIRE_PEERS=1).
 

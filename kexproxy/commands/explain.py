@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
 from kexproxy.core.record import JSONDict, SessionRecord
+from kexproxy.core.textsafe import printable
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
 
-    from kexproxy.core.policy import Policy
 
 EPILOG = """\
 examples:
@@ -76,7 +76,9 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "target", metavar="FILE|ID", help="a pcap/pcapng file, or a stored session id"
+        "target",
+        metavar="FILE|ID",
+        help="a pcap/pcapng file (- for stdin), or a stored session id (or its start)",
     )
     parser.add_argument(
         "--connection",
@@ -86,45 +88,37 @@ def register(sub: Any) -> None:
         help="only connection N of the capture (1-based)",
     )
     parser.add_argument(
-        "--store", default="kexproxy.db", metavar="FILE", help="the session store for an ID"
+        "--store",
+        default="kexproxy.db",
+        metavar="FILE",
+        help="the session store an ID is looked up in (default ./kexproxy.db)",
     )
     parser.add_argument("--policy", metavar="FILE", help="also judge against a policy (TOML)")
     parser.add_argument("--json", action="store_true", help="the records as JSON lines instead")
     parser.set_defaults(run=run)
 
 
-def load_policy(path: str) -> Policy:
-    """Reads a policy file (TOML) for the core, which never opens files itself."""
-    import tomllib
-
-    from kexproxy.core.policy import Policy
-
-    with open(path, "rb") as handle:
-        return Policy.from_dict(tomllib.load(handle), default_name=Path(path).stem)
-
-
 def run(args: argparse.Namespace) -> int:
+    from kexproxy.commands.read import policy_judge
     from kexproxy.core.diagnosis import diagnose
     from kexproxy.sinks.console import stdout_console
     from kexproxy.sinks.jsonl import dumps
 
-    policy = None
+    judge = None
     if args.policy:
         try:
-            policy = load_policy(args.policy)
+            judge = policy_judge(args.policy)
         except (OSError, ValueError) as exc:
-            return _fail(f"policy {args.policy}: {exc}")
-    found = _records(args)
-    if isinstance(found, int):
-        return found
+            return _fail(f"policy {printable(args.policy)}: {_why(exc)}")
+    found, problem = _records(args)
     status = exitcodes.OK
     out = stdout_console()
     for index, found_record in found:
         record = found_record
         if record.diagnosis is None:  # stored by an older kexproxy
             record = replace(record, diagnosis=diagnose(record))
-        if policy is not None:
-            record = replace(record, policy={**policy.evaluate(record), "file": args.policy})
+        if judge is not None:
+            record = judge(record)
             if record.policy and record.policy.get("compliant") is False:
                 status = exitcodes.POLICY_VIOLATION
         if args.json:
@@ -132,54 +126,79 @@ def run(args: argparse.Namespace) -> int:
         else:
             for part in report(record, index):
                 out.print(part, soft_wrap=False)
+    if problem is not None:  # after whatever could be explained
+        return _fail(problem)
     return status
 
 
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
+
+
 def _fail(message: str) -> int:
-    print(f"kexproxy: {message}", file=sys.stderr)
+    print(f"kexproxy: {printable(message)}", file=sys.stderr)
     return exitcodes.BAD_INPUT
 
 
-def _records(args: argparse.Namespace) -> list[tuple[int, SessionRecord]] | int:
-    """The records to explain, numbered as `read` numbers them, or an exit status."""
-    target: str = args.target
-    if Path(target).is_file() or target == "-":
-        from kexproxy.analyse import records_of
-        from kexproxy.sources.pcap import CaptureError
+Found = list[tuple[int, SessionRecord]]
 
-        try:
-            records = records_of(target)
-        except CaptureError as exc:
-            return _fail(str(exc))
-        numbered = list(enumerate(records, 1))
-        if args.connection is not None:
-            if not 1 <= args.connection <= len(records):
-                return _fail(
-                    f"{target} has {len(records)} SSH connection(s); no connection {args.connection}"
-                )
-            numbered = [numbered[args.connection - 1]]
-        if not numbered:
-            return _fail(f"{target}: no SSH connections")
-        return numbered
+
+def _records(args: argparse.Namespace) -> tuple[Found, str | None]:
+    """The records to explain, numbered as `read` numbers them, and what went wrong, if
+    anything (a truncated capture still explains the connections before the damage)."""
+    target: str = args.target
+    path = Path(target)
+    if target == "-" or path.exists():
+        if path.is_dir():
+            return [], f"{target}: is a directory, not a capture"
+        return _from_capture(args, target)
+    if args.connection is not None:
+        return [], f"no file {target!r}: --connection N picks a connection of a capture file"
+    return _from_store(args, target)
+
+
+def _from_capture(args: argparse.Namespace, target: str) -> tuple[Found, str | None]:
+    from kexproxy.analyse import analyse_capture
+    from kexproxy.sources.pcap import CaptureError
+
+    records: list[SessionRecord] = []
+    problem = None
     try:
-        from kexproxy.sinks.store import SessionStore, StoreError
-    except ImportError:
-        return _fail(f"no file {target!r}, and this kexproxy has no session store to look it up in")
+        analyse_capture(target, records.append)
+    except CaptureError as exc:
+        problem = str(exc)
+    numbered = list(enumerate(records, 1))
+    if args.connection is not None:
+        if not 1 <= args.connection <= len(records):
+            where = (
+                f"{target} has {len(records)} SSH connection(s); no connection {args.connection}"
+            )
+            return [], f"{where}{' (' + problem + ')' if problem else ''}"
+        numbered = [numbered[args.connection - 1]]
+    if not numbered and problem is None:
+        problem = f"{target}: no SSH connections"
+    return numbered, problem
+
+
+def _from_store(args: argparse.Namespace, target: str) -> tuple[Found, str | None]:
+    from kexproxy.commands.sessions import find_one
+    from kexproxy.sinks.store import SessionStore, StoreError
+
     if not Path(args.store).exists():
-        return _fail(f"no file {target!r}, and no session store {args.store!r} to look it up in")
+        return [], f"no file {target!r}, and no session store {args.store!r} to look it up in"
     try:
         store = SessionStore.open(args.store, readonly=True)
         try:
-            stored = store.get(target)
+            found = find_one(store, target)
         finally:
             store.close()
     except StoreError as exc:
-        return _fail(str(exc))
-    if not stored:
-        return _fail(f"no file and no stored session {target!r} in {args.store}")
-    if len(stored) > 1:
-        return _fail(f"{target!r} matches more than one stored session; give more of the id")
-    return [(1, stored[0].record)]
+        return [], str(exc)
+    if isinstance(found, str):
+        return [], f"no file {target!r}, and {found}" if found.startswith("no session") else found
+    return [(1, found.record)], None
 
 
 # -- the report ------------------------------------------------------------------------------

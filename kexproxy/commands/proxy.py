@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -103,6 +104,23 @@ def register(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def check_store(path: str) -> str | None:
+    """Why the store at `path` cannot be used (a directory, not a store, too new), or None.
+
+    Opened and closed once at start: a proxy must not begin relaying with a store it could
+    never write. A store that fails later (a full disk) is reported and the relay goes on.
+    """
+    from kexproxy.sinks.store import SessionStore, StoreError
+
+    if os.path.isdir(path):
+        return f"{path}: is a directory, not a session store"
+    try:
+        SessionStore.open(path).close()
+    except StoreError as exc:
+        return str(exc)
+    return None
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -168,6 +186,10 @@ def run(args: argparse.Namespace) -> int:
     sinks: list[Sink] = []
     store: StoreSink | None = None
     if not args.no_store:
+        problem = check_store(args.store)
+        if problem is not None:
+            _err(f"kexproxy: {problem} (--no-store to run without one)")
+            return exitcodes.BAD_INPUT
         store = StoreSink(args.store, warn=_err)
         sinks.append(store)
     if args.json:
@@ -193,7 +215,12 @@ def run(args: argparse.Namespace) -> int:
         fanout.close()
         return exitcodes.BAD_INPUT
     fanout.close()
-    where = "" if store is None else f"; records in {args.store}"
+    if store is None:
+        where = ""
+    elif store.healthy:
+        where = f"; records in {args.store}"
+    else:
+        where = f"; the store {args.store} could not be written (see above)"
     _err(
         f"kexproxy: stopped; {fanout.finished} session{'s' * (fanout.finished != 1)} ended, "
         f"{fanout.failed} failed to negotiate{where}"

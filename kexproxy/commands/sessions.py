@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
 from kexproxy.core.record import OUTCOMES, rfc3339
+from kexproxy.core.textsafe import printable
 
 if TYPE_CHECKING:
     from kexproxy.sinks.store import SessionStore, StoredSession
@@ -107,9 +108,15 @@ def since_time(text: str, *, now: float | None = None) -> str:
     return result
 
 
+#: More than any store holds; SQLite's integers stop at 2**63 - 1.
+MAX_LIMIT = 10**12
+
+
 def _limit(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if int(text) > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"at most {MAX_LIMIT} (or 0 for all)")
     return int(text)
 
 
@@ -134,19 +141,47 @@ def run_sessions(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"kexproxy: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
+    damaged = say_damage(store)
     if args.json:
         for stored in rows:
             sys.stdout.write(dumps(stored.record) + "\n")
         sys.stdout.flush()
-        return exitcodes.OK
-    from kexproxy.sinks.console import stdout_console
+    else:
+        from kexproxy.sinks.console import stdout_console
 
-    out = stdout_console()
-    if not rows:
-        out.print("no sessions", markup=False)
-        return exitcodes.OK
-    out.print(sessions_table(rows, width=out.width))
-    return exitcodes.OK
+        out = stdout_console()
+        if rows:
+            out.print(sessions_table(rows, width=out.width))
+        else:
+            out.print("no sessions", markup=False)
+    return exitcodes.BAD_INPUT if damaged and not rows else exitcodes.OK
+
+
+def say_damage(store: SessionStore) -> bool:
+    """One line on stderr when rows of the store could not be read; whether there were any."""
+    if store.damaged:
+        count = store.damaged
+        print(
+            f"kexproxy: {store.path}: {count} damaged record{'s' * (count != 1)} left out "
+            f"({store.damage})",
+            file=sys.stderr,
+        )
+    return bool(store.damaged)
+
+
+def find_one(store: SessionStore, ident: str) -> StoredSession | str:
+    """The one session `ident` (an id or a unique prefix) names, or what to tell the user."""
+    if not ident.strip():
+        return "give a session id (or the start of one)"
+    found = store.get(ident, limit=6)
+    if len(found) > 1:
+        ids = ", ".join(s.record.id for s in found[:5]) + (", ..." if len(found) > 5 else "")
+        return f"{ident!r} matches more than one session ({ids}); give more of the id"
+    if not found:
+        if store.damaged:
+            return f"the stored record {ident!r} is damaged ({store.damage})"
+        return f"no session {ident!r} in {store.path}"
+    return found[0]
 
 
 def sessions_table(rows: list[StoredSession], *, width: int = 200) -> Any:
@@ -177,21 +212,15 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         store = _open(args.store)
         try:
-            found: list[StoredSession] = store.get(args.id)
+            found = find_one(store, args.id)
         finally:
             store.close()
     except StoreError as exc:
         print(f"kexproxy: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    if not found:
-        print(f"kexproxy: no session {args.id!r} in {args.store}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    if len(found) > 1:
-        print(
-            f"kexproxy: {args.id!r} matches more than one session; give more of the id",
-            file=sys.stderr,
-        )
+    if isinstance(found, str):
+        print(f"kexproxy: {printable(found)}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     # ensure_ascii: a stranger's banner cannot put raw control characters on the terminal.
-    sys.stdout.write(json.dumps(found[0].record.to_dict(), indent=2, ensure_ascii=True) + "\n")
+    sys.stdout.write(json.dumps(found.record.to_dict(), indent=2, ensure_ascii=True) + "\n")
     return exitcodes.OK

@@ -137,6 +137,9 @@ class SessionStore:
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         self._db = connection
         self.path = path
+        #: Rows whose record could not be read, left out of the results, and the first reason.
+        self.damaged = 0
+        self.damage: str | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> SessionStore:
@@ -236,12 +239,13 @@ class SessionStore:
             params.append(limit)
         return self._records(sql, params)
 
-    def get(self, prefix: str) -> list[StoredSession]:
-        """Sessions whose id starts with `prefix` (a whole id matches itself only)."""
+    def get(self, prefix: str, *, limit: int = 2) -> list[StoredSession]:
+        """Sessions whose id starts with `prefix` (a whole id matches itself only), at most
+        `limit` of them: two tell a unique prefix from an ambiguous one."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return self._records(
-            "SELECT record, final FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 2",
-            [escaped + "%"],
+            "SELECT record, final FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
+            [escaped + "%", limit],
         )
 
     def _records(self, sql: str, params: Iterable[object]) -> list[StoredSession]:
@@ -254,7 +258,9 @@ class SessionStore:
             try:
                 out.append(StoredSession(SessionRecord.from_dict(json.loads(text)), bool(final)))
             except (ValueError, TypeError) as exc:
-                raise StoreError(f"{self.path}: a stored record is damaged: {exc}") from exc
+                # One damaged row must not hide the others: it is counted and said once.
+                self.damaged += 1
+                self.damage = self.damage or str(exc)
         return out
 
     def close(self) -> None:

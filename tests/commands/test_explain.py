@@ -147,7 +147,47 @@ def test_an_id_from_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (status, err) == (0, "")
     assert f"id {record.id}" in out and "negotiated set: weak" in out
     status, _out, err = explain(capsys, "ffffffff", "--store", str(path))
-    assert status == 2 and "no file and no stored session 'ffffffff'" in err
+    assert status == 2
+    assert err == f"kexproxy: no file 'ffffffff', and no session 'ffffffff' in {path}\n"
+    status, _out, err = explain(capsys, record.id[:8], "--store", str(path), "--connection", "2")
+    assert status == 2 and "--connection N picks a connection of a capture file" in err
+
+
+def test_a_truncated_capture_is_explained_as_far_as_it_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = (ROOT / "captures" / "openssh-kex-fail.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:-1])
+    status, out, err = explain(capsys, str(cut))
+    assert status == 2
+    assert "no matching key exchange method found" in out  # what was read is explained
+    assert err.startswith("kexproxy: ") and "cut.pcap" in err and len(err.splitlines()) == 1
+    status, out, err = explain(capsys, str(cut), "--json")
+    assert status == 2 and len(out.splitlines()) == 1
+
+
+def test_a_pipe_is_a_capture_and_a_directory_is_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = (ROOT / "captures" / "openssh-kex-fail.pcap").read_bytes()
+
+    def feed() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    status, out, _err = explain(capsys, str(fifo))
+    writer.join(10)
+    assert status == 0 and "no matching key exchange method found" in out
+    status, _out, err = explain(capsys, str(tmp_path))
+    assert status == 2 and err == f"kexproxy: {tmp_path}: is a directory, not a capture\n"
 
 
 def test_neither_a_file_nor_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

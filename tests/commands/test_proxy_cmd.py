@@ -150,20 +150,23 @@ def test_without_json_one_line_per_session_and_messages(tmp_path: Path) -> None:
     assert lines[2].startswith("    server: Unable to negotiate with 127.0.0.1 port ")
 
 
-def test_a_store_that_cannot_be_written_is_reported_once_and_json_goes_on(tmp_path: Path) -> None:
-    with failing_server() as up:
-        proxy = ProxyProcess(
-            "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{up.port}",
-            "--store", str(tmp_path / "no" / "dir" / "s.db"), "--json", cwd=tmp_path,
-        )  # fmt: skip
-        port = proxy.wait_ready()
-        for _ in range(3):
-            one_failed_handshake(port)
-        time.sleep(0.3)
-        status, out = proxy.stop()
-    assert status == 0
-    assert len(out.splitlines()) == 3
-    assert proxy.stderr.count("cannot open the session store") == 1
+@pytest.mark.parametrize("where", ["no/dir/s.db", "a-directory", "not-a-store.db"])
+def test_a_store_that_cannot_be_used_at_start_is_refused(tmp_path: Path, where: str) -> None:
+    """A proxy must not start relaying with a store it can never write (a store that fails
+    later, a full disk, is reported once and the relay goes on: see tests/sinks)."""
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "not-a-store.db").write_bytes(b"not sqlite " * 100)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kexproxy", "proxy", "--listen", "0", "--upstream",
+         "127.0.0.1:9", "--store", str(tmp_path / where)],
+        check=False, capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"kexproxy: {tmp_path / where}: ")
+    assert proc.stderr.endswith("(--no-store to run without one)\n")
+    assert len(proc.stderr.splitlines()) == 1
+    assert "listening" not in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,8 @@ def test_show_prints_one_record_in_full_from_a_prefix(store: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["show", "aaaa"], "matches more than one session"),
+        (["show", "aaaa"], "'aaaa' matches more than one session (aaaa0001, aaaa0002)"),
+        (["show", ""], "give a session id"),
         (["show", "zzzz"], "no session 'zzzz'"),
         (["sessions", "--store", "missing.db"], "no session store here"),
         (["show", "--store", "missing.db", "x"], "no session store here"),
@@ -175,3 +176,35 @@ def test_a_record_without_a_start_still_sorts(tmp_path: Path) -> None:
     db.close()
     result = kexproxy("sessions", "--since", "1m", "--json", cwd=tmp_path)
     assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["dddd0001"]
+
+
+def test_a_damaged_row_is_left_out_and_said_once(store: Path) -> None:
+    """One bad row (written by anything: another tool, a disk error) hides nothing else."""
+    import sqlite3
+
+    db = sqlite3.connect(store)
+    db.execute("UPDATE sessions SET record = '[]' WHERE id = 'aaaa0001'")
+    db.execute(
+        "UPDATE sessions SET record = json_set(record, '$.client', NULL) WHERE id = 'aaaa0002'"
+    )
+    db.commit()
+    db.close()
+    listed = kexproxy("sessions", cwd=store.parent)
+    assert listed.returncode == 0
+    assert "bbbb0003" in listed.stdout and "aaaa000" not in listed.stdout
+    assert listed.stderr == (
+        "kexproxy: kexproxy.db: 2 damaged records left out (field 'client' has the wrong type)\n"
+    )
+    assert len(listed.stderr.splitlines()) == 1
+    as_json = kexproxy("sessions", "--json", cwd=store.parent)
+    assert [json.loads(line)["id"] for line in as_json.stdout.splitlines()] == ["bbbb0003"]
+    shown = kexproxy("show", "aaaa0001", cwd=store.parent)
+    assert shown.returncode == 2
+    assert "the stored record 'aaaa0001' is damaged" in shown.stderr
+    assert "Traceback" not in listed.stderr + shown.stderr
+
+
+def test_a_limit_sqlite_cannot_hold_is_a_usage_error(store: Path) -> None:
+    result = kexproxy("sessions", "--limit", "99999999999999999999999", cwd=store.parent)
+    assert result.returncode == 2
+    assert "argument --limit: at most" in result.stderr and "Traceback" not in result.stderr

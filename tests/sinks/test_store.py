@@ -245,8 +245,10 @@ def test_a_really_full_file_system_is_reported_once(
     import subprocess
     import sys
 
+    from tests.peers import skip_or_fail
+
     if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare for a private tmpfs")
+        skip_or_fail("needs root and unshare for a private tmpfs")
     root = Path(__file__).resolve().parents[2]
     script = 'mount -t tmpfs -o size=256k tmpfs "$1" && "$2" -c "$3" "$1" "$4"'
     result = subprocess.run(
@@ -255,7 +257,7 @@ def test_a_really_full_file_system_is_reported_once(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     if "mount:" in result.stderr or "unshare:" in result.stderr:
-        pytest.skip(f"no private tmpfs here: {result.stderr.strip()}")
+        skip_or_fail(f"no private tmpfs here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stderr
     _count, _, text = result.stdout.strip().partition(" ")
     said = text.split("|")

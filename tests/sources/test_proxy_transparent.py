@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import client_key, openssh_key, run_command, which_or_skip
+from tests.peers import client_key, openssh_key, run_command, skip_or_fail, which_or_skip
 
 pytestmark = pytest.mark.peers
 
@@ -160,7 +160,7 @@ class Namespaces:
 @pytest.fixture
 def topology() -> Iterator[Namespaces]:
     if os.geteuid() != 0:
-        pytest.skip("network namespaces and iptables need root")
+        skip_or_fail("network namespaces and iptables need root")
     for tool in ("ip", "iptables", "ip6tables", "sshd"):
         which_or_skip(tool)  # a skip, or a failure where KEXPROXY_REQUIRE_PEERS=1 (CI)
     which_or_skip("ssh")
@@ -168,7 +168,7 @@ def topology() -> Iterator[Namespaces]:
         with Namespaces() as topo:
             yield topo
     except (RuntimeError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot build the namespaces here: {exc}")
+        skip_or_fail(f"cannot build the namespaces here: {exc}")
 
 
 def wait_until(predicate: object, timeout: float = 10.0) -> None:
