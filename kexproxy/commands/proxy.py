@@ -131,6 +131,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
+
+
 def _err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -155,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
             return exitcodes.BAD_INPUT
         else:
             upstream = parse_address(args.upstream, default_host=None, default_port=22)
+            if upstream[1] == 0:
+                raise ValueError(f"{args.upstream!r}: the upstream needs a port from 1 to 65535")
     except ValueError as exc:
         _err(f"kexproxy: {exc}")
         return exitcodes.BAD_INPUT
@@ -172,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             judge = policy_judge(args.policy)
         except (OSError, ValueError) as exc:
-            _err(f"kexproxy: policy {args.policy}: {exc}")
+            _err(f"kexproxy: policy {args.policy}: {_why(exc)}")
             return exitcodes.BAD_INPUT
 
     config = ProxyConfig(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,47 @@ def register(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _before_the_screen(args: argparse.Namespace, proxied: bool) -> str | None:
+    """What would only fail inside the full-screen app, checked while a line can still say it:
+    the store to watch or to write, the port to listen on."""
+    from kexproxy.sinks.store import SessionStore, StoreError
+
+    if args.store is not None and not proxied:
+        try:
+            SessionStore.open(args.store, readonly=True).close()
+        except StoreError as exc:
+            return str(exc)
+    if proxied:
+        from kexproxy.commands.proxy import check_store
+        from kexproxy.sources.proxy import parse_address
+
+        if args.store is not None:
+            problem = check_store(args.store)
+            if problem is not None:
+                return problem
+        try:
+            host, port = parse_address(args.listen, default_host="127.0.0.1", default_port=None)
+        except ValueError as exc:
+            return str(exc)
+        if port:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, port))
+                except OSError as exc:
+                    return f"cannot listen on {args.listen}: {(exc.strerror or str(exc)).lower()}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     proxied = args.listen is not None
     modes = sum([bool(args.files), args.store is not None and not proxied, proxied])
     relayed = args.upstream is not None or args.transparent
-    if modes != 1 or proxied != relayed or (args.upstream is not None and args.transparent):
+    if args.upstream is not None and args.transparent:
+        print("kexproxy tui: --upstream is not used with --transparent", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if modes != 1 or proxied != relayed:
         print(
             "kexproxy tui: give capture files, or --store FILE, or --listen HOST:PORT "
             "with --upstream HOST:PORT (or --transparent)",
@@ -102,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.BAD_INPUT
     if args.store is not None and not proxied and not Path(args.store).is_file():
         print(f"kexproxy tui: {args.store}: no such store", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    problem = _before_the_screen(args, proxied)
+    if problem is not None:
+        print(f"kexproxy tui: {problem}", file=sys.stderr)
         return exitcodes.BAD_INPUT
 
     # The TUI is imported here and only here: the rest of kexproxy never needs Textual.

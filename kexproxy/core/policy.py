@@ -95,7 +95,7 @@ class Policy:
                     f"[{section}] has unknown key(s) {', '.join(extra)}; use allow, forbid"
                 )
             rules[section] = ListRule(
-                allow=_globs(raw.get("allow", ()), f"{section}.allow"),
+                allow=_allow(raw, section),
                 forbid=_globs(raw.get("forbid", ()), f"{section}.forbid"),
             )
         require = data.get("require", {})
@@ -267,6 +267,17 @@ class Policy:
 
 def _violation(rule: str, field_name: str | None, value: Any, message: str) -> JSONDict:
     return {"rule": rule, "field": field_name, "value": value, "message": message}
+
+
+def _allow(raw: Mapping[str, Any], section: str) -> tuple[str, ...]:
+    """`allow`: absent allows everything; an empty list would allow nothing and is surely
+    a mistake, so it is refused rather than read either way."""
+    if "allow" in raw and isinstance(raw["allow"], list) and not raw["allow"]:
+        raise PolicyError(
+            f"{section}.allow is empty: it would allow nothing; leave it out to allow all "
+            "names, or list the ones to allow"
+        )
+    return _globs(raw.get("allow", ()), f"{section}.allow")
 
 
 def _globs(value: Any, where: str) -> tuple[str, ...]:

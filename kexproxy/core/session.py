@@ -480,7 +480,9 @@ class _RecordBuilder:
             self.notes.append(
                 f"reverse SSH: the TCP initiator is the SSH server (shown by {self.how})"
             )
-        if self.c.bytes == 0 and self.s.bytes > 0:
+        if t._source != "pcap":
+            pass  # a relay sees both sides; a silent one is in the timeline and evidence
+        elif self.c.bytes == 0 and self.s.bytes > 0:
             self.notes.append(
                 "only the server's side of the connection is in the data (half duplex)"
             )
@@ -575,6 +577,7 @@ class _RecordBuilder:
                 for ts, side, kind in closes
             ],
             "timeout": t._timeout[1] if t._timeout else None,
+            "aborted": t._abort_reason,
         }
 
     def _timeline(self) -> list[JSONDict]:

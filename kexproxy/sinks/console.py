@@ -79,6 +79,9 @@ def summary(record: SessionRecord) -> str:
         return f"{neg['kex']} / {neg.get('cipher_c2s')}"
     if record.evidence.get("banner_error"):
         return f"refused: {record.evidence['banner_error']}"
+    for key in ("aborted", "timeout"):
+        if record.evidence.get(key):
+            return str(record.evidence[key])
     return ""
 
 

@@ -77,14 +77,20 @@ def parse_address(
         if close < 0:
             raise ValueError(f"{text!r}: missing ']' after an IPv6 address")
         host = text[1:close]
+        if not host:
+            raise ValueError(f"{text!r}: no address between '[' and ']'")
         rest = text[close + 1 :]
         if rest and not rest.startswith(":"):
             raise ValueError(f"{text!r}: expected ':PORT' after ']'")
         port_text = rest[1:] if rest else None
+        if port_text == "":
+            raise ValueError(f"{text!r}: no port after ':'")
     elif text.isdigit():
         host, port_text = None, text
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+        if not port_text:
+            raise ValueError(f"{text!r}: no port after ':'")
     else:
         host, port_text = text, None  # a host name, an IPv4 address or a bare IPv6 address
     host = host or default_host

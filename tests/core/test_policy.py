@@ -61,6 +61,7 @@ def test_shipped_policies_parse() -> None:
         ({"require": {"post_quantum": True}}, "unknown key(s) post_quantum"),
         ({"require": []}, "[require] must be a table"),
         ({"name": 3}, "name must be a string"),
+        ({"cipher": {"allow": []}}, "cipher.allow is empty: it would allow nothing"),
     ],
 )
 def test_a_policy_that_does_not_parse_says_why(data: dict[str, Any], message: str) -> None:

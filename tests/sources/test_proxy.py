@@ -16,6 +16,7 @@ import pytest
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.session import SessionTracker
+from kexproxy.sinks.console import summary
 from kexproxy.sources import proxy_relay
 from kexproxy.sources.proxy import parse_address
 from tests.builders import (
@@ -188,6 +189,9 @@ def test_a_refused_upstream_resets_the_client_and_is_recorded_as_aborted() -> No
         data = assert_valid_record(record)
         assert data["outcome"] == "aborted"
         assert any(f"upstream 127.0.0.1 port {port} refused" in n for n in data["notes"])
+        assert f"upstream 127.0.0.1 port {port} refused" in data["evidence"]["aborted"]
+        assert not any("half duplex" in n for n in data["notes"])  # a relay sees both sides
+        assert summary(record).startswith(f"the upstream 127.0.0.1 port {port} refused")
         assert data["evidence"]["first_close"] == "server"
         assert data["evidence"]["how"] == "rst"
     # What the client sent before it was turned away says who it was, when it came in time.
@@ -455,11 +459,15 @@ def test_splice_is_used_once_inspection_ends(monkeypatch: pytest.MonkeyPatch) ->
         ("[::1]:2222", ("::1", 2222)),
         ("[::]", None),
         ("host.example", None),
+        ("127.0.0.1:", None),
+        ("[::1]:", None),
+        ("[]:0", None),
+        ("-1", None),
     ],
 )
 def test_listen_addresses(text: str, expected: tuple[str, int] | None) -> None:
     if expected is None:
-        with pytest.raises(ValueError, match="no port"):
+        with pytest.raises(ValueError, match=r"no port|no address|port must be"):
             parse_address(text, default_host="127.0.0.1", default_port=None)
     else:
         assert parse_address(text, default_host="127.0.0.1", default_port=None) == expected

@@ -45,8 +45,10 @@ def test_captures_mode(ran: Ran) -> None:
 
 
 def test_store_mode(ran: Ran, tmp_path: Path) -> None:
+    from kexproxy.sinks.store import SessionStore
+
     db = tmp_path / "s.db"
-    db.write_bytes(b"")
+    SessionStore.open(db).close()  # as kexproxy proxy leaves it
     assert cli.main(["tui", "--store", str(db)]) == exitcodes.OK
     assert isinstance(ran.feed, StoreFeed)
     assert ran.feed.label == "s.db"
@@ -63,6 +65,28 @@ def test_proxy_mode(ran: Ran, tmp_path: Path) -> None:
     assert ran.feed.store == str(tmp_path / "x.db")
 
 
+def test_what_would_fail_inside_the_app_fails_before_it(
+    ran: Ran, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database " * 100)
+    assert cli.main(["tui", "--store", str(junk)]) == exitcodes.BAD_INPUT
+    assert "cannot use the session store" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["tui", "--listen", str(port), "--upstream", "127.0.0.1:9"])
+    assert code == exitcodes.BAD_INPUT
+    assert f"cannot listen on {port}: address already in use" in capsys.readouterr().err
+    code = cli.main(["tui", "--listen", "0", "--upstream", "127.0.0.1:9", "--store", str(tmp_path)])
+    assert code == exitcodes.BAD_INPUT
+    assert "is a directory, not a session store" in capsys.readouterr().err
+    assert ran.feed is None
+
+
 def test_policy_and_transparent_modes(ran: Ran, tmp_path: Path) -> None:
     policy = str(ROOT / "policies" / "modern.toml")
     assert cli.main(["tui", str(DASHBOARD_PCAP), "--policy", policy]) == exitcodes.OK
@@ -77,7 +101,7 @@ def test_policy_and_transparent_modes(ran: Ran, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["tui", "--listen", "2222", "--upstream", "x", "--transparent"], "(or --transparent)"),
+        (["tui", "--listen", "2222", "--upstream", "x", "--transparent"], "not used with"),
         (["tui", "--transparent"], "(or --transparent)"),
         (
             [
