@@ -145,6 +145,8 @@ class SessionStore:
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> SessionStore:
         """Opens (and for writing creates, mode 0600, and migrates) the store at `path`."""
         name = os.fspath(path)
+        if os.path.isdir(name):
+            raise StoreError(f"{name}: is a directory, not a session store")
         try:
             if readonly:
                 if not os.path.exists(name):
