@@ -527,12 +527,27 @@ class _RecordBuilder:
             return "aborted"
         if c.plaintext or s.plaintext or t._abort_reason is not None:
             return "aborted"
+        if self._refused_before_banner():
+            return "aborted"
         if c.ident is not None and s.ident is not None:
             c_major = c.ident.proto_version.split(".")[0]
             s_major = s.ident.proto_version.split(".")[0]
             if c.protocol1 is None and s.protocol1 is None and c_major != s_major:
                 return "aborted"
         return "incomplete"
+
+    def _refused_before_banner(self) -> bool:
+        """The server answered an SSH client with lines and closed, never sending its own
+        identification: sshd's "Exceeded MaxStartups", a text service on the SSH port."""
+        c, s = self.c, self.s
+        return (
+            c.ident is not None
+            and s.ident is None
+            and bool(s.pre_banner)
+            and s.close is not None
+            and s.failed is None
+            and not s.gap
+        )
 
     def _evidence(self) -> JSONDict:
         t = self.t
@@ -555,6 +570,8 @@ class _RecordBuilder:
         elif t._timeout is not None:
             how = "timeout"
         banner_error = None
+        if self._refused_before_banner():
+            banner_error = self.s.pre_banner[-1]
         for d in (self.s, self.c):
             if d.plaintext:
                 banner_error = d.plaintext[0]

@@ -512,3 +512,21 @@ def test_a_client_that_refuses_the_host_key_aborted_after_the_key_exchange() -> 
     events = [(e["from"], e["event"]) for e in record.timeline]
     assert ("server", "SSH_MSG_NEWKEYS") in events
     assert ("client", "SSH_MSG_NEWKEYS") not in events
+
+
+def test_sshd_past_max_startups_refuses_before_its_banner() -> None:
+    """sshd over MaxStartups answers "Exceeded MaxStartups" instead of its banner, then closes:
+    the client's connection was refused, which is evidence, not an incomplete capture."""
+    with Sshd(["MaxStartups 1"]) as sshd, RunningProxy(config(sshd.port)) as proxy:
+        holder = socket.create_connection(("127.0.0.1", sshd.port), timeout=10)
+        try:
+            holder.recv(100)  # sshd's banner: the first connection holds the only slot
+            result = run_ssh(proxy.port)
+            [record] = proxy.wait_finals(1)
+        finally:
+            holder.close()
+    assert result.returncode == 255
+    assert "Connection closed by remote host" in result.stderr
+    assert record.outcome == "aborted"
+    assert record.evidence["banner_error"] == "Exceeded MaxStartups"
+    assert record.server_banner is None
