@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import pytest
 
 from kexproxy.core.negotiation import openssh_logged
+from kexproxy.sources.proxy import ProxyConfig
 from tests.builders import client_offer, ident, kexinit, server_offer
 from tests.peers import Sshd, run_ssh, which_or_skip
 from tests.sources.test_proxy_helpers import RunningProxy, config
@@ -77,15 +78,27 @@ def raw_server(offer_bytes: bytes) -> Iterator[int]:
         thread.join(5)
 
 
+def short_port() -> int:
+    """A free port of four digits: the client then quotes a shorter address than the
+    upstream's five-digit one, so a cut line must be cut where ssh cuts it for that port."""
+    for port in range(2200, 9999, 7):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free four-digit port")
+
+
 @pytest.mark.parametrize("names", [ODD, MANY + ODD], ids=["escaped", "escaped-and-cut"])
 def test_the_client_message_is_what_ssh_prints(names: list[str]) -> None:
     which_or_skip("ssh")
-    with (
-        raw_server(kexinit(server_offer(ciphers=names))) as upstream,
-        RunningProxy(config(upstream)) as proxy,
-    ):
-        result = run_ssh(proxy.port)
-        [record] = proxy.wait_finals(1)
+    with raw_server(kexinit(server_offer(ciphers=names))) as upstream:
+        relay = ProxyConfig(listen=("127.0.0.1", short_port()), upstream=("127.0.0.1", upstream))
+        with RunningProxy(relay) as proxy:
+            result = run_ssh(proxy.port)
+            [record] = proxy.wait_finals(1)
     printed = result.negotiation_message
     assert printed is not None and "no matching cipher found" in printed, result.stderr
     assert record.rejections["client"]["message"] == printed

@@ -57,18 +57,20 @@ _ROLE_LIST: dict[tuple[str, Category], str] = {
 }
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def version_key(version: str | None) -> tuple[int, ...]:
     """``"9.8"`` -> ``(9, 8)``; ``"<=6.1"`` (present since before the history) -> ``(0,)``.
 
     Cached: `version_hint` compares every release with every era on each record, which
-    made this parse the live proxy's largest cost per session.
+    made this parse the live proxy's largest cost per session. Bounded, because versions
+    also come from banners, which strangers write; only ASCII digits count, at most nine
+    per part and eight parts ("9.\u2463" or ten thousand nines are not a version).
     """
     if not version or version.startswith("<="):
         return (0,)
     parts: list[int] = []
-    for piece in version.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
+    for piece in version.split(".", 8)[:8]:
+        digits = "".join(ch for ch in piece if "0" <= ch <= "9")[:9]
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
 
@@ -286,6 +288,15 @@ class Catalogue:
         categories: tuple[Category, ...] = ("kex", "cipher", "mac")
         if role == "client":
             categories = ("kex", "host_key", "cipher", "mac")
+        if any(len(offers.get(category, ())) > _MAX_HINT_NAMES for category in categories):
+            # No default list of any release is that long; nor is it worth a cache entry.
+            return VersionHint(
+                text=f"{role} lists are longer than any OpenSSH default set",
+                releases=(),
+                distance=_NEAR + 1,
+                differences=(),
+                dropbear=False,
+            )
         offered = {
             category: frozenset(n for n in offers.get(category, ()) if not self.is_marker(n))
             for category in categories
@@ -380,6 +391,8 @@ _NEAR = 3
 _MAX_DIFFS = 12
 #: Distinct offers whose hint is kept: a capture repeats the same few peers many times.
 _HINT_CACHE_SIZE = 4096
+#: Longer offered lists are not compared with the defaults (the longest has 28 names).
+_MAX_HINT_NAMES = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

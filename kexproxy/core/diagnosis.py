@@ -25,6 +25,7 @@ from kexproxy.core.catalogue import (
     Catalogue,
     Category,
     catalogue,
+    version_key,
 )
 from kexproxy.core.limits import OPENSSH_MAX_PROPOSAL_ENTRIES
 from kexproxy.core.negotiation import IMPLICIT_MAC
@@ -37,6 +38,8 @@ SIDES: tuple[Side, ...] = ("client", "server")
 MAX_FIXES_PER_SIDE = 4
 #: Offered names not in the catalogue listed per side (a fuzzer may send thousands).
 MAX_UNKNOWN = 20
+#: Names of the other side's offer looked at for fixes (a hostile offer can hold 50,000).
+MAX_SCANNED = 256
 #: RFC 8270 and NIST SP 800-57: a DH group or RSA key under this is under 112-bit security.
 MIN_STRONG_BITS = 2048
 #: Under this a DH group or RSA modulus is within reach of public factoring/DLP records.
@@ -475,11 +478,14 @@ def _candidates(
     category = LIST_CATEGORY[lists[0]]
     held = _held_key_types(record, cat) if side == "server" and kind == "host_key" else None
     out: list[_Candidate] = []
-    for position, name in enumerate(offers[0]):
-        if not name or cat.is_marker(name) or any(name not in offer for offer in offers[1:]):
+    also = [frozenset(offer) for offer in offers[1:]]
+    seen: set[str] = set()
+    # A hostile peer may offer tens of thousands of names: the ones a fix could use are
+    # among the first (OpenSSH itself reads only 40 of a server's list).
+    for position, name in enumerate(offers[0][:MAX_SCANNED]):
+        if not name or name in seen or cat.is_marker(name) or any(name not in o for o in also):
             continue
-        if any(c.name == name for c in out):
-            continue
+        seen.add(name)
         algorithm = cat.lookup(name, category)
         if not software.implements(algorithm, category):
             continue
@@ -514,10 +520,7 @@ def _host_key_cost(algorithm: Algorithm | None, held: set[str]) -> int:
 
 
 def _older(version: str, than: str) -> bool:
-    def key(v: str) -> tuple[int, ...]:
-        return tuple(int(p) for p in v.split(".") if p.isdigit())
-
-    return key(version) < key(than)
+    return version_key(version) < version_key(than)
 
 
 def _real_fix(

@@ -201,14 +201,20 @@ def _rejection(field: str, peer: KexInit, peer_addr: tuple[str, int], role: Role
     rfc, kind = FIELDS[field]
     reason = REASONS[kind]
     their = peer.raw(rfc)
-    message = f"Unable to negotiate with {peer_addr[0]} port {peer_addr[1]}: {reason}. "
-    message += f"Their offer: {their}"
     return Rejection(
         list=rfc,
         reason=reason,
         their_offer=split_name_list(their),
-        message=openssh_logged(message, preauth=role == "server"),
+        message=rejection_message(peer_addr, reason, their, role),
     )
+
+
+def rejection_message(peer: tuple[str, int], reason: str, their_offer: str, role: Role) -> str:
+    """What `role` (ssh, or sshd without " [preauth]") writes when `peer` offered nothing
+    it accepts, made visible and cut as OpenSSH's log does."""
+    message = f"Unable to negotiate with {peer[0]} port {peer[1]}: {reason}. "
+    message += f"Their offer: {their_offer}"
+    return openssh_logged(message, preauth=role == "server")
 
 
 #: OpenSSH's log.c formats a message into MSGBUFSIZ (1024) bytes, makes it visible with

@@ -23,12 +23,12 @@ import contextlib
 import dataclasses
 import errno
 import os
-import re
 import socket
 import struct
 from collections.abc import Callable
 from typing import Protocol
 
+from kexproxy.core.negotiation import rejection_message
 from kexproxy.core.observer import CloseKind, Endpoint, Side
 from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
 from kexproxy.core.session import SessionTracker
@@ -49,7 +49,6 @@ Warn = Callable[[str], None]
 
 #: How long after its outcome is known a live session is published (see `observe`).
 LIVE_PUBLISH_DELAY = 0.05
-_MESSAGE_PEER = re.compile(r"^Unable to negotiate with \S+ port \d+:")
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -400,10 +399,13 @@ class Session:
             rejection = rejections.get(role)
             view = self._views[side]
             if isinstance(rejection, dict) and view is not None:
-                message = _MESSAGE_PEER.sub(
-                    f"Unable to negotiate with {view.ip} port {view.port}:",
-                    str(rejection.get("message", "")),
-                    count=1,
+                # Rebuilt, not edited: the peer's address changes the line's length, and
+                # OpenSSH cuts long lines at a fixed length.
+                message = rejection_message(
+                    (view.ip, view.port),
+                    str(rejection.get("reason", "")),
+                    ",".join(str(n) for n in rejection.get("their_offer") or ()),
+                    "client" if role == "client" else "server",
                 )
                 rejections[role] = {**rejection, "message": message}
         if rejections != record.rejections:

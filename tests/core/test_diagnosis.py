@@ -580,3 +580,31 @@ def test_a_third_party_side_may_lack_what_it_did_not_offer() -> None:
     weak = [f["side"] for f in (openssh.diagnosis or {})["fixes"] if f["grade"] == "weak"]
     assert weak == ["client", "server"]
     assert verdict_line(openssh) == "fix -oMACs=+hmac-sha2-256-etm@openssh.com (good)"
+
+
+def test_hostile_offers_cost_little_and_never_raise() -> None:
+    """50,000 names in a list, and banners whose versions are not numbers Python can read."""
+    from kexproxy.core.catalogue import version_key
+
+    names = ",".join(f"{i:x}" for i in range(50_000))
+    record = make_record(client={"kex": names}, server={"kex": "curve25519-sha256"})
+    diagnosis = record.diagnosis or {}
+    assert record.outcome == "failed"
+    assert len(diagnosis["unknown"]["client"]) <= 20
+    assert diagnosis["version_hint"]["client"]["text"] == (
+        "client lists are longer than any OpenSSH default set"
+    )
+    server_fixes = [f for f in diagnosis["fixes"] if f["side"] == "server"]
+    assert len(server_fixes) <= 4  # from the first names only, never all 50,000
+    for banner in (
+        "SSH-2.0-OpenSSH_\u00b2",
+        "SSH-2.0-OpenSSH_9.\u2463",
+        "SSH-2.0-OpenSSH_9." + "9" * 5000,
+    ):
+        odd = make_record(
+            server={"kex": "curve25519-sha256"}, client={"kex": "x"}, client_banner=banner
+        )
+        assert odd.diagnosis is not None
+    assert version_key("9.\u2463") == (9, 0)
+    assert version_key("9." + "9" * 5000) == (9, 999_999_999)
+    assert version_key.cache_info().maxsize == 1024

@@ -526,7 +526,9 @@ def test_sshd_past_max_startups_refuses_before_its_banner() -> None:
         finally:
             holder.close()
     assert result.returncode == 255
-    assert "Connection closed by remote host" in result.stderr
+    # sshd closes with the client's banner unread: a reset, which may reach ssh before the
+    # line does (ssh then says "reset by peer"); the proxy reads the line first.
+    assert re.search(r"Connection (closed by remote host|reset by)", result.stderr)
     assert record.outcome == "aborted"
     assert record.evidence["banner_error"] == "Exceeded MaxStartups"
     assert record.server_banner is None
