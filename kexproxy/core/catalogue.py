@@ -10,6 +10,7 @@ catalogue does not know is reported as unknown, never as an error: peers invent 
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -228,11 +229,23 @@ class Catalogue:
             list[tuple[tuple[str, ...], dict[Category, frozenset[str]]]],
         ] = {}
         self._prefixes: list[Algorithm] = []
+        #: Prefix entries (``gss-group14-sha256-*``) by category: a name no entry knows is
+        #: matched against its own category's stems only.
+        stems: dict[str, dict[str, Algorithm]] = {}
         for algorithm in algorithms:
             if algorithm.prefix:
                 self._prefixes.append(algorithm)
+                stems.setdefault(algorithm.category, {})[algorithm.name[:-1]] = algorithm
             else:
                 self._exact[(algorithm.category, algorithm.name)] = algorithm
+        # One regular expression per category: its first match, longest stem first, in C.
+        self._stems = {
+            category: (
+                re.compile("|".join(re.escape(s) for s in sorted(found, key=len, reverse=True))),
+                found,
+            )
+            for category, found in stems.items()
+        }
 
     def __iter__(self) -> Iterator[Algorithm]:
         yield from self._exact.values()
@@ -246,10 +259,11 @@ class Catalogue:
         found = self._exact.get((category, name))
         if found is None and category == "kex":
             found = self._exact.get(("marker", name))
-        if found is None:
-            for algorithm in self._prefixes:
-                if algorithm.category == category and name.startswith(algorithm.name[:-1]):
-                    return algorithm
+        if found is None and category in self._stems:
+            pattern, by_stem = self._stems[category]
+            match = pattern.match(name)
+            if match is not None:
+                return by_stem[match.group()]
         return found
 
     def lookup_in_list(self, name: str, rfc_list: str) -> Algorithm | None:
