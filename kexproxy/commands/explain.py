@@ -205,15 +205,22 @@ def _from_store(args: argparse.Namespace, target: str) -> tuple[Found, str | Non
 
 
 def _t(text: object, style: str = "") -> Text:
-    """Wire text made safe: controls made visible; a Text is never parsed as markup.
-
-    Line breaks of our own multi-line forms (ssh_config blocks) are kept, line by line.
-    """
+    """Wire text made safe: every control shown as an escape (a newline too: a stranger's
+    text must not forge lines of the report); a Text is never parsed as markup."""
     from rich.text import Text
 
     from kexproxy.core.textsafe import printable
 
-    return Text("\n".join(printable(line) for line in str(text).split("\n")), style=style)
+    return Text(printable(str(text)), style=style)
+
+
+def _block(text: str, prefix: str = "", style: str = "") -> Text:
+    """One of our own multi-line forms (an ssh_config block), line by line, each made safe."""
+    from rich.text import Text
+
+    from kexproxy.core.textsafe import printable
+
+    return Text("\n".join(prefix + printable(line) for line in text.split("\n")), style=style)
 
 
 def _endpoint(ep: JSONDict) -> str:
@@ -372,10 +379,10 @@ def _fixes(diagnosis: JSONDict) -> list[RenderableType]:
             out.append(_t(f"   ssh {fix['ssh_option']} ..."))
         if fix.get("ssh_config"):
             out.append(_t("   ~/.ssh/config:", "dim"))
-            out.append(_t(_indent(str(fix["ssh_config"]), "     ")))
+            out.append(_block(str(fix["ssh_config"]), "     "))
         if fix.get("sshd_config"):
             out.append(_t("   sshd_config:", "dim"))
-            out.append(_t(_indent(str(fix["sshd_config"]), "     ")))
+            out.append(_block(str(fix["sshd_config"]), "     "))
     if not fixes:
         out.append(_t("no fix: the sides share nothing either could add", "bold red"))
     for advice in diagnosis.get("real_fix") or []:
@@ -385,14 +392,10 @@ def _fixes(diagnosis: JSONDict) -> list[RenderableType]:
         out.append(_t(f"all lists at once, client: ssh {combined['client']['ssh_option']} ..."))
     if combined.get("server"):
         out.append(_t("all lists at once, sshd_config:", "dim"))
-        out.append(_t(_indent(str(combined["server"]["sshd_config"]), "  ")))
+        out.append(_block(str(combined["server"]["sshd_config"]), "  "))
     if diagnosis.get("apply_note"):
         out.append(_t(diagnosis["apply_note"], "dim"))
     return out
-
-
-def _indent(text: str, prefix: str) -> str:
-    return "\n".join(prefix + line for line in text.split("\n"))
 
 
 def _verdicts(record: SessionRecord, diagnosis: JSONDict) -> list[RenderableType]:

@@ -14,6 +14,7 @@ from the banner. Pure: no I/O beyond the catalogue's package data.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,6 +39,10 @@ SIDES: tuple[Side, ...] = ("client", "server")
 MAX_FIXES_PER_SIDE = 4
 #: Offered names not in the catalogue listed per side (a fuzzer may send thousands).
 MAX_UNKNOWN = 20
+#: Names a fix may paste into a command line or a config file: the characters OpenSSH's
+#: own names use, at most RFC 4251's 64. A name with a space, quote, newline or ``$`` in it
+#: could turn "add this algorithm" into another option or sshd_config line.
+PASTABLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 #: Names of the other side's offer looked at for fixes (a hostile offer can hold 50,000).
 MAX_SCANNED = 256
 #: RFC 8270 and NIST SP 800-57: a DH group or RSA key under this is under 112-bit security.
@@ -485,6 +490,8 @@ def _candidates(
     for position, name in enumerate(offers[0][:MAX_SCANNED]):
         if not name or name in seen or cat.is_marker(name) or any(name not in o for o in also):
             continue
+        if not PASTABLE.fullmatch(name):
+            continue  # never a config line or a shell word made of a stranger's bytes
         seen.add(name)
         algorithm = cat.lookup(name, category)
         if not software.implements(algorithm, category):

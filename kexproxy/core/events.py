@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kexproxy.core.codec import split_name_list
+from kexproxy.core.limits import KEPT_NAMES
 
 #: RFC 4253 section 7.1 names of the ten KEXINIT name-lists, in wire order.
 LIST_NAMES: tuple[str, ...] = (
@@ -40,7 +41,7 @@ class KexInit:
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"cookie": self.cookie.hex()}
         for name, raw in zip(LIST_NAMES, self.raw_lists, strict=True):
-            out[name] = list(split_name_list(raw))
+            out[name] = list(split_name_list(raw)[:KEPT_NAMES])
         out["first_kex_packet_follows"] = self.first_kex_packet_follows
         return out
 

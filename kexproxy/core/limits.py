@@ -26,6 +26,12 @@ MIN_PADDING = 4
 OPENSSH_MAX_PROPOSAL_ENTRIES = 40
 #: Notes and timeline entries kept per session: a hostile peer cannot grow a record past this.
 MAX_NOTES = 64
+#: Names of one name-list a record keeps: OpenSSH's longest default list has 28; a 256 KiB
+#: KEXINIT can hold 50,000, which as Python strings would cost megabytes a session.
+KEPT_NAMES = 1024
+#: Bytes of one KEX method message (30 to 34) kept for decoding; real ones are a few KiB,
+#: the host key comes first, and a peer could send eight of 256 KiB each.
+KEPT_KEX_BYTES = 32 * 1024
 MAX_TIMELINE = 128
 #: Plaintext messages (DISCONNECT, DEBUG) whose text is kept; descriptions are cut at this.
 MAX_TEXT = 1024

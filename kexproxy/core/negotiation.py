@@ -16,6 +16,7 @@ from typing import Literal
 from kexproxy.core import limits
 from kexproxy.core.codec import split_name_list
 from kexproxy.core.events import KexInit
+from kexproxy.core.limits import KEPT_NAMES
 
 Role = Literal["client", "server"]
 
@@ -179,8 +180,8 @@ def negotiate(
     failures = tuple(
         Failure(
             list=FIELDS[field][0],
-            client_offer=client.names(FIELDS[field][0]),
-            server_offer=server.names(FIELDS[field][0]),
+            client_offer=client.names(FIELDS[field][0])[:KEPT_NAMES],
+            server_offer=server.names(FIELDS[field][0])[:KEPT_NAMES],
         )
         for field in CHECK_ORDER["client"]
         if field in failed
@@ -204,7 +205,7 @@ def _rejection(field: str, peer: KexInit, peer_addr: tuple[str, int], role: Role
     return Rejection(
         list=rfc,
         reason=reason,
-        their_offer=split_name_list(their),
+        their_offer=split_name_list(their)[:KEPT_NAMES],
         message=rejection_message(peer_addr, reason, their, role),
     )
 

@@ -18,6 +18,7 @@ from kexproxy.core import limits
 from kexproxy.core.codec import Cursor, DecodeError, decode_text
 from kexproxy.core.diagnosis import diagnose
 from kexproxy.core.events import (
+    LIST_NAMES,
     Anomaly,
     Disconnect,
     Identification,
@@ -260,7 +261,7 @@ class SessionTracker:
                 self._event(ts, side, "SSH_MSG_KEXINIT", None)
             case KexMessage(number=number, payload=payload):
                 if len(d.kex_messages) < _MAX_KEX_MESSAGES:
-                    d.kex_messages.append((number, payload, ts))
+                    d.kex_messages.append((number, payload[: limits.KEPT_KEX_BYTES], ts))
                     self._cache = None
                 self._event(ts, side, f"kex:{number}", None)
             case NewKeys():
@@ -490,6 +491,16 @@ class _RecordBuilder:
             self.notes.append(
                 "only the client's side of the connection is in the data (half duplex)"
             )
+        for role, d in (("client", self.c), ("server", self.s)):
+            if d.kexinit is None:
+                continue
+            for rfc, raw in zip(LIST_NAMES, d.kexinit.raw_lists, strict=True):
+                count = raw.count(",") + 1 if raw else 0
+                if count > limits.KEPT_NAMES:
+                    self.notes.append(
+                        f"the {role}'s {rfc} holds {count} names; the record keeps the first "
+                        f"{limits.KEPT_NAMES} (negotiation used them all)"
+                    )
         if self.c.pre_banner_count:
             self.notes.append(
                 f"the client sent {self.c.pre_banner_count} line(s) before any identification"

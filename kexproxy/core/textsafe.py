@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: C0 and C1 controls, and the invisible characters that reorder or hide text: the
+#: Arabic letter mark, zero-width space and joiners, LRM/RLM, line and paragraph separators,
+#: bidi embeddings, overrides and isolates, the word joiner family, and the BOM.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -18,7 +21,7 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def printable(text: str | None) -> str:
-    """`text` with C0/C1 controls and bidi overrides shown as ``\\xNN`` / ``\\uNNNN``."""
+    """`text` with controls and invisible reordering characters shown as ``\\xNN`` / ``\\uNNNN``."""
     if not text:
         return ""
     return _UNSAFE.sub(_escape, text)

@@ -12,4 +12,5 @@ class Sink(Protocol):
 
     def update(self, record: SessionRecord, *, final: bool) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> bool | None:
+        """Flushes and closes; False means it could not finish (its records are lost)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TextIO
 
@@ -17,8 +18,11 @@ from kexproxy.core.record import SessionRecord
 from kexproxy.core.textsafe import printable
 from kexproxy.sinks.base import Sink
 
-#: Final records waiting for a slow stdout; a session's record is a few KiB.
-MAX_QUEUED = 10_000
+#: Final records waiting for a slow stdout: a session's record is a few KiB, a hostile
+#: one (the largest name-lists a record keeps) a few hundred.
+MAX_QUEUED = 1_000
+#: Seconds `close` waits for a reader that has stopped reading before giving up on it.
+CLOSE_TIMEOUT = 5.0
 
 
 class BackgroundSink:
@@ -53,9 +57,24 @@ class BackgroundSink:
             if self._dropped == 1:
                 self._warn(f"kexproxy: {self._name} output is not keeping up; records dropped")
 
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Writes what is queued; False when the reader stalled and records were left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._queue.put(None, timeout=0.05)
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            self._warn(
+                f"kexproxy: {self._name} output is not being read; "
+                f"{self._queue.qsize()} records were not written"
+            )
+            return False
+        return True
 
     def _run(self) -> None:
         while True:
@@ -140,6 +159,10 @@ class Fanout:
         for sink in self.sinks:
             sink.update(record, final=final)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Closes every sink; False when one could not finish (a reader that stalled)."""
+        finished = True
         for sink in self.sinks:
-            sink.close()
+            if sink.close() is False:
+                finished = False
+        return finished

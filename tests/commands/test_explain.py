@@ -233,3 +233,31 @@ def test_runs_as_a_command() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "security verdicts" in result.stdout
+
+
+def test_a_strangers_names_never_become_fix_lines_or_report_lines() -> None:
+    """A name with a newline could forge sshd_config lines (PermitRootLogin yes) in the fix or
+    lines of the report; one with spaces and quotes, shell words in `ssh -o...`."""
+    [record] = records_of(str(ROOT / "captures" / "openssh-kex-fail.pcap"))
+    forged = "x\nPermitRootLogin yes\nPasswordAuthentication yes"
+    shell = "curve25519-sha256 -oProxyCommand='touch${IFS}/tmp/pwned'"
+    client = dict(record.client_kexinit or {})
+    server = dict(record.server_kexinit or {})
+    client["kex_algorithms"] = [forged, *client["kex_algorithms"]]
+    server["kex_algorithms"] = [shell, *server["kex_algorithms"]]
+    record = replace(record, client_kexinit=client, server_kexinit=server)
+    diagnosis = diagnose(record)
+    pasted = "\n".join(
+        str(fix.get(key) or "")
+        for fix in diagnosis["fixes"]
+        for key in ("ssh_option", "ssh_config", "sshd_config")
+    )
+    assert diagnosis["fixes"], "the honest names still give fixes"
+    assert "PermitRootLogin" not in pasted and "ProxyCommand" not in pasted
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, no_color=True)
+    for part in report(replace(record, diagnosis=diagnosis), 1):
+        console.print(part)
+    lines = buffer.getvalue().splitlines()
+    assert not any(line.strip().startswith("PermitRootLogin") for line in lines)
+    assert any("x\\x0aPermitRootLogin yes\\x0aPasswordAuthentication yes" in line for line in lines)

@@ -396,3 +396,27 @@ def test_each_line_carries_the_verdict_and_the_end_says_what_was_seen(tmp_path: 
     first = out.splitlines()[0]
     assert first.endswith("failed  no match: kex  fix -oKexAlgorithms=+curve25519-sha256 (weak)")
     assert "kexproxy: stopped; 2 sessions ended, 1 failed to negotiate" in proxy.stderr
+
+
+def test_sigterm_with_nobody_reading_stdout_still_ends(tmp_path: Path) -> None:
+    """`kexproxy proxy --json | stalled-reader`: records queue up to a bound, and SIGTERM
+    still ends the proxy soon, with status 0 and a line saying what was not written."""
+    with failing_server() as up:
+        proxy = ProxyProcess(
+            "--listen", "0", "--upstream", f"127.0.0.1:{up.port}", "--no-store", "--json",
+            cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        for _ in range(40):  # about 10 KiB each: more than a pipe holds
+            one_failed_handshake(port)
+        time.sleep(0.5)
+        started = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        status = proxy.proc.wait(30)  # stdout is never read
+        took = time.monotonic() - started
+    assert status == 0
+    assert took < 15, took
+    assert "JSON output is not being read; " in proxy.stderr
+    assert "kexproxy: stopped; 40 sessions ended, 40 failed to negotiate" in proxy.stderr
+    assert proxy.proc.stdout is not None
+    proxy.proc.stdout.close()

@@ -1155,3 +1155,26 @@ def test_hostile_streams_give_valid_records_whatever_the_interleaving(
         ("b", None),
     ]
     assert _replay(steps) == _replay(whole)
+
+
+def test_a_huge_name_list_is_negotiated_whole_and_kept_in_part() -> None:
+    """40,000 names fit a 256 KiB KEXINIT; all take part in negotiation (the match is the
+    last), the record keeps the first 1,024 of each list and says so."""
+    from kexproxy.core import limits
+
+    names = [f"{i:x}" for i in range(40_000)] + ["curve25519-sha256"]
+    t = Transcript(session_id="big")
+    t.client(ident("OpenSSH_9.6") + kexinit(client_offer(kex=names)))
+    t.server(ident("OpenSSH_9.2p1") + kexinit(server_offer(kex=["curve25519-sha256"])))
+    t.client(newkeys()).server(newkeys()).close("client")
+    record = t.tracker.finish()
+    data = assert_valid_record(record)
+    assert record.outcome == "negotiated"
+    assert (record.negotiated or {})["kex"] == "curve25519-sha256"
+    assert len(data["client_kexinit"]["kex_algorithms"]) == limits.KEPT_NAMES
+    assert any(
+        f"client's kex_algorithms holds {len(names) + 2} names; the record keeps the first "
+        f"{limits.KEPT_NAMES}" in note
+        for note in record.notes
+    ), record.notes
+    assert len(record.hassh_algorithms or "") > 190_000  # HASSH hashes the whole list
