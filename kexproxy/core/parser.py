@@ -100,6 +100,11 @@ class DirectionParser:
         return self._consumed
 
     @property
+    def banner_started(self) -> bool:
+        """An identification line is under way ("SSH-" and more, no line end yet)."""
+        return self.state is State.BANNER and self._buf.startswith(_SSH_PREFIX)
+
+    @property
     def parsing(self) -> bool:
         """False once the direction is opaque or failed: its bytes need only be counted."""
         return _active(self.state)

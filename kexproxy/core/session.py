@@ -513,6 +513,8 @@ class _RecordBuilder:
     def _outcome(self) -> Outcome:
         c, s, t = self.c, self.s, self.t
         if c.ident is None and s.ident is None:
+            if c.parser.banner_started or s.parser.banner_started:
+                return "incomplete"  # an identification line was cut off (a slow drip)
             return "not_ssh"
         if self.neg is not None:
             if not self.neg.ok:

@@ -1178,3 +1178,17 @@ def test_a_huge_name_list_is_negotiated_whole_and_kept_in_part() -> None:
         for note in record.notes
     ), record.notes
     assert len(record.hassh_algorithms or "") > 190_000  # HASSH hashes the whole list
+
+
+def test_a_banner_cut_off_mid_line_is_incomplete_not_non_ssh() -> None:
+    """A client that dripped "SSH-2.0-OpenSSH_" before the timeout spoke SSH, unfinished."""
+    t = Transcript(session_id="drip", source="proxy")
+    t.client(b"SSH-2.0-OpenSSH_")
+    t.tracker.receive_timeout(t.now + 30, "the handshake did not finish within 30 s")
+    record = t.tracker.record()
+    assert record.outcome == "incomplete"
+    assert record.evidence["how"] == "timeout"
+    other = Transcript(session_id="text", source="proxy")
+    other.client(b"GET / HTTP/1.1")
+    other.tracker.receive_timeout(other.now + 30, "the handshake did not finish within 30 s")
+    assert other.tracker.record().outcome == "not_ssh"
