@@ -84,6 +84,8 @@ def summary_record(text: str, failing: str) -> SessionRecord:
     """A record from its stored summary: the dropped fields empty, the failing lists from
     the store's own column (without the offers)."""
     data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("a stored record is not a JSON object")
     for name, value in _SUMMARY_DEFAULTS.items():
         data.setdefault(name, value)
     data["failures"] = [
@@ -174,7 +176,10 @@ def load_records(path: str, ids: Sequence[str]) -> list[SessionRecord]:
             for (text,) in db.execute(
                 f"SELECT record FROM sessions WHERE id IN ({marks})", chunk
             ).fetchall():
-                record = SessionRecord.from_dict(json.loads(text))
+                try:
+                    record = SessionRecord.from_dict(json.loads(text))
+                except ValueError:  # damaged: its summary was counted as such already
+                    continue
                 found[record.id] = record
     finally:
         db.close()
