@@ -313,7 +313,12 @@ class Session:
         # A transparent relay does not cut a connection the peers keep open: inspection
         # stops and the bytes go on, unless nothing ever moved and the pair is just idle.
         self._inspect = False
-        self._publish(final=False)
+        # Inspection is over, so the loop feeds the tracker nothing but byte counts and
+        # closes from now on: the record can be built in the record thread, as final ones
+        # are. Many sessions timing out at once (hostile ones with huge offers) would
+        # otherwise each take their record's milliseconds from every other session.
+        if self._finisher is None or not self._finisher.submit(self._publish_live):
+            self._publish(final=False)
         if self._relayed and self._bytes["a"] == 0 and self._bytes["b"] == 0:
             self._end(reset=False)
 
