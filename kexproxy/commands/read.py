@@ -169,7 +169,13 @@ def _load_policy(path: str) -> Policy:
     from kexproxy.core.policy import Policy
 
     with open(path, "rb") as handle:
-        return Policy.from_dict(tomllib.load(handle), default_name=Path(path).stem)
+        try:
+            data = tomllib.load(handle)
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+            ) from None
+    return Policy.from_dict(data, default_name=Path(path).stem)
 
 
 def _print_table(

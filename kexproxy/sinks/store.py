@@ -147,6 +147,9 @@ class SessionStore:
         name = os.fspath(path)
         if os.path.isdir(name):
             raise StoreError(f"{name}: is a directory, not a session store")
+        if os.path.exists(name) and not os.path.isfile(name):
+            # A FIFO or a device: SQLite would wait on it for ever.
+            raise StoreError(f"{name}: not a regular file, so not a session store")
         try:
             if readonly:
                 if not os.path.exists(name):

@@ -208,3 +208,11 @@ def test_a_limit_sqlite_cannot_hold_is_a_usage_error(store: Path) -> None:
     result = kexproxy("sessions", "--limit", "99999999999999999999999", cwd=store.parent)
     assert result.returncode == 2
     assert "argument --limit: at most" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_fifo_is_not_a_store_and_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "kexproxy.db"
+    os.mkfifo(fifo)
+    result = kexproxy("sessions", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not a regular file, so not a session store" in result.stderr

@@ -220,6 +220,14 @@ def test_ci_run_puts_the_verdict_in_each_json_record() -> None:
     jsonschema.validate(record, session_record_schema())
 
 
+def test_a_policy_that_is_not_utf8_says_where(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'name = "x\xff"\n')
+    result = kexproxy("read", "--policy", str(bad), str(CLEAN))
+    assert result.returncode == 2
+    assert result.stderr == f"kexproxy: policy {bad}: not UTF-8 text (byte 0xff at offset 9)\n"
+
+
 def test_an_unusable_policy_file_is_bad_input(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("[kex]\nallow = 'x'\n")
