@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -1562,3 +1563,34 @@ __all__ = [
     "tshark_summary",
     "which_or_skip",
 ]
+
+
+@contextlib.contextmanager
+def one_shot_server(payload: bytes) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 for one connection: it sends `payload` (a hand-made, malformed
+    or hostile peer's bytes), then reads until the other side closes. Yields the port."""
+    listener = socket.create_server((LOOPBACK, 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        listener.settimeout(20)
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            conn.sendall(payload)
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        listener.close()
+        thread.join(5)

@@ -9,17 +9,15 @@ implementation sends such lists), through the proxy; the record must say what th
 
 from __future__ import annotations
 
+import contextlib
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from kexproxy.core.negotiation import openssh_logged
 from kexproxy.sources.proxy import ProxyConfig
 from tests.builders import client_offer, ident, kexinit, server_offer
-from tests.peers import Sshd, run_ssh, which_or_skip
+from tests.peers import Sshd, one_shot_server, run_ssh, which_or_skip
 from tests.sources.test_proxy_helpers import RunningProxy, config
 
 pytestmark = pytest.mark.peers
@@ -48,34 +46,9 @@ def test_openssh_logged(message: str, preauth: bool, logged: str) -> None:
     assert openssh_logged(message, preauth=preauth) == logged
 
 
-@contextmanager
-def raw_server(offer_bytes: bytes) -> Iterator[int]:
+def raw_server(offer_bytes: bytes) -> contextlib.AbstractContextManager[int]:
     """A server on 127.0.0.1 that sends a banner and `offer_bytes`, then waits for the end."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        listener.settimeout(20)
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            conn.sendall(ident("Odd_1.0") + offer_bytes)
-            try:
-                while conn.recv(65536):
-                    pass
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield port
-    finally:
-        listener.close()
-        thread.join(5)
+    return one_shot_server(ident("Odd_1.0") + offer_bytes)
 
 
 def short_port() -> int:

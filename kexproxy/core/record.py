@@ -6,7 +6,7 @@ the store and the TUI pass around one immutable value and `to_dict` is the only 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal
@@ -150,31 +150,7 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "diagnosis": (dict, _NONE),
     "policy": (dict, _NONE),
 }
+#: The fields a record's JSON must have: those without a default.
 _REQUIRED = frozenset(
-    {
-        "id",
-        "source",
-        "capture",
-        "started",
-        "ended",
-        "client",
-        "server",
-        "client_banner",
-        "server_banner",
-        "client_kexinit",
-        "server_kexinit",
-        "outcome",
-        "negotiated",
-        "failures",
-        "rejections",
-        "evidence",
-        "host_key",
-        "hassh",
-        "hassh_server",
-        "hassh_algorithms",
-        "hassh_server_algorithms",
-        "strict_kex",
-        "bytes",
-        "notes",
-    }
+    f.name for f in fields(SessionRecord) if f.default is MISSING and f.default_factory is MISSING
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from kexproxy_tui.app import KexproxyApp, create_app
 from kexproxy_tui.rows import COLUMN_KEYS
 from kexproxy_tui.screens.detail import DetailScreen
 from tests.builders import kexinit, server_offer
-from tests.peers import Sshd, free_port, run_ssh, which_or_skip
+from tests.peers import Sshd, free_port, one_shot_server, run_ssh, which_or_skip
 
 from .conftest import HOSTILE_NAME, screen_lines, terminal_output, wait_for
 from .test_injection import assert_only_harmless_escapes
@@ -83,36 +84,10 @@ MARKUP_BANNER = b"SSH-2.0-[bold red]x[/] [link=https://example.invalid]y[/link]\
 ESCAPE_BANNER = b"SSH-2.0-[bold red]x[/]\x1b[2J\r\n"
 
 
-@contextmanager
-def hostile_server(banner: bytes) -> Iterator[int]:
+def hostile_server(banner: bytes) -> contextlib.AbstractContextManager[int]:
     """A raw SSH server on 127.0.0.1: `banner`, then a KEXINIT whose kex list is markup,
     then it waits for the client to give up."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    payload = banner + kexinit(server_offer(kex=[HOSTILE_NAME]))
-
-    def serve() -> None:
-        listener.settimeout(20)
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            conn.sendall(payload)
-            try:
-                while conn.recv(65536):
-                    pass
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield port
-    finally:
-        listener.close()
-        thread.join(5)
+    return one_shot_server(banner + kexinit(server_offer(kex=[HOSTILE_NAME])))
 
 
 async def test_a_real_client_against_a_server_sending_markup() -> None:

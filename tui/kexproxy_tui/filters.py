@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from kexproxy.core.negotiation import FIELDS
 from kexproxy.core.record import OUTCOMES, SessionRecord
@@ -47,18 +47,8 @@ Key = Literal[
     "policy",
     "text",
 ]
-KEYS: tuple[Key, ...] = (
-    "outcome",
-    "list",
-    "client",
-    "server",
-    "software",
-    "hassh",
-    "capture",
-    "id",
-    "grade",
-    "policy",
-)
+#: The keys a term may name (free text is the term without one).
+KEYS: tuple[Key, ...] = tuple(k for k in get_args(Key) if k != "text")
 _ALIASES: dict[str, Key] = {"sw": "software", "list": "list", "lists": "list"}
 
 _C2S = "client_to_server"
