@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
+from kexproxy.core.negotiation import LIST_TO_FIELD
 from kexproxy.core.record import JSONDict, SessionRecord
 from kexproxy.core.textsafe import printable
 
@@ -55,16 +56,6 @@ PAIRS = (
         "compression",
     ),
 )
-FIELD_OF = {
-    "kex_algorithms": "kex",
-    "server_host_key_algorithms": "host_key",
-    "encryption_algorithms_client_to_server": "cipher_c2s",
-    "encryption_algorithms_server_to_client": "cipher_s2c",
-    "mac_algorithms_client_to_server": "mac_c2s",
-    "mac_algorithms_server_to_client": "mac_s2c",
-    "compression_algorithms_client_to_server": "compression_c2s",
-    "compression_algorithms_server_to_client": "compression_s2c",
-}
 
 
 def register(sub: Any) -> None:
@@ -99,7 +90,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kexproxy.commands.read import policy_judge
+    from kexproxy.commands.read import PolicyFileError, policy_judge
     from kexproxy.core.diagnosis import diagnose
     from kexproxy.sinks.console import stdout_console
     from kexproxy.sinks.jsonl import dumps
@@ -108,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.policy:
         try:
             judge = policy_judge(args.policy)
-        except (OSError, ValueError) as exc:
-            return _fail(f"policy {printable(args.policy)}: {_why(exc)}")
+        except PolicyFileError as exc:
+            return _fail(str(exc))
     found, problem = _records(args)
     status = exitcodes.OK
     out = stdout_console()
@@ -129,12 +120,6 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:  # after whatever could be explained
         return _fail(problem)
     return status
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc)
 
 
 def _fail(message: str) -> int:
@@ -223,19 +208,14 @@ def _block(text: str, prefix: str = "", style: str = "") -> Text:
     return Text("\n".join(prefix + printable(line) for line in text.split("\n")), style=style)
 
 
-def _endpoint(ep: JSONDict) -> str:
-    ip = str(ep.get("ip", "?"))
-    return f"[{ip}]:{ep.get('port')}" if ":" in ip else f"{ip}:{ep.get('port')}"
-
-
 def report(record: SessionRecord, index: int) -> list[RenderableType]:
     """The renderables explaining one record, top to bottom."""
     from rich.rule import Rule
 
-    from kexproxy.sinks.console import OUTCOME_STYLE
+    from kexproxy.sinks.console import OUTCOME_STYLE, endpoint
 
     diagnosis = record.diagnosis or {}
-    title = _t(f"#{index} {_endpoint(record.client)} -> {_endpoint(record.server)}  ", "bold")
+    title = _t(f"#{index} {endpoint(record.client)} -> {endpoint(record.server)}  ", "bold")
     title.append(record.outcome, style=OUTCOME_STYLE.get(record.outcome, ""))
     parts: list[RenderableType] = [Rule(title)]
     parts.append(
@@ -305,7 +285,7 @@ def _offers_table(record: SessionRecord) -> RenderableType:
     ]
     for c2s, s2c, label in PAIRS:
         same = client.get(c2s) == client.get(s2c) and server.get(c2s) == server.get(s2c)
-        same = same and negotiated.get(FIELD_OF[c2s]) == negotiated.get(FIELD_OF[s2c])
+        same = same and negotiated.get(LIST_TO_FIELD[c2s]) == negotiated.get(LIST_TO_FIELD[s2c])
         same = same and ((c2s in failing) == (s2c in failing))
         if same:
             rows.append((label, [c2s]))
@@ -314,7 +294,7 @@ def _offers_table(record: SessionRecord) -> RenderableType:
     for label, (rfc,) in rows:
         c_names = [n for n in client.get(rfc, []) if isinstance(n, str)]
         s_names = [n for n in server.get(rfc, []) if isinstance(n, str)]
-        chosen = negotiated.get(FIELD_OF[rfc])
+        chosen = negotiated.get(LIST_TO_FIELD[rfc])
         if rfc in failing:
             chosen_text = _t("no match", "bold red")
         elif chosen is None:

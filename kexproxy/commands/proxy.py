@@ -112,8 +112,6 @@ def check_store(path: str) -> str | None:
     """
     from kexproxy.sinks.store import SessionStore, StoreError
 
-    if os.path.isdir(path):
-        return f"{path}: is a directory, not a session store"
     try:
         SessionStore.open(path).close()
     except StoreError as exc:
@@ -129,12 +127,6 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
     return value
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc)
 
 
 def _err(text: str) -> None:
@@ -175,12 +167,12 @@ def run(args: argparse.Namespace) -> int:
 
     judge = None
     if args.policy:
-        from kexproxy.commands.read import policy_judge
+        from kexproxy.commands.read import PolicyFileError, policy_judge
 
         try:
             judge = policy_judge(args.policy)
-        except (OSError, ValueError) as exc:
-            _err(f"kexproxy: policy {args.policy}: {_why(exc)}")
+        except PolicyFileError as exc:
+            _err(f"kexproxy: {exc}")
             return exitcodes.BAD_INPUT
 
     config = ProxyConfig(

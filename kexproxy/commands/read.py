@@ -80,12 +80,12 @@ def run(args: argparse.Namespace) -> int:
     if args.files.count("-") > 1:
         print("kexproxy: standard input (-) can be read only once", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    policy = None
+    judge = None
     if args.policy:
         try:
-            policy = _load_policy(args.policy)
-        except (OSError, ValueError) as exc:
-            print(f"kexproxy: policy {printable(args.policy)}: {_why(exc)}", file=sys.stderr)
+            judge = policy_judge(args.policy)
+        except PolicyFileError as exc:
+            print(f"kexproxy: {exc}", file=sys.stderr)
             return exitcodes.BAD_INPUT
     violated = False
     status = exitcodes.OK
@@ -106,10 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
         def emit(record: SessionRecord, records: list[SessionRecord] = records) -> None:
             nonlocal violated
-            if policy is not None:
-                verdict = {**policy.evaluate(record), "file": args.policy}
-                record = replace(record, policy=verdict)
-                violated = violated or verdict["compliant"] is False
+            if judge is not None:
+                record = judge(record)
+                violated = violated or (record.policy or {}).get("compliant") is False
             if args.json:
                 sys.stdout.write(dumps(record) + "\n")
                 sys.stdout.flush()
@@ -142,19 +141,23 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _why(exc: BaseException) -> str:
-    """An OSError as "what went wrong" (its path is already said), else the message."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc)
+class PolicyFileError(ValueError):
+    """A policy file that cannot be used; the message is one line naming it."""
 
 
 def policy_judge(path: str) -> Callable[[SessionRecord], SessionRecord]:
     """The policy in ``path`` as a function that returns each record with its verdict.
 
-    Raises OSError or ValueError (with tomllib's message) for a file that cannot be used.
+    Every command with ``--policy`` loads it here. Raises `PolicyFileError` ("policy PATH:
+    what is wrong") for a file that is missing, unreadable, not TOML or not a policy.
     """
-    policy = _load_policy(path)
+    from kexproxy.core.textsafe import printable
+
+    try:
+        policy = _load_policy(path)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PolicyFileError(f"policy {printable(path)}: {why}") from exc
 
     def judge(record: SessionRecord) -> SessionRecord:
         return replace(record, policy={**policy.evaluate(record), "file": path})

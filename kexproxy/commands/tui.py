@@ -118,12 +118,12 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return exitcodes.BAD_INPUT
-        from kexproxy.commands.read import policy_judge
+        from kexproxy.commands.read import PolicyFileError, policy_judge
 
         try:
             judge = policy_judge(args.policy)
-        except (OSError, ValueError) as exc:
-            print(f"kexproxy tui: policy {args.policy}: {exc}", file=sys.stderr)
+        except PolicyFileError as exc:
+            print(f"kexproxy tui: {exc}", file=sys.stderr)
             return exitcodes.BAD_INPUT
     if "-" in args.files:
         # The dashboard reads the keyboard from the terminal, so a capture cannot come on stdin.
