@@ -90,36 +90,45 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kexproxy.commands.read import PolicyFileError, policy_judge
     from kexproxy.core.diagnosis import diagnose
+    from kexproxy.pipeline import Pipeline, PolicyFileError, stages
     from kexproxy.sinks.console import stdout_console
-    from kexproxy.sinks.jsonl import dumps
+    from kexproxy.sinks.jsonl import JsonLinesSink
 
-    judge = None
-    if args.policy:
-        try:
-            judge = policy_judge(args.policy)
-        except PolicyFileError as exc:
-            return _fail(str(exc))
-    found, problem = _records(args)
-    status = exitcodes.OK
-    out = stdout_console()
-    for index, found_record in found:
-        record = found_record
+    try:
+        steps = stages(policy=args.policy)
+    except PolicyFileError as exc:
+        return _fail(str(exc))
+
+    def diagnosed(record: SessionRecord) -> SessionRecord:
         if record.diagnosis is None:  # stored by an older kexproxy
-            record = replace(record, diagnosis=diagnose(record))
-        if judge is not None:
-            record = judge(record)
-            if record.policy and record.policy.get("compliant") is False:
-                status = exitcodes.POLICY_VIOLATION
-        if args.json:
-            sys.stdout.write(dumps(record) + "\n")
-        else:
-            for part in report(record, index):
-                out.print(part, soft_wrap=False)
+            return replace(record, diagnosis=diagnose(record))
+        return record
+
+    found, problem = _records(args)
+    numbers = [index for index, _record in found]
+    sink = JsonLinesSink(sys.stdout) if args.json else _ReportSink(stdout_console(), numbers)
+    pipeline = Pipeline([sink], stages=[diagnosed, *steps])
+    for _index, record in found:
+        pipeline.publish(record)
     if problem is not None:  # after whatever could be explained
         return _fail(problem)
-    return status
+    return exitcodes.POLICY_VIOLATION if pipeline.violations else exitcodes.OK
+
+
+class _ReportSink:
+    """Prints each record's report, numbered as `read` numbers the connections."""
+
+    def __init__(self, out: Any, numbers: list[int]) -> None:
+        self._out = out
+        self._numbers = iter(numbers)
+
+    def update(self, record: SessionRecord, *, final: bool) -> None:
+        for part in report(record, next(self._numbers, 1)):
+            self._out.print(part, soft_wrap=False)
+
+    def close(self) -> None:
+        pass
 
 
 def _fail(message: str) -> int:

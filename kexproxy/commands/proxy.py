@@ -104,21 +104,6 @@ def register(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def check_store(path: str) -> str | None:
-    """Why the store at `path` cannot be used (a directory, not a store, too new), or None.
-
-    Opened and closed once at start: a proxy must not begin relaying with a store it could
-    never write. A store that fails later (a full disk) is reported and the relay goes on.
-    """
-    from kexproxy.sinks.store import SessionStore, StoreError
-
-    try:
-        SessionStore.open(path).close()
-    except StoreError as exc:
-        return str(exc)
-    return None
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -135,11 +120,13 @@ def _err(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kexproxy.core.observer import Endpoint
+    from kexproxy.pipeline import Pipeline, PolicyFileError, stages
+    from kexproxy.sinks.background import BackgroundSink
     from kexproxy.sinks.base import Sink
     from kexproxy.sinks.jsonl import JsonLinesSink
-    from kexproxy.sinks.store import StoreSink
+    from kexproxy.sinks.store import StoreSink, store_problem
+    from kexproxy.sinks.summary import SummarySink
     from kexproxy.sources.proxy import ProxyConfig, parse_address, resolve, run_proxy
-    from kexproxy.sources.proxy_output import BackgroundSink, Fanout, SummarySink
 
     try:
         listen = parse_address(args.listen, default_host="127.0.0.1", default_port=None)
@@ -165,15 +152,11 @@ def run(args: argparse.Namespace) -> int:
             _err(f"kexproxy: cannot resolve the upstream {upstream[0]}: {exc.strerror or exc}")
             return exitcodes.BAD_INPUT
 
-    judge = None
-    if args.policy:
-        from kexproxy.commands.read import PolicyFileError, policy_judge
-
-        try:
-            judge = policy_judge(args.policy)
-        except PolicyFileError as exc:
-            _err(f"kexproxy: {exc}")
-            return exitcodes.BAD_INPUT
+    try:
+        steps = stages(policy=args.policy)
+    except PolicyFileError as exc:
+        _err(f"kexproxy: {exc}")
+        return exitcodes.BAD_INPUT
 
     config = ProxyConfig(
         listen=listen,
@@ -186,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     sinks: list[Sink] = []
     store: StoreSink | None = None
     if not args.no_store:
-        problem = check_store(args.store)
+        problem = store_problem(args.store)
         if problem is not None:
             _err(f"kexproxy: {problem} (--no-store to run without one)")
             return exitcodes.BAD_INPUT
@@ -196,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(BackgroundSink(JsonLinesSink(sys.stdout), warn=_err, name="JSON"))
     elif not args.quiet:
         sinks.append(BackgroundSink(SummarySink(sys.stdout), warn=_err, name="summary"))
-    fanout = Fanout(sinks, judge=judge)
+    pipeline = Pipeline(sinks, stages=steps)
 
     def ready(address: Endpoint) -> None:
         target = (
@@ -209,21 +192,26 @@ def run(args: argparse.Namespace) -> int:
         _err(f"kexproxy: listening on {host}:{address.port}, relaying to {target}; {where}")
 
     try:
-        run_proxy(config, fanout, ready=ready, use_uvloop=not args.no_uvloop, warn=_err)
+        run_proxy(config, pipeline.publish, ready=ready, use_uvloop=not args.no_uvloop, warn=_err)
     except OSError as exc:
         _err(f"kexproxy: cannot listen on {args.listen}: {exc.strerror or exc}")
-        fanout.close()
+        pipeline.close()
         return exitcodes.BAD_INPUT
-    finished = fanout.close()
+    finished = pipeline.close()
     if store is None:
         where = ""
+    elif store.unstored:
+        where = (
+            f"; {store.unstored} record{'s' * (store.unstored != 1)} could not be stored "
+            f"in {args.store}"
+        )
     elif store.healthy:
         where = f"; records in {args.store}"
     else:
         where = f"; the store {args.store} could not be written (see above)"
     _err(
-        f"kexproxy: stopped; {fanout.finished} session{'s' * (fanout.finished != 1)} ended, "
-        f"{fanout.failed} failed to negotiate{where}"
+        f"kexproxy: stopped; {pipeline.finished} session{'s' * (pipeline.finished != 1)} "
+        f"ended, {pipeline.failed} failed to negotiate{where}"
     )
     if not finished:
         # A writer is stuck in a write to stdout that nobody reads: the interpreter's exit

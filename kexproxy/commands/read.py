@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +12,6 @@ from kexproxy import exitcodes
 from kexproxy.core.record import SessionRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from kexproxy.core.policy import Policy
     from kexproxy.sources.capfile import CaptureStats
 
 EPILOG = """\
@@ -68,25 +64,24 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from kexproxy.analyse import analyse_capture, capture_label, capture_notes
     from kexproxy.core.textsafe import printable
+    from kexproxy.pipeline import CollectSink, Pipeline, PolicyFileError, stages
     from kexproxy.sinks.console import (
         print_messages,
         sessions_table,
         stderr_console,
         stdout_console,
     )
-    from kexproxy.sinks.jsonl import dumps
+    from kexproxy.sinks.jsonl import JsonLinesSink
     from kexproxy.sources.pcap import CaptureError
 
     if args.files.count("-") > 1:
         print("kexproxy: standard input (-) can be read only once", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    judge = None
-    if args.policy:
-        try:
-            judge = policy_judge(args.policy)
-        except PolicyFileError as exc:
-            print(f"kexproxy: {exc}", file=sys.stderr)
-            return exitcodes.BAD_INPUT
+    try:
+        steps = stages(policy=args.policy)
+    except PolicyFileError as exc:
+        print(f"kexproxy: {exc}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     violated = False
     status = exitcodes.OK
     err = stderr_console()
@@ -101,20 +96,11 @@ def run(args: argparse.Namespace) -> int:
     everything: list[SessionRecord] = []
     read_files = 0
     for name in args.files:
-        records: list[SessionRecord] = []
         label = printable(capture_label(name))
-
-        def emit(record: SessionRecord, records: list[SessionRecord] = records) -> None:
-            nonlocal violated
-            if judge is not None:
-                record = judge(record)
-                violated = violated or (record.policy or {}).get("compliant") is False
-            if args.json:
-                sys.stdout.write(dumps(record) + "\n")
-                sys.stdout.flush()
-            else:
-                records.append(record)
-
+        collected = CollectSink()
+        records = collected.records
+        pipeline = Pipeline([JsonLinesSink(sys.stdout) if args.json else collected], stages=steps)
+        emit = pipeline.publish
         failed = False
         try:
             if show_progress and name != "-":
@@ -128,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             stats = exc.stats
         for note in capture_notes(stats) if stats is not None else []:
             print(f"kexproxy: {label}: {note}", file=sys.stderr)
+        violated = violated or pipeline.violations > 0
         read_files += not failed or bool(records)
         if not args.json and not (failed and not records):
             _print_table(out, label, records, sessions_table, print_messages)
@@ -139,46 +126,6 @@ def run(args: argparse.Namespace) -> int:
     if violated and status == exitcodes.OK:
         status = exitcodes.POLICY_VIOLATION
     return status
-
-
-class PolicyFileError(ValueError):
-    """A policy file that cannot be used; the message is one line naming it."""
-
-
-def policy_judge(path: str) -> Callable[[SessionRecord], SessionRecord]:
-    """The policy in ``path`` as a function that returns each record with its verdict.
-
-    Every command with ``--policy`` loads it here. Raises `PolicyFileError` ("policy PATH:
-    what is wrong") for a file that is missing, unreadable, not TOML or not a policy.
-    """
-    from kexproxy.core.textsafe import printable
-
-    try:
-        policy = _load_policy(path)
-    except (OSError, ValueError) as exc:
-        why = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise PolicyFileError(f"policy {printable(path)}: {why}") from exc
-
-    def judge(record: SessionRecord) -> SessionRecord:
-        return replace(record, policy={**policy.evaluate(record), "file": path})
-
-    return judge
-
-
-def _load_policy(path: str) -> Policy:
-    """Reads a policy file (TOML); the core only ever sees the parsed data."""
-    import tomllib
-
-    from kexproxy.core.policy import Policy
-
-    with open(path, "rb") as handle:
-        try:
-            data = tomllib.load(handle)
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-            ) from None
-    return Policy.from_dict(data, default_name=Path(path).stem)
 
 
 def _print_table(
@@ -197,6 +144,7 @@ def _read_with_progress(
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     from kexproxy.analyse import analyse_capture
+    from kexproxy.core.textsafe import printable
 
     with Progress(
         "[progress.description]{task.description}",
@@ -208,7 +156,7 @@ def _read_with_progress(
         redirect_stdout=False,
         redirect_stderr=False,
     ) as progress:
-        task = progress.add_task(Path(name).name.replace("[", "\\["), total=None)
+        task = progress.add_task(printable(Path(name).name).replace("[", "\\["), total=None)
 
         def report(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)

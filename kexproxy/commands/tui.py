@@ -6,9 +6,12 @@ import argparse
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
+
+if TYPE_CHECKING:
+    from kexproxy.pipeline import Stage
 
 EPILOG = """\
 three ways in:
@@ -73,11 +76,11 @@ def _before_the_screen(args: argparse.Namespace, proxied: bool) -> str | None:
         except StoreError as exc:
             return str(exc)
     if proxied:
-        from kexproxy.commands.proxy import check_store
+        from kexproxy.sinks.store import store_problem
         from kexproxy.sources.proxy import parse_address
 
         if args.store is not None:
-            problem = check_store(args.store)
+            problem = store_problem(args.store)
             if problem is not None:
                 return problem
         try:
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exitcodes.BAD_INPUT
-    judge = None
+    steps: list[Stage] = []
     if args.policy:
         if args.store is not None and not proxied:
             print(
@@ -118,10 +121,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return exitcodes.BAD_INPUT
-        from kexproxy.commands.read import PolicyFileError, policy_judge
+        from kexproxy.pipeline import PolicyFileError, stages
 
         try:
-            judge = policy_judge(args.policy)
+            steps = stages(policy=args.policy)
         except PolicyFileError as exc:
             print(f"kexproxy tui: {exc}", file=sys.stderr)
             return exitcodes.BAD_INPUT
@@ -151,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
     feed: Feed
     if args.files:
-        feed = CaptureFeed(args.files, judge=judge)
+        feed = CaptureFeed(args.files, stages=steps)
     elif not proxied:
         from kexproxy_tui.adapters import store_feed
 
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         from kexproxy_tui.adapters import proxy_feed
 
         try:
-            feed = proxy_feed(args.listen, args.upstream, store=args.store, judge=judge)
+            feed = proxy_feed(args.listen, args.upstream, store=args.store, stages=steps)
         except ValueError as exc:
             print(f"kexproxy tui: {exc}", file=sys.stderr)
             return exitcodes.BAD_INPUT

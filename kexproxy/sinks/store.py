@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.sinks.jsonl import dumps
+from kexproxy.worker import Worker
 
 #: Each entry upgrades the schema by one version; ``user_version`` counts those applied.
 MIGRATIONS: tuple[str, ...] = (
@@ -61,8 +62,12 @@ BATCH_DELAY = 0.05
 WRITE_SLICE = 8
 SLICE_PAUSE = 0.001
 BEHIND = 512
-#: Records waiting for the writer thread; past this (a stuck disk) the oldest are dropped.
+#: Sessions waiting for the writer thread; past this (a stuck disk) the oldest are dropped.
 MAX_PENDING = 10_000
+#: Seconds between two tries of a batch the store refused (a full disk, a lock).
+RETRY_PAUSE = 0.5
+#: Seconds `StoreSink.close` goes on trying a store that refuses writes before giving up.
+CLOSE_RETRY_TIMEOUT = 5.0
 
 _COLUMNS = (
     "id",
@@ -272,6 +277,19 @@ class SessionStore:
         self._db.close()
 
 
+def store_problem(path: str) -> str | None:
+    """Why the store at `path` cannot be used (a directory, not a store, too new), or None.
+
+    Opened and closed once at start: a front end must not begin with a store it could
+    never write. A store that fails later (a full disk) is reported and retried.
+    """
+    try:
+        SessionStore.open(path).close()
+    except StoreError as exc:
+        return str(exc)
+    return None
+
+
 def migrate(db: sqlite3.Connection, migrations: Sequence[str]) -> int:
     """Applies the migrations the file has not had yet, each in its own transaction."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
@@ -301,10 +319,13 @@ def _statements(script: str) -> list[str]:
 class StoreSink:
     """The `Sink` that writes to a store from a thread of its own, in batches.
 
-    `update` never blocks: it renders the row and leaves it for the writer, keeping only
-    the newest row per session. A store that cannot be opened or written is reported
-    once through `warn` (and its recovery once); the writer keeps trying, so it recovers
-    when space comes back.
+    `update` never blocks: it renders the row and leaves it for the writer (a `Worker`),
+    which keeps only the newest row per session. A batch that cannot be written (a full
+    disk, a locked or missing file) is kept and tried again after a pause, so that every
+    record reaches the store once space comes back; rows are dropped only when more than
+    `max_pending` sessions wait, or when the store still fails at close. Those sessions are
+    counted (`unstored`) so that nobody is told they are in the store when they are not.
+    Trouble is reported once through `warn`, and its recovery once.
     """
 
     def __init__(
@@ -313,95 +334,124 @@ class StoreSink:
         *,
         warn: Callable[[str], None],
         max_pending: int = MAX_PENDING,
+        retry_pause: float = RETRY_PAUSE,
+        close_timeout: float = CLOSE_RETRY_TIMEOUT,
     ) -> None:
         self._path = os.fspath(path)
         self._warn = warn
-        self._max_pending = max_pending
-        self._pending: dict[str, Row] = {}
-        self._cond = threading.Condition()
-        self._closing = False
+        self._retry_pause = retry_pause
+        self._close_timeout = close_timeout
         self._failed = False
         self._said_failed = False
         self._said_recovered = False
-        self._dropped = 0
+        self._said_dropped = False
+        self._closing = False
+        #: Sessions whose newest row was dropped or could not be written, by id.
+        self._lost: set[str] = set()
+        self._lost_lock = threading.Lock()
         self.written = 0
         self._store: SessionStore | None = None
         try:
             self._store = SessionStore.open(self._path)
         except StoreError as exc:
             self._report(str(exc))
-        self._thread = threading.Thread(target=self._run, name="kexproxy-store", daemon=True)
-        self._thread.start()
+        self._worker: Worker[Row] = Worker(
+            self._write_batch,
+            name="store",
+            max_queued=max_pending,
+            key=lambda row: row[0],
+            gather=BATCH_DELAY,
+            on_drop=self._dropped,
+        )
 
     @property
     def healthy(self) -> bool:
         return self._store is not None and not self._failed
 
-    def update(self, record: SessionRecord, *, final: bool) -> None:
-        row = row_of(record, final=final)
-        with self._cond:
-            if record.id not in self._pending and len(self._pending) >= self._max_pending:
-                # Dicts keep insertion order: the oldest waiting row goes.
-                del self._pending[next(iter(self._pending))]
-                self._dropped += 1
-                if self._dropped == 1:
-                    self._warn(
-                        "kexproxy: the session store is not keeping up; records are being "
-                        "dropped from it (JSON output is not affected)"
-                    )
-            if not self._pending:
-                self._cond.notify()  # later rows join the batch the writer is gathering
-            self._pending[record.id] = row
+    @property
+    def unstored(self) -> int:
+        """Sessions whose newest record is not in the store (dropped, or failed at close)."""
+        with self._lost_lock:
+            return len(self._lost)
 
-    def close(self) -> None:
-        """Writes what is waiting, then closes the file."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join()
+    def update(self, record: SessionRecord, *, final: bool) -> None:
+        self._worker.put(row_of(record, final=final))
+
+    def close(self) -> bool:
+        """Writes what is waiting (retrying for a while), then closes the file.
+
+        False when some sessions' records could not be stored (`unstored` says how many).
+        """
+        self._closing = True
+        self._worker.close()
         if self._store is not None:
             self._store.close()
+        if self.unstored:
+            self._warn(
+                f"kexproxy: {self.unstored} record{'s' * (self.unstored != 1)} could not be "
+                f"stored in {self._path}"
+            )
+        return self.unstored == 0
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
+    def _dropped(self, row: Row) -> None:
+        with self._lost_lock:
+            self._lost.add(str(row[0]))
+        if not self._said_dropped:
+            self._said_dropped = True
+            self._warn(
+                "kexproxy: the session store is not keeping up; records are being "
+                "dropped from it (JSON output is not affected)"
+            )
+
+    def _write_batch(self, batch: list[Row]) -> None:
+        # Small transactions with a breath between them: a burst of SQLite work takes a
+        # core from the relay and the peers for milliseconds; slices keep each
+        # interruption short. A writer that has fallen behind writes without pausing.
+        behind = len(batch) > BEHIND
+        deadline = time.monotonic() + self._close_timeout
+        for start in range(0, len(batch), WRITE_SLICE):
+            rows = batch[start : start + WRITE_SLICE]
+            while not self._write(rows):
+                if self._closing and time.monotonic() >= deadline:
+                    self._give_up(batch[start:])
+                    return
                 if not self._closing:
-                    # Let a burst of sessions gather into one transaction: one wake-up and
-                    # one commit instead of one per record, less contention with the relay.
-                    self._cond.wait(BATCH_DELAY)
-                batch = list(self._pending.values())
-                self._pending.clear()
-                closing = self._closing
-            # Small transactions with a breath between them: a burst of SQLite work takes
-            # a core from the relay and the peers for milliseconds (the p99 of connection
-            # setup doubles on two cores); slices keep each interruption short. A writer
-            # that has fallen behind writes without pausing.
-            behind = len(batch) > BEHIND
-            for start in range(0, len(batch), WRITE_SLICE):
-                self._write(batch[start : start + WRITE_SLICE])
-                if not behind and start + WRITE_SLICE < len(batch):
-                    time.sleep(SLICE_PAUSE)
-            if closing:
-                with self._cond:
-                    if not self._pending:
-                        return
+                    # Kept, not lost: back in the queue behind what came meanwhile, and the
+                    # rest of this batch with it, after a pause (a full disk stays full
+                    # for a while; trying at once would only spin).
+                    self._requeue(batch[start:])
+                    time.sleep(self._retry_pause)
+                    return
+                time.sleep(min(self._retry_pause, 0.2))
+            if not behind and start + WRITE_SLICE < len(batch):
+                time.sleep(SLICE_PAUSE)
 
-    def _write(self, batch: list[Row]) -> None:
+    def _requeue(self, rows: list[Row]) -> None:
+        for row in rows:
+            # A newer row of the same session may have arrived meanwhile: it wins.
+            self._worker.put_if_absent(row)
+
+    def _give_up(self, rows: list[Row]) -> None:
+        with self._lost_lock:
+            self._lost.update(str(row[0]) for row in rows)
+
+    def _write(self, rows: list[Row]) -> bool:
         try:
             if self._store is None:
                 self._store = SessionStore.open(self._path)
-            self._store.put_rows(batch)
+            self._store.put_rows(rows)
         except (sqlite3.Error, StoreError, OSError) as exc:
             self._report(f"{self._path}: cannot write the session store: {exc}")
-            return
-        self.written += len(batch)
+            return False
+        self.written += len(rows)
+        with self._lost_lock:
+            self._lost.difference_update(str(row[0]) for row in rows)
         if self._failed:
             self._failed = False
             if not self._said_recovered:
                 self._said_recovered = True
                 self._warn(f"kexproxy: {self._path}: writing the session store again")
+        return True
 
     def _report(self, text: str) -> None:
         # Once per run, not once per failed write: a nearly full disk fails and succeeds
@@ -410,4 +460,7 @@ class StoreSink:
             self._failed = True
             if not self._said_failed:
                 self._said_failed = True
-                self._warn(f"kexproxy: {text}; records go on to the other outputs")
+                self._warn(
+                    f"kexproxy: {text}; records go on to the other outputs, and are kept "
+                    "for the store until it can be written"
+                )

@@ -16,13 +16,11 @@ iptables ``REDIRECT``.
 from __future__ import annotations
 
 import asyncio
-import queue
 import resource
 import secrets
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from kexproxy.core.catalogue import catalogue
 from kexproxy.core.observer import Endpoint
 from kexproxy.sources.proxy_netfilter import original_destination
 from kexproxy.sources.proxy_session import Publish, Session, Warn, endpoint_of, prepare_client
+from kexproxy.worker import Worker
 
 #: Connections accepted per readiness callback: enough to drain a burst, few enough that
 #: relaying for the sessions already open is not held up.
@@ -137,31 +136,29 @@ class RecordFinisher:
 
     A final record costs about a millisecond of Python (negotiation, diagnosis); on the
     loop, that millisecond would land on the next connection's setup and on every other
-    session's round trip. Python lets only one thread run at a time, so this thread works
-    mostly while the loop waits for events. Bounded: when it falls behind by `max_queued`
-    sessions, the loop builds records itself (and so slows down accepting).
+    session's round trip. Bounded: when it falls behind by `max_queued` sessions, the loop
+    builds records itself (and so slows down accepting) rather than lose one.
     """
 
     def __init__(self, *, warn: Warn, max_queued: int = 10_000) -> None:
         self._warn = warn
-        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(max_queued)
-        self._thread = threading.Thread(target=self._run, name="kexproxy-records", daemon=True)
-        self._thread.start()
+        self._max_queued = max_queued
+        self._worker: Worker[Callable[[], None]] = Worker(
+            self._run, name="records", max_queued=max_queued + 1
+        )
 
     def submit(self, job: Callable[[], None]) -> bool:
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
+        if self._worker.pending >= self._max_queued:
             return False
+        self._worker.put(job)
         return True
 
     def close(self) -> None:
         """Finishes every queued record, then stops."""
-        self._jobs.put(None)
-        self._thread.join()
+        self._worker.close()
 
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
+    def _run(self, jobs: list[Callable[[], None]]) -> None:
+        for job in jobs:
             try:
                 job()
             except Exception as exc:  # a record is lost, never the proxy

@@ -225,15 +225,17 @@ _FILL_AND_FREEZE = r"""
 import sys, time
 sys.path.insert(0, sys.argv[2])
 from tests.sinks.test_store import failed_record
-from kexproxy.sinks.store import StoreSink
+from kexproxy.sinks.store import SessionStore, StoreSink
 warnings = []
-sink = StoreSink(sys.argv[1] + "/s.db", warn=warnings.append)
+sink = StoreSink(sys.argv[1] + "/s.db", warn=warnings.append, close_timeout=1.0)
 for i in range(400):  # far more than a 256 KiB file system holds
     sink.update(failed_record(f"full-{i:04d}"), final=True)
     if i % 50 == 0:
         time.sleep(0.06)
 sink.close()
-print(len(warnings), "|".join(warnings))
+store = SessionStore.open(sys.argv[1] + "/s.db", readonly=True)
+stored = len(store.sessions(limit=None))
+print(stored, sink.unstored, "|".join(warnings))
 """
 
 
@@ -259,22 +261,26 @@ def test_a_really_full_file_system_is_reported_once(
     if "mount:" in result.stderr or "unshare:" in result.stderr:
         skip_or_fail(f"no private tmpfs here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stderr
-    _count, _, text = result.stdout.strip().partition(" ")
+    stored, unstored, text = result.stdout.strip().split(" ", 2)
     said = text.split("|")
     assert [w for w in said if "cannot write" in w] == [said[0]], result.stdout
     assert "database or disk is full" in said[0]
-    assert len(said) <= 2  # and at most one "writing the session store again"
+    # Every record is in the store or counted as not: none is lost without being said.
+    assert int(stored) + int(unstored) == 400 and int(unstored) > 0
+    assert said[-1].endswith(f"{unstored} records could not be stored in {tmp_path}/s.db")
+    assert len(said) <= 3  # and at most one "writing the session store again"
 
 
 def test_a_store_in_a_missing_directory_is_reported_once_and_records_go_on(tmp_path: Path) -> None:
     path = tmp_path / "no" / "such" / "dir" / "s.db"
     warnings: list[str] = []
-    sink = StoreSink(path, warn=warnings.append)
+    sink = StoreSink(path, warn=warnings.append, retry_pause=0.05, close_timeout=0.3)
     for i in range(5):
         sink.update(failed_record(f"r{i}"), final=True)
         time.sleep(0.06)
-    sink.close()
-    assert len(warnings) == 1
+    assert sink.close() is False
+    assert sink.unstored == 5
+    assert len(warnings) == 2 and "5 records could not be stored" in warnings[1]
     assert "cannot open the session store" in warnings[0]
     assert "records go on to the other outputs" in warnings[0]
     assert not sink.healthy
@@ -295,29 +301,55 @@ def test_a_full_disk_is_reported_once(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(SessionStore, "put_rows", put_rows)
     for i in range(3):
-        sink.update(failed_record(f"lost{i}"), final=True)
+        sink.update(failed_record(f"early{i}"), final=True)
         time.sleep(0.08)
     full["on"] = False
-    sink.update(failed_record("kept"), final=True)
-    sink.close()
+    sink.update(failed_record("late"), final=True)
+    assert sink.close() is True
+    assert sink.unstored == 0
     assert len(warnings) == 2
     assert "database or disk is full" in warnings[0]
     assert "writing the session store again" in warnings[1]
     store = SessionStore.open(path, readonly=True)
-    assert [s.record.id for s in store.sessions()] == ["kept"]
+    # The records that met a full disk were kept and written once space came back.
+    assert sorted(s.record.id for s in store.sessions()) == ["early0", "early1", "early2", "late"]
     store.close()
+
+
+def test_a_store_that_never_recovers_counts_what_it_could_not_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+    warnings: list[str] = []
+    sink = StoreSink(path, warn=warnings.append, retry_pause=0.02, close_timeout=0.3)
+
+    def put_rows(self: SessionStore, rows: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SessionStore, "put_rows", put_rows)
+    for i in range(7):
+        sink.update(failed_record(f"r{i}"), final=True)
+    sink.update(failed_record("r0"), final=True)  # a session updated twice counts once
+    assert sink.close() is False
+    assert sink.unstored == 7
+    assert warnings[-1] == f"kexproxy: 7 records could not be stored in {path}"
 
 
 def test_a_stuck_writer_drops_the_oldest_rows_beyond_the_bound(tmp_path: Path) -> None:
     warnings: list[str] = []
     sink = StoreSink(tmp_path / "s.db", warn=warnings.append, max_pending=3)
-    with sink._cond:  # hold the writer off, as a stuck disk would
+    with sink._worker._cond:  # hold the writer off, as a stuck disk would
         for i in range(6):
             row_id = f"r{i}"
             sink.update(failed_record(row_id), final=True)
-        assert list(sink._pending) == ["r3", "r4", "r5"]
-    sink.close()
-    assert len(warnings) == 1 and "dropped" in warnings[0]
+        assert list(sink._worker._items) == ["r3", "r4", "r5"]
+    assert sink.close() is False
+    assert sink.unstored == 3
+    assert len(warnings) == 2 and "dropped" in warnings[0]
+    assert "3 records could not be stored" in warnings[1]
+    store = SessionStore.open(tmp_path / "s.db", readonly=True)
+    assert sorted(s.record.id for s in store.sessions()) == ["r3", "r4", "r5"]
+    store.close()
 
 
 def test_row_of_falls_back_to_the_end_time() -> None:

@@ -181,9 +181,9 @@ def test_filter_keeps_its_text() -> None:
 def test_grade_and_policy(dashboard_records: list[SessionRecord]) -> None:
     from pathlib import Path
 
-    from kexproxy.commands.read import policy_judge
+    from kexproxy.pipeline import policy_stage
 
-    judge = policy_judge(str(Path(__file__).resolve().parents[2] / "policies" / "modern.toml"))
+    judge = policy_stage(str(Path(__file__).resolve().parents[2] / "policies" / "modern.toml"))
     negotiated = [r for r in dashboard_records if r.outcome == "negotiated"]
     failed = [r for r in dashboard_records if r.outcome == "failed"]
     assert negotiated and failed

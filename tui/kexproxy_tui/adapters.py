@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kexproxy.core.observer import Endpoint
 from kexproxy.core.record import SessionRecord
+from kexproxy.pipeline import Pipeline, Stage
 from kexproxy.sinks.base import Sink
 from kexproxy_tui.feeds import MessageSink, Post, StoreFeed
 from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus
@@ -205,14 +206,14 @@ class ProxyFeed:
         *,
         store: str | None = None,
         use_uvloop: bool = True,
-        judge: Callable[[SessionRecord], SessionRecord] | None = None,
+        stages: Sequence[Stage] = (),
     ) -> None:
         """`upstream` None: transparent mode, each connection to its original destination."""
         self.listen = listen
         self.upstream = upstream
         self.store = store
         self.use_uvloop = use_uvloop
-        self.judge = judge
+        self.stages = tuple(stages)
         self.label = f"proxy {_show(listen)} → {self._target}"
         #: Where the proxy really listens (port 0 resolved), once it does.
         self.address: Endpoint | None = None
@@ -240,13 +241,7 @@ class ProxyFeed:
             store_sink = StoreSink(self.store, warn=warn)
             sinks.append(store_sink)
 
-        judge = self.judge
-
-        def publish(record: SessionRecord, final: bool) -> None:
-            if judge is not None:
-                record = judge(record)
-            for each in sinks:
-                each.update(record, final=final)
+        pipeline = Pipeline(sinks, stages=self.stages)
 
         config = ProxyConfig(
             listen=self.listen, upstream=self.upstream, transparent=self.upstream is None
@@ -270,7 +265,7 @@ class ProxyFeed:
             try:
                 await serve(
                     config,
-                    publish,
+                    pipeline.publish,
                     stop=halt,
                     ready=ready,
                     warn=warn,
@@ -289,8 +284,7 @@ class ProxyFeed:
         finally:
             loop.close()
             self.ready.set()
-            if store_sink is not None:
-                store_sink.close()
+            pipeline.close()
         post(FeedFinished("proxy stopped"))
 
 
@@ -311,7 +305,7 @@ def proxy_feed(
     upstream: str | None,
     *,
     store: str | None = None,
-    judge: Callable[[SessionRecord], SessionRecord] | None = None,
+    stages: Sequence[Stage] = (),
 ) -> ProxyFeed:
     """The proxy from `listen` (``[HOST:]PORT``) to `upstream` (``HOST[:PORT]``), resolved now;
     `upstream` None for transparent mode.
@@ -322,10 +316,10 @@ def proxy_feed(
 
     where = parse_address(listen, default_host="127.0.0.1", default_port=None)
     if upstream is None:
-        return ProxyFeed(where, None, store=store, judge=judge)
+        return ProxyFeed(where, None, store=store, stages=stages)
     to = parse_address(upstream, default_host=None, default_port=22)
     try:
         resolve(*to)
     except OSError as exc:
         raise ValueError(f"cannot resolve the upstream {to[0]}: {exc.strerror or exc}") from exc
-    return ProxyFeed(where, to, store=store, judge=judge)
+    return ProxyFeed(where, to, store=store, stages=stages)

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 from textual.message import Message
 
 from kexproxy.core.record import SessionRecord
+from kexproxy.pipeline import Pipeline, Stage
 from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus, SessionsArrived
 
 Post = Callable[[Message], object]
@@ -81,11 +82,9 @@ class _Stopped(Exception):
 class CaptureFeed:
     """Reads capture files one after the other, showing each session as soon as it is found."""
 
-    def __init__(
-        self, paths: Sequence[str], *, judge: Callable[[SessionRecord], SessionRecord] | None = None
-    ) -> None:
+    def __init__(self, paths: Sequence[str], *, stages: Sequence[Stage] = ()) -> None:
         self.paths = tuple(paths)
-        self.judge = judge
+        self.stages = tuple(stages)
         names = [Path(p).name for p in self.paths]
         self.label = names[0] if len(names) == 1 else f"{len(names)} captures"
 
@@ -93,6 +92,7 @@ class CaptureFeed:
         from kexproxy.analyse import analyse_capture
         from kexproxy.sources.capfile import CaptureError
 
+        pipeline = Pipeline([MessageSink(post)], stages=self.stages)
         found = 0
         problems = 0
         for path in self.paths:
@@ -104,9 +104,7 @@ class CaptureFeed:
                 if stop.is_set():
                     raise _Stopped
                 found += 1
-                if self.judge is not None:
-                    record = self.judge(record)
-                post(SessionsArrived((record,)))
+                pipeline.publish(record, final=True)
 
             def progress(done: int, total: int | None, name: str = name) -> None:
                 nonlocal last
