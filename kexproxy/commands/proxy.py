@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kexproxy import exitcodes
@@ -36,6 +37,11 @@ SIGINT or SIGTERM stops the proxy: open sessions are recorded as ended by the sh
 the store is flushed, and the exit status is 0. Exit status 2: bad arguments, or the
 listen address cannot be used.
 """
+
+
+#: The recording process yields the CPU to the relay: on a busy machine a record may come
+#: a little later, while a connection's setup must not wait.
+RECORDER_NICE = 10
 
 
 def register(sub: Any) -> None:
@@ -101,6 +107,9 @@ def register(sub: Any) -> None:
         "--no-splice", action="store_true", help=argparse.SUPPRESS
     )  # for measurements: the copy path instead of splice
     parser.add_argument("--no-uvloop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--recorder", choices=("process", "thread"), default="process", help=argparse.SUPPRESS
+    )  # for measurements: records made in a thread of the relay's process
     parser.set_defaults(run=run)
 
 
@@ -127,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.sinks.store import StoreSink, store_problem
     from kexproxy.sinks.summary import SummarySink
     from kexproxy.sources.proxy import ProxyConfig, parse_address, resolve, run_proxy
+    from kexproxy.sources.proxy_record import InThreadRecorder, Recorder, RecorderItem
+    from kexproxy.worker_process import ChildWorker
 
     try:
         listen = parse_address(args.listen, default_host="127.0.0.1", default_port=None)
@@ -166,20 +177,39 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         splice=not args.no_splice,
     )
-    sinks: list[Sink] = []
-    store: StoreSink | None = None
     if not args.no_store:
         problem = store_problem(args.store)
         if problem is not None:
             _err(f"kexproxy: {problem} (--no-store to run without one)")
             return exitcodes.BAD_INPUT
-        store = StoreSink(args.store, warn=_err)
-        sinks.append(store)
-    if args.json:
-        sinks.append(BackgroundSink(JsonLinesSink(sys.stdout), warn=_err, name="JSON"))
-    elif not args.quiet:
-        sinks.append(BackgroundSink(SummarySink(sys.stdout), warn=_err, name="summary"))
-    pipeline = Pipeline(sinks, stages=steps)
+
+    def outputs() -> tuple[Pipeline, StoreSink | None]:
+        sinks: list[Sink] = []
+        store = None if args.no_store else StoreSink(args.store, warn=_err)
+        if store is not None:
+            sinks.append(store)
+        if args.json:
+            sinks.append(BackgroundSink(JsonLinesSink(sys.stdout), warn=_err, name="JSON"))
+        elif not args.quiet:
+            sinks.append(BackgroundSink(SummarySink(sys.stdout), warn=_err, name="summary"))
+        return Pipeline(sinks, stages=steps), store
+
+    def setup() -> tuple[Callable[[RecorderItem], None], Callable[[], Tally]]:
+        """Runs in the recording process: the pipeline and its sinks live there."""
+        pipeline, store = outputs()
+        recorder = Recorder(pipeline.publish, warn=_err)
+
+        def handle(item: RecorderItem) -> None:
+            try:
+                recorder.handle(item)
+            except Exception as exc:  # a record is lost, never the others
+                _err(f"kexproxy: could not finish a session's record: {exc!r}")
+
+        def finish() -> Tally:
+            pipeline.close()
+            return Tally.of(pipeline, store)
+
+        return handle, finish
 
     def ready(address: Endpoint) -> None:
         target = (
@@ -187,35 +217,75 @@ def run(args: argparse.Namespace) -> int:
             if args.transparent
             else (f"{upstream[0]}:{upstream[1]}" if upstream else "?")
         )
-        where = "no store" if store is None else f"store {args.store}"
+        where = "no store" if args.no_store else f"store {args.store}"
         host = f"[{address.ip}]" if ":" in address.ip else address.ip
         _err(f"kexproxy: listening on {host}:{address.port}, relaying to {target}; {where}")
 
+    tally: Tally | None
+    lost = 0
+    pipeline, store = None, None
+    recorder: Any
+    if args.recorder == "thread":
+        pipeline, store = outputs()
+        recorder = InThreadRecorder(pipeline.publish, warn=_err)
+    else:
+        recorder = ChildWorker(setup, name="recording", warn=_err, nice=RECORDER_NICE)
     try:
-        run_proxy(config, pipeline.publish, ready=ready, use_uvloop=not args.no_uvloop, warn=_err)
+        run_proxy(config, recorder=recorder, ready=ready, use_uvloop=not args.no_uvloop, warn=_err)
     except OSError as exc:
         _err(f"kexproxy: cannot listen on {args.listen}: {exc.strerror or exc}")
-        pipeline.close()
+        recorder.close()
         return exitcodes.BAD_INPUT
-    finished = pipeline.close()
-    if store is None:
-        where = ""
-    elif store.unstored:
-        where = (
-            f"; {store.unstored} record{'s' * (store.unstored != 1)} could not be stored "
-            f"in {args.store}"
-        )
-    elif store.healthy:
-        where = f"; records in {args.store}"
+    if pipeline is not None:
+        recorder.close()
+        pipeline.close()
+        tally = Tally.of(pipeline, store)
     else:
-        where = f"; the store {args.store} could not be written (see above)"
-    _err(
-        f"kexproxy: stopped; {pipeline.finished} session{'s' * (pipeline.finished != 1)} "
-        f"ended, {pipeline.failed} failed to negotiate{where}"
-    )
-    if not finished:
-        # A writer is stuck in a write to stdout that nobody reads: the interpreter's exit
-        # would wait for it for ever (it flushes stdout), so leave now, as SIGTERM asked.
-        sys.stderr.flush()
-        os._exit(exitcodes.OK)
+        tally = recorder.close()
+        lost = recorder.lost
+    _err(_last_line(tally, lost, None if args.no_store else args.store))
     return exitcodes.OK
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What the recording side tells the last line: sessions, failures, the store's state."""
+
+    finished: int
+    failed: int
+    unstored: int
+    store_healthy: bool
+
+    @classmethod
+    def of(cls, pipeline: Any, store: Any) -> Tally:
+        return cls(
+            finished=pipeline.finished,
+            failed=pipeline.failed,
+            unstored=store.unstored if store is not None else 0,
+            store_healthy=store.healthy if store is not None else True,
+        )
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
+def _last_line(tally: Tally | None, lost: int, store: str | None) -> str:
+    """One line that never claims what is not true: sessions, failures, where records are."""
+    if tally is None:
+        return "kexproxy: stopped; the recording process failed, so records may be missing"
+    where = ""
+    unstored = tally.unstored + lost
+    if lost:
+        where = f"; {_plural(lost, 'record')} could not be made (the recorder fell behind)"
+    if store is not None:
+        if unstored:
+            where += f"; {_plural(unstored, 'record')} could not be stored in {store}"
+        elif tally.store_healthy:
+            where += f"; records in {store}"
+        else:
+            where += f"; the store {store} could not be written (see above)"
+    return (
+        f"kexproxy: stopped; {_plural(tally.finished, 'session')} ended, "
+        f"{tally.failed} failed to negotiate{where}"
+    )

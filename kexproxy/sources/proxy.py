@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from kexproxy.core.catalogue import catalogue
 from kexproxy.core.observer import Endpoint
 from kexproxy.sources.proxy_netfilter import original_destination
-from kexproxy.sources.proxy_session import Publish, Session, Warn, endpoint_of, prepare_client
-from kexproxy.worker import Worker
+from kexproxy.sources.proxy_record import InThreadRecorder, Publish, Warn
+from kexproxy.sources.proxy_session import RecordSubmit, Session, endpoint_of, prepare_client
 
 #: Connections accepted per readiness callback: enough to drain a burst, few enough that
 #: relaying for the sessions already open is not held up.
@@ -131,53 +131,26 @@ def raise_fd_limit() -> int:
     return soft
 
 
-class RecordFinisher:
-    """Builds final records in a thread of its own, so that the loop stays free for relaying.
-
-    A final record costs about a millisecond of Python (negotiation, diagnosis); on the
-    loop, that millisecond would land on the next connection's setup and on every other
-    session's round trip. Bounded: when it falls behind by `max_queued` sessions, the loop
-    builds records itself (and so slows down accepting) rather than lose one.
-    """
-
-    def __init__(self, *, warn: Warn, max_queued: int = 10_000) -> None:
-        self._warn = warn
-        self._max_queued = max_queued
-        self._worker: Worker[Callable[[], None]] = Worker(
-            self._run, name="records", max_queued=max_queued + 1
-        )
-
-    def submit(self, job: Callable[[], None]) -> bool:
-        if self._worker.pending >= self._max_queued:
-            return False
-        self._worker.put(job)
-        return True
-
-    def close(self) -> None:
-        """Finishes every queued record, then stops."""
-        self._worker.close()
-
-    def _run(self, jobs: list[Callable[[], None]]) -> None:
-        for job in jobs:
-            try:
-                job()
-            except Exception as exc:  # a record is lost, never the proxy
-                self._warn(f"kexproxy: could not finish a session's record: {exc!r}")
-
-
 class Proxy:
     """Accepts clients and runs one `Session` per connection on the running event loop."""
 
     def __init__(
         self,
         config: ProxyConfig,
-        publish: Publish,
+        publish: Publish | None = None,
         *,
+        recorder: RecordSubmit | None = None,
         clock: Callable[[], float] = time.time,
         warn: Warn = _stderr,
     ) -> None:
+        """Records go to `recorder` (whose owner closes it), or else through a thread of this
+        process to `publish` (closed by `shutdown`)."""
+        if (publish is None) == (recorder is None):
+            raise ValueError("give the proxy either publish or recorder")
         self.config = config
         self._publish = publish
+        self._recorder = recorder
+        self._own_recorder: InThreadRecorder | None = None
         self._clock = clock
         self._warn = warn
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -194,7 +167,6 @@ class Proxy:
         # collide); as cheap as a counter, and a few leading digits tell sessions apart.
         self._id_offset = secrets.randbits(64)
         self._serial = 0
-        self._finisher: RecordFinisher | None = None
 
     @property
     def open_sessions(self) -> int:
@@ -227,7 +199,9 @@ class Proxy:
             raise
         self._listener = listener
         self.address = endpoint_of(listener.getsockname())
-        self._finisher = RecordFinisher(warn=self._warn)
+        if self._publish is not None:
+            self._own_recorder = InThreadRecorder(self._publish, warn=self._warn)
+            self._recorder = self._own_recorder
         self._resume_accepting()
         if self.config.refresh > 0:
             self._refresh_timer = loop.call_later(self.config.refresh, self._refresh)
@@ -251,9 +225,9 @@ class Proxy:
         self.stop_accepting()
         for session in list(self._sessions):
             session.shutdown(reason)
-        if self._finisher is not None:
-            self._finisher.close()
-            self._finisher = None
+        if self._own_recorder is not None:
+            self._own_recorder.close()
+            self._own_recorder = None
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -309,15 +283,15 @@ class Proxy:
             assert self._upstream is not None
             upstream, client_view = self._upstream, local
         self._serial += 1
+        assert self._recorder is not None
         session = Session(
             session_id=f"{(self._serial * _ID_STEP + self._id_offset) & _ID_MASK:016x}",
-            finisher=self._finisher,
             loop=loop,
             client=conn,
             client_ep=client_ep,
             client_view=client_view,
             upstream=upstream,
-            publish=self._publish,
+            recorder=self._recorder,
             on_closed=self._sessions.discard,
             clock=self._clock,
             warn=self._warn,
@@ -357,8 +331,9 @@ class Proxy:
 
 async def serve(
     config: ProxyConfig,
-    publish: Publish,
+    publish: Publish | None = None,
     *,
+    recorder: RecordSubmit | None = None,
     stop: asyncio.Event,
     ready: Callable[[Endpoint], None] | None = None,
     clock: Callable[[], float] = time.time,
@@ -366,7 +341,7 @@ async def serve(
     shutdown_reason: Callable[[], str] = lambda: "the proxy was shut down",
 ) -> Proxy:
     """Runs the proxy on the running loop until `stop` is set, then ends every session."""
-    proxy = Proxy(config, publish, clock=clock, warn=warn)
+    proxy = Proxy(config, publish, recorder=recorder, clock=clock, warn=warn)
     address = proxy.start(asyncio.get_running_loop())
     if ready is not None:
         ready(address)
@@ -392,8 +367,9 @@ def new_event_loop(*, use_uvloop: bool = True) -> asyncio.AbstractEventLoop:
 
 def run_proxy(
     config: ProxyConfig,
-    publish: Publish,
+    publish: Publish | None = None,
     *,
+    recorder: RecordSubmit | None = None,
     ready: Callable[[Endpoint], None] | None = None,
     use_uvloop: bool = True,
     warn: Warn = _stderr,
@@ -418,6 +394,7 @@ def run_proxy(
         await serve(
             config,
             publish,
+            recorder=recorder,
             stop=stop,
             ready=ready,
             warn=warn,

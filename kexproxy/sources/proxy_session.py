@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import os
 import socket
@@ -28,24 +27,24 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
-from kexproxy.core.negotiation import rejection_message
 from kexproxy.core.observer import CloseKind, Endpoint, Side
-from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
 from kexproxy.core.session import SessionTracker
-from kexproxy.sources.proxy_relay import Pump, other
-
-Publish = Callable[[SessionRecord, bool], None]
-
-
-class Finisher(Protocol):
-    """Runs a session's final record building somewhere else than the relay's loop."""
-
-    def submit(self, job: Callable[[], None]) -> bool:
-        """Queues `job`; False when it cannot (then the caller runs it itself)."""
-        ...
+from kexproxy.sources.proxy_record import (
+    BytesMoved,
+    RecorderItem,
+    RecordJob,
+    RelayFacts,
+    Warn,
+    live_job,
+)
+from kexproxy.sources.proxy_relay import Pump
 
 
-Warn = Callable[[str], None]
+class RecordSubmit(Protocol):
+    """Whoever makes the records (a thread, another process); `submit` never blocks."""
+
+    def submit(self, item: RecorderItem) -> None: ...
+
 
 #: How long after its outcome is known a live session is published (see `observe`).
 LIVE_PUBLISH_DELAY = 0.05
@@ -80,7 +79,7 @@ class Session:
         client_ep: Endpoint,
         client_view: Endpoint,
         upstream: Endpoint,
-        publish: Publish,
+        recorder: RecordSubmit,
         on_closed: Callable[[Session], None],
         clock: Callable[[], float],
         warn: Warn,
@@ -89,17 +88,15 @@ class Session:
         use_splice: bool = True,
         refuse: str | None = None,
         session_id: str,
-        finisher: Finisher | None = None,
     ) -> None:
         self.id = session_id
-        self._finisher = finisher
         self._loop = loop
         self._client = client
         self._client_ep = client_ep
         self._upstream_ep = upstream
         #: The address each TCP side sees as its peer; b's is known once connected.
         self._views: dict[Side, Endpoint | None] = {"a": client_view, "b": None}
-        self._publish_cb = publish
+        self._recorder = recorder
         self._on_closed = on_closed
         self._clock = clock
         self._warn = warn
@@ -114,8 +111,8 @@ class Session:
         self._broken: str | None = None
         self._relayed = False
         self._published = False
+        self._live_published = False
         self._published_bytes = -1
-        self._last_record: SessionRecord | None = None
         self._bytes: dict[Side, int] = {"a": 0, "b": 0}
         self._last: dict[Side, float | None] = {"a": None, "b": None}
         self.ended = False
@@ -313,12 +310,10 @@ class Session:
         # A transparent relay does not cut a connection the peers keep open: inspection
         # stops and the bytes go on, unless nothing ever moved and the pair is just idle.
         self._inspect = False
-        # Inspection is over, so the loop feeds the tracker nothing but byte counts and
-        # closes from now on: the record can be built in the record thread, as final ones
-        # are. Many sessions timing out at once (hostile ones with huge offers) would
-        # otherwise each take their record's milliseconds from every other session.
-        if self._finisher is None or not self._finisher.submit(self._publish_live):
-            self._publish(final=False)
+        # Built by the recorder from a copy, as every record is: many sessions timing out
+        # at once (hostile ones with huge offers) must not take their records'
+        # milliseconds from every other session.
+        self._publish(final=False)
         if self._relayed and self._bytes["a"] == 0 and self._bytes["b"] == 0:
             self._end(reset=False)
 
@@ -341,24 +336,24 @@ class Session:
         """Republishes a live session whose byte counts moved, so other readers see them.
 
         Only bytes and the last activity change once a record has been published (its
-        outcome was known, or inspection had stopped), so the last record is reused with
-        new counts instead of being rebuilt: a refresh of every open session must not
-        stall the relay.
+        outcome was known, or inspection had stopped), so the recorder reuses the last
+        record with new counts: a refresh of every open session must not stall the relay.
         """
-        last = self._last_record
-        if self.ended or last is None:
+        if self.ended or not self._live_published:
             return
         moved = self._bytes["a"] + self._bytes["b"]
         if moved == self._published_bytes:
             return
-        client_side: Side = "a" if last.roles.get("tcp_initiator") != "server" else "b"
+        self._published_bytes = moved
         latest = [ts for ts in self._last.values() if ts is not None]
-        record = dataclasses.replace(
-            last,
-            bytes={"c2s": self._bytes[client_side], "s2c": self._bytes[other(client_side)]},
-            ended=rfc3339(max(latest)) if latest else last.ended,
+        self._submit(
+            BytesMoved(
+                session_id=self.id,
+                bytes_a=self._bytes["a"],
+                bytes_b=self._bytes["b"],
+                last_ts=max(latest) if latest else None,
+            )
         )
-        self._hand_on(record, final=False)
 
     def shutdown(self, reason: str) -> None:
         """The proxy is stopping: the session is recorded as ended by it, both sockets closed."""
@@ -372,107 +367,39 @@ class Session:
             self._publish(final=False)
 
     def _publish(self, *, final: bool) -> None:
-        record = self._record(final=final)
-        if not final:
-            self._last_record = record
-        self._hand_on(record, final=final)
-
-    def _hand_on(self, record: SessionRecord, *, final: bool) -> None:
+        """Hands the record's making to the recorder: the loop never builds one."""
         self._published = True
         self._published_bytes = self._bytes["a"] + self._bytes["b"]
-        try:
-            self._publish_cb(record, final)
-        except Exception as exc:
-            # Sinks report their own failures; this only keeps a broken one off the relay.
-            self._warn(f"kexproxy: could not hand session {self.id} to the outputs: {exc!r}")
-
-    def _record(self, *, final: bool) -> SessionRecord:
-        try:
-            record = self._tracker.finish() if final else self._tracker.record()
-        except Exception as exc:
-            self._broke("record", exc)
-            record = self._fallback_record()
-        return self._adjust(record)
-
-    def _adjust(self, record: SessionRecord) -> SessionRecord:
-        """What only the relay knows: the peers' views of each other, and its own notes."""
-        changes: JSONDict = {}
-        client_side: Side = "a" if record.roles.get("tcp_initiator") != "server" else "b"
-        sides: dict[str, Side] = {"client": client_side, "server": other(client_side)}
-        rejections = dict(record.rejections)
-        for role, side in sides.items():
-            rejection = rejections.get(role)
-            view = self._views[side]
-            if isinstance(rejection, dict) and view is not None:
-                # Rebuilt, not edited: the peer's address changes the line's length, and
-                # OpenSSH cuts long lines at a fixed length.
-                message = rejection_message(
-                    (view.ip, view.port),
-                    str(rejection.get("reason", "")),
-                    ",".join(str(n) for n in rejection.get("their_offer") or ()),
-                    "client" if role == "client" else "server",
-                )
-                rejections[role] = {**rejection, "message": message}
-        if rejections != record.rejections:
-            changes["rejections"] = rejections
-        notes = list(record.notes)
-        relay_note = self._relay_note(client_side)
-        if relay_note:
-            notes.append(relay_note)
-        if self._broken:
-            notes.append(self._broken)
-        if notes != record.notes:
-            changes["notes"] = notes
-        if record.outcome == "not_ssh" and not self._relayed:
-            # Nothing reached the upstream: the connection was turned away, not non-SSH.
-            changes["outcome"] = "aborted"
-        return dataclasses.replace(record, **changes) if changes else record
-
-    def _relay_note(self, client_side: Side) -> str | None:
-        parts = []
-        real = {"a": self._client_ep, "b": self._upstream_ep}
-        for side in (client_side, other(client_side)):
-            view = self._views[side]
-            if view is not None and view != real[other(side)]:
-                role = "client" if side == client_side else "server"
-                parts.append(f"the {role} saw its peer as {view.ip} port {view.port}")
-        if not parts:
-            return None
-        return (
-            "relayed by kexproxy: "
-            + " and ".join(parts)
-            + "; rejection messages name the peer each side saw"
+        relay = RelayFacts(
+            session_id=self.id,
+            client=self._client_ep,
+            upstream=self._upstream_ep,
+            client_view=self._views["a"],
+            server_view=self._views["b"],
+            relayed=self._relayed,
+            broken=self._broken,
+            bytes_a=self._bytes["a"],
+            bytes_b=self._bytes["b"],
+            now=self._clock(),
         )
+        if final:
+            # Nothing touches the tracker any more: the recorder may take it as it is.
+            job = RecordJob(tracker=self._tracker, final=True, relay=relay)
+        else:
+            try:
+                job = live_job(self._tracker, relay)
+            except Exception as exc:
+                self._broke("record", exc)
+                return
+            self._live_published = True
+        self._submit(job)
 
-    def _fallback_record(self) -> SessionRecord:
-        """A minimal record for when the tracker cannot build one: the session still counts."""
-        started = rfc3339(self._clock())
-        return SessionRecord(
-            id=self.id,
-            source="proxy",
-            capture=None,
-            started=started,
-            ended=started,
-            client={"ip": self._client_ep.ip, "port": self._client_ep.port},
-            server={"ip": self._upstream_ep.ip, "port": self._upstream_ep.port},
-            client_banner=None,
-            server_banner=None,
-            client_kexinit=None,
-            server_kexinit=None,
-            outcome="incomplete",
-            negotiated=None,
-            failures=[],
-            rejections={"client": None, "server": None},
-            evidence={"first_close": None, "how": None, "disconnects": [], "banner_error": None},
-            host_key=None,
-            hassh=None,
-            hassh_server=None,
-            hassh_algorithms=None,
-            hassh_server_algorithms=None,
-            strict_kex={"client": False, "server": False},
-            bytes={"c2s": self._bytes["a"], "s2c": self._bytes["b"]},
-            notes=[],
-        )
+    def _submit(self, item: RecorderItem) -> None:
+        try:
+            self._recorder.submit(item)
+        except Exception as exc:
+            # Recorders report their own failures; this only keeps a broken one off the relay.
+            self._warn(f"kexproxy: could not hand session {self.id} to the recorder: {exc!r}")
 
     # -- the tracker guard -----------------------------------------------------------------
 
@@ -522,11 +449,6 @@ class Session:
             else:
                 sock.close()
         self._on_closed(self)
-        # Nothing touches the tracker any more: its final record can be built elsewhere.
-        if self._finisher is None or not self._finisher.submit(self._publish_final):
-            self._publish_final()
-
-    def _publish_final(self) -> None:
         self._publish(final=True)
 
 
