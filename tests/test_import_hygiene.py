@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import hygiene
+
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "kexproxy" / "core"
 CORE_MODULES = sorted(
@@ -98,3 +100,84 @@ def test_no_core_source_names_an_outer_layer(path: Path) -> None:
         if any(name == o or name.startswith(o + ".") for o in (*OUTER, *FORBIDDEN))
     )
     assert bad == [], f"{path.name} imports {bad}"
+
+
+# -- the layers, the cycles, the sizes and the name-lists, read from the source ------------------
+
+
+def test_every_layer_imports_only_what_it_may() -> None:
+    assert hygiene.layer_violations(ROOT) == []
+
+
+def test_there_is_no_import_cycle_anywhere() -> None:
+    assert hygiene.cycles(ROOT) == []
+
+
+def test_no_file_is_over_600_lines() -> None:
+    assert hygiene.long_files(ROOT) == []
+
+
+def test_each_rfc_list_name_is_written_in_at_most_two_modules() -> None:
+    literals = hygiene.list_name_literals(ROOT)
+    assert "encryption_algorithms_client_to_server" in literals  # the registry has it
+    too_many = {
+        name: mods
+        for name, mods in literals.items()
+        if len(mods) > hygiene.MAX_MODULES_PER_LIST_NAME
+    }
+    assert too_many == {}
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for folder in ("kexproxy", "tui/kexproxy_tui"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "__init__.py").touch()
+    return root
+
+
+def test_the_checks_fail_on_a_tree_that_breaks_each_rule(tmp_path: Path) -> None:
+    """The test of the test: every rule above, broken once, is caught and named."""
+    root = _tree(
+        tmp_path,
+        {
+            "kexproxy/core/__init__.py": "",
+            "kexproxy/core/a.py": "import socket\nimport rich\nfrom kexproxy.sinks import b\n",
+            "kexproxy/core/lists.py": "X = 'mac_algorithms_client_to_server'\n",
+            "kexproxy/sinks/__init__.py": "",
+            "kexproxy/sinks/b.py": "def f():\n    from kexproxy.sources import c\n",
+            "kexproxy/sources/__init__.py": "",
+            "kexproxy/sources/c.py": "from kexproxy.sinks.b import f\nimport kexproxy.pipeline\n",
+            "kexproxy/pipeline.py": "",
+            "kexproxy/commands/__init__.py": "",
+            "kexproxy/commands/one.py": "from kexproxy.commands import two\n",
+            "kexproxy/commands/two.py": "Y = 'mac_algorithms_client_to_server'\n",
+            "tui/kexproxy_tui/app.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                "    from kexproxy_tui import screen\nimport kexproxy.cli\n"
+            ),
+            "tui/kexproxy_tui/screen.py": "from kexproxy_tui.app import App\nZ = 'mac_algorithms_client_to_server'\n",
+            "kexproxy/cli.py": "\n" * 601,
+        },
+    )
+    said = "\n".join(hygiene.layer_violations(root))
+    assert "kexproxy.core.a imports rich: the core imports only" in said
+    assert "kexproxy.core.a imports kexproxy.sinks.b" in said
+    assert "socket" not in said  # the standard library is the core's to use...
+    assert "kexproxy.sinks.b imports kexproxy.sources.c: sinks never import sources" in said
+    assert "kexproxy.sources.c imports kexproxy.sinks.b: sources never import sinks" in said
+    assert "kexproxy.sources.c imports kexproxy.pipeline" in said
+    assert "kexproxy.commands.one imports kexproxy.commands.two: no command imports another" in said
+    assert "kexproxy_tui.app imports kexproxy.cli: the TUI never imports" in said
+    cycles = hygiene.cycles(root)
+    assert ["kexproxy.sinks.b", "kexproxy.sources.c"] in cycles
+    assert ["kexproxy_tui.app", "kexproxy_tui.screen"] in cycles  # TYPE_CHECKING counts
+    assert hygiene.long_files(root, ("kexproxy",)) == ["kexproxy/cli.py: 601 lines"]
+    assert hygiene.list_name_literals(root)["mac_algorithms_client_to_server"] == [
+        "kexproxy.commands.two",
+        "kexproxy.core.lists",
+        "kexproxy_tui.screen",
+    ]

@@ -177,7 +177,6 @@ def _from_capture(args: argparse.Namespace, target: str) -> tuple[Found, str | N
 
 
 def _from_store(args: argparse.Namespace, target: str) -> tuple[Found, str | None]:
-    from kexproxy.commands.sessions import find_one
     from kexproxy.sinks.store import SessionStore, StoreError
 
     if not Path(args.store).exists():
@@ -185,7 +184,7 @@ def _from_store(args: argparse.Namespace, target: str) -> tuple[Found, str | Non
     try:
         store = SessionStore.open(args.store, readonly=True)
         try:
-            found = find_one(store, target)
+            found = store.find_one(target)
         finally:
             store.close()
     except StoreError as exc:

@@ -169,21 +169,6 @@ def say_damage(store: SessionStore) -> bool:
     return bool(store.damaged)
 
 
-def find_one(store: SessionStore, ident: str) -> StoredSession | str:
-    """The one session `ident` (an id or a unique prefix) names, or what to tell the user."""
-    if not ident.strip():
-        return "give a session id (or the start of one)"
-    found = store.get(ident, limit=6)
-    if len(found) > 1:
-        ids = ", ".join(s.record.id for s in found[:5]) + (", ..." if len(found) > 5 else "")
-        return f"{ident!r} matches more than one session ({ids}); give more of the id"
-    if not found:
-        if store.damaged:
-            return f"the stored record {ident!r} is damaged ({store.damage})"
-        return f"no session {ident!r} in {store.path}"
-    return found[0]
-
-
 def sessions_table(rows: list[StoredSession], *, width: int = 200) -> Any:
     """The listing: id first, so that `kexproxy show ID` can follow; two lines per session."""
     from rich.text import Text
@@ -212,7 +197,7 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         store = _open(args.store)
         try:
-            found = find_one(store, args.id)
+            found = store.find_one(args.id)
         finally:
             store.close()
     except StoreError as exc:

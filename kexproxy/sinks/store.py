@@ -258,6 +258,20 @@ class SessionStore:
             [escaped + "%", limit],
         )
 
+    def find_one(self, ident: str) -> StoredSession | str:
+        """The one session `ident` (an id or a unique prefix) names, or what to tell the user."""
+        if not ident.strip():
+            return "give a session id (or the start of one)"
+        found = self.get(ident, limit=6)
+        if len(found) > 1:
+            ids = ", ".join(s.record.id for s in found[:5]) + (", ..." if len(found) > 5 else "")
+            return f"{ident!r} matches more than one session ({ids}); give more of the id"
+        if not found:
+            if self.damaged:
+                return f"the stored record {ident!r} is damaged ({self.damage})"
+            return f"no session {ident!r} in {self.path}"
+        return found[0]
+
     def _records(self, sql: str, params: Iterable[object]) -> list[StoredSession]:
         try:
             rows = self._db.execute(sql, list(params)).fetchall()
