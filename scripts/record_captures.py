@@ -673,7 +673,7 @@ README_HEAD = """\
 # Captures from real SSH peers
 
 Small pcaps of SSH handshakes between real implementations, all on 127.0.0.1 with ephemeral
-ports, made by `scripts/record_captures.py` (which reuses `tests/peers.py`). Each
+ports, made by `scripts/record_captures.py` (which reuses `tests/peers/`). Each
 `NAME.pcap` has a `NAME.json` beside it with the exact server configuration and command
 lines, the client's exit code, stdout and stderr (the real rejection message), the server's
 log, the ports, and what tshark decodes (banners, KEXINITs with HASSH, plaintext message
@@ -733,7 +733,7 @@ def write_readme(out_dir: Path) -> None:
         "  (reason 3, KEY_EXCHANGE_FAILED, with its own message) on the wire; paramiko, plink and",
         "  dbclient just close.",
         "- tshark 4.0 decodes a DISCONNECT sent during key exchange only as `ssh.message_code == 1`",
-        "  with a raw `ssh.payload`; `tests/peers.py` decodes reason and description itself.",
+        "  with a raw `ssh.payload`; `tests/peers/` decodes reason and description itself.",
         "- sshd answers a non-SSH first line with the plaintext `Invalid SSH identification string.`",
         "  and an SSH-1.x banner with `Protocol major versions differ.`; it sends no KEXINIT then.",
         "- PuTTY 0.78 (Debian 0.78-2+deb12u2) words a negotiation failure as `Selected TYPE",
