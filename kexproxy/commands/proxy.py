@@ -134,6 +134,7 @@ def _err(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kexproxy import present
     from kexproxy.core.observer import Endpoint
     from kexproxy.sinks.base import Sink
     from kexproxy.sinks.jsonl import JsonLinesSink
@@ -205,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
             else (f"{upstream[0]}:{upstream[1]}" if upstream else "?")
         )
         where = "no store" if store is None else f"store {args.store}"
-        host = f"[{address.ip}]" if ":" in address.ip else address.ip
-        _err(f"kexproxy: listening on {host}:{address.port}, relaying to {target}; {where}")
+        host = present.address(address.ip, address.port)
+        _err(f"kexproxy: listening on {host}, relaying to {target}; {where}")
 
     try:
         run_proxy(config, fanout, ready=ready, use_uvloop=not args.no_uvloop, warn=_err)
