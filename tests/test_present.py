@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +35,24 @@ SHOWN_LABELS = {
     "compression_algorithms_client_to_server": "compression c2s",
     "compression_algorithms_server_to_client": "compression s2c",
 }
+
+
+def test_present_imports_only_the_standard_library_and_the_core() -> None:
+    """Every outer layer (sources, sinks, commands, the TUI) may then use it without a cycle."""
+    import kexproxy.present
+
+    tree = ast.parse(Path(kexproxy.present.__file__).read_text())
+    modules = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    ours = {m for m in modules if m.split(".")[0] == "kexproxy"}
+    assert ours and all(m.startswith("kexproxy.core.") for m in ours), ours
+    assert {m.split(".")[0] for m in modules - ours} <= sys.stdlib_module_names
 
 
 @pytest.mark.parametrize(
