@@ -140,13 +140,14 @@ class KexproxyApp(App[None]):
         changes = self.index.apply(records, partial=partial)
         if not changes:
             return
-        newest = {change.new.id: change.new for change in changes}
         for screen in self.screen_stack:
             if isinstance(screen, SessionsScreen):
                 screen.sessions_changed(changes)
-            elif isinstance(screen, DetailScreen) and screen.record.id in newest:
+            elif isinstance(screen, DetailScreen):
                 shown = screen.record.id
-                screen.show(self.full_record(shown) or newest[shown])
+                newer = next((c.new for c in reversed(changes) if c.new.id == shown), None)
+                if newer is not None:
+                    screen.show(self.full_record(shown) or newer)
         if len(changes) >= GC_FREEZE_BATCH:
             # Sessions live as long as the app: moved out of the collector's sight, they no
             # longer make every full collection walk them (half a second at 10,000). They
