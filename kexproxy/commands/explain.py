@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
-from kexproxy.core.negotiation import LIST_TO_FIELD
+from kexproxy.core.lists import DIRECTIONAL_PAIRS, NEGOTIATED, NameList
 from kexproxy.core.record import JSONDict, SessionRecord
 from kexproxy.core.textsafe import printable
 
@@ -46,16 +46,6 @@ GRADE_STYLE = {
     "unknown": "magenta",
     "marker": "dim italic",
 }
-#: Lists shown as one row when both directions carry the same names on both sides.
-PAIRS = (
-    ("encryption_algorithms_client_to_server", "encryption_algorithms_server_to_client", "cipher"),
-    ("mac_algorithms_client_to_server", "mac_algorithms_server_to_client", "MAC"),
-    (
-        "compression_algorithms_client_to_server",
-        "compression_algorithms_server_to_client",
-        "compression",
-    ),
-)
 
 
 def register(sub: Any) -> None:
@@ -220,7 +210,8 @@ def report(record: SessionRecord, index: int) -> list[RenderableType]:
     """The renderables explaining one record, top to bottom."""
     from rich.rule import Rule
 
-    from kexproxy.sinks.console import OUTCOME_STYLE, endpoint
+    from kexproxy.present import endpoint
+    from kexproxy.sinks.console import OUTCOME_STYLE
 
     diagnosis = record.diagnosis or {}
     title = _t(f"#{index} {endpoint(record.client)} -> {endpoint(record.server)}  ", "bold")
@@ -271,6 +262,11 @@ def _names_text(names: list[str], other: set[str], chosen: str | None, rfc_list:
     return text
 
 
+def _chosen(negotiated: JSONDict, entry: NameList) -> Any:
+    """The name chosen for a list, if any: the language lists have none to look up."""
+    return negotiated.get(entry.field) if entry.field else None
+
+
 def _offers_table(record: SessionRecord) -> RenderableType:
     from rich.table import Table
 
@@ -287,22 +283,22 @@ def _offers_table(record: SessionRecord) -> RenderableType:
     table.add_column("client offers", ratio=2, overflow="fold")
     table.add_column("server offers", ratio=2, overflow="fold")
     table.add_column("chosen", ratio=1, min_width=10, overflow="fold")
-    rows: list[tuple[str, list[str]]] = [
-        ("kex", ["kex_algorithms"]),
-        ("host key", ["server_host_key_algorithms"]),
-    ]
-    for c2s, s2c, label in PAIRS:
-        same = client.get(c2s) == client.get(s2c) and server.get(c2s) == server.get(s2c)
-        same = same and negotiated.get(LIST_TO_FIELD[c2s]) == negotiated.get(LIST_TO_FIELD[s2c])
-        same = same and ((c2s in failing) == (s2c in failing))
+    rows: list[tuple[str, NameList]] = [(n.label, n) for n in NEGOTIATED if n.direction == "both"]
+    # A pair of lists is one row when both directions carry the same names on both sides.
+    for c2s, s2c, kind in DIRECTIONAL_PAIRS:
+        same = client.get(c2s.rfc) == client.get(s2c.rfc)
+        same = same and server.get(c2s.rfc) == server.get(s2c.rfc)
+        same = same and _chosen(negotiated, c2s) == _chosen(negotiated, s2c)
+        same = same and ((c2s.rfc in failing) == (s2c.rfc in failing))
         if same:
-            rows.append((label, [c2s]))
+            rows.append((kind.label, c2s))
         else:
-            rows += [(f"{label} c2s", [c2s]), (f"{label} s2c", [s2c])]
-    for label, (rfc,) in rows:
+            rows += [(c2s.label, c2s), (s2c.label, s2c)]
+    for label, entry in rows:
+        rfc = entry.rfc
         c_names = [n for n in client.get(rfc, []) if isinstance(n, str)]
         s_names = [n for n in server.get(rfc, []) if isinstance(n, str)]
-        chosen = negotiated.get(LIST_TO_FIELD[rfc])
+        chosen = _chosen(negotiated, entry)
         if rfc in failing:
             chosen_text = _t("no match", "bold red")
         elif chosen is None:

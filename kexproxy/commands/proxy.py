@@ -128,6 +128,7 @@ def _err(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kexproxy import present
     from kexproxy.core.observer import Endpoint
     from kexproxy.pipeline import Pipeline, PolicyFileError, stages
     from kexproxy.sinks.background import BackgroundSink
@@ -215,11 +216,11 @@ def run(args: argparse.Namespace) -> int:
         target = (
             "each connection's original destination"
             if args.transparent
-            else (f"{upstream[0]}:{upstream[1]}" if upstream else "?")
+            else (present.address(*upstream) if upstream else "?")
         )
         where = "no store" if args.no_store else f"store {args.store}"
-        host = f"[{address.ip}]" if ":" in address.ip else address.ip
-        _err(f"kexproxy: listening on {host}:{address.port}, relaying to {target}; {where}")
+        host = present.address(address.ip, address.port)
+        _err(f"kexproxy: listening on {host}, relaying to {target}; {where}")
 
     tally: Tally | None
     lost = 0

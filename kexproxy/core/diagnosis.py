@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from kexproxy.core.catalogue import (
     GRADE_ORDER,
@@ -760,42 +760,3 @@ def diagnose(record: SessionRecord, cat: Catalogue | None = None) -> JSONDict:
         },
     }
     return out
-
-
-def verdict_line(record: SessionRecord) -> str:
-    """One line for the sessions table: the grade and its weakest part, or the top fix."""
-    diagnosis = record.diagnosis or {}
-    words: list[str] = []
-    if record.outcome == "failed":
-        fix_list: list[Any] = diagnosis.get("fixes") or []
-        top = fix_list[0] if fix_list else None  # the strongest, as `explain` ranks them
-        if top is None:
-            words.append("no fix: upgrade a side")
-        else:
-            side = top.get("side")
-            banner = record.client_banner if side == "client" else record.server_banner
-            if Software.from_banner(banner).is_third_party:
-                form = None  # OpenSSH syntax would mislead: name the algorithm instead
-            elif side == "client":
-                form = top.get("ssh_option")
-            else:
-                form = top.get("sshd_config")
-            where = "" if side == "client" and form else "server: " if form else ""
-            form = form or f"add {top.get('add')} on the {side}"
-            words.append(f"fix {where}{form} ({top.get('grade')})")
-    elif diagnosis.get("grade"):
-        text = str(diagnosis["grade"])
-        weakest = diagnosis.get("weakest") or []
-        if weakest:
-            first = weakest[0]
-            text += f": {first.get('name') or first.get('what')}"
-            if len(weakest) > 1:
-                text += f" (+{len(weakest) - 1} more)"
-        words.append(text)
-    policy = record.policy
-    if policy and policy.get("evaluated"):
-        count = len(policy.get("violations", []))
-        words.append(
-            "policy ok" if count == 0 else f"policy: {count} violation{'s' * (count != 1)}"
-        )
-    return "; ".join(words)

@@ -7,9 +7,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from kexproxy.core.diagnosis import verdict_line
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.textsafe import printable
+from kexproxy.present import endpoint, kind_label, software_name, summary, verdict_line
 
 OUTCOME_STYLE = {
     "negotiated": "green",
@@ -17,17 +17,6 @@ OUTCOME_STYLE = {
     "aborted": "yellow",
     "incomplete": "dim",
     "not_ssh": "dim",
-}
-
-SHORT_LIST = {
-    "kex_algorithms": "kex",
-    "server_host_key_algorithms": "host key",
-    "encryption_algorithms_client_to_server": "cipher c2s",
-    "encryption_algorithms_server_to_client": "cipher s2c",
-    "mac_algorithms_client_to_server": "MAC c2s",
-    "mac_algorithms_server_to_client": "MAC s2c",
-    "compression_algorithms_client_to_server": "compression c2s",
-    "compression_algorithms_server_to_client": "compression s2c",
 }
 
 
@@ -57,34 +46,6 @@ def safe(text: str | None) -> str:
     return escape(printable(text))
 
 
-def software(banner: str | None) -> str:
-    """The software part of an identification line: ``OpenSSH_9.2p1`` of ``SSH-2.0-OpenSSH_9.2p1``."""
-    if not banner:
-        return "-"
-    parts = banner.split("-", 2)
-    return parts[2] if len(parts) == 3 else banner
-
-
-def endpoint(ep: dict[str, object]) -> str:
-    ip = str(ep.get("ip", "?"))
-    return f"[{ip}]:{ep.get('port')}" if ":" in ip else f"{ip}:{ep.get('port')}"
-
-
-def summary(record: SessionRecord) -> str:
-    """One line on what happened: the failing lists, or the chosen kex and cipher."""
-    if record.outcome == "failed":
-        return "no match: " + ", ".join(SHORT_LIST.get(name, name) for name in record.failing_lists)
-    neg = record.negotiated
-    if neg and neg.get("kex"):
-        return f"{neg['kex']} / {neg.get('cipher_c2s')}"
-    if record.evidence.get("banner_error"):
-        return f"refused: {record.evidence['banner_error']}"
-    for key in ("aborted", "timeout"):
-        if record.evidence.get(key):
-            return str(record.evidence[key])
-    return ""
-
-
 #: Verdict colours: the grade of the negotiated set, or a policy violation.
 VERDICT_STYLE = {"good": "green", "weak": "yellow", "broken": "bold red", "violation": "bold red"}
 
@@ -93,11 +54,6 @@ def grade_of(record: SessionRecord) -> str:
     if record.policy and record.policy.get("compliant") is False:
         return "violation"
     return str((record.diagnosis or {}).get("grade") or "")
-
-
-def software_name(banner: str | None) -> str:
-    """The software token alone (``OpenSSH_9.2p1``), without the banner's comments."""
-    return software(banner).split(" ", 1)[0]
 
 
 def sessions_table(
@@ -207,10 +163,6 @@ def print_messages(console: Console, records: list[SessionRecord]) -> None:
                 console.print(line, soft_wrap=True)
 
 
-#: A failing list's kind, as the totals name it (both directions count once).
-KIND_LABEL = {"kex": "kex", "host_key": "host key", "cipher": "cipher", "mac": "MAC"}
-
-
 def print_totals(
     console: Console, records: list[SessionRecord], *, files: int, ssh_only: bool = True
 ) -> None:
@@ -219,15 +171,11 @@ def print_totals(
 
     from rich.rule import Rule
 
-    from kexproxy.core.catalogue import LIST_CATEGORY
-
     outcomes = Counter(r.outcome for r in records)
     kinds = Counter(
         kind
         for r in records
-        for kind in dict.fromkeys(
-            KIND_LABEL.get(LIST_CATEGORY.get(name, ""), "compression") for name in r.failing_lists
-        )
+        for kind in dict.fromkeys(kind_label(name) for name in r.failing_lists)
     )
     troubled = [r for r in records if r.outcome in ("failed", "aborted")]
     clients = Counter(_who(r.client_banner) for r in troubled)

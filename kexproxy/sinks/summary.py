@@ -21,8 +21,7 @@ class SummarySink:
     def update(self, record: SessionRecord, *, final: bool) -> None:
         if not final:
             return
-        from kexproxy.core.diagnosis import verdict_line
-        from kexproxy.sinks.console import endpoint, software, summary
+        from kexproxy.present import endpoint, software, summary, verdict_line
 
         detail = summary(record)
         verdict = verdict_line(record)

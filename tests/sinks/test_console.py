@@ -10,9 +10,9 @@ from rich.console import Console
 
 from kexproxy.analyse import records_of
 from kexproxy.commands.sessions import sessions_table as stored_table
-from kexproxy.core.diagnosis import verdict_line
 from kexproxy.core.record import SessionRecord
-from kexproxy.sinks.console import sessions_table, summary
+from kexproxy.present import summary, verdict_line
+from kexproxy.sinks.console import sessions_table
 from kexproxy.sinks.store import StoredSession
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"

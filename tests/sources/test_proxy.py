@@ -16,7 +16,7 @@ import pytest
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.session import SessionTracker
-from kexproxy.sinks.console import summary
+from kexproxy.present import summary
 from kexproxy.sources import proxy_relay
 from kexproxy.sources.proxy import parse_address
 from tests.builders import (

@@ -11,13 +11,14 @@ import pytest
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui.app import create_app
 from kexproxy_tui.feeds import CaptureFeed, RecordsFeed
+from kexproxy_tui.messages import SessionsArrived
 from kexproxy_tui.screens.detail import DetailScreen
 from kexproxy_tui.screens.export import ExportScreen
 from kexproxy_tui.screens.help import HelpScreen
 from kexproxy_tui.screens.sessions import SessionsScreen
 from kexproxy_tui.widgets.filter_bar import FilterInput
 
-from .conftest import CAPTURES, DASHBOARD_PCAP, PUBLIC, screen_lines, settle, type_text
+from .conftest import CAPTURES, DASHBOARD_PCAP, PUBLIC, screen_lines, settle, type_text, wait_for
 
 CAPTURE_FILES = [
     str(PUBLIC / "zeek-ssh-sshguess.pcap"),
@@ -257,6 +258,31 @@ async def test_clicking_a_row_opens_it(dashboard_records: list[SessionRecord]) -
         await pilot.click(table, offset=(5, 3))  # again: opened
         assert isinstance(app.screen, DetailScreen)
         assert app.screen.record.id == dashboard_records[2].id
+
+
+async def test_the_detail_follows_a_newer_version_of_its_session(
+    dashboard_records: list[SessionRecord],
+) -> None:
+    """The app hands the open detail screen the newer version; other sessions leave it be."""
+    from dataclasses import replace
+
+    app = create_app(RecordsFeed(dashboard_records))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        shown, other = dashboard_records[0], dashboard_records[1]
+        app.open_detail(shown.id)
+        await pilot.pause()
+        detail = app.screen
+        assert isinstance(detail, DetailScreen) and detail.record == shown
+        elsewhere = replace(other, client_banner="SSH-2.0-Elsewhere_1.0")
+        app.post_message(SessionsArrived((elsewhere,)))
+        await wait_for(pilot, lambda: app.index.get(other.id) == elsewhere)
+        assert detail.record == shown
+        newer = replace(shown, client_banner="SSH-2.0-Newer_1.0")
+        app.post_message(SessionsArrived((newer,)))
+        await wait_for(pilot, lambda: detail.record == newer)
+        assert app.screen is detail
+        assert "SSH-2.0-Newer_1.0" in text_of(app)
 
 
 async def test_copy_a_fix_line(dashboard_records: list[SessionRecord]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
+from kexproxy import present
 from kexproxy.core.observer import Endpoint
 from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import Pipeline, Stage
@@ -296,8 +297,7 @@ def _warner(post: Post) -> Callable[[str], None]:
 
 
 def _show(address: tuple[str, int]) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return present.address(*address)
 
 
 def proxy_feed(

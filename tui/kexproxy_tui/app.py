@@ -20,7 +20,9 @@ from textual.theme import Theme
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui.feeds import Feed, RecordLoader
 from kexproxy_tui.messages import (
+    DetailWanted,
     ExportFinished,
+    ExportWanted,
     FeedFinished,
     FeedProblem,
     FeedStatus,
@@ -75,7 +77,7 @@ class KexproxyApp(App[None]):
         self._stop = threading.Event()
         self._feed_started = False
         self._feed_stopped = threading.Event()
-        self.sessions_screen = SessionsScreen()
+        self.sessions_screen = SessionsScreen(self.index, self.palette)
         self.sub_title = feed.label
 
     # --- life cycle -------------------------------------------------------------------
@@ -139,8 +141,13 @@ class KexproxyApp(App[None]):
         if not changes:
             return
         for screen in self.screen_stack:
-            if isinstance(screen, SessionsScreen | DetailScreen):
+            if isinstance(screen, SessionsScreen):
                 screen.sessions_changed(changes)
+            elif isinstance(screen, DetailScreen):
+                shown = screen.record.id
+                newer = next((c.new for c in reversed(changes) if c.new.id == shown), None)
+                if newer is not None:
+                    screen.show(self.full_record(shown) or newer)
         if len(changes) >= GC_FREEZE_BATCH:
             # Sessions live as long as the app: moved out of the collector's sight, they no
             # longer make every full collection walk them (half a second at 10,000). They
@@ -181,7 +188,10 @@ class KexproxyApp(App[None]):
     def open_detail(self, session_id: str) -> None:
         record = self.full_record(session_id)
         if record is not None:
-            self.push_screen(DetailScreen(record))
+            self.push_screen(DetailScreen(record, self.palette))
+
+    def on_detail_wanted(self, message: DetailWanted) -> None:
+        self.open_detail(message.session_id)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -198,8 +208,8 @@ class KexproxyApp(App[None]):
 
     # --- export -----------------------------------------------------------------------
 
-    def ask_export(self, selection: tuple[list[SessionRecord], str]) -> None:
-        records, what = selection
+    def on_export_wanted(self, message: ExportWanted) -> None:
+        records, what = message.records, message.what
         if not records:
             self.notify("nothing to export: no session is shown", severity="warning")
             return

@@ -11,9 +11,9 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from kexproxy.core.negotiation import FIELDS
+from kexproxy.core.lists import KIND, NEGOTIATED, rfc_names_of
 from kexproxy.core.record import OUTCOMES, SessionRecord
-from kexproxy.sinks.console import SHORT_LIST, endpoint, summary
+from kexproxy.present import endpoint, list_label, summary
 
 FILTER_HELP = """\
 Terms are separated by spaces and must all match; `!` before a term negates it.
@@ -51,20 +51,15 @@ Key = Literal[
 KEYS: tuple[Key, ...] = tuple(k for k in get_args(Key) if k != "text")
 _ALIASES: dict[str, Key] = {"sw": "software", "list": "list", "lists": "list"}
 
-_C2S = "client_to_server"
-_S2C = "server_to_client"
-#: Short list names a user types -> the RFC names in `record.failures`.
+#: Short list names a user types -> the RFC names in `record.failures`: each kind (both
+#: directions), each record key (``cipher_c2s``), each RFC name, and two abbreviations.
 LIST_NAMES: dict[str, frozenset[str]] = {
-    "kex": frozenset({"kex_algorithms"}),
-    "hostkey": frozenset({"server_host_key_algorithms"}),
-    "host_key": frozenset({"server_host_key_algorithms"}),
-    "cipher": frozenset({f"encryption_algorithms_{_C2S}", f"encryption_algorithms_{_S2C}"}),
-    "mac": frozenset({f"mac_algorithms_{_C2S}", f"mac_algorithms_{_S2C}"}),
-    "compression": frozenset({f"compression_algorithms_{_C2S}", f"compression_algorithms_{_S2C}"}),
-    **{field: frozenset({rfc}) for field, (rfc, _kind) in FIELDS.items()},
-    **{rfc: frozenset({rfc}) for rfc, _kind in FIELDS.values()},
+    **{kind: rfc_names_of(kind) for kind in KIND},
+    **{n.field: frozenset({n.rfc}) for n in NEGOTIATED if n.field is not None},
+    **{n.rfc: frozenset({n.rfc}) for n in NEGOTIATED},
+    "hostkey": rfc_names_of("host_key"),
+    "comp": rfc_names_of("compression"),
 }
-LIST_NAMES["comp"] = LIST_NAMES["compression"]
 
 
 class FilterError(ValueError):
@@ -120,7 +115,7 @@ class Subject:
             record.outcome,
             summary(record),
             *failing,
-            *(SHORT_LIST.get(name, name) for name in failing),
+            *(list_label(name) for name in failing),
             *negotiated,
             *hassh,
             record.capture or "",
@@ -359,11 +354,6 @@ def _lists(values: tuple[str, ...]) -> frozenset[str]:
     return frozenset(out)
 
 
-def short_list(name: str) -> str:
-    """The name the table and counters use for an RFC list name."""
-    return SHORT_LIST.get(name, name)
-
-
 __all__ = [
     "FILTER_HELP",
     "MATCH_ALL",
@@ -371,5 +361,4 @@ __all__ = [
     "FilterError",
     "Subject",
     "parse_filter",
-    "short_list",
 ]

@@ -1,7 +1,8 @@
-"""Messages from workers to the app: the only way a feed or an export reports anything.
+"""Messages up to the app: the only way a feed, an export or a screen asks for anything.
 
 Workers run in threads and never touch widgets; they post these, and the app's handlers
-update the screen on the event loop.
+update the screen on the event loop. Screens post theirs too, so that a screen never needs
+the app itself, only the collaborators its constructor was given.
 """
 
 from __future__ import annotations
@@ -56,3 +57,20 @@ class ExportFinished(Message):
         self.path = path
         self.count = count
         self.error = error
+
+
+class DetailWanted(Message):
+    """The user chose a session: the app opens its detail, with the whole record."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__()
+        self.session_id = session_id
+
+
+class ExportWanted(Message):
+    """The user asked to export `records` (`what` says which: ``marked`` or ``shown``)."""
+
+    def __init__(self, records: list[SessionRecord], what: str) -> None:
+        super().__init__()
+        self.records = records
+        self.what = what

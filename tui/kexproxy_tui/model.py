@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kexproxy.core.record import SessionRecord
-from kexproxy.sinks.console import SHORT_LIST, software
+from kexproxy.present import list_label, software
 from kexproxy_tui.filters import Subject
 
 
@@ -144,7 +144,7 @@ class Counters:
         if failed:
             self.failed_software[client] += sign
         for name in record.failing_lists:
-            self.lists[SHORT_LIST.get(name, name)] += sign
+            self.lists[list_label(name)] += sign
         ts = started_ts(record)
         if ts is not None:
             _adjust(self._times, ts, sign)

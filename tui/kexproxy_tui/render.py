@@ -15,21 +15,15 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from kexproxy.core.negotiation import FIELDS, IMPLICIT_MAC, MARKERS
+from kexproxy.core.lists import LISTS, MARKERS
+from kexproxy.core.negotiation import IMPLICIT_MAC
 from kexproxy.core.record import SessionRecord, parse_rfc3339
 from kexproxy.core.textsafe import printable
-from kexproxy.sinks.console import endpoint, software, summary
+from kexproxy.present import endpoint, software, summary
 from kexproxy_tui.palette import GRADE_ROLE, Palette
 
 #: Entries shown per list and side; a hostile KEXINIT can hold thousands (see the export).
 MAX_OFFER_ROWS = 60
-
-#: The ten name-lists in RFC 4253 order, with the `negotiated` field of each (languages: none).
-LISTS: tuple[tuple[str, str | None], ...] = (
-    *((rfc, field) for field, (rfc, _kind) in FIELDS.items()),
-    ("languages_client_to_server", None),
-    ("languages_server_to_client", None),
-)
 
 CHOSEN = "●"
 MISSING = "✗"
@@ -146,7 +140,8 @@ def offers(record: SessionRecord, palette: Palette) -> RenderableType:
     failing = set(record.failing_lists)
     parts: list[RenderableType] = [offers_legend(palette)]
     blank = Text("")
-    for rfc, field in LISTS:
+    for entry in LISTS:
+        rfc, field = entry.rfc, entry.field
         client = [str(x) for x in ck.get(rfc) or []]
         server = [str(x) for x in sk.get(rfc) or []]
         if field is None and not client and not server:

@@ -18,10 +18,9 @@ from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions
 from rich.segment import Segment
 
-from kexproxy.core.diagnosis import verdict_line
 from kexproxy.core.record import OUTCOMES, SessionRecord
 from kexproxy.core.textsafe import printable
-from kexproxy.sinks.console import endpoint, software, summary
+from kexproxy.present import endpoint, software, summary, verdict_line
 from kexproxy_tui.palette import GRADE_ROLE, OUTCOME_ROLE, Palette, Role
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,14 +14,14 @@ from textual.widgets.option_list import Option
 
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui import render
-from kexproxy_tui.model import Change
-
-if TYPE_CHECKING:
-    from kexproxy_tui.app import KexproxyApp
+from kexproxy_tui.palette import Palette
 
 
 class DetailScreen(Screen[None]):
-    """One session in full; it follows the session if a newer version arrives."""
+    """One session in full; the app hands it a newer version of the session with `show`.
+
+    It is given the record and the palette, so that it needs nothing of the app's.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", tooltip="back to the sessions"),
@@ -48,23 +48,17 @@ class DetailScreen(Screen[None]):
         ),
     ]
 
-    def __init__(self, record: SessionRecord) -> None:
+    def __init__(self, record: SessionRecord, palette: Palette) -> None:
         super().__init__()
         self.record = record
-
-    @property
-    def kx(self) -> KexproxyApp:
-        from kexproxy_tui.app import KexproxyApp
-
-        assert isinstance(self.app, KexproxyApp)
-        return self.app
+        self.palette = palette
 
     @property
     def fixes(self) -> list[dict[str, Any]]:
         return render.fix_options(self.record.diagnosis or {})
 
     def compose(self) -> ComposeResult:
-        palette = self.kx.palette
+        palette = self.palette
         record = self.record
         with VerticalScroll(id="detail"):
             yield Static(render.overview(record, palette), id="overview", markup=False)
@@ -126,11 +120,10 @@ class DetailScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#detail", VerticalScroll).focus()
 
-    def sessions_changed(self, changes: list[Change]) -> None:
-        for change in changes:
-            if change.new.id == self.record.id:
-                self.record = self.kx.full_record(change.new.id) or change.new
-                self.refresh(recompose=True)
+    def show(self, record: SessionRecord) -> None:
+        """Shows a newer version of the session."""
+        self.record = record
+        self.refresh(recompose=True)
 
     def action_back(self) -> None:
         self.dismiss()

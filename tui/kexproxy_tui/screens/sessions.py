@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -15,14 +15,13 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui.filters import MATCH_ALL, Filter, FilterError, parse_filter
-from kexproxy_tui.model import Change, Counters
+from kexproxy_tui.messages import DetailWanted, ExportWanted
+from kexproxy_tui.model import Change, Counters, SessionIndex
+from kexproxy_tui.palette import Palette
 from kexproxy_tui.rows import SORTABLE
 from kexproxy_tui.widgets.filter_bar import FilterInput
 from kexproxy_tui.widgets.sessions_table import SessionsTable
 from kexproxy_tui.widgets.summary import SummaryBar
-
-if TYPE_CHECKING:
-    from kexproxy_tui.app import KexproxyApp
 
 #: Seconds of quiet typing before the filter applies (enter applies at once).
 FILTER_DEBOUNCE = 0.25
@@ -35,7 +34,11 @@ SORT_INTERVAL = 1.0
 
 
 class SessionsScreen(Screen[None]):
-    """Every session that matches the filter, newest arrivals applied in batches."""
+    """Every session that matches the filter, newest arrivals applied in batches.
+
+    It reads the app's `index` and `palette`, given to it, and asks for a detail or an
+    export with a message, so that it knows nothing of the app.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
@@ -69,8 +72,10 @@ class SessionsScreen(Screen[None]):
         ),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, index: SessionIndex, palette: Palette) -> None:
         super().__init__()
+        self.index = index
+        self.palette = palette
         self.filter: Filter = MATCH_ALL
         self.marked: set[str] = set()
         self.counters = Counters()
@@ -80,15 +85,8 @@ class SessionsScreen(Screen[None]):
         self._debounce: Timer | None = None
         self._sort_dirty = False
 
-    @property
-    def kx(self) -> KexproxyApp:
-        from kexproxy_tui.app import KexproxyApp
-
-        assert isinstance(self.app, KexproxyApp)
-        return self.app
-
     def compose(self) -> ComposeResult:
-        palette = self.kx.palette
+        palette = self.palette
         yield SummaryBar(palette, id="summary")
         with Horizontal(id="filter-row"):
             yield FilterInput(id="filter")
@@ -155,7 +153,7 @@ class SessionsScreen(Screen[None]):
         self.refresh_header()
 
     def _matches(self, record: SessionRecord) -> bool:
-        return not self.filter or self.filter.matches(self.kx.index.subject(record.id))
+        return not self.filter or self.filter.matches(self.index.subject(record.id))
 
     def _sort_tick(self) -> None:
         if self._sort_dirty:
@@ -168,7 +166,7 @@ class SessionsScreen(Screen[None]):
         ids = self.table.shown_ids()
         if not ids:
             return
-        newest = max(ids, key=lambda i: _arrival_key(self.kx.index.get(i)))
+        newest = max(ids, key=lambda i: _arrival_key(self.index.get(i)))
         self.table.move_to(newest)
 
     def set_status(self, text: str) -> None:
@@ -217,7 +215,7 @@ class SessionsScreen(Screen[None]):
         return True
 
     def _rebuild(self) -> None:
-        index = self.kx.index
+        index = self.index
         if self.filter:
             shown = [r for r in index if self.filter.matches(index.subject(r.id))]
         else:
@@ -241,12 +239,12 @@ class SessionsScreen(Screen[None]):
     def action_open(self) -> None:
         session_id = self.table.current_id
         if session_id is not None:
-            self.kx.open_detail(session_id)
+            self.post_message(DetailWanted(session_id))
 
     @on(DataTable.RowSelected, "#sessions")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
-            self.kx.open_detail(event.row_key.value)
+            self.post_message(DetailWanted(event.row_key.value))
 
     @on(DataTable.HeaderSelected, "#sessions")
     def _header_selected(self, event: DataTable.HeaderSelected) -> None:
@@ -293,11 +291,11 @@ class SessionsScreen(Screen[None]):
         self._refresh_status()
 
     def action_export(self) -> None:
-        self.kx.ask_export(self.export_selection())
+        self.post_message(ExportWanted(*self.export_selection()))
 
     def export_selection(self) -> tuple[list[SessionRecord], str]:
         """The marked sessions if any, else every shown one, in table order."""
-        index = self.kx.index
+        index = self.index
         ids = self.table.shown_ids()
         if self.marked:
             chosen = [i for i in ids if i in self.marked]
@@ -312,11 +310,11 @@ class SessionsScreen(Screen[None]):
     # --- header and status ------------------------------------------------------------
 
     def refresh_header(self) -> None:
-        self.query_one(SummaryBar).show(self.counters, self.counters.total, len(self.kx.index))
+        self.query_one(SummaryBar).show(self.counters, self.counters.total, len(self.index))
         self._refresh_status()
 
     def _refresh_status(self) -> None:
-        palette = self.kx.palette
+        palette = self.palette
         status = Text(no_wrap=True, overflow="ellipsis", end="")
         if self.filter_problem is not None:
             status.append(self.filter_problem, palette["bad"])

@@ -1,0 +1,122 @@
+"""Text for people: endpoints, software, one-line summaries and verdict lines of a record.
+
+The console tables, the proxy's per-session lines, ``explain`` and the TUI all say the same
+things about a session; writing each phrase once here keeps them in agreement. Plain
+strings only (no Rich, no Textual), so that every outer layer may use it; the labels of
+the name-lists come from the core's registry (`kexproxy.core.lists`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kexproxy.core.diagnosis import Software
+from kexproxy.core.lists import BY_RFC, DIRECTIONAL_PAIRS, NEGOTIATED
+from kexproxy.core.record import SessionRecord
+
+#: Short label of each negotiated list for tables and counters ("cipher c2s").
+LIST_LABEL: dict[str, str] = {n.rfc: n.label for n in NEGOTIATED}
+#: Short label of each kind of list, both directions as one ("cipher"): the lists that
+#: have no direction keep their own label ("kex" rather than "key exchange").
+KIND_LABEL: dict[str, str] = {
+    **{n.kind: n.label for n in NEGOTIATED if n.kind is not None and n.direction == "both"},
+    **{kind.kind: kind.label for _c2s, _s2c, kind in DIRECTIONAL_PAIRS},
+}
+
+
+def address(host: object, port: object) -> str:
+    """``host:port``, with an IPv6 host in brackets (``[::1]:22``) so the port stays readable."""
+    text = str(host)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
+def endpoint(ep: Mapping[str, object]) -> str:
+    """A record's ``client`` or ``server`` object as an address (``?`` for a missing IP)."""
+    return address(ep.get("ip", "?"), ep.get("port"))
+
+
+def software(banner: str | None) -> str:
+    """The software part of an identification line: ``OpenSSH_9.2p1`` of ``SSH-2.0-OpenSSH_9.2p1``."""
+    if not banner:
+        return "-"
+    parts = banner.split("-", 2)
+    return parts[2] if len(parts) == 3 else banner
+
+
+def software_name(banner: str | None) -> str:
+    """The software token alone (``OpenSSH_9.2p1``), without the banner's comments."""
+    return software(banner).split(" ", 1)[0]
+
+
+def list_label(rfc: str) -> str:
+    """The short label of an RFC list name (``cipher c2s``); an unknown name as it is."""
+    return LIST_LABEL.get(rfc, rfc)
+
+
+def kind_label(rfc: str) -> str:
+    """The label of an RFC list's kind (``cipher`` for either cipher list), for totals that
+    count both directions once; an unknown name as it is."""
+    entry = BY_RFC.get(rfc)
+    if entry is None or entry.kind is None:
+        return rfc
+    return KIND_LABEL[entry.kind]
+
+
+def summary(record: SessionRecord) -> str:
+    """One line on what happened: the failing lists, or the chosen kex and cipher."""
+    if record.outcome == "failed":
+        return "no match: " + ", ".join(list_label(name) for name in record.failing_lists)
+    neg = record.negotiated
+    if neg and neg.get("kex"):
+        return f"{neg['kex']} / {neg.get('cipher_c2s')}"
+    if record.evidence.get("banner_error"):
+        return f"refused: {record.evidence['banner_error']}"
+    for key in ("aborted", "timeout"):
+        if record.evidence.get(key):
+            return str(record.evidence[key])
+    return ""
+
+
+def verdict_line(record: SessionRecord) -> str:
+    """One line for the sessions table: the grade and its weakest part, or the top fix."""
+    diagnosis = record.diagnosis or {}
+    words: list[str] = []
+    if record.outcome == "failed":
+        fix_list: list[Any] = diagnosis.get("fixes") or []
+        top = fix_list[0] if fix_list else None  # the strongest, as `explain` ranks them
+        if top is None:
+            words.append("no fix: upgrade a side")
+        else:
+            words.append(_fix_words(record, top))
+    elif diagnosis.get("grade"):
+        text = str(diagnosis["grade"])
+        weakest = diagnosis.get("weakest") or []
+        if weakest:
+            first = weakest[0]
+            text += f": {first.get('name') or first.get('what')}"
+            if len(weakest) > 1:
+                text += f" (+{len(weakest) - 1} more)"
+        words.append(text)
+    policy = record.policy
+    if policy and policy.get("evaluated"):
+        count = len(policy.get("violations", []))
+        words.append(
+            "policy ok" if count == 0 else f"policy: {count} violation{'s' * (count != 1)}"
+        )
+    return "; ".join(words)
+
+
+def _fix_words(record: SessionRecord, top: dict[str, Any]) -> str:
+    """The top fix as the side's own config would take it, or by name for a third party."""
+    side = top.get("side")
+    banner = record.client_banner if side == "client" else record.server_banner
+    if Software.from_banner(banner).is_third_party:
+        form = None  # OpenSSH syntax would mislead: name the algorithm instead
+    elif side == "client":
+        form = top.get("ssh_option")
+    else:
+        form = top.get("sshd_config")
+    where = "" if side == "client" and form else "server: " if form else ""
+    form = form or f"add {top.get('add')} on the {side}"
+    return f"fix {where}{form} ({top.get('grade')})"
