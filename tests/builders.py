@@ -21,7 +21,8 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
-from kexproxy.core.events import LIST_NAMES, KexInit
+from kexproxy.core.events import KexInit
+from kexproxy.core.lists import RFC_NAMES
 from kexproxy.core.observer import CloseKind, Endpoint, InitiatorEvidence, Side
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.session import SessionTracker
@@ -215,7 +216,7 @@ def offer_dict(
 ) -> dict[str, Any]:
     """What the record's KEXINIT object should say for `lists`."""
     out: dict[str, Any] = {"cookie": cookie.hex()}
-    for name, raw in zip(LIST_NAMES, lists.lists(), strict=True):
+    for name, raw in zip(RFC_NAMES, lists.lists(), strict=True):
         out[name] = raw.split(",") if raw else []
     out["first_kex_packet_follows"] = follows
     return out

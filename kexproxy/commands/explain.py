@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
-from kexproxy.core.negotiation import LIST_TO_FIELD
+from kexproxy.core.lists import FIELD_BY_RFC
 from kexproxy.core.record import JSONDict, SessionRecord
 from kexproxy.core.textsafe import printable
 
@@ -285,7 +285,7 @@ def _offers_table(record: SessionRecord) -> RenderableType:
     ]
     for c2s, s2c, label in PAIRS:
         same = client.get(c2s) == client.get(s2c) and server.get(c2s) == server.get(s2c)
-        same = same and negotiated.get(LIST_TO_FIELD[c2s]) == negotiated.get(LIST_TO_FIELD[s2c])
+        same = same and negotiated.get(FIELD_BY_RFC[c2s]) == negotiated.get(FIELD_BY_RFC[s2c])
         same = same and ((c2s in failing) == (s2c in failing))
         if same:
             rows.append((label, [c2s]))
@@ -294,7 +294,7 @@ def _offers_table(record: SessionRecord) -> RenderableType:
     for label, (rfc,) in rows:
         c_names = [n for n in client.get(rfc, []) if isinstance(n, str)]
         s_names = [n for n in server.get(rfc, []) if isinstance(n, str)]
-        chosen = negotiated.get(LIST_TO_FIELD[rfc])
+        chosen = negotiated.get(FIELD_BY_RFC[rfc])
         if rfc in failing:
             chosen_text = _t("no match", "bold red")
         elif chosen is None:

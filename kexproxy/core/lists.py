@@ -87,11 +87,15 @@ def _pair(stem: str, kind: Kind, label: str) -> tuple[NameList, NameList]:
     )
 
 
+#: The two lists both roles send alike, named on their own by negotiation, HASSH and roles.
+KEX_ALGORITHMS = "kex_algorithms"
+SERVER_HOST_KEY_ALGORITHMS = "server_host_key_algorithms"
+
 #: The ten name-lists in wire order (RFC 4253 section 7.1).
 LISTS: tuple[NameList, ...] = (
-    NameList(rfc="kex_algorithms", field="kex", kind="kex", direction="both", label="kex"),
+    NameList(rfc=KEX_ALGORITHMS, field="kex", kind="kex", direction="both", label="kex"),
     NameList(
-        rfc="server_host_key_algorithms",
+        rfc=SERVER_HOST_KEY_ALGORITHMS,
         field="host_key",
         kind="host_key",
         direction="both",
@@ -121,12 +125,20 @@ RFC_NAMES: tuple[str, ...] = tuple(n.rfc for n in LISTS)
 NEGOTIATED: tuple[NameList, ...] = tuple(n for n in LISTS if n.field is not None)
 BY_RFC: dict[str, NameList] = {n.rfc: n for n in LISTS}
 BY_FIELD: dict[str, NameList] = {n.field: n for n in NEGOTIATED if n.field is not None}
+#: RFC name -> the record's negotiated key, for the eight negotiated lists.
+FIELD_BY_RFC: dict[str, str] = {n.rfc: n.field for n in NEGOTIATED if n.field is not None}
 #: Pairs of lists, one per direction, that tables may show as one row: (c2s, s2c, label).
 DIRECTIONAL_PAIRS: tuple[tuple[NameList, NameList, ListKind], ...] = tuple(
     (c2s, s2c, KIND[c2s.kind])
     for c2s, s2c in zip(NEGOTIATED[2::2], NEGOTIATED[3::2], strict=True)
     if c2s.kind is not None
 )
+
+
+def lists_for(direction: Literal["c2s", "s2c"]) -> tuple[NameList, ...]:
+    """The negotiated lists that govern one direction, in wire order: kex, host key, then
+    that direction's cipher, MAC and compression (what HASSH and version hints read)."""
+    return tuple(n for n in NEGOTIATED if n.direction in ("both", direction))
 
 
 def fields_of(kind: str) -> tuple[str, ...]:

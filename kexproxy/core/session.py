@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from kexproxy.core import limits
 from kexproxy.core.codec import Cursor, DecodeError, decode_text
 from kexproxy.core.diagnosis import diagnose
 from kexproxy.core.events import (
-    LIST_NAMES,
     Anomaly,
     Disconnect,
     Identification,
@@ -34,6 +34,7 @@ from kexproxy.core.events import (
     StreamEnded,
 )
 from kexproxy.core.hostkey import parse_host_key
+from kexproxy.core.lists import CLIENT_MARKERS, KEX_ALGORITHMS, RFC_NAMES, SERVER_MARKERS, lists_for
 from kexproxy.core.messages import disconnect_reason_name, message_name
 from kexproxy.core.negotiation import (
     Negotiation,
@@ -47,9 +48,6 @@ from kexproxy.core.observer import CloseKind, Endpoint, InitiatorEvidence, Side
 from kexproxy.core.parser import DirectionParser
 from kexproxy.core.record import JSONDict, Outcome, SessionRecord, rfc3339
 
-#: Client markers in a kex list (RFC 8308, OpenSSH PROTOCOL): their sender is the SSH client.
-_CLIENT_MARKERS = ("ext-info-c", "kex-strict-c-v00@openssh.com")
-_SERVER_MARKERS = ("ext-info-s", "kex-strict-s-v00@openssh.com")
 #: Messages only one role sends, by KEX family (RFC 4253 8, RFC 4419, RFC 5656, RFC 4432).
 _CLIENT_ONLY = {"dh": {30}, "ecdh": {30}, "gex": {30, 32, 34}, "rsa": {31}}
 _SERVER_ONLY = {"dh": {31}, "ecdh": {31}, "gex": {31, 33}, "rsa": {30, 32}}
@@ -307,10 +305,10 @@ class SessionTracker:
             kexinit = self._dirs[side].kexinit
             if kexinit is None:
                 continue
-            names = set(kexinit.names("kex_algorithms"))
-            if names.intersection(_CLIENT_MARKERS):
+            names = set(kexinit.names(KEX_ALGORITHMS))
+            if names.intersection(CLIENT_MARKERS):
                 votes.add(side)
-            if names.intersection(_SERVER_MARKERS):
+            if names.intersection(SERVER_MARKERS):
                 votes.add(_other(side))
         return votes.pop() if len(votes) == 1 else None
 
@@ -425,8 +423,8 @@ class _RecordBuilder:
         if neg is not None:
             for role, rejection in neg.rejections.items():
                 rejections[role] = rejection.to_dict() if rejection else None
-        hassh_alg = _hassh_string(ci, "client_to_server")
-        hassh_srv_alg = _hassh_string(si, "server_to_client")
+        hassh_alg = _hassh_string(ci, "c2s")
+        hassh_srv_alg = _hassh_string(si, "s2c")
         record = SessionRecord(
             id=t._id,
             source=t._source,  # type: ignore[arg-type]
@@ -494,7 +492,7 @@ class _RecordBuilder:
         for role, d in (("client", self.c), ("server", self.s)):
             if d.kexinit is None:
                 continue
-            for rfc, raw in zip(LIST_NAMES, d.kexinit.raw_lists, strict=True):
+            for rfc, raw in zip(RFC_NAMES, d.kexinit.raw_lists, strict=True):
                 count = raw.count(",") + 1 if raw else 0
                 if count > limits.KEPT_NAMES:
                     self.notes.append(
@@ -752,19 +750,11 @@ class _RecordBuilder:
         return out
 
 
-def _hassh_string(kexinit: KexInit | None, direction: str) -> str | None:
+def _hassh_string(kexinit: KexInit | None, direction: Literal["c2s", "s2c"]) -> str | None:
     """HASSH's input: kex;enc;mac;comp of one side, each list exactly as sent (salesforce/hassh)."""
     if kexinit is None:
         return None
-    return ";".join(
-        kexinit.raw(name)
-        for name in (
-            "kex_algorithms",
-            f"encryption_algorithms_{direction}",
-            f"mac_algorithms_{direction}",
-            f"compression_algorithms_{direction}",
-        )
-    )
+    return ";".join(kexinit.raw(n.rfc) for n in lists_for(direction) if n.kind != "host_key")
 
 
 def _md5(text: str | None) -> str | None:

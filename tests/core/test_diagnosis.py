@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from kexproxy.core.catalogue import catalogue
 from kexproxy.core.diagnosis import diagnose, verdict_line
-from kexproxy.core.events import LIST_NAMES, KexInit
+from kexproxy.core.events import KexInit
+from kexproxy.core.lists import RFC_NAMES
 from kexproxy.core.negotiation import negotiate, strict_kex
 from kexproxy.core.record import JSONDict, SessionRecord
 
@@ -42,13 +43,13 @@ _KIND_LISTS = {
 
 
 def kexinit(lists: dict[str, str]) -> KexInit:
-    raw = dict.fromkeys(LIST_NAMES, "")
+    raw = dict.fromkeys(RFC_NAMES, "")
     for kind, names in lists.items():
         for rfc in _KIND_LISTS.get(kind, (kind,)):
             raw[rfc] = names
     return KexInit(
         cookie=bytes(16),
-        raw_lists=tuple(raw[name] for name in LIST_NAMES),
+        raw_lists=tuple(raw[name] for name in RFC_NAMES),
         first_kex_packet_follows=False,
         reserved=0,
     )
@@ -287,9 +288,9 @@ def test_directions_that_differ_are_fixed_one_by_one() -> None:
         ["encryption_algorithms_client_to_server", "encryption_algorithms_server_to_client"]
     ]
     ci = kexinit({**CLIENT, "cipher": "aes128-cbc"})
-    raw = dict(zip(LIST_NAMES, ci.raw_lists, strict=True))
+    raw = dict(zip(RFC_NAMES, ci.raw_lists, strict=True))
     raw["encryption_algorithms_server_to_client"] = "aes256-ctr"
-    split = replace(ci, raw_lists=tuple(raw[n] for n in LIST_NAMES))
+    split = replace(ci, raw_lists=tuple(raw[n] for n in RFC_NAMES))
     record = make_record(client={"cipher": "aes128-cbc"}, server={"cipher": "aes256-ctr"})
     record = replace(record, client_kexinit=split.to_dict())
     record = replace(record, diagnosis=diagnose(record))

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from kexproxy.core.negotiation import FIELDS
+from kexproxy.core.lists import NEGOTIATED
 from kexproxy.core.record import OUTCOMES, SessionRecord
 from kexproxy.sinks.console import SHORT_LIST, endpoint, summary
 
@@ -61,8 +61,8 @@ LIST_NAMES: dict[str, frozenset[str]] = {
     "cipher": frozenset({f"encryption_algorithms_{_C2S}", f"encryption_algorithms_{_S2C}"}),
     "mac": frozenset({f"mac_algorithms_{_C2S}", f"mac_algorithms_{_S2C}"}),
     "compression": frozenset({f"compression_algorithms_{_C2S}", f"compression_algorithms_{_S2C}"}),
-    **{field: frozenset({rfc}) for field, (rfc, _kind) in FIELDS.items()},
-    **{rfc: frozenset({rfc}) for rfc, _kind in FIELDS.values()},
+    **{n.field: frozenset({n.rfc}) for n in NEGOTIATED if n.field is not None},
+    **{n.rfc: frozenset({n.rfc}) for n in NEGOTIATED},
 }
 LIST_NAMES["comp"] = LIST_NAMES["compression"]
 

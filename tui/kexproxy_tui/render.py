@@ -15,7 +15,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from kexproxy.core.negotiation import FIELDS, IMPLICIT_MAC, MARKERS
+from kexproxy.core.lists import MARKERS, NEGOTIATED
+from kexproxy.core.negotiation import IMPLICIT_MAC
 from kexproxy.core.record import SessionRecord, parse_rfc3339
 from kexproxy.core.textsafe import printable
 from kexproxy.sinks.console import endpoint, software, summary
@@ -26,7 +27,7 @@ MAX_OFFER_ROWS = 60
 
 #: The ten name-lists in RFC 4253 order, with the `negotiated` field of each (languages: none).
 LISTS: tuple[tuple[str, str | None], ...] = (
-    *((rfc, field) for field, (rfc, _kind) in FIELDS.items()),
+    *((n.rfc, n.field) for n in NEGOTIATED),
     ("languages_client_to_server", None),
     ("languages_server_to_client", None),
 )
