@@ -141,6 +141,14 @@ def lists_for(direction: Literal["c2s", "s2c"]) -> tuple[NameList, ...]:
     return tuple(n for n in NEGOTIATED if n.direction in ("both", direction))
 
 
+def kind_of(name: str) -> ListKind:
+    """The kind of a negotiated list named by its RFC name or its record key (``mac_c2s``)."""
+    listed = BY_RFC.get(name) or BY_FIELD[name]
+    if listed.kind is None:
+        raise KeyError(f"{name} is never negotiated")
+    return KIND[listed.kind]
+
+
 def fields_of(kind: str) -> tuple[str, ...]:
     """The record's negotiated keys a kind covers (``cipher`` -> ``cipher_c2s, cipher_s2c``)."""
     return tuple(n.field for n in NEGOTIATED if n.kind == kind and n.field is not None)
