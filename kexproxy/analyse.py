@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kexproxy.core.diagnosis import diagnosed
 from kexproxy.core.observer import Endpoint, InitiatorEvidence
 from kexproxy.core.record import SessionRecord
-from kexproxy.core.session import SessionTracker
+from kexproxy.core.tracker import SessionTracker
 
 if TYPE_CHECKING:
     from kexproxy.sources.capfile import CaptureStats
@@ -70,13 +71,13 @@ class Collector:
     def on_decided(self, observer: SessionTracker) -> None:
         if self.early and id(observer) not in self._emitted:
             self._emitted.add(id(observer))
-            self._hand_on(observer.record())
+            self._hand_on(diagnosed(observer.record()))
 
     def on_finished(self, observer: SessionTracker) -> None:
         if id(observer) in self._emitted:
             self._emitted.discard(id(observer))
             return
-        self._hand_on(observer.finish())
+        self._hand_on(diagnosed(observer.finish()))
 
 
 def capture_label(path: str) -> str:

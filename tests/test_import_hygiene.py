@@ -49,7 +49,7 @@ def _loaded_after_import(module: str) -> list[str]:
 
 def test_every_core_module_is_found() -> None:
     assert "kexproxy.core.parser" in CORE_MODULES
-    assert "kexproxy.core.session" in CORE_MODULES
+    assert "kexproxy.core.tracker" in CORE_MODULES
     assert "kexproxy.core.diagnosis.verdicts" in CORE_MODULES
     assert len(CORE_MODULES) >= 12
 

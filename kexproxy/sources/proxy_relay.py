@@ -31,7 +31,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from kexproxy.core.observer import Side
+from kexproxy.core.observer import Leg as Side
 
 #: Bytes read per recv while inspecting: a handshake message is rarely bigger than a few KiB,
 #: and this bounds what one direction holds while its destination is slow.

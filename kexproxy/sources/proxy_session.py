@@ -28,10 +28,12 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
+from kexproxy.core.diagnosis import diagnosed
 from kexproxy.core.negotiation import rejection_message
-from kexproxy.core.observer import CloseKind, Endpoint, Side
+from kexproxy.core.observer import CloseKind, Endpoint
+from kexproxy.core.observer import Leg as Side
 from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
-from kexproxy.core.session import SessionTracker
+from kexproxy.core.tracker import SessionTracker
 from kexproxy.sources.proxy_relay import Pump, other
 
 Publish = Callable[[SessionRecord, bool], None]
@@ -388,7 +390,7 @@ class Session:
 
     def _record(self, *, final: bool) -> SessionRecord:
         try:
-            record = self._tracker.finish() if final else self._tracker.record()
+            record = diagnosed(self._tracker.finish() if final else self._tracker.record())
         except Exception as exc:
             self._broke("record", exc)
             record = self._fallback_record()
