@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kexproxy.core.kexreply import KexReply, decode_kex
 from kexproxy.core.observer import Endpoint
 from kexproxy.core.tracker import SessionTracker
 from tests.builders import (
@@ -29,14 +30,17 @@ from tests.builders import (
     gex_request_old,
     host_key,
     kexinit,
+    kexinit_event,
     kexrsa_done,
     kexrsa_pubkey,
     kexrsa_secret,
+    mpint,
     newkeys,
     offer,
     packet,
     server_offer,
     signature,
+    string,
 )
 from tests.core.handshakes import (
     CLIENT_BANNER,
@@ -335,3 +339,55 @@ def test_rsa_done_without_a_pubkey() -> None:
     t.server(kexrsa_done())
     r = t.finish()
     assert r["host_key"] is None and r["dh_gex"] is None
+
+
+# -- the decoder alone: messages in, a KexReply out ------------------------------------------
+
+
+def test_the_decoder_needs_nothing_but_the_messages() -> None:
+    key = host_key("ed25519")
+    reply = string(key.blob) + string(bytes(32)) + string(signature())
+    decoded = decode_kex(
+        family="ecdh",
+        client_kexinit=kexinit_event(client_offer()),
+        server_kexinit=kexinit_event(server_offer()),
+        client_messages=[(30, string(bytes(32)))],
+        server_messages=[(31, reply)],
+    )
+    assert decoded.host_key is not None
+    assert decoded.host_key["sha256"] == fp(key.blob)
+    assert decoded.host_key["signature"] == "ssh-ed25519"
+    assert decoded.dh_gex is None
+    assert decoded.notes == ()
+
+
+def test_the_decoder_drops_a_wrong_guess_and_says_so() -> None:
+    client = client_offer(kex=["ecdh-sha2-nistp256", "curve25519-sha256"])
+    key = host_key("ed25519")
+    decoded = decode_kex(
+        family="ecdh",
+        client_kexinit=kexinit_event(client, follows=True),
+        server_kexinit=kexinit_event(server_offer()),
+        client_messages=[(30, string(bytes(65))), (30, string(bytes(32)))],
+        server_messages=[(31, string(key.blob) + string(bytes(32)) + string(signature()))],
+    )
+    assert decoded.notes == (
+        "the client's guessed first KEX packet (SSH_MSG_KEX_ECDH_INIT) was ignored: its guess "
+        "of the kex or host key algorithm was wrong",
+    )
+    assert decoded.host_key is not None and decoded.host_key["key_type"] == "ed25519"
+
+
+def test_without_kexinits_the_decoder_guesses_the_layout_from_the_reply() -> None:
+    key = host_key("ecdsa", 256)
+    gex_reply_payload = string(key.blob) + mpint(7) + string(signature(key.algorithm))
+    decoded = decode_kex(
+        family="unknown",
+        client_kexinit=None,
+        server_kexinit=None,
+        client_messages=[],
+        server_messages=[(33, gex_reply_payload)],
+    )
+    assert decoded.host_key is not None and decoded.host_key["sha256"] == fp(key.blob)
+    assert decoded.dh_gex == {"request": None, "p_bits": None, "g": None}
+    assert isinstance(decoded, KexReply) and decoded.notes == ()

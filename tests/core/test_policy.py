@@ -17,7 +17,7 @@ import pytest
 from kexproxy.core.policy import Policy, PolicyError
 from kexproxy.core.record import SessionRecord
 from kexproxy.schema import session_record_schema
-from tests.core.test_diagnosis import CLIENT, SERVER, make_record
+from tests.core.diagnosis.records import CLIENT, SERVER, make_record
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"

@@ -6,10 +6,15 @@ snapshot is all it reads.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from kexproxy.core import limits
+from kexproxy.core.facts import LegFacts, SessionFacts
 from kexproxy.core.observer import Endpoint
+from kexproxy.core.record import rfc3339
+from kexproxy.core.recordbuild import build_record
 from kexproxy.core.tracker import SessionTracker
 from tests.builders import (
     CLIENT,
@@ -368,3 +373,65 @@ def test_a_banner_cut_off_mid_line_is_incomplete_not_non_ssh() -> None:
     other.client(b"GET / HTTP/1.1")
     other.tracker.receive_timeout(other.now + 30, "the handshake did not finish within 30 s")
     assert other.tracker.record().outcome == "not_ssh"
+
+
+# -- the builder alone: a frozen snapshot in, a record out ---------------------------------
+
+
+def test_the_builder_reads_only_the_facts() -> None:
+    t = negotiated_ecdh(Transcript())
+    facts = t.tracker.facts()
+    assert build_record(facts) == t.tracker.record()
+    # Edited facts: the builder follows them, not the tracker they came from.
+    edited = replace(facts, client="b", roles_by="hand", notes=("{a} waved",))
+    r = build_record(edited)
+    assert r.client == {"ip": SERVER.ip, "port": SERVER.port}
+    assert r.roles == {"determined_by": "hand", "tcp_initiator": "server"}
+    assert "server waved" in r.notes
+    assert "reverse SSH: the TCP initiator is the SSH server (shown by hand)" in r.notes
+    assert t.tracker.record().client == {"ip": CLIENT.ip, "port": CLIENT.port}
+
+
+def test_a_record_from_facts_made_by_hand() -> None:
+    silent = LegFacts(
+        ident=None,
+        pre_banner=(),
+        pre_banner_count=0,
+        protocol1=None,
+        kexinit=None,
+        kex_messages=(),
+        newkeys=None,
+        plaintext=(),
+        disconnects=(),
+        failed=None,
+        gap=False,
+        close=None,
+        bytes=0,
+        banner_started=False,
+    )
+    facts = SessionFacts(
+        session_id="by-hand",
+        source="pcap",
+        capture="hand.pcap",
+        a=CLIENT,
+        b=SERVER,
+        initiator="syn",
+        legs=(silent, replace(silent, close=("rst", T0 + 1))),
+        first_ts=T0,
+        last_ts=T0 + 1,
+        notes=(),
+        timeline=((T0 + 1, "b", "RST", None),),
+        close_order=("b",),
+        timeout=None,
+        abort_reason=None,
+        client="a",
+        roles_by="tcp",
+        negotiation=None,
+    )
+    r = build_record(facts)
+    assert r.diagnosis is None
+    assert r.outcome == "not_ssh"
+    assert (r.id, r.capture) == ("by-hand", "hand.pcap")
+    assert r.evidence["first_close"] == "server" and r.evidence["how"] == "rst"
+    assert r.timeline == [{"at": rfc3339(T0 + 1), "from": "server", "event": "RST", "detail": None}]
+    assert_valid_record(r)

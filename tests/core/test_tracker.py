@@ -8,6 +8,7 @@ against the JSON Schema (`Transcript.record`/`finish` do it).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kexproxy.core import limits
+from kexproxy.core.diagnosis import diagnose, diagnosed
 from kexproxy.core.observer import Endpoint, Leg
 from kexproxy.core.record import rfc3339
 from kexproxy.core.tracker import SessionTracker
@@ -494,3 +496,38 @@ def test_hostile_streams_give_valid_records_whatever_the_interleaving(
         ("b", None),
     ]
     assert _replay(steps) == _replay(whole)
+
+
+# -- the tracker's facts -------------------------------------------------------------------
+
+
+def test_facts_are_a_frozen_snapshot() -> None:
+    t = Transcript()
+    t.server(SERVER_BANNER).client(CLIENT_BANNER)
+    before = t.tracker.facts()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.client = "b"  # type: ignore[misc]
+    t.client(kexinit(client_offer())).server(kexinit(server_offer()))
+    after = t.tracker.facts()
+    assert before.negotiation is None and before.leg("a").kexinit is None
+    assert len(before.timeline) == 2 and len(after.timeline) == 4
+    assert after.negotiation is not None and after.negotiation.ok
+    assert after.leg(t.client_leg).kexinit is not None
+    assert after.leg(t.client_leg).ident is not None
+    assert after.leg(t.client_leg).ident == before.leg(t.client_leg).ident
+
+
+def test_facts_name_the_client_leg_and_how_it_was_found() -> None:
+    t = negotiated_ecdh(Transcript(reverse=True))
+    facts = t.tracker.facts()
+    assert (facts.client, facts.roles_by) == ("b", "markers")
+    assert facts.endpoint("b") == CLIENT and facts.endpoint("a") == SERVER
+    assert facts.leg("b").newkeys is not None and facts.leg("a").newkeys is not None
+
+
+def test_the_tracker_leaves_the_diagnosis_to_a_later_stage() -> None:
+    t = negotiated_ecdh(Transcript())
+    assert t.tracker.record().diagnosis is None
+    finished = t.tracker.finish()
+    assert finished.diagnosis is None
+    assert diagnosed(finished).diagnosis == diagnose(finished)
