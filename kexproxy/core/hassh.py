@@ -7,13 +7,12 @@ MD5 is what the published definition uses, so the digest must be MD5 to match th
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
 
 from kexproxy.core.events import KexInit
-from kexproxy.core.lists import lists_for
+from kexproxy.core.lists import Direction, lists_for
 
 
-def hassh_algorithms(kexinit: KexInit | None, direction: Literal["c2s", "s2c"]) -> str | None:
+def hassh_algorithms(kexinit: KexInit | None, direction: Direction) -> str | None:
     """HASSH's input: kex;enc;mac;comp of one side, each list exactly as sent.
 
     A client's fingerprint reads its client-to-server lists, a server's (HASSHServer) its

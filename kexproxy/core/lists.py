@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["kex", "host_key", "cipher", "mac", "compression"]
-Direction = Literal["both", "c2s", "s2c"]
+#: One direction of data: client to server, or server to client.
+Direction = Literal["c2s", "s2c"]
+#: The direction a list governs; the kex and host key lists govern both.
+ListDirection = Literal["both", "c2s", "s2c"]
 MarkerRole = Literal["client", "server", "either"]
 
 
@@ -38,7 +41,7 @@ class NameList:
     #: Key in `SessionRecord.negotiated`; None for the language lists (never negotiated).
     field: str | None
     kind: Kind | None
-    direction: Direction
+    direction: ListDirection
     #: Short label for tables ("cipher c2s").
     label: str
 
@@ -135,7 +138,7 @@ DIRECTIONAL_PAIRS: tuple[tuple[NameList, NameList, ListKind], ...] = tuple(
 )
 
 
-def lists_for(direction: Literal["c2s", "s2c"]) -> tuple[NameList, ...]:
+def lists_for(direction: Direction) -> tuple[NameList, ...]:
     """The negotiated lists that govern one direction, in wire order: kex, host key, then
     that direction's cipher, MAC and compression (what HASSH and version hints read)."""
     return tuple(n for n in NEGOTIATED if n.direction in ("both", direction))

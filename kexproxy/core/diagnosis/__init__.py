@@ -14,7 +14,7 @@ beyond the catalogue's package data.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 from kexproxy.core.catalogue import Catalogue, Category, catalogue
 from kexproxy.core.diagnosis.fixes import ranked_fixes
@@ -28,7 +28,7 @@ from kexproxy.core.diagnosis.verdicts import (
     post_quantum,
     terrapin,
 )
-from kexproxy.core.lists import FIELD_BY_RFC, lists_for
+from kexproxy.core.lists import FIELD_BY_RFC, Direction, lists_for
 from kexproxy.core.negotiation import Role
 from kexproxy.core.record import JSONDict, SessionRecord
 
@@ -41,7 +41,7 @@ VERSION_CAVEAT = (
 
 
 def _lists_for_hint(kexinit: JSONDict | None, role: Role) -> dict[Category, list[str]]:
-    direction: Literal["c2s", "s2c"] = "c2s" if role == "client" else "s2c"
+    direction: Direction = "c2s" if role == "client" else "s2c"
     return {
         n.kind: offered(kexinit, n.rfc)
         for n in lists_for(direction)
