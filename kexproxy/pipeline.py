@@ -129,9 +129,33 @@ def _load_policy(path: str) -> Policy:
     return Policy.from_dict(data, default_name=Path(path).stem)
 
 
+def diagnosis_stage(record: SessionRecord) -> SessionRecord:
+    """Grades, verdicts and ranked fixes; a record that has them already (a stored one) keeps
+    its own, so that a record reads the same wherever it is shown."""
+    from kexproxy.core.diagnosis import diagnosed
+
+    return record if record.diagnosis is not None else diagnosed(record)
+
+
 def stages(*, policy: str | None = None) -> list[Stage]:
-    """The stages every front end runs, in order; raises `PolicyFileError` for a bad policy."""
-    out: list[Stage] = []
+    """The stages every front end runs, in order: the diagnosis, then the policy's verdict
+    (which reads the diagnosis). Raises `PolicyFileError` for a bad policy file."""
+    out: list[Stage] = [diagnosis_stage]
     if policy:
         out.append(policy_stage(policy))
     return out
+
+
+def capture_records(
+    path: str, *, include_non_ssh: bool = False, policy: str | None = None
+) -> list[SessionRecord]:
+    """Every record of one capture after the stages, in the order the reader finishes them.
+
+    Raises the capture source's `CaptureError` for a capture cut short (after reading it).
+    """
+    from kexproxy.sources.captures import analyse_capture
+
+    collected = CollectSink()
+    pipeline = Pipeline([collected], stages=stages(policy=policy))
+    analyse_capture(path, pipeline.publish, include_non_ssh=include_non_ssh)
+    return collected.records

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kexproxy.core.diagnosis import Software
+from kexproxy.core.diagnosis.software import Software
 from kexproxy.core.lists import BY_RFC, DIRECTIONAL_PAIRS, NEGOTIATED
 from kexproxy.core.record import SessionRecord
 

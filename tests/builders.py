@@ -21,10 +21,12 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
-from kexproxy.core.events import LIST_NAMES, KexInit
-from kexproxy.core.observer import CloseKind, Endpoint, InitiatorEvidence, Side
+from kexproxy.core.diagnosis import diagnosed
+from kexproxy.core.events import KexInit
+from kexproxy.core.lists import RFC_NAMES
+from kexproxy.core.observer import CloseKind, Endpoint, InitiatorEvidence, Leg
 from kexproxy.core.record import SessionRecord
-from kexproxy.core.session import SessionTracker
+from kexproxy.core.tracker import SessionTracker
 
 # -- RFC 4251 section 5 data types ---------------------------------------------------------
 
@@ -215,7 +217,7 @@ def offer_dict(
 ) -> dict[str, Any]:
     """What the record's KEXINIT object should say for `lists`."""
     out: dict[str, Any] = {"cookie": cookie.hex()}
-    for name, raw in zip(LIST_NAMES, lists.lists(), strict=True):
+    for name, raw in zip(RFC_NAMES, lists.lists(), strict=True):
         out[name] = raw.split(",") if raw else []
     out["first_kex_packet_follows"] = follows
     return out
@@ -428,8 +430,9 @@ T0 = 1_700_000_000.0
 class Transcript:
     """Drives a `SessionTracker` as "client says X, server says Y", with a clock ticking 1 ms.
 
-    `reverse` puts the SSH server on the TCP initiator's side (``a``), as in reverse SSH;
-    `step` is the time between lines; every record asked for is checked against the schema.
+    `reverse` puts the SSH server on the TCP initiator's leg (``a``), as in reverse SSH;
+    `step` is the time between lines; every record asked for is diagnosed, as the pipeline
+    does, and checked against the schema.
     """
 
     def __init__(
@@ -443,9 +446,9 @@ class Transcript:
         session_id: str = "test-1",
         source: str = "pcap",
     ) -> None:
-        self.client_side: Side = "b" if reverse else "a"
-        self.server_side: Side = "a" if reverse else "b"
-        endpoints = {self.client_side: client, self.server_side: server}
+        self.client_leg: Leg = "b" if reverse else "a"
+        self.server_leg: Leg = "a" if reverse else "b"
+        endpoints = {self.client_leg: client, self.server_leg: server}
         self.tracker = SessionTracker(
             a=endpoints["a"],
             b=endpoints["b"],
@@ -460,32 +463,32 @@ class Transcript:
         self.now += self.step
         return self.now
 
-    def side(self, who: Literal["client", "server"]) -> Side:
-        return self.client_side if who == "client" else self.server_side
+    def leg(self, who: Literal["client", "server"]) -> Leg:
+        return self.client_leg if who == "client" else self.server_leg
 
     def client(self, *chunks: bytes) -> Transcript:
         for chunk in chunks:
-            self.tracker.receive(self.client_side, chunk, self._tick())
+            self.tracker.receive(self.client_leg, chunk, self._tick())
         return self
 
     def server(self, *chunks: bytes) -> Transcript:
         for chunk in chunks:
-            self.tracker.receive(self.server_side, chunk, self._tick())
+            self.tracker.receive(self.server_leg, chunk, self._tick())
         return self
 
     def close(self, who: Literal["client", "server"], kind: CloseKind = "fin") -> Transcript:
-        self.tracker.receive_close(self.side(who), kind, self._tick())
+        self.tracker.receive_close(self.leg(who), kind, self._tick())
         return self
 
     def gap(self, who: Literal["client", "server"], nbytes: int = 100) -> Transcript:
-        self.tracker.receive_gap(self.side(who), nbytes, self._tick())
+        self.tracker.receive_gap(self.leg(who), nbytes, self._tick())
         return self
 
     def record(self) -> dict[str, Any]:
-        return assert_valid_record(self.tracker.record())
+        return assert_valid_record(diagnosed(self.tracker.record()))
 
     def finish(self) -> dict[str, Any]:
-        return assert_valid_record(self.tracker.finish())
+        return assert_valid_record(diagnosed(self.tracker.finish()))
 
 
 def openssh_handshake_start(

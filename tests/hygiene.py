@@ -16,7 +16,7 @@ from pathlib import Path
 
 #: Packages and modules of each layer, by dotted prefix.
 CORE = "kexproxy.core"
-SOURCES = ("kexproxy.sources", "kexproxy.analyse")
+SOURCES = ("kexproxy.sources",)
 SINKS = ("kexproxy.sinks",)
 COMMANDS = "kexproxy.commands"
 CLI = "kexproxy.cli"

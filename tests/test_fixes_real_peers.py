@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from kexproxy.analyse import records_of
 from kexproxy.core.record import JSONDict, SessionRecord
+from kexproxy.pipeline import capture_records
 from tests.peers import (
     LOOPBACK,
     PeerResult,
@@ -50,7 +50,7 @@ CIPHER_LINE = re.compile(r"debug1: kex: (?:client->server|server->client) cipher
 
 
 def only_record(path: Path) -> SessionRecord:
-    records = records_of(str(path))
+    records = capture_records(str(path))
     assert len(records) == 1, [r.outcome for r in records]
     return records[0]
 

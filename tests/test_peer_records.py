@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from kexproxy.analyse import records_of
 from kexproxy.core.catalogue import LIST_CATEGORY
 from kexproxy.core.record import SessionRecord
+from kexproxy.pipeline import capture_records
 from tests import peers
 from tests.builders import assert_valid_record
 
@@ -57,7 +57,7 @@ def recorder() -> ModuleType:
 
 
 def the_record(pcap: Path) -> SessionRecord:
-    records = records_of(str(pcap))
+    records = capture_records(str(pcap))
     assert len(records) == 1, [r.outcome for r in records]
     assert_valid_record(records[0])
     return records[0]

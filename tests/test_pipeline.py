@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kexproxy.analyse import analyse_capture
 from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import CollectSink, Pipeline, PolicyFileError, policy_stage, stages
+from kexproxy.sources.captures import analyse_capture
 
 ROOT = Path(__file__).resolve().parents[1]
 

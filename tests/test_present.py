@@ -22,7 +22,7 @@ from kexproxy.present import (
     summary,
     verdict_line,
 )
-from tests.core.test_diagnosis import make_record
+from tests.core.diagnosis.records import make_record
 
 #: The labels the tables have always shown; the registry must keep giving them.
 SHOWN_LABELS = {

@@ -15,9 +15,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from kexproxy.analyse import records_of
 from kexproxy.core.negotiation import openssh_logged
 from kexproxy.core.record import SessionRecord
+from kexproxy.pipeline import capture_records
 from kexproxy.schema import session_record_schema
 
 PUBLIC = Path(__file__).parent / "data" / "public"
@@ -49,7 +49,7 @@ ORACLE_MISREAD_HOST_KEYS = {
 
 @cache
 def records(name: str) -> tuple[SessionRecord, ...]:
-    return tuple(records_of(str(PUBLIC / name)))
+    return tuple(capture_records(str(PUBLIC / name)))
 
 
 def endpoint(ep: dict[str, Any]) -> str:
@@ -88,7 +88,7 @@ def test_records_validate_against_the_schema(name: str) -> None:
 
 @pytest.mark.parametrize("name", CAPTURES)
 def test_ids_are_stable_across_runs(name: str) -> None:
-    again = records_of(str(PUBLIC / name))
+    again = capture_records(str(PUBLIC / name))
     assert [r.id for r in again] == [r.id for r in records(name)]
     assert len({r.id for r in again}) == len(again)
 

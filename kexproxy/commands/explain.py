@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +79,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kexproxy.core.diagnosis import diagnose
     from kexproxy.pipeline import Pipeline, PolicyFileError, stages
     from kexproxy.sinks.console import stdout_console
     from kexproxy.sinks.jsonl import JsonLinesSink
@@ -90,15 +88,10 @@ def run(args: argparse.Namespace) -> int:
     except PolicyFileError as exc:
         return _fail(str(exc))
 
-    def diagnosed(record: SessionRecord) -> SessionRecord:
-        if record.diagnosis is None:  # stored by an older kexproxy
-            return replace(record, diagnosis=diagnose(record))
-        return record
-
     found, problem = _records(args)
     numbers = [index for index, _record in found]
     sink = JsonLinesSink(sys.stdout) if args.json else _ReportSink(stdout_console(), numbers)
-    pipeline = Pipeline([sink], stages=[diagnosed, *steps])
+    pipeline = Pipeline([sink], stages=steps)
     for _index, record in found:
         pipeline.publish(record)
     if problem is not None:  # after whatever could be explained
@@ -144,7 +137,7 @@ def _records(args: argparse.Namespace) -> tuple[Found, str | None]:
 
 
 def _from_capture(args: argparse.Namespace, target: str) -> tuple[Found, str | None]:
-    from kexproxy.analyse import analyse_capture
+    from kexproxy.sources.captures import analyse_capture
     from kexproxy.sources.pcap import CaptureError
 
     records: list[SessionRecord] = []

@@ -62,7 +62,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kexproxy.analyse import analyse_capture, capture_label, capture_notes
     from kexproxy.core.textsafe import printable
     from kexproxy.pipeline import CollectSink, Pipeline, PolicyFileError, stages
     from kexproxy.sinks.console import (
@@ -72,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         stdout_console,
     )
     from kexproxy.sinks.jsonl import JsonLinesSink
+    from kexproxy.sources.captures import analyse_capture, capture_label, capture_notes
     from kexproxy.sources.pcap import CaptureError
 
     if args.files.count("-") > 1:
@@ -143,8 +143,8 @@ def _read_with_progress(
 ) -> CaptureStats | None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from kexproxy.analyse import analyse_capture
     from kexproxy.core.textsafe import printable
+    from kexproxy.sources.captures import analyse_capture
 
     with Progress(
         "[progress.description]{task.description}",

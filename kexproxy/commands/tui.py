@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exitcodes.BAD_INPUT
-    steps: list[Stage] = []
+    steps: list[Stage] | None = None
     if args.policy:
         if args.store is not None and not proxied:
             print(

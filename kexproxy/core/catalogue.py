@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, cast
 
+from kexproxy.core.lists import NEGOTIATED
+
 Grade = Literal["good", "weak", "broken"]
 Category = Literal["kex", "host_key", "cipher", "mac", "compression", "marker"]
 CATEGORIES: tuple[Category, ...] = ("kex", "host_key", "cipher", "mac", "compression", "marker")
@@ -25,16 +27,7 @@ GRADES: tuple[Grade, ...] = ("good", "weak", "broken")
 GRADE_ORDER: dict[str, int] = {"good": 0, "weak": 1, "broken": 2, "unknown": 3}
 
 #: RFC 4253 7.1 name-list -> catalogue category (languages are free text, never graded).
-LIST_CATEGORY: dict[str, Category] = {
-    "kex_algorithms": "kex",
-    "server_host_key_algorithms": "host_key",
-    "encryption_algorithms_client_to_server": "cipher",
-    "encryption_algorithms_server_to_client": "cipher",
-    "mac_algorithms_client_to_server": "mac",
-    "mac_algorithms_server_to_client": "mac",
-    "compression_algorithms_client_to_server": "compression",
-    "compression_algorithms_server_to_client": "compression",
-}
+LIST_CATEGORY: dict[str, Category] = {n.rfc: n.kind for n in NEGOTIATED if n.kind is not None}
 
 #: Keys of an era in openssh-defaults.toml: the lists ssh (client) and sshd (server) send.
 DEFAULT_LISTS = (

@@ -7,20 +7,10 @@ from typing import Literal
 
 from kexproxy.core.codec import split_name_list
 from kexproxy.core.limits import KEPT_NAMES
+from kexproxy.core.lists import RFC_NAMES
 
-#: RFC 4253 section 7.1 names of the ten KEXINIT name-lists, in wire order.
-LIST_NAMES: tuple[str, ...] = (
-    "kex_algorithms",
-    "server_host_key_algorithms",
-    "encryption_algorithms_client_to_server",
-    "encryption_algorithms_server_to_client",
-    "mac_algorithms_client_to_server",
-    "mac_algorithms_server_to_client",
-    "compression_algorithms_client_to_server",
-    "compression_algorithms_server_to_client",
-    "languages_client_to_server",
-    "languages_server_to_client",
-)
+#: Position of each list in `KexInit.raw_lists` (wire order).
+_POSITION: dict[str, int] = {name: i for i, name in enumerate(RFC_NAMES)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,14 +23,14 @@ class KexInit:
     reserved: int
 
     def raw(self, name: str) -> str:
-        return self.raw_lists[LIST_NAMES.index(name)]
+        return self.raw_lists[_POSITION[name]]
 
     def names(self, name: str) -> tuple[str, ...]:
         return split_name_list(self.raw(name))
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"cookie": self.cookie.hex()}
-        for name, raw in zip(LIST_NAMES, self.raw_lists, strict=True):
+        for name, raw in zip(RFC_NAMES, self.raw_lists, strict=True):
             out[name] = list(split_name_list(raw)[:KEPT_NAMES])
         out["first_kex_packet_follows"] = self.first_kex_packet_follows
         return out

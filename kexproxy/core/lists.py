@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["kex", "host_key", "cipher", "mac", "compression"]
-Direction = Literal["both", "c2s", "s2c"]
+#: One direction of data: client to server, or server to client.
+Direction = Literal["c2s", "s2c"]
+#: The direction a list governs; the kex and host key lists govern both.
+ListDirection = Literal["both", "c2s", "s2c"]
 MarkerRole = Literal["client", "server", "either"]
 
 
@@ -38,7 +41,7 @@ class NameList:
     #: Key in `SessionRecord.negotiated`; None for the language lists (never negotiated).
     field: str | None
     kind: Kind | None
-    direction: Direction
+    direction: ListDirection
     #: Short label for tables ("cipher c2s").
     label: str
 
@@ -87,11 +90,15 @@ def _pair(stem: str, kind: Kind, label: str) -> tuple[NameList, NameList]:
     )
 
 
+#: The two lists both roles send alike, named on their own by negotiation, HASSH and roles.
+KEX_ALGORITHMS = "kex_algorithms"
+SERVER_HOST_KEY_ALGORITHMS = "server_host_key_algorithms"
+
 #: The ten name-lists in wire order (RFC 4253 section 7.1).
 LISTS: tuple[NameList, ...] = (
-    NameList(rfc="kex_algorithms", field="kex", kind="kex", direction="both", label="kex"),
+    NameList(rfc=KEX_ALGORITHMS, field="kex", kind="kex", direction="both", label="kex"),
     NameList(
-        rfc="server_host_key_algorithms",
+        rfc=SERVER_HOST_KEY_ALGORITHMS,
         field="host_key",
         kind="host_key",
         direction="both",
@@ -121,12 +128,28 @@ RFC_NAMES: tuple[str, ...] = tuple(n.rfc for n in LISTS)
 NEGOTIATED: tuple[NameList, ...] = tuple(n for n in LISTS if n.field is not None)
 BY_RFC: dict[str, NameList] = {n.rfc: n for n in LISTS}
 BY_FIELD: dict[str, NameList] = {n.field: n for n in NEGOTIATED if n.field is not None}
+#: RFC name -> the record's negotiated key, for the eight negotiated lists.
+FIELD_BY_RFC: dict[str, str] = {n.rfc: n.field for n in NEGOTIATED if n.field is not None}
 #: Pairs of lists, one per direction, that tables may show as one row: (c2s, s2c, label).
 DIRECTIONAL_PAIRS: tuple[tuple[NameList, NameList, ListKind], ...] = tuple(
     (c2s, s2c, KIND[c2s.kind])
     for c2s, s2c in zip(NEGOTIATED[2::2], NEGOTIATED[3::2], strict=True)
     if c2s.kind is not None
 )
+
+
+def lists_for(direction: Direction) -> tuple[NameList, ...]:
+    """The negotiated lists that govern one direction, in wire order: kex, host key, then
+    that direction's cipher, MAC and compression (what HASSH and version hints read)."""
+    return tuple(n for n in NEGOTIATED if n.direction in ("both", direction))
+
+
+def kind_of(name: str) -> ListKind:
+    """The kind of a negotiated list named by its RFC name or its record key (``mac_c2s``)."""
+    listed = BY_RFC.get(name) or BY_FIELD[name]
+    if listed.kind is None:
+        raise KeyError(f"{name} is never negotiated")
+    return KIND[listed.kind]
 
 
 def fields_of(kind: str) -> tuple[str, ...]:

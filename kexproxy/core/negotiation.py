@@ -17,22 +17,18 @@ from kexproxy.core import limits
 from kexproxy.core.codec import split_name_list
 from kexproxy.core.events import KexInit
 from kexproxy.core.limits import KEPT_NAMES
+from kexproxy.core.lists import (
+    BY_FIELD,
+    KEX_ALGORITHMS,
+    KIND,
+    MARKERS,
+    NEGOTIATED,
+    SERVER_HOST_KEY_ALGORITHMS,
+    STRICT_CLIENT,
+    STRICT_SERVER,
+)
 
 Role = Literal["client", "server"]
-
-#: Pseudo-algorithms that signal features, never chosen (RFC 8308, OpenSSH PROTOCOL,
-#: Dropbear's kexguess2).
-MARKERS = frozenset(
-    {
-        "ext-info-c",
-        "ext-info-s",
-        "kex-strict-c-v00@openssh.com",
-        "kex-strict-s-v00@openssh.com",
-        "kexguess2@matt.ucc.asn.au",
-    }
-)
-STRICT_CLIENT = "kex-strict-c-v00@openssh.com"
-STRICT_SERVER = "kex-strict-s-v00@openssh.com"
 
 #: Ciphers that carry their own integrity (OpenSSH cipher.c, auth_len != 0): no MAC negotiated.
 AEAD_CIPHERS = frozenset(
@@ -44,30 +40,8 @@ IMPLICIT_MAC = "<implicit>"
 ENCRYPTION_KEX = frozenset({"rsa1024-sha1", "rsa2048-sha256"})
 ENCRYPTION_CAPABLE_HOST_KEYS = frozenset({"ssh-rsa"})
 
-#: ssherr.c's reason for each kind of list (OpenSSH >= 7.2 wording).
-REASONS = {
-    "kex": "no matching key exchange method found",
-    "host_key": "no matching host key type found",
-    "cipher": "no matching cipher found",
-    "mac": "no matching MAC found",
-    "compression": "no matching compression method found",
-}
-
-#: Record field name -> (RFC list name, kind).
-FIELDS: dict[str, tuple[str, str]] = {
-    "kex": ("kex_algorithms", "kex"),
-    "host_key": ("server_host_key_algorithms", "host_key"),
-    "cipher_c2s": ("encryption_algorithms_client_to_server", "cipher"),
-    "cipher_s2c": ("encryption_algorithms_server_to_client", "cipher"),
-    "mac_c2s": ("mac_algorithms_client_to_server", "mac"),
-    "mac_s2c": ("mac_algorithms_server_to_client", "mac"),
-    "compression_c2s": ("compression_algorithms_client_to_server", "compression"),
-    "compression_s2c": ("compression_algorithms_server_to_client", "compression"),
-}
-LIST_TO_FIELD = {rfc: field for field, (rfc, _kind) in FIELDS.items()}
-
-_C2S = ("cipher_c2s", "mac_c2s", "compression_c2s")
-_S2C = ("cipher_s2c", "mac_s2c", "compression_s2c")
+_C2S = tuple(n.field for n in NEGOTIATED if n.direction == "c2s" and n.field is not None)
+_S2C = tuple(n.field for n in NEGOTIATED if n.direction == "s2c" and n.field is not None)
 #: kex.c: kex, host key, then mode IN, then mode OUT. The client's IN is server-to-client.
 CHECK_ORDER: dict[Role, tuple[str, ...]] = {
     "client": ("kex", "host_key", *_S2C, *_C2S),
@@ -146,13 +120,13 @@ def match_list(client_raw: str, server_raw: str) -> str | None:
 
 def _choose_kex(client: KexInit, server: KexInit) -> str | None:
     """First common kex; RFC 4253 7.1: an RSA kex also needs an RSA host key in common."""
-    server_names = set(_entries(server.raw("kex_algorithms"), limits.OPENSSH_MAX_PROPOSAL_ENTRIES))
-    for name in _entries(client.raw("kex_algorithms")):
+    server_names = set(_entries(server.raw(KEX_ALGORITHMS), limits.OPENSSH_MAX_PROPOSAL_ENTRIES))
+    for name in _entries(client.raw(KEX_ALGORITHMS)):
         if name not in server_names or name in MARKERS:
             continue
         if name in ENCRYPTION_KEX:
-            client_keys = set(_entries(client.raw("server_host_key_algorithms")))
-            server_keys = set(_entries(server.raw("server_host_key_algorithms")))
+            client_keys = set(_entries(client.raw(SERVER_HOST_KEY_ALGORITHMS)))
+            server_keys = set(_entries(server.raw(SERVER_HOST_KEY_ALGORITHMS)))
             if not client_keys & server_keys & ENCRYPTION_CAPABLE_HOST_KEYS:
                 continue
         return name
@@ -169,7 +143,7 @@ def negotiate(
     """Both sides' computation over the two KEXINITs; addresses go into each side's message."""
     chosen: dict[str, str | None] = {"kex": _choose_kex(client, server)}
     for field in ("host_key", *_C2S, *_S2C):
-        rfc, kind = FIELDS[field]
+        rfc, kind = BY_FIELD[field].rfc, BY_FIELD[field].kind
         if kind == "mac":
             cipher = chosen["cipher_c2s" if field.endswith("c2s") else "cipher_s2c"]
             if cipher in AEAD_CIPHERS:
@@ -179,9 +153,9 @@ def negotiate(
     failed = {field for field, value in chosen.items() if value is None}
     failures = tuple(
         Failure(
-            list=FIELDS[field][0],
-            client_offer=client.names(FIELDS[field][0])[:KEPT_NAMES],
-            server_offer=server.names(FIELDS[field][0])[:KEPT_NAMES],
+            list=BY_FIELD[field].rfc,
+            client_offer=client.names(BY_FIELD[field].rfc)[:KEPT_NAMES],
+            server_offer=server.names(BY_FIELD[field].rfc)[:KEPT_NAMES],
         )
         for field in CHECK_ORDER["client"]
         if field in failed
@@ -194,16 +168,17 @@ def negotiate(
     for role, peer, peer_addr in sides:
         first = next((field for field in CHECK_ORDER[role] if field in failed), None)
         rejections[role] = None if first is None else _rejection(first, peer, peer_addr, role)
-    ordered = {field: chosen[field] for field in FIELDS}
+    ordered = {n.field: chosen[n.field] for n in NEGOTIATED if n.field is not None}
     return Negotiation(chosen=ordered, failures=failures, rejections=rejections)
 
 
 def _rejection(field: str, peer: KexInit, peer_addr: tuple[str, int], role: Role) -> Rejection:
-    rfc, kind = FIELDS[field]
-    reason = REASONS[kind]
-    their = peer.raw(rfc)
+    listed = BY_FIELD[field]
+    assert listed.kind is not None  # every negotiated list has a kind
+    reason = KIND[listed.kind].reason
+    their = peer.raw(listed.rfc)
     return Rejection(
-        list=rfc,
+        list=listed.rfc,
         reason=reason,
         their_offer=split_name_list(their)[:KEPT_NAMES],
         message=rejection_message(peer_addr, reason, their, role),
@@ -264,7 +239,7 @@ def openssh_logged(message: str, *, preauth: bool = False) -> str:
 
 def guess_is_wrong(client: KexInit, server: KexInit) -> bool:
     """OpenSSH `proposals_match`: a guessed packet is skipped when the first kex or host key differ."""
-    for rfc in ("kex_algorithms", "server_host_key_algorithms"):
+    for rfc in (KEX_ALGORITHMS, SERVER_HOST_KEY_ALGORITHMS):
         if client.raw(rfc).split(",", 1)[0] != server.raw(rfc).split(",", 1)[0]:
             return True
     return False
@@ -274,7 +249,7 @@ def strict_kex(kexinit: KexInit | None, role: Role) -> bool:
     if kexinit is None:
         return False
     marker = STRICT_CLIENT if role == "client" else STRICT_SERVER
-    return marker in kexinit.names("kex_algorithms")
+    return marker in kexinit.names(KEX_ALGORITHMS)
 
 
 def kex_family(kex: str | None) -> str:

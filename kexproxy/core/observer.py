@@ -1,7 +1,7 @@
 """The interface between a byte source (pcap reassembly, live relay) and the session tracker.
 
-A source sees one TCP connection as two byte streams. It names the two TCP endpoints
-``"a"`` and ``"b"``: ``a`` is the TCP initiator when the source knows it (SYN seen, or the
+A source sees one TCP connection as two byte streams. It names the two TCP endpoints, the
+legs, ``"a"`` and ``"b"``: ``a`` is the TCP initiator when the source knows it (SYN seen, or the
 proxy's accepted socket), else the side of the first packet seen. Every call carries the
 timestamp of the packet or read that caused it (POSIX seconds, float); the core never reads
 a clock, so a capture and a live session give identical records.
@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Side = Literal["a", "b"]
+#: One TCP end of a connection, as a source names it; the SSH role is decided later.
+Leg = Literal["a", "b"]
+LEGS: tuple[Leg, Leg] = ("a", "b")
 CloseKind = Literal["fin", "rst"]
 #: How the source knows which side opened the TCP connection.
 InitiatorEvidence = Literal["syn", "syn-ack", "accept", "first-packet"]
@@ -34,19 +36,19 @@ class ConnectionObserver(Protocol):
         """True once the handshake's outcome is known (a streaming source may emit then)."""
         ...
 
-    def receive(self, side: Side, data: bytes, ts: float) -> None:
+    def receive(self, side: Leg, data: bytes, ts: float) -> None:
         """In-order stream bytes sent by `side`."""
         ...
 
-    def count(self, side: Side, nbytes: int, ts: float) -> None:
+    def count(self, side: Leg, nbytes: int, ts: float) -> None:
         """Bytes sent by `side` that the source did not reassemble (inspection is over)."""
         ...
 
-    def receive_gap(self, side: Side, nbytes: int, ts: float) -> None:
+    def receive_gap(self, side: Leg, nbytes: int, ts: float) -> None:
         """Bytes sent by `side` are missing from the capture; inspection of that side stops."""
         ...
 
-    def receive_close(self, side: Side, kind: CloseKind, ts: float) -> None:
+    def receive_close(self, side: Leg, kind: CloseKind, ts: float) -> None:
         """`side` sent a FIN or an RST."""
         ...
 
@@ -57,3 +59,8 @@ class Endpoint:
 
     ip: str
     port: int
+
+
+def other_leg(leg: Leg) -> Leg:
+    """The TCP end that is not `leg`."""
+    return "b" if leg == "a" else "a"

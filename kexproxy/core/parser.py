@@ -22,7 +22,6 @@ from enum import Enum
 from kexproxy.core import limits
 from kexproxy.core.codec import Cursor, DecodeError, decode_text
 from kexproxy.core.events import (
-    LIST_NAMES,
     Anomaly,
     Disconnect,
     Event,
@@ -38,6 +37,7 @@ from kexproxy.core.events import (
     Protocol1,
     StreamEnded,
 )
+from kexproxy.core.lists import RFC_NAMES
 from kexproxy.core.messages import KEX_METHOD_FIRST, KEX_METHOD_LAST, Msg, message_name
 
 
@@ -359,7 +359,7 @@ class DirectionParser:
 
     def _kexinit(self, events: list[Event], cursor: Cursor, offset: int) -> bool:
         cookie = cursor.take(16, "cookie")
-        lists = tuple(cursor.name_list(name) for name in LIST_NAMES)
+        lists = tuple(cursor.name_list(name) for name in RFC_NAMES)
         follows = cursor.boolean("first_kex_packet_follows")
         reserved = cursor.uint32("reserved")
         self._kexinits += 1

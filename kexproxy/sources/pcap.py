@@ -33,7 +33,8 @@ from kexproxy.core.netframes import (
     endpoints_of,
     reverse_key,
 )
-from kexproxy.core.observer import ConnectionObserver, InitiatorEvidence, Side
+from kexproxy.core.observer import ConnectionObserver, InitiatorEvidence
+from kexproxy.core.observer import Leg as Side
 from kexproxy.core.reassembly import Reassembler
 from kexproxy.sources.capfile import CaptureError, CaptureInput, CaptureStats
 

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kexproxy.core.negotiation import rejection_message
-from kexproxy.core.observer import Endpoint, Side
+from kexproxy.core.observer import Endpoint, Leg, other_leg
 from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
-from kexproxy.core.session import SessionTracker
+from kexproxy.core.tracker import SessionTracker
 from kexproxy.worker import Worker
 
 Publish = Callable[[SessionRecord, bool], None]
@@ -135,16 +135,12 @@ class Recorder:
         self._publish(record, False)
 
 
-def _other(side: Side) -> Side:
-    return "b" if side == "a" else "a"
-
-
 def adjust(record: SessionRecord, relay: RelayFacts, broken: str | None) -> SessionRecord:
     """What only the relay knows: the peers' views of each other, and its own notes."""
     changes: JSONDict = {}
-    client_side: Side = "a" if record.roles.get("tcp_initiator") != "server" else "b"
-    views: dict[Side, Endpoint | None] = {"a": relay.client_view, "b": relay.server_view}
-    sides: dict[str, Side] = {"client": client_side, "server": _other(client_side)}
+    client_side: Leg = "a" if record.roles.get("tcp_initiator") != "server" else "b"
+    views: dict[Leg, Endpoint | None] = {"a": relay.client_view, "b": relay.server_view}
+    sides: dict[str, Leg] = {"client": client_side, "server": other_leg(client_side)}
     rejections = dict(record.rejections)
     for role, side in sides.items():
         rejection = rejections.get(role)
@@ -176,13 +172,13 @@ def adjust(record: SessionRecord, relay: RelayFacts, broken: str | None) -> Sess
 
 
 def _relay_note(
-    relay: RelayFacts, views: dict[Side, Endpoint | None], client_side: Side
+    relay: RelayFacts, views: dict[Leg, Endpoint | None], client_side: Leg
 ) -> str | None:
     parts = []
-    real: dict[Side, Endpoint] = {"a": relay.client, "b": relay.upstream}
-    for side in (client_side, _other(client_side)):
+    real: dict[Leg, Endpoint] = {"a": relay.client, "b": relay.upstream}
+    for side in (client_side, other_leg(client_side)):
         view = views[side]
-        if view is not None and view != real[_other(side)]:
+        if view is not None and view != real[other_leg(side)]:
             role = "client" if side == client_side else "server"
             parts.append(f"the {role} saw its peer as {view.ip} port {view.port}")
     if not parts:

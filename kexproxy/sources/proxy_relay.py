@@ -31,7 +31,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from kexproxy.core.observer import Side
+from kexproxy.core.observer import Leg
 
 #: Bytes read per recv while inspecting: a handshake message is rarely bigger than a few KiB,
 #: and this bounds what one direction holds while its destination is slow.
@@ -56,7 +56,7 @@ _SPLICE_FLAGS = (
 _SPLICE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 
 
-def other(side: Side) -> Side:
+def other(side: Leg) -> Leg:
     return "b" if side == "a" else "a"
 
 
@@ -68,15 +68,15 @@ class PumpOwner(Protocol):
         """True while the bytes must still be shown to the tracker."""
         ...
 
-    def observe(self, side: Side, data: bytes, ts: float) -> None:
+    def observe(self, side: Leg, data: bytes, ts: float) -> None:
         """`side` sent `data`, which has already been forwarded."""
         ...
 
-    def counted(self, side: Side, nbytes: int, ts: float) -> None:
+    def counted(self, side: Leg, nbytes: int, ts: float) -> None:
         """`side` sent `nbytes` that were forwarded without inspection."""
         ...
 
-    def end_of_stream(self, side: Side, ts: float) -> None:
+    def end_of_stream(self, side: Leg, ts: float) -> None:
         """`side` sent a FIN."""
         ...
 
@@ -84,7 +84,7 @@ class PumpOwner(Protocol):
         """The pump passed its FIN on and has nothing more to do."""
         ...
 
-    def reset_by(self, side: Side, ts: float, exc: OSError) -> None:
+    def reset_by(self, side: Leg, ts: float, exc: OSError) -> None:
         """`side`'s socket failed (an RST, mostly): the session must end."""
         ...
 
@@ -118,7 +118,7 @@ class Pump:
         loop: asyncio.AbstractEventLoop,
         src: socket.socket,
         dst: socket.socket,
-        side: Side,
+        side: Leg,
         owner: PumpOwner,
         *,
         clock: Callable[[], float],

@@ -27,8 +27,8 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
-from kexproxy.core.observer import CloseKind, Endpoint, Side
-from kexproxy.core.session import SessionTracker
+from kexproxy.core.observer import CloseKind, Endpoint, Leg
+from kexproxy.core.tracker import SessionTracker
 from kexproxy.sources.proxy_record import (
     BytesMoved,
     RecorderItem,
@@ -95,7 +95,7 @@ class Session:
         self._client_ep = client_ep
         self._upstream_ep = upstream
         #: The address each TCP side sees as its peer; b's is known once connected.
-        self._views: dict[Side, Endpoint | None] = {"a": client_view, "b": None}
+        self._views: dict[Leg, Endpoint | None] = {"a": client_view, "b": None}
         self._recorder = recorder
         self._on_closed = on_closed
         self._clock = clock
@@ -113,8 +113,8 @@ class Session:
         self._published = False
         self._live_published = False
         self._published_bytes = -1
-        self._bytes: dict[Side, int] = {"a": 0, "b": 0}
-        self._last: dict[Side, float | None] = {"a": None, "b": None}
+        self._bytes: dict[Leg, int] = {"a": 0, "b": 0}
+        self._last: dict[Leg, float | None] = {"a": None, "b": None}
         self.ended = False
         self._tracker = SessionTracker(
             a=client_ep, b=upstream, initiator="accept", session_id=self.id, source="proxy"
@@ -256,7 +256,7 @@ class Session:
             self._inspect = False
         return still
 
-    def observe(self, side: Side, data: bytes, ts: float) -> None:
+    def observe(self, side: Leg, data: bytes, ts: float) -> None:
         self._bytes[side] += len(data)
         self._last[side] = ts
         if not self._guard("receive", lambda: self._tracker.receive(side, data, ts)):
@@ -273,7 +273,7 @@ class Session:
                 # the final record is the only one worth building on the relay's loop.
                 self._timers.append(self._loop.call_later(LIVE_PUBLISH_DELAY, self._publish_live))
 
-    def counted(self, side: Side, nbytes: int, ts: float) -> None:
+    def counted(self, side: Leg, nbytes: int, ts: float) -> None:
         self._bytes[side] += nbytes
         self._last[side] = ts
         # Inline rather than through _guard: this runs for every chunk of bulk data.
@@ -282,20 +282,20 @@ class Session:
         except Exception as exc:
             self._broke("count", exc)
 
-    def end_of_stream(self, side: Side, ts: float) -> None:
+    def end_of_stream(self, side: Leg, ts: float) -> None:
         self._close_seen(side, "fin", ts)
 
     def pump_finished(self, pump: Pump) -> None:
         if all(p.finished for p in self._pumps):
             self._end(reset=False)
 
-    def reset_by(self, side: Side, ts: float, exc: OSError) -> None:
+    def reset_by(self, side: Leg, ts: float, exc: OSError) -> None:
         self._close_seen(side, "rst", ts)
         if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
             self._abort_note(f"the {_who(side)}'s socket failed: {exc.strerror or exc}")
         self._end(reset=True)
 
-    def _close_seen(self, side: Side, kind: CloseKind, ts: float) -> None:
+    def _close_seen(self, side: Leg, kind: CloseKind, ts: float) -> None:
         self._last[side] = ts
         self._guard("receive_close", lambda: self._tracker.receive_close(side, kind, ts))
 
@@ -452,7 +452,7 @@ class Session:
         self._publish(final=True)
 
 
-def _who(side: Side) -> str:
+def _who(side: Leg) -> str:
     return "client" if side == "a" else "server"
 
 

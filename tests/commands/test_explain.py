@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from kexproxy.analyse import records_of
 from kexproxy.cli import main
 from kexproxy.commands.explain import report
 from kexproxy.core.diagnosis import diagnose
+from kexproxy.pipeline import capture_records
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = ROOT / "tests" / "data" / "public"
@@ -89,7 +89,7 @@ def test_fix_lines_are_whole_on_an_80_column_terminal(
     """The lines to paste are the point of the report: never folded or cut in a narrow column."""
     monkeypatch.setenv("COLUMNS", "80")
     capture = ROOT / "captures" / "openssh-kex-fail.pcap"
-    (record,) = records_of(str(capture))
+    (record,) = capture_records(str(capture))
     fixes = (record.diagnosis or {})["fixes"]
     assert fixes, "a kex failure has fixes"
     status, out, _err = explain(capsys, str(capture))
@@ -104,7 +104,7 @@ def test_fix_lines_are_whole_on_an_80_column_terminal(
 
 
 def test_one_connection_of_many(capsys: pytest.CaptureFixture[str]) -> None:
-    count = len(records_of(str(MANY)))
+    count = len(capture_records(str(MANY)))
     status, out, _err = explain(capsys, str(MANY), "--connection", "2")
     assert status == 0
     assert "#2 " in out and "#1 " not in out and "#3 " not in out
@@ -117,7 +117,7 @@ def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _err = explain(capsys, str(MANY), "--json")
     assert status == 0
     records = [json.loads(line) for line in out.splitlines()]
-    assert len(records) == len(records_of(str(MANY)))
+    assert len(records) == len(capture_records(str(MANY)))
     assert all("diagnosis" in r for r in records)
 
 
@@ -135,7 +135,7 @@ def test_policy(capsys: pytest.CaptureFixture[str]) -> None:
 def test_an_id_from_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from kexproxy.sinks.store import SessionStore
 
-    [record] = records_of(str(WEAK))
+    [record] = capture_records(str(WEAK))
     path = tmp_path / "kexproxy.db"
     store = SessionStore.open(path)
     try:
@@ -200,7 +200,7 @@ def test_neither_a_file_nor_a_store(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_every_untrusted_string_is_escaped() -> None:
     """Banners and names from the wire: controls shown as escapes, markup shown as text."""
-    [record] = records_of(str(WEAK))
+    [record] = capture_records(str(WEAK))
     hostile = "SSH-2.0-Evil\x1b]0;pwned\x07[bold red]x[/bold red]\u202e"
     kexinit = dict(record.client_kexinit or {})
     kexinit["kex_algorithms"] = ["[link=http://x]y[/link]\x1b[2J", *kexinit["kex_algorithms"]]
@@ -238,7 +238,7 @@ def test_runs_as_a_command() -> None:
 def test_a_strangers_names_never_become_fix_lines_or_report_lines() -> None:
     """A name with a newline could forge sshd_config lines (PermitRootLogin yes) in the fix or
     lines of the report; one with spaces and quotes, shell words in `ssh -o...`."""
-    [record] = records_of(str(ROOT / "captures" / "openssh-kex-fail.pcap"))
+    [record] = capture_records(str(ROOT / "captures" / "openssh-kex-fail.pcap"))
     forged = "x\nPermitRootLogin yes\nPasswordAuthentication yes"
     shell = "curve25519-sha256 -oProxyCommand='touch${IFS}/tmp/pwned'"
     client = dict(record.client_kexinit or {})

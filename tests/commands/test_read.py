@@ -122,13 +122,13 @@ def test_truncated_capture_reports_what_was_read_then_fails(tmp_path: Path) -> N
 )
 @given(cut=st.integers(min_value=0, max_value=40_000), junk=st.binary(max_size=64))
 def test_any_truncation_or_garbage_is_a_clean_error(tmp_path: Path, cut: int, junk: bytes) -> None:
-    from kexproxy.analyse import records_of
+    from kexproxy.pipeline import capture_records
     from kexproxy.sources.pcap import CaptureError
 
     path = tmp_path / "fuzz.pcap"
     path.write_bytes(ONE.read_bytes()[:cut] + junk)
     try:
-        records_of(str(path))
+        capture_records(str(path))
     except CaptureError as exc:
         assert "\n" not in str(exc)
 

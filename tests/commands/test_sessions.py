@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 
 from kexproxy.commands.sessions import since_time
+from kexproxy.core.diagnosis import diagnosed
 from kexproxy.core.record import SessionRecord, rfc3339
 from kexproxy.schema import session_record_schema
 from kexproxy.sinks.store import SessionStore
@@ -44,7 +45,7 @@ def record(session_id: str, *, ago: float, failed: bool = True) -> SessionRecord
     if not failed:
         t.client(newkeys()).server(newkeys())
     t.close("client")
-    return t.tracker.finish()
+    return diagnosed(t.tracker.finish())
 
 
 @pytest.fixture

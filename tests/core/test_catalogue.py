@@ -50,13 +50,13 @@ def test_every_name_in_the_public_captures_is_known(cat: Catalogue) -> None:
 
 
 def test_every_name_in_the_recorded_captures_is_known(cat: Catalogue) -> None:
-    from kexproxy.analyse import records_of
+    from kexproxy.pipeline import capture_records
 
     captures = sorted((ROOT / "captures").glob("*.pcap*"))
     assert captures, "captures/ holds the recorded captures"
     unknown = set()
     for path in captures:
-        for record in records_of(str(path)):
+        for record in capture_records(str(path)):
             for kexinit in (record.client_kexinit, record.server_kexinit):
                 for rfc in LIST_CATEGORY:
                     for name in (kexinit or {}).get(rfc, []):

@@ -7,10 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kexproxy.core import limits
+from kexproxy.core.lists import FIELD_BY_RFC, MARKERS
 from kexproxy.core.negotiation import (
     IMPLICIT_MAC,
-    LIST_TO_FIELD,
-    MARKERS,
     Negotiation,
     guess_is_wrong,
     kex_family,
@@ -484,4 +483,4 @@ def _as_offer(lists: list[list[str]]) -> dict[str, str]:
 
 
 def _field(rfc: str) -> str:
-    return LIST_TO_FIELD[rfc]
+    return FIELD_BY_RFC[rfc]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kexproxy.core.diagnosis import diagnosed
 from kexproxy.core.record import OUTCOMES, SCHEMA, SessionRecord, parse_rfc3339, rfc3339
 from tests.builders import (
     Transcript,
@@ -45,7 +46,7 @@ def test_parse_rfc3339_inverts_rfc3339(micros: int) -> None:
 def _record() -> SessionRecord:
     t = Transcript()
     t.server(ident() + kexinit(offer())).client(ident() + kexinit(client_offer(ciphers=["x"])))
-    return t.tracker.record()
+    return diagnosed(t.tracker.record())
 
 
 def test_to_dict_leads_with_the_schema_and_omits_absent_extras() -> None:

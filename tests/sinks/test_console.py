@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from kexproxy.analyse import records_of
 from kexproxy.commands.sessions import sessions_table as stored_table
 from kexproxy.core.record import SessionRecord
+from kexproxy.pipeline import capture_records
 from kexproxy.present import summary, verdict_line
 from kexproxy.sinks.console import sessions_table
 from kexproxy.sinks.store import StoredSession
@@ -22,7 +22,7 @@ CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 def records() -> list[SessionRecord]:
     out: list[SessionRecord] = []
     for path in sorted(CAPTURES.glob("*.pcap")):
-        out += records_of(str(path))
+        out += capture_records(str(path))
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kexproxy.core.diagnosis import diagnosed
 from kexproxy.core.record import SessionRecord
 from kexproxy.sinks.store import (
     MIGRATIONS,
@@ -31,7 +32,7 @@ def failed_record(session_id: str = "s-1", *, started: float | None = None) -> S
     t.client(ident("OpenSSH_9.6") + kexinit(client_offer(kex=["diffie-hellman-group1-sha1"])))
     t.server(ident("OpenSSH_9.2p1") + kexinit(server_offer()))
     t.close("client")
-    return t.tracker.finish()
+    return diagnosed(t.tracker.finish())
 
 
 def negotiated_record(session_id: str, started: float) -> SessionRecord:
@@ -39,7 +40,7 @@ def negotiated_record(session_id: str, started: float) -> SessionRecord:
     t.now = started
     t.client(ident("OpenSSH_9.6") + kexinit(client_offer()))
     t.server(ident("OpenSSH_9.2p1") + kexinit(server_offer()))
-    return t.tracker.record()
+    return diagnosed(t.tracker.record())
 
 
 def test_a_new_store_is_private_wal_and_at_the_current_version(tmp_path: Path) -> None:

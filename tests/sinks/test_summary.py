@@ -6,14 +6,14 @@ import dataclasses
 import io
 from pathlib import Path
 
-from kexproxy.analyse import records_of
+from kexproxy.pipeline import capture_records
 from kexproxy.sinks.summary import SummarySink
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_failed_session_is_one_line_with_both_messages_under_it() -> None:
-    [record] = records_of(str(ROOT / "captures" / "openssh-kex-fail.pcap"))
+    [record] = capture_records(str(ROOT / "captures" / "openssh-kex-fail.pcap"))
     out = io.StringIO()
     sink = SummarySink(out)
     sink.update(record, final=False)
@@ -26,7 +26,7 @@ def test_a_failed_session_is_one_line_with_both_messages_under_it() -> None:
 
 
 def test_control_characters_from_the_wire_are_escaped() -> None:
-    [record] = records_of(str(ROOT / "captures" / "openssh-kex-fail.pcap"))
+    [record] = capture_records(str(ROOT / "captures" / "openssh-kex-fail.pcap"))
     hostile = dataclasses.replace(record, client_banner="SSH-2.0-evil\x1b[2J\u202e")
     out = io.StringIO()
     SummarySink(out).update(hostile, final=True)

@@ -24,7 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kexproxy.core.netframes import ACK, FIN, RST, SYN, Endpoint
-from kexproxy.core.observer import CloseKind, InitiatorEvidence, Side
+from kexproxy.core.observer import CloseKind, InitiatorEvidence
+from kexproxy.core.observer import Leg as Side
 from kexproxy.sources import capfile, pcap
 from kexproxy.sources.pcap import CaptureError, CaptureStats, read_capture
 from tests.core.test_netframes import (

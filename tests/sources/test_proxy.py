@@ -15,7 +15,7 @@ import time
 import pytest
 
 from kexproxy.core.record import SessionRecord
-from kexproxy.core.session import SessionTracker
+from kexproxy.core.tracker import SessionTracker
 from kexproxy.present import summary
 from kexproxy.sources import proxy_relay
 from kexproxy.sources.proxy import parse_address

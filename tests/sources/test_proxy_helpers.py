@@ -20,6 +20,7 @@ from typing import Self
 
 from kexproxy.core.observer import Endpoint
 from kexproxy.core.record import SessionRecord
+from kexproxy.pipeline import Pipeline, stages
 from kexproxy.sources.proxy import Proxy, ProxyConfig, new_event_loop
 
 LOOPBACK = "127.0.0.1"
@@ -43,6 +44,7 @@ class RunningProxy:
         self.use_uvloop = use_uvloop
         self.keep_records = keep_records
         self.published: list[tuple[SessionRecord, bool]] = []
+        self._stages = Pipeline([], stages=stages())
         self.final_count = 0
         self.warnings: list[str] = []
         self.proxies: list[Proxy] = []
@@ -58,6 +60,8 @@ class RunningProxy:
         return self.addresses[0].port
 
     def _publish(self, record: SessionRecord, final: bool) -> None:
+        # The stages every front end runs (the diagnosis), as `kexproxy proxy` does.
+        record = self._stages.process(record)
         with self._cond:
             if self.keep_records:
                 self.published.append((record, final))

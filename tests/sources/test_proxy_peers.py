@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from kexproxy.analyse import records_of
 from kexproxy.core.record import SessionRecord
+from kexproxy.pipeline import capture_records
 from tests.builders import assert_valid_record, client_offer, ident, kexinit, server_offer
 from tests.peers import (
     Dropbear,
@@ -467,8 +467,8 @@ def test_the_proxy_and_read_on_a_capture_of_both_legs_give_the_same_records(
                 results[name] = run_ssh(proxy.port, *opts)
             finals = proxy.wait_finals(len(cases))
     assert results["negotiated"].returncode == 0, results["negotiated"].stderr
-    by_client_port = {r.client["port"]: r for r in records_of(str(client_leg))}
-    by_sshd_view = {r.client["port"]: r for r in records_of(str(server_leg))}
+    by_client_port = {r.client["port"]: r for r in capture_records(str(client_leg))}
+    by_sshd_view = {r.client["port"]: r for r in capture_records(str(server_leg))}
     assert len(by_client_port) == len(by_sshd_view) == len(cases)
     outcomes = []
     for record in finals:

@@ -6,10 +6,10 @@ import dataclasses
 import pickle
 from pathlib import Path
 
-from kexproxy.analyse import Collector
 from kexproxy.core.observer import Endpoint
 from kexproxy.core.record import SessionRecord
-from kexproxy.core.session import SessionTracker
+from kexproxy.core.tracker import SessionTracker
+from kexproxy.sources.captures import Collector
 from kexproxy.sources.pcap import read_capture
 from kexproxy.sources.proxy_record import (
     BytesMoved,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from kexproxy.analyse import records_of
 from kexproxy.core.record import SessionRecord
+from kexproxy.pipeline import capture_records
 from kexproxy_tui.app import KexproxyApp
 
 
@@ -35,19 +35,19 @@ CAPTURES = ROOT / "captures"
 @pytest.fixture(scope="session")
 def dashboard_records() -> list[SessionRecord]:
     """One success, one kex failure, one cipher failure: real OpenSSH 9.2 (record_capture.py)."""
-    records = records_of(str(DASHBOARD_PCAP))
+    records = capture_records(str(DASHBOARD_PCAP))
     assert [r.outcome for r in records] == ["negotiated", "failed", "failed"]
     return records
 
 
 @pytest.fixture(scope="session")
 def sshguess_records() -> list[SessionRecord]:
-    return records_of(str(PUBLIC / "zeek-ssh-sshguess.pcap"))
+    return capture_records(str(PUBLIC / "zeek-ssh-sshguess.pcap"))
 
 
 @pytest.fixture(scope="session")
 def quadratic_record() -> SessionRecord:
-    (record,) = records_of(str(PUBLIC / "zeek-ssh-kex-quadratic-1000.pcap"))
+    (record,) = capture_records(str(PUBLIC / "zeek-ssh-kex-quadratic-1000.pcap"))
     return record
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from kexproxy.analyse import records_of
 from kexproxy.core.record import SessionRecord, parse_rfc3339, rfc3339
+from kexproxy.pipeline import capture_records
 
 from .conftest import CAPTURES, DASHBOARD_PCAP, PUBLIC
 
@@ -21,7 +21,7 @@ def seed_records() -> list[SessionRecord]:
     ]
     out: list[SessionRecord] = []
     for path in paths:
-        out.extend(records_of(str(path)))
+        out.extend(capture_records(str(path)))
     return out
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import replace
 
-from kexproxy.analyse import records_of
+from kexproxy.pipeline import capture_records
 from kexproxy.sinks.store import SessionStore
 
 #: Seconds between two writes: slow enough that the dashboard sees live versions first.
@@ -21,7 +21,7 @@ PAUSE = 0.05
 
 def main(argv: list[str]) -> int:
     path, *captures = argv
-    records = [r for capture in captures for r in records_of(capture)]
+    records = [r for capture in captures for r in capture_records(capture)]
     store = SessionStore.open(path)
     print("ready", flush=True)
     for record in records:

@@ -375,11 +375,11 @@ async def test_the_cursor_keeps_its_session_through_a_filter(
 
 
 async def test_a_policy_judges_each_session_and_the_detail_lists_violations() -> None:
-    from kexproxy.pipeline import policy_stage
+    from kexproxy.pipeline import stages
 
-    judge = policy_stage(str(Path(__file__).resolve().parents[2] / "policies" / "modern.toml"))
+    steps = stages(policy=str(Path(__file__).resolve().parents[2] / "policies" / "modern.toml"))
     weak = str(CAPTURES / "asyncssh-success.pcap")  # curve25519-sha256: classical kex
-    app = create_app(CaptureFeed([weak], stages=[judge]))
+    app = create_app(CaptureFeed([weak], stages=steps))
     async with app.run_test(size=(160, 50)) as pilot:
         await settle(pilot, app)
         (record,) = app.index

@@ -90,11 +90,11 @@ def test_what_would_fail_inside_the_app_fails_before_it(
 def test_policy_and_transparent_modes(ran: Ran, tmp_path: Path) -> None:
     policy = str(ROOT / "policies" / "modern.toml")
     assert cli.main(["tui", str(DASHBOARD_PCAP), "--policy", policy]) == exitcodes.OK
-    assert isinstance(ran.feed, CaptureFeed) and len(ran.feed.stages) == 1
+    assert isinstance(ran.feed, CaptureFeed) and len(ran.feed.stages) == 2
     code = cli.main(["tui", "--listen", "0.0.0.0:2222", "--transparent", "--policy", policy])
     assert code == exitcodes.OK
     assert isinstance(ran.feed, ProxyFeed)
-    assert ran.feed.upstream is None and len(ran.feed.stages) == 1
+    assert ran.feed.upstream is None and len(ran.feed.stages) == 2
     assert ran.feed.label == "proxy 0.0.0.0:2222 → original destinations"
 
 
@@ -138,7 +138,7 @@ def test_bad_arguments(
 def test_only_the_tui_command_loads_textual() -> None:
     code = (
         "import sys, kexproxy.cli as c; c.build_parser(); "
-        "import kexproxy.analyse, kexproxy.sinks.console; "
+        "import kexproxy.sources.captures, kexproxy.sinks.console; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'kexproxy_tui')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -18,6 +18,7 @@ from kexproxy import present
 from kexproxy.core.observer import Endpoint
 from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import Pipeline, Stage
+from kexproxy.pipeline import stages as default_stages
 from kexproxy.sinks.base import Sink
 from kexproxy_tui.feeds import MessageSink, Post, StoreFeed
 from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus
@@ -207,14 +208,14 @@ class ProxyFeed:
         *,
         store: str | None = None,
         use_uvloop: bool = True,
-        stages: Sequence[Stage] = (),
+        stages: Sequence[Stage] | None = None,
     ) -> None:
         """`upstream` None: transparent mode, each connection to its original destination."""
         self.listen = listen
         self.upstream = upstream
         self.store = store
         self.use_uvloop = use_uvloop
-        self.stages = tuple(stages)
+        self.stages = tuple(default_stages() if stages is None else stages)
         self.label = f"proxy {_show(listen)} → {self._target}"
         #: Where the proxy really listens (port 0 resolved), once it does.
         self.address: Endpoint | None = None
@@ -305,7 +306,7 @@ def proxy_feed(
     upstream: str | None,
     *,
     store: str | None = None,
-    stages: Sequence[Stage] = (),
+    stages: Sequence[Stage] | None = None,
 ) -> ProxyFeed:
     """The proxy from `listen` (``[HOST:]PORT``) to `upstream` (``HOST[:PORT]``), resolved now;
     `upstream` None for transparent mode.

@@ -17,6 +17,7 @@ from textual.message import Message
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import Pipeline, Stage
+from kexproxy.pipeline import stages as default_stages
 from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus, SessionsArrived
 
 Post = Callable[[Message], object]
@@ -82,15 +83,16 @@ class _Stopped(Exception):
 class CaptureFeed:
     """Reads capture files one after the other, showing each session as soon as it is found."""
 
-    def __init__(self, paths: Sequence[str], *, stages: Sequence[Stage] = ()) -> None:
+    def __init__(self, paths: Sequence[str], *, stages: Sequence[Stage] | None = None) -> None:
+        """`stages` default to the pipeline's own (the diagnosis)."""
         self.paths = tuple(paths)
-        self.stages = tuple(stages)
+        self.stages = tuple(default_stages() if stages is None else stages)
         names = [Path(p).name for p in self.paths]
         self.label = names[0] if len(names) == 1 else f"{len(names)} captures"
 
     def run(self, post: Post, stop: threading.Event) -> None:
-        from kexproxy.analyse import analyse_capture
         from kexproxy.sources.capfile import CaptureError
+        from kexproxy.sources.captures import analyse_capture
 
         pipeline = Pipeline([MessageSink(post)], stages=self.stages)
         found = 0

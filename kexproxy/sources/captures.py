@@ -1,4 +1,4 @@
-"""Captures to session records: the pcap source wired to one tracker per connection.
+"""The capture source: frames of pcap/pcapng files wired to one tracker per connection.
 
 Shared by ``kexproxy read``, ``kexproxy explain``, the TUI's capture mode and the tests, so
 that every way of reading a capture gives the same records with the same ids.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from kexproxy.core.observer import Endpoint, InitiatorEvidence
 from kexproxy.core.record import SessionRecord
-from kexproxy.core.session import SessionTracker
+from kexproxy.core.tracker import SessionTracker
 
 if TYPE_CHECKING:
     from kexproxy.sources.capfile import CaptureStats
@@ -103,13 +103,6 @@ def analyse_capture(
         on_decided=collector.on_decided,
         progress=progress,
     )
-
-
-def records_of(path: str, *, include_non_ssh: bool = False) -> list[SessionRecord]:
-    """All records of a capture, in the order the pcap source finishes them."""
-    out: list[SessionRecord] = []
-    analyse_capture(path, out.append, include_non_ssh=include_non_ssh)
-    return out
 
 
 def capture_notes(stats: CaptureStats) -> list[str]:

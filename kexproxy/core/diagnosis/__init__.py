@@ -1,0 +1,109 @@
+"""The diagnosis of one handshake: how to fix a failure, and how strong a success is.
+
+Theory of operation: `diagnose` reads a finished `SessionRecord` (both offers, the negotiated
+set, the host key and group-exchange facts) and the algorithm catalogue, and returns the
+record's ``diagnosis`` object; `diagnosed` is the pipeline stage that puts it in the record.
+For a failed negotiation, `fixes` proposes names to add on one side that the other side
+already offers, ranked, and `recipes` writes them as text to paste. For every handshake,
+`verdicts` grades the negotiated set and gives the Terrapin, post-quantum, host key size and
+group-exchange verdicts, plus a version hint from the offered lists alone, never from the
+banner (`software` reads the banner only to know what a side can implement). Pure: no I/O
+beyond the catalogue's package data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kexproxy.core.catalogue import Catalogue, Category, catalogue
+from kexproxy.core.diagnosis.fixes import ranked_fixes
+from kexproxy.core.diagnosis.recipes import APPLY_NOTE
+from kexproxy.core.diagnosis.software import ROLES, offered
+from kexproxy.core.diagnosis.verdicts import (
+    dh_gex,
+    graded_parts,
+    host_key_size,
+    overall,
+    post_quantum,
+    terrapin,
+)
+from kexproxy.core.lists import FIELD_BY_RFC, Direction, lists_for
+from kexproxy.core.negotiation import Role
+from kexproxy.core.record import JSONDict, SessionRecord
+
+#: Offered names not in the catalogue listed per side (a fuzzer may send thousands).
+MAX_UNKNOWN = 20
+VERSION_CAVEAT = (
+    "from the offered lists only, never the banner; a hint, not a version claim: "
+    "distributions backport changes and configurations change lists"
+)
+
+
+def _lists_for_hint(kexinit: JSONDict | None, role: Role) -> dict[Category, list[str]]:
+    direction: Direction = "c2s" if role == "client" else "s2c"
+    return {
+        n.kind: offered(kexinit, n.rfc)
+        for n in lists_for(direction)
+        if n.kind is not None and n.kind != "compression"
+    }
+
+
+def _unknown(kexinit: JSONDict | None, cat: Catalogue) -> list[str]:
+    out: list[str] = []
+    for rfc in FIELD_BY_RFC:
+        for name in offered(kexinit, rfc):
+            if name and cat.lookup_in_list(name, rfc) is None and name not in out:
+                out.append(name)
+                if len(out) >= MAX_UNKNOWN:
+                    return out
+    return out
+
+
+def diagnose(record: SessionRecord, cat: Catalogue | None = None) -> JSONDict:
+    """The record's ``diagnosis`` object (see docs/session-record.md)."""
+    cat = cat or catalogue()
+    parts = graded_parts(record, cat)
+    verdicts: JSONDict = {
+        "terrapin": terrapin(record, cat),
+        "post_quantum": post_quantum(record, cat),
+        "host_key_size": host_key_size(record),
+        "dh_gex": dh_gex(record),
+    }
+    complete = bool(record.negotiated) and not record.failures
+    grade: str | None = None
+    findings: list[JSONDict] = []
+    if complete:
+        grade, findings = overall(parts, verdicts)
+    fix_list: list[JSONDict] = []
+    advice: list[str] = []
+    combined: JSONDict | None = None
+    if record.failures:
+        fix_list, advice, combined = ranked_fixes(record, cat)
+    hints: JSONDict = {"caveat": VERSION_CAVEAT}
+    for role in ROLES:
+        kexinit = record.client_kexinit if role == "client" else record.server_kexinit
+        hints[role] = (
+            cat.version_hint(_lists_for_hint(kexinit, role), role).to_dict() if kexinit else None
+        )
+    out: JSONDict = {
+        "grade": grade,
+        "reasons": [f["text"] for f in findings],
+        "weakest": [{k: f[k] for k in ("grade", "what", "name")} for f in findings],
+        "algorithms": parts,
+        "fixes": fix_list,
+        "real_fix": advice,
+        "combined": combined,
+        "apply_note": APPLY_NOTE if fix_list else None,
+        **verdicts,
+        "version_hint": hints,
+        "unknown": {
+            "client": _unknown(record.client_kexinit, cat),
+            "server": _unknown(record.server_kexinit, cat),
+        },
+    }
+    return out
+
+
+def diagnosed(record: SessionRecord, cat: Catalogue | None = None) -> SessionRecord:
+    """`record` with its ``diagnosis`` filled: the stage between the tracker and the policy."""
+    return replace(record, diagnosis=diagnose(record, cat))
