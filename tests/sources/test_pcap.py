@@ -28,7 +28,7 @@ from kexproxy.core.observer import CloseKind, InitiatorEvidence
 from kexproxy.core.observer import Leg as Side
 from kexproxy.sources import capfile, pcap
 from kexproxy.sources.pcap import CaptureError, CaptureStats, read_capture
-from tests.core.test_netframes import (
+from tests.core.frames import (
     ETHERNET,
     LOOP,
     NULL,
