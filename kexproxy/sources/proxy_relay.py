@@ -31,7 +31,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from kexproxy.core.observer import Leg
+from kexproxy.core.observer import Leg, other_leg
 
 #: Bytes read per recv while inspecting: a handshake message is rarely bigger than a few KiB,
 #: and this bounds what one direction holds while its destination is slow.
@@ -54,10 +54,6 @@ _SPLICE_FLAGS = (
 )
 #: errnos that mean "splice does not work on these files", not "the connection broke".
 _SPLICE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
-
-
-def other(side: Leg) -> Leg:
-    return "b" if side == "a" else "a"
 
 
 class PumpOwner(Protocol):
@@ -203,7 +199,7 @@ class Pump:
         else:
             self._owner.counted(self.side, len(data), ts)
         if error is not None:
-            self._owner.reset_by(other(self.side), self._clock(), error)
+            self._owner.reset_by(other_leg(self.side), self._clock(), error)
             return 0
         return 0 if self.stopped or self._pending is not None else len(data)
 
@@ -247,7 +243,7 @@ class Pump:
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as exc:
-            self._owner.reset_by(other(self.side), self._clock(), exc)
+            self._owner.reset_by(other_leg(self.side), self._clock(), exc)
             return False
         return True
 
@@ -292,7 +288,7 @@ class Pump:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self._owner.reset_by(other(self.side), self._clock(), exc)
+                self._owner.reset_by(other_leg(self.side), self._clock(), exc)
                 return
             self._pending = self._pending[n:] if n < len(self._pending) else None
             if self._pending is not None:
