@@ -125,7 +125,7 @@ def test_no_file_is_over_600_lines() -> None:
 
 def test_each_rfc_list_name_is_written_in_at_most_two_modules() -> None:
     literals = hygiene.list_name_literals(ROOT)
-    assert "encryption_algorithms_client_to_server" in literals  # the registry has it
+    assert literals["kex_algorithms"] == ["kexproxy.core.lists"]  # the registry has it
     too_many = {
         name: mods
         for name, mods in literals.items()
@@ -187,3 +187,29 @@ def test_the_checks_fail_on_a_tree_that_breaks_each_rule(tmp_path: Path) -> None
         "kexproxy.core.lists",
         "kexproxy_tui.screen",
     ]
+
+
+def test_every_source_and_sink_module_has_its_test_module() -> None:
+    missing = [
+        f"{layer}/{path.stem}"
+        for layer in ("sources", "sinks")
+        for path in sorted((ROOT / "kexproxy" / layer).glob("*.py"))
+        if path.stem != "__init__"
+        and not (ROOT / "tests" / layer / f"test_{path.stem}.py").exists()
+    ]
+    assert missing == []
+
+
+def test_modules_named_test_hold_tests_and_helpers_are_not_named_test() -> None:
+    helpers = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tests = [
+            node
+            for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.name.startswith(("test_", "Test"))
+        ]
+        if not tests:
+            helpers.append(str(path.relative_to(ROOT)))
+    assert helpers == []

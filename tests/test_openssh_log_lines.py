@@ -18,7 +18,7 @@ from kexproxy.core.negotiation import openssh_logged
 from kexproxy.sources.proxy import ProxyConfig
 from tests.builders import client_offer, ident, kexinit, server_offer
 from tests.peers import Sshd, one_shot_server, run_ssh, which_or_skip
-from tests.sources.test_proxy_helpers import RunningProxy, config
+from tests.sources.proxy_harness import RunningProxy, config
 
 pytestmark = pytest.mark.peers
 

@@ -21,7 +21,7 @@ import pytest
 from kexproxy.schema import session_record_schema
 from kexproxy.sinks.store import SessionStore
 from tests.builders import client_offer, ident, kexinit, openssh_handshake_start, server_offer
-from tests.sources.test_proxy_helpers import Upstream, recv_exactly, recv_until_eof
+from tests.sources.proxy_harness import Upstream, recv_exactly, recv_until_eof
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_FLIGHT, SERVER_FLIGHT = openssh_handshake_start(

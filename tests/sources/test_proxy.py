@@ -29,7 +29,7 @@ from tests.builders import (
     openssh_handshake_start,
     server_offer,
 )
-from tests.sources.test_proxy_helpers import (
+from tests.sources.proxy_harness import (
     LOOPBACK,
     EchoUpstream,
     RunningProxy,

@@ -39,7 +39,7 @@ from tests.peers import (
     run_ssh,
     which_or_skip,
 )
-from tests.sources.test_proxy_helpers import (
+from tests.sources.proxy_harness import (
     LOOPBACK,
     RunningProxy,
     Upstream,
