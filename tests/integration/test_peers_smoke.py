@@ -21,7 +21,7 @@ from tests import peers
 
 pytestmark = pytest.mark.peers
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CAPTURES = REPO / "captures"
 CAPTURE_NAMES = sorted(path.stem for path in CAPTURES.glob("*.json"))
 

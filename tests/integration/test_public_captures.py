@@ -20,7 +20,7 @@ from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import capture_records
 from kexproxy.schema import session_record_schema
 
-PUBLIC = Path(__file__).parent / "data" / "public"
+PUBLIC = Path(__file__).parents[1] / "data" / "public"
 EXPECTED: list[dict[str, Any]] = json.loads((PUBLIC / "EXPECTED.json").read_text())
 BY_FILE = {entry["file"]: entry for entry in EXPECTED}
 

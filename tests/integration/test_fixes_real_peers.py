@@ -41,7 +41,7 @@ from tests.peers import (
 
 pytestmark = pytest.mark.peers
 
-MODULI_1024 = Path(__file__).parent / "data" / "moduli-oakley-group2"
+MODULI_1024 = Path(__file__).parents[1] / "data" / "moduli-oakley-group2"
 
 #: Where ssh -v names each negotiated algorithm (OpenSSH kex.c, kex_choose_conf).
 KEX_LINE = re.compile(r"debug1: kex: algorithm: (\S+)")

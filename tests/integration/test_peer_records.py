@@ -33,7 +33,7 @@ from kexproxy.pipeline import capture_records
 from tests import peers
 from tests.builders import assert_valid_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"
 CAPTURE_NAMES = sorted(p.stem for p in CAPTURES.glob("*.json"))
 
