@@ -73,6 +73,17 @@ class CaptureStats:
     #: pcapng timestamps outside years 1970-9999 (corrupt), replaced by the previous one.
     bad_timestamps: int = 0
     bytes_read: int = 0
+    #: TCP segments whose source is their destination (a LAND packet, or a socket connected
+    #: to itself): the two directions cannot be told apart, so they are skipped.
+    self_addressed_segments: int = 0
+    #: Connections ended while still in their handshake to bound memory: idle for
+    #: `pcap.HANDSHAKE_IDLE` capture seconds, or the least recently active beyond
+    #: `pcap.MAX_HANDSHAKING` (a port scan, a SYN flood).
+    idle_handshakes: int = 0
+    evicted_handshakes: int = 0
+    #: Frames (or connection ends) whose handling raised: a bug in kexproxy. The frame was
+    #: skipped and its connections ended with what they had heard.
+    internal_errors: int = 0
 
 
 class _Prefixed:
