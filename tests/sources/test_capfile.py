@@ -396,3 +396,74 @@ def test_pcapng_timestamps_beyond_any_date_are_replaced(tmp_path: Path) -> None:
     (rec,) = result.finished
     assert bytes(rec.data["b"]).startswith(S_BANNER)
     assert max(c[2] for c in rec.calls) < 2e9
+
+
+# -- options and fields that claim more than their block holds -----------------------------
+
+
+def idb_with_options(options: bytes) -> bytes:
+    return pcapng_block(1, struct.pack("<HHI", ETHERNET, 0, 0) + options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        struct.pack("<HH", 14, 8),  # if_tsoffset with no value: the block ends (issue 9)
+        struct.pack("<HH", 14, 8) + b"\0" * 4,  # half its value
+        struct.pack("<HH", 9, 1),  # if_tsresol with no value
+        struct.pack("<HH", 2, 400) + b"name",  # if_name claiming 400 bytes
+    ],
+    ids=["tsoffset-at-the-end", "tsoffset-cut", "tsresol-at-the-end", "long-name"],
+)
+def test_an_interface_option_past_its_block_is_one_capture_error(
+    tmp_path: Path, options: bytes
+) -> None:
+    conv = ssh_conversation().close()
+    good = pcapng_bytes(conv.frames)
+    # The bad interface comes last, or with packets after it: either way `buf` goes on
+    # past the block, or ends right at it.
+    for blob in (good + idb_with_options(options), good + idb_with_options(options) + good[28:]):
+        result = run(write(tmp_path, "idb.pcapng", blob))
+        assert result.error is not None
+        block = 2 + len(conv.frames) + 1  # after the section, interface and packets
+        assert str(result.error).endswith(
+            f"corrupt pcapng interface block {block} (an option runs past the end of the block)"
+        )
+        assert not result.error.internal
+        assert len(result.finished) == 1
+
+
+def test_options_that_fit_their_block_are_read(tmp_path: Path) -> None:
+    conv = ssh_conversation()
+    options = struct.pack("<HH", 2, 3) + b"eth\0" + struct.pack("<HH", 14, 8)
+    options += struct.pack("<q", 100)  # the last option, no end-of-options marker
+    blob = shb() + idb_with_options(options)
+    blob += b"".join(epb(data, round((ts - 100) * 1e6)) for ts, data, _ in conv.frames)
+    result = run(write(tmp_path, "ok.pcapng", blob))
+    assert result.error is None
+    (rec,) = result.finished
+    assert rec.first_ts == pytest.approx(conv.frames[0][0], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_an_unforeseen_exception_in_the_reader_is_one_flagged_capture_error(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv = ssh_conversation().close()
+    blob = conv.pcap() if kind == "pcap" else pcapng_bytes(conv.frames)
+    real = capfile.CaptureInput._refill
+
+    def refill(self: capfile.CaptureInput, buf: bytes, pos: int, need: int) -> bytes:
+        if buf:
+            raise struct.error("unpack requires a buffer of 16 bytes\nsecond line")
+        return real(self, buf, pos, need)
+
+    monkeypatch.setattr(capfile, "READ_CHUNK", 64)  # so that the reader refills often
+    monkeypatch.setattr(capfile.CaptureInput, "_refill", refill)
+    result = run(write(tmp_path, "bug.cap", blob))
+    assert result.error is not None
+    assert result.error.internal
+    message = str(result.error)
+    assert "\n" not in message
+    assert "unreadable record" in message and "error: unpack requires" in message
+    assert "kexproxy bug" in message
