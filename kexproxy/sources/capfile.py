@@ -82,8 +82,8 @@ class CaptureStats:
     #: to itself): the two directions cannot be told apart, so they are skipped.
     self_addressed_segments: int = 0
     #: Connections ended while still in their handshake to bound memory: idle for
-    #: `pcap.HANDSHAKE_IDLE` capture seconds, or the least recently active beyond
-    #: `pcap.MAX_HANDSHAKING` (a port scan, a SYN flood).
+    #: `flowtable.HANDSHAKE_IDLE` capture seconds, or the least recently active beyond
+    #: `flowtable.MAX_HANDSHAKING` (a port scan, a SYN flood).
     idle_handshakes: int = 0
     evicted_handshakes: int = 0
     #: Frames (or connection ends) whose handling raised: a bug in kexproxy. The frame was
