@@ -10,6 +10,7 @@ every string that came from the wire.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,13 @@ capture or session, or an unusable policy file.
 
 #: Names shown per side of a list; a fuzzer's 1000-name list would bury the report.
 MAX_SHOWN = 40
+#: Characters of one unbroken run (a banner, a name, an option line) shown before it is cut:
+#: room for any real algorithm name or ssh -o option, not for a 7,000-character banner
+#: quoted in three places. The JSON (--json) always keeps the whole value.
+MAX_RUN = 300
+#: Characters of one line shown before it is cut: OpenSSH's own rejection line (at most
+#: 1021 characters, some escaped) fits whole.
+MAX_LINE = 1500
 GRADE_STYLE = {
     "good": "green",
     "weak": "yellow",
@@ -180,23 +188,34 @@ def _from_store(args: argparse.Namespace, target: str) -> tuple[Found, str | Non
 # -- the report ------------------------------------------------------------------------------
 
 
-def _t(text: object, style: str = "") -> Text:
+def _t(text: object, style: str = "", *, run: int = MAX_RUN) -> Text:
     """Wire text made safe: every control shown as an escape (a newline too: a stranger's
-    text must not forge lines of the report); a Text is never parsed as markup."""
+    text must not forge lines of the report), long runs cut (`_cut`); a Text is never
+    parsed as markup."""
     from rich.text import Text
 
-    from kexproxy.core.textsafe import printable
+    return Text(_cut(printable(str(text)), run), style=style)
 
-    return Text(printable(str(text)), style=style)
+
+def _cut(shown: str, run: int = MAX_RUN) -> str:
+    """`shown` with each unbroken run over `run` characters, and the whole over `MAX_LINE`,
+    cut where the report can afford it, saying how long it was and where the rest is."""
+    if len(shown) > run:
+        shown = re.sub(rf"\S{{{run + 1},}}", lambda m: _shortened(m.group(), run), shown)
+    if len(shown) > MAX_LINE:
+        shown = _shortened(shown, MAX_LINE, " in all")
+    return shown
+
+
+def _shortened(text: str, keep: int, scope: str = "") -> str:
+    return f"{text[:keep]}... ({len(text):,} characters{scope}; the full value is in --json)"
 
 
 def _block(text: str, prefix: str = "", style: str = "") -> Text:
     """One of our own multi-line forms (an ssh_config block), line by line, each made safe."""
     from rich.text import Text
 
-    from kexproxy.core.textsafe import printable
-
-    return Text("\n".join(prefix + printable(line) for line in text.split("\n")), style=style)
+    return Text("\n".join(prefix + _cut(printable(line)) for line in text.split("\n")), style=style)
 
 
 def report(record: SessionRecord, index: int) -> list[RenderableType]:
@@ -313,7 +332,7 @@ def _rejections(record: SessionRecord) -> list[RenderableType]:
         rejection = record.rejections.get(role)
         if rejection:
             line = _t(f"{role} rejects: ", "bold red")
-            line.append_text(_t(rejection["message"]))
+            line.append_text(_t(rejection["message"], run=MAX_LINE))
             out.append(line)
     evidence = record.evidence
     if record.outcome in ("failed", "aborted") and evidence.get("first_close"):

@@ -46,11 +46,16 @@ class CaptureError(Exception):
 
     The message is one line naming the input. It is raised only after every connection read
     so far has been handed to `on_finished`, so a caller can report them and this.
+    `internal` marks the one raised for an unexpected exception inside the reader (a bug,
+    reported like damage so the read still ends cleanly), which a fuzzer must flag.
     """
 
-    def __init__(self, message: str, stats: CaptureStats | None = None) -> None:
+    def __init__(
+        self, message: str, stats: CaptureStats | None = None, *, internal: bool = False
+    ) -> None:
         super().__init__(message)
         self.stats = stats
+        self.internal = internal
 
 
 @dataclass(slots=True)
@@ -73,6 +78,17 @@ class CaptureStats:
     #: pcapng timestamps outside years 1970-9999 (corrupt), replaced by the previous one.
     bad_timestamps: int = 0
     bytes_read: int = 0
+    #: TCP segments whose source is their destination (a LAND packet, or a socket connected
+    #: to itself): the two directions cannot be told apart, so they are skipped.
+    self_addressed_segments: int = 0
+    #: Connections ended while still in their handshake to bound memory: idle for
+    #: `flowtable.HANDSHAKE_IDLE` capture seconds, or the least recently active beyond
+    #: `flowtable.MAX_HANDSHAKING` (a port scan, a SYN flood).
+    idle_handshakes: int = 0
+    evicted_handshakes: int = 0
+    #: Frames (or connection ends) whose handling raised: a bug in kexproxy. The frame was
+    #: skipped and its connections ended with what they had heard.
+    internal_errors: int = 0
 
 
 class _Prefixed:
@@ -219,31 +235,36 @@ class CaptureInput:
         buf = b""
         pos = 0
         index = 0
-        while True:
-            if len(buf) - pos < 16:
-                buf = self._refill(buf, pos, 16)
-                pos = 0
-                if not buf:
-                    return
-                if len(buf) < 16:
-                    raise self._truncated(index, "record header")
-            sec, frac, caplen, wirelen = unpack(buf, pos)
-            start = pos + 16
-            end = start + caplen
-            if end > len(buf):
-                if caplen > MAX_RECORD:
-                    raise self._fail(
-                        f"record {index + 1} claims {caplen} captured bytes (corrupt file)"
-                    )
-                buf = self._refill(buf, pos, 16 + caplen)
-                pos = 0
-                start = 16
+        try:
+            while True:
+                if len(buf) - pos < 16:
+                    buf = self._refill(buf, pos, 16)
+                    pos = 0
+                    if not buf:
+                        return
+                    if len(buf) < 16:
+                        raise self._truncated(index, "record header")
+                sec, frac, caplen, wirelen = unpack(buf, pos)
+                start = pos + 16
                 end = start + caplen
                 if end > len(buf):
-                    raise self._truncated(index, "frame")
-            yield linktype, buf, start, end, wirelen, sec + frac * scale
-            pos = end
-            index += 1
+                    if caplen > MAX_RECORD:
+                        raise self._fail(
+                            f"record {index + 1} claims {caplen} captured bytes (corrupt file)"
+                        )
+                    buf = self._refill(buf, pos, 16 + caplen)
+                    pos = 0
+                    start = 16
+                    end = start + caplen
+                    if end > len(buf):
+                        raise self._truncated(index, "frame")
+                yield linktype, buf, start, end, wirelen, sec + frac * scale
+                pos = end
+                index += 1
+        except (CaptureError, MemoryError):
+            raise
+        except Exception as exc:
+            raise self._bug(index, exc) from exc
 
     def _clock(self, ts: float, previous: float) -> float:
         """A pcapng timestamp, or the previous one when it is outside what a date can be.
@@ -255,6 +276,15 @@ class CaptureInput:
             return ts
         self.bad_timestamps += 1
         return previous
+
+    def _bug(self, index: int, exc: Exception) -> CaptureError:
+        """An exception no damage check foresaw: reported as the file's, flagged as ours."""
+        what = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return CaptureError(
+            f"{self.label}: unreadable record {index + 1} ({what}); "
+            "this is a kexproxy bug, please report it with the file",
+            internal=True,
+        )
 
     def _truncated(self, index: int, what: str) -> CaptureError:
         return self._fail(
@@ -271,73 +301,90 @@ class CaptureInput:
         index = 0
         last_ts = 0.0
         self.format = "pcapng+gzip" if self._gzip else "pcapng"
-        while True:
-            if len(buf) - pos < 12:
-                buf = self._refill(buf, pos, 12)
-                pos = 0
-                if not buf:
-                    return
-                if len(buf) < 12:
-                    raise self._truncated(index, "block header")
-            btype = buf[pos : pos + 4]
-            if btype == _PCAPNG_SHB:
-                bom = buf[pos + 8 : pos + 12]
-                if bom == b"\x1a\x2b\x3c\x4d":
-                    endian = ">"
-                elif bom == b"\x4d\x3c\x2b\x1a":
-                    endian = "<"
-                else:
-                    raise self._fail(f"corrupt pcapng section header (byte order mark {bom.hex()})")
-                interfaces = []
-            (blen,) = struct.unpack_from(endian + "I", buf, pos + 4)
-            if blen < 12 or blen % 4 or blen > MAX_RECORD:
-                raise self._fail(f"corrupt pcapng block {index + 1} (length {blen})")
-            if len(buf) - pos < blen:
-                buf = self._refill(buf, pos, blen)
-                pos = 0
-                if len(buf) < blen:
-                    raise self._truncated(index, "block")
-            (tail,) = struct.unpack_from(endian + "I", buf, pos + blen - 4)
-            if tail != blen:
-                raise self._fail(f"corrupt pcapng block {index + 1} (lengths {blen} and {tail})")
-            (kind,) = struct.unpack_from(endian + "I", buf, pos)
-            body = pos + 8
-            body_end = pos + blen - 4
-            if kind == 6 and body_end - body >= 20:  # enhanced packet block
-                ifid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
-                start = body + 20
-                if ifid < len(interfaces) and start + caplen <= body_end:
-                    lt, tick, toff, _snap = interfaces[ifid]
-                    last_ts = self._clock(((hi << 32) | lo) * tick + toff, last_ts)
-                    yield lt, buf, start, start + caplen, wirelen, last_ts
-                else:
-                    self.bad_records += 1
-            elif kind == 3 and interfaces and body_end - body >= 4:  # simple packet block
-                (wirelen,) = struct.unpack_from(endian + "I", buf, body)
-                lt, tick, toff, snap = interfaces[0]
-                caplen = min(wirelen, body_end - body - 4, snap or wirelen)
-                # A simple packet block has no timestamp: the last one seen stands in.
-                yield lt, buf, body + 4, body + 4 + caplen, wirelen, last_ts
-            elif kind == 2 and body_end - body >= 20:  # obsolete packet block
-                ifid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
-                    endian + "HHIIII", buf, body
-                )
-                start = body + 20
-                if ifid < len(interfaces) and start + caplen <= body_end:
-                    lt, tick, toff, _snap = interfaces[ifid]
-                    last_ts = self._clock(((hi << 32) | lo) * tick + toff, last_ts)
-                    yield lt, buf, start, start + caplen, wirelen, last_ts
-            elif kind == 1 and body_end - body >= 8:  # interface description block
-                lt, _reserved, snap = struct.unpack_from(endian + "HHI", buf, body)
-                tick, toff = _idb_time(buf, body + 8, body_end, endian)
-                interfaces.append((lt, tick, toff, snap))
-                self.link_types.add(lt)
-            pos += blen
-            index += 1
+        try:
+            while True:
+                if len(buf) - pos < 12:
+                    buf = self._refill(buf, pos, 12)
+                    pos = 0
+                    if not buf:
+                        return
+                    if len(buf) < 12:
+                        raise self._truncated(index, "block header")
+                btype = buf[pos : pos + 4]
+                if btype == _PCAPNG_SHB:
+                    bom = buf[pos + 8 : pos + 12]
+                    if bom == b"\x1a\x2b\x3c\x4d":
+                        endian = ">"
+                    elif bom == b"\x4d\x3c\x2b\x1a":
+                        endian = "<"
+                    else:
+                        raise self._fail(
+                            f"corrupt pcapng section header (byte order mark {bom.hex()})"
+                        )
+                    interfaces = []
+                (blen,) = struct.unpack_from(endian + "I", buf, pos + 4)
+                if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                    raise self._fail(f"corrupt pcapng block {index + 1} (length {blen})")
+                if len(buf) - pos < blen:
+                    buf = self._refill(buf, pos, blen)
+                    pos = 0
+                    if len(buf) < blen:
+                        raise self._truncated(index, "block")
+                (tail,) = struct.unpack_from(endian + "I", buf, pos + blen - 4)
+                if tail != blen:
+                    raise self._fail(
+                        f"corrupt pcapng block {index + 1} (lengths {blen} and {tail})"
+                    )
+                (kind,) = struct.unpack_from(endian + "I", buf, pos)
+                body = pos + 8
+                body_end = pos + blen - 4
+                if kind == 6 and body_end - body >= 20:  # enhanced packet block
+                    ifid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
+                    start = body + 20
+                    if ifid < len(interfaces) and start + caplen <= body_end:
+                        lt, tick, toff, _snap = interfaces[ifid]
+                        last_ts = self._clock(((hi << 32) | lo) * tick + toff, last_ts)
+                        yield lt, buf, start, start + caplen, wirelen, last_ts
+                    else:
+                        self.bad_records += 1
+                elif kind == 3 and interfaces and body_end - body >= 4:  # simple packet block
+                    (wirelen,) = struct.unpack_from(endian + "I", buf, body)
+                    lt, tick, toff, snap = interfaces[0]
+                    caplen = min(wirelen, body_end - body - 4, snap or wirelen)
+                    # A simple packet block has no timestamp: the last one seen stands in.
+                    yield lt, buf, body + 4, body + 4 + caplen, wirelen, last_ts
+                elif kind == 2 and body_end - body >= 20:  # obsolete packet block
+                    ifid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
+                        endian + "HHIIII", buf, body
+                    )
+                    start = body + 20
+                    if ifid < len(interfaces) and start + caplen <= body_end:
+                        lt, tick, toff, _snap = interfaces[ifid]
+                        last_ts = self._clock(((hi << 32) | lo) * tick + toff, last_ts)
+                        yield lt, buf, start, start + caplen, wirelen, last_ts
+                elif kind == 1 and body_end - body >= 8:  # interface description block
+                    lt, _reserved, snap = struct.unpack_from(endian + "HHI", buf, body)
+                    clock = _idb_time(buf, body + 8, body_end, endian)
+                    if clock is None:
+                        raise self._fail(
+                            f"corrupt pcapng interface block {index + 1} "
+                            "(an option runs past the end of the block)"
+                        )
+                    tick, toff = clock
+                    interfaces.append((lt, tick, toff, snap))
+                    self.link_types.add(lt)
+                pos += blen
+                index += 1
+        except (CaptureError, MemoryError):
+            raise
+        except Exception as exc:
+            raise self._bug(index, exc) from exc
 
 
-def _idb_time(buf: bytes, pos: int, end: int, endian: str) -> tuple[float, int]:
-    """An interface's clock: seconds per timestamp tick and the offset in seconds."""
+def _idb_time(buf: bytes, pos: int, end: int, endian: str) -> tuple[float, int] | None:
+    """An interface's clock: seconds per timestamp tick and the offset in seconds, or None
+    when an option claims more bytes than the block holds (`buf` goes on past `end`, so
+    reading it would take the next block's bytes, or fail at the end of the buffer)."""
     tick = 1e-6
     offset = 0
     while pos + 4 <= end:
@@ -345,6 +392,8 @@ def _idb_time(buf: bytes, pos: int, end: int, endian: str) -> tuple[float, int]:
         if code == 0:
             break
         value = pos + 4
+        if value + length > end:
+            return None
         if code == 9 and length >= 1:  # if_tsresol
             res = buf[value]
             tick = 2.0 ** -(res & 0x7F) if res & 0x80 else 10.0**-res

@@ -132,4 +132,36 @@ def capture_notes(stats: CaptureStats) -> list[str]:
         notes.append(f"{stats.fragments} IP fragments skipped (not reassembled)")
     if stats.bad_timestamps:
         notes.append(f"{stats.bad_timestamps} corrupt timestamps replaced by the previous one")
+    if stats.self_addressed_segments:
+        notes.append(
+            f"{stats.self_addressed_segments} TCP segments from an address and port to "
+            "themselves skipped (a LAND attack, or a socket connected to itself)"
+        )
+    notes += _handshake_notes(stats)
+    if stats.internal_errors:
+        notes.append(
+            f"{stats.internal_errors} frames skipped after an internal error (a kexproxy bug: "
+            "please report it with the capture); their connections were ended there"
+        )
     return notes
+
+
+def _handshake_notes(stats: CaptureStats) -> list[str]:
+    """Connections the reader ended early to bound its memory, and why."""
+    from kexproxy.sources.flowtable import HANDSHAKE_IDLE, MAX_HANDSHAKING
+
+    why = []
+    if stats.idle_handshakes:
+        why.append(f"{stats.idle_handshakes} idle for {HANDSHAKE_IDLE:.0f} s of capture time")
+    if stats.evicted_handshakes:
+        why.append(
+            f"{stats.evicted_handshakes} least recently active beyond {MAX_HANDSHAKING:,} "
+            "open at once"
+        )
+    if not why:
+        return []
+    total = stats.idle_handshakes + stats.evicted_handshakes
+    return [
+        f"{total} connections still in their handshake were ended early to bound memory "
+        f"({'; '.join(why)}): a port scan or SYN flood looks like this"
+    ]

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from kexproxy.cli import main
-from kexproxy.commands.explain import report
+from kexproxy.commands.explain import MAX_RUN, report
 from kexproxy.core.diagnosis import diagnose
 from kexproxy.pipeline import capture_records
 
@@ -261,3 +261,50 @@ def test_a_strangers_names_never_become_fix_lines_or_report_lines() -> None:
     lines = buffer.getvalue().splitlines()
     assert not any(line.strip().startswith("PermitRootLogin") for line in lines)
     assert any("x\\x0aPermitRootLogin yes\\x0aPasswordAuthentication yes" in line for line in lines)
+
+
+def test_long_strings_are_cut_in_the_report_and_whole_in_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 9 defect 10: a 7,000-character banner was printed whole, three times."""
+    [plain] = capture_records(str(ROOT / "captures" / "openssh-cipher-fail.pcap"))
+    banner = "SSH-2.0-" + "B" * 7000
+    record = replace(plain, server_banner=banner)
+    record = replace(record, diagnosis=diagnose(record))
+    texts = []
+    for shown in (plain, record):
+        console = Console(file=io.StringIO(), width=200, no_color=True)
+        for part in report(shown, 1):
+            console.print(part)
+        texts.append(console.file.getvalue())  # type: ignore[attr-defined]
+    text = texts[1]
+    flat = text.replace("\n", "")
+    assert "B" * 301 not in flat
+    assert f"server banner: {banner[:300]}... (7,008 characters; the full value is in --json)" in (
+        flat
+    )
+    assert flat.count("characters; the full value is in --json)") == 2  # and in a fix's warning
+    assert len(text) < len(texts[0]) + 1_500  # whole, the banner alone added 14,000
+    assert json.loads(json.dumps(record.to_dict()))["server_banner"] == banner
+
+
+def test_openssh_rejection_lines_are_never_cut() -> None:
+    [record] = capture_records(str(FAILED))
+    console = Console(file=io.StringIO(), width=3000, no_color=True)
+    for part in report(record, 1):
+        console.print(part)
+    flat = console.file.getvalue().replace("\n", "")  # type: ignore[attr-defined]
+    rejections = [r["message"] for r in record.rejections.values() if r]
+    assert max(len(message) for message in rejections) > MAX_RUN
+    assert all(message in flat for message in rejections)
+
+
+def test_one_line_over_the_limit_is_cut_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    [record] = capture_records(str(WEAK))
+    spaced = "SSH-2.0-X " + "ab " * 1000
+    record = replace(record, client_banner=spaced)
+    console = Console(file=io.StringIO(), width=5000, no_color=True)
+    for part in report(record, 1):
+        console.print(part)
+    (line,) = [ln for ln in console.file.getvalue().splitlines() if "client banner" in ln]  # type: ignore[attr-defined]
+    assert line.rstrip().endswith("(3,010 characters in all; the full value is in --json)")
