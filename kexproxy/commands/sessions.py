@@ -158,7 +158,12 @@ def run_sessions(args: argparse.Namespace) -> int:
 
 
 def say_damage(store: SessionStore) -> bool:
-    """One line on stderr when rows of the store could not be read; whether there were any."""
+    """One line on stderr when rows of the store could not be read; whether there were any.
+
+    Before it, the store's note, if opening it had one (a read-only mount hiding its log).
+    """
+    if store.note:
+        print(f"kexproxy: {printable(store.note)}", file=sys.stderr)
     if store.damaged:
         count = store.damaged
         print(
@@ -203,6 +208,8 @@ def run_show(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"kexproxy: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
+    if store.note:
+        print(f"kexproxy: {printable(store.note)}", file=sys.stderr)
     if isinstance(found, str):
         print(f"kexproxy: {printable(found)}", file=sys.stderr)
         return exitcodes.BAD_INPUT
