@@ -23,8 +23,9 @@ examples:
   kexproxy sessions --json --limit 0 | jq -r .hassh | sort | uniq -c
   kexproxy show 4de92dfa                    one record in full (an id prefix is enough)
 
-The store is read while the proxy writes it: live sessions appear once their handshake's
-outcome is known and are updated when they end. Newest first.
+The store is read while the proxy writes it: live sessions appear when they are accepted
+(outcome in_progress), again once their handshake's outcome is known, and are updated when
+they end. Newest first.
 
 exit status: 0 listed (possibly nothing); 2 the store is missing or unreadable, or bad
 arguments.

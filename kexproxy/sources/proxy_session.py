@@ -4,9 +4,10 @@ Theory of operation. A session starts when the proxy accepts a client: it opens 
 upstream socket (non-blocking connect, with a timeout), then starts a pump each way. Every
 byte is forwarded first and shown to the `SessionTracker` second; every tracker call is
 guarded, so an unexpected exception ends inspection (with a note in the record) and never
-the relay. The record is published when the handshake's outcome is known, again at a
-handshake timeout and on periodic refreshes, and a last time (final) when the connection
-ends: FIN both ways, an RST either way, or the proxy shutting down.
+the relay. A first record (`in_progress`) is published when the connection is accepted,
+so that a crash still leaves one; the record is published again when the handshake's
+outcome is known, at a handshake timeout and on periodic refreshes, and a last time (final)
+when the connection ends: FIN both ways, an RST either way, or the proxy shutting down.
 
 Addresses: the tracker's endpoints are the real client (the accepted socket's peer) and
 the real server (the upstream). Through a relay neither peer sees the other: the client's

@@ -6,7 +6,9 @@ a row for every connection, and no record missing from the store without being c
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +24,7 @@ from kexproxy.schema import session_record_schema
 from kexproxy.sinks.store import SessionStore, StoredSession
 from tests.builders import ident
 from tests.commands.test_proxy_cmd import ProxyProcess
-from tests.peers import PeerResult, Sshd, run_ssh
+from tests.peers import PeerResult, Sshd, run_ssh, skip_or_fail
 from tests.sources.test_proxy_helpers import recv_exactly
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,3 +139,95 @@ def test_sigkill_mid_traffic_leaves_a_row_for_every_connection(
     )  # fmt: skip
     assert listed.returncode == 0 and listed.stderr == ""
     assert len(listed.stdout.splitlines()) == STALLED
+
+
+#: Run in a private mount namespace with a 1 MiB tmpfs at argv[1]: the proxy's store there,
+#: handshakes before, while and (unless "still full") after the disk is full; one JSON line.
+_FULL_DISK = r"""
+import errno, json, os, signal, sys, time
+disk, root, work, mode = sys.argv[1:5]
+sys.path[:0] = [root, root + "/tui"]
+from pathlib import Path
+from kexproxy.sinks.store import SessionStore
+from tests.commands.test_proxy_cmd import ProxyProcess, failing_server, one_failed_handshake
+
+def fill(path):
+    with open(path, "wb", buffering=0) as filler:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    filler.write(b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+
+db = f"{disk}/p.db"
+total = 0
+with failing_server() as up:
+    proxy = ProxyProcess("--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{up.port}",
+                         "--store", db, "--quiet", cwd=Path(work))
+    port = proxy.wait_ready()
+    def handshakes(count):
+        global total
+        for _ in range(count):
+            one_failed_handshake(port)
+            total += 1
+            time.sleep(0.02)
+    handshakes(5)
+    time.sleep(0.3)
+    fill(f"{disk}/filler")
+    handshakes(30)
+    time.sleep(1.0)
+    if mode == "freed":
+        os.unlink(f"{disk}/filler")
+        time.sleep(1.0)
+        handshakes(5)
+        time.sleep(0.3)
+    status, _out = proxy.stop(signal.SIGTERM)
+store = SessionStore.open(db, readonly=True)
+rows = store.sessions(limit=None)
+store.close()
+print(json.dumps({"status": status, "total": total, "stderr": proxy.stderr,
+                  "stored": len(rows), "final": sum(r.final for r in rows)}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["freed", "still full"])
+def test_a_full_disk_under_the_proxy_loses_no_record_without_saying_so(
+    tmp_path: Path, mode: str
+) -> None:
+    """A 1 MiB tmpfs filled mid-run: every record is stored once space is back, or each one
+    that is not is counted, on stderr and in the last line."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        skip_or_fail("needs root and unshare for a private tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = 'mount -t tmpfs -o size=1m tmpfs "$1" && exec "$2" -c "$3" "$1" "$4" "$5" "$6"'
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+         str(disk), sys.executable, _FULL_DISK, str(ROOT), str(tmp_path), mode],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if "mount:" in result.stderr or "unshare:" in result.stderr:
+        skip_or_fail(f"no private tmpfs here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    said = out["stderr"].splitlines()
+    db = f"{disk}/p.db"
+    assert out["status"] == 0
+    assert out["total"] == (40 if mode == "freed" else 35)
+    full = [line for line in said if "cannot write the session store" in line]
+    assert len(full) == 1 and "database or disk is full" in full[0], said
+    last = said[-1]
+    assert last.startswith(f"kexproxy: stopped; {out['total']} sessions ended,"), said
+    if mode == "freed":
+        assert out["stored"] == out["final"] == out["total"], out
+        assert any(line.endswith("writing the session store again") for line in said), said
+        assert last.endswith(f"; records in {db}")
+        assert not any("could not be stored" in line for line in said)
+    else:
+        lost = out["total"] - out["final"]
+        assert lost > 0
+        counted = f"{lost} record{'s' * (lost != 1)} could not be stored in {db}"
+        assert last.endswith(f"; {counted}"), said
+        assert f"kexproxy: {counted}" in said
+        assert not any("records in" in line for line in said)

@@ -292,6 +292,11 @@ def test_a_failed_negotiation_is_published_before_the_connection_closes() -> Non
         [record] = proxy.wait_finals(1)
     assert record.id == live.id
     assert record.failing_lists == ["kex_algorithms"]
+    # The first row came when the connection was accepted: the same start, no end yet.
+    first, first_is_final = proxy.published[0]
+    assert (first.id, first.outcome, first_is_final) == (record.id, "in_progress", False)
+    assert first.ended is None and first.started == record.started
+    assert (first.client, first.server) == (record.client, record.server)
     # Each side's message names the peer as that side saw it through the relay.
     assert record.rejections["client"]["message"].startswith(
         f"Unable to negotiate with 127.0.0.1 port {proxy.port}: no matching key exchange"
