@@ -11,6 +11,7 @@ writes them from its own thread in batches, so a slow or full disk never holds u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -224,10 +225,15 @@ class SessionStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_UPSERT, rows)
+            # A full disk fails the COMMIT (WAL frames are written then) and SQLite may
+            # or may not roll back by itself: left open, the transaction would make every
+            # later BEGIN fail, and the store would never be written again.
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     def sessions(
         self,
