@@ -180,6 +180,8 @@ def _from_store(args: argparse.Namespace, target: str) -> tuple[Found, str | Non
             store.close()
     except StoreError as exc:
         return [], str(exc)
+    if store.note:
+        print(f"kexproxy: {printable(store.note)}", file=sys.stderr)
     if isinstance(found, str):
         return [], f"no file {target!r}, and {found}" if found.startswith("no session") else found
     return [(1, found.record)], None

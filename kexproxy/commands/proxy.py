@@ -22,8 +22,9 @@ examples:
 
 The relay passes every byte on unchanged and at once; it reads a copy of the handshake,
 then, once both sides are past NEWKEYS, moves bytes in the kernel (splice). Records go to
-the SQLite store (--store, default ./kexproxy.db) as soon as a handshake's outcome is
-known and again when the session ends: `kexproxy sessions` lists them.
+the SQLite store (--store, default ./kexproxy.db) when a connection is accepted (outcome
+in_progress), as soon as its handshake's outcome is known, and again when the session
+ends: `kexproxy sessions` lists them.
 
 Through the relay the client sees the proxy's listen address as its peer and the server
 sees the proxy's upstream-side address: each rejection message in a record names the peer

@@ -23,8 +23,9 @@ examples:
   kexproxy sessions --json --limit 0 | jq -r .hassh | sort | uniq -c
   kexproxy show 4de92dfa                    one record in full (an id prefix is enough)
 
-The store is read while the proxy writes it: live sessions appear once their handshake's
-outcome is known and are updated when they end. Newest first.
+The store is read while the proxy writes it: live sessions appear when they are accepted
+(outcome in_progress), again once their handshake's outcome is known, and are updated when
+they end. Newest first.
 
 exit status: 0 listed (possibly nothing); 2 the store is missing or unreadable, or bad
 arguments.
@@ -158,7 +159,12 @@ def run_sessions(args: argparse.Namespace) -> int:
 
 
 def say_damage(store: SessionStore) -> bool:
-    """One line on stderr when rows of the store could not be read; whether there were any."""
+    """One line on stderr when rows of the store could not be read; whether there were any.
+
+    Before it, the store's note, if opening it had one (a read-only mount hiding its log).
+    """
+    if store.note:
+        print(f"kexproxy: {printable(store.note)}", file=sys.stderr)
     if store.damaged:
         count = store.damaged
         print(
@@ -203,6 +209,8 @@ def run_show(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"kexproxy: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
+    if store.note:
+        print(f"kexproxy: {printable(store.note)}", file=sys.stderr)
     if isinstance(found, str):
         print(f"kexproxy: {printable(found)}", file=sys.stderr)
         return exitcodes.BAD_INPUT

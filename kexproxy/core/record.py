@@ -13,8 +13,17 @@ from typing import Any, Literal
 
 SCHEMA = "kexproxy/session/1"
 
-Outcome = Literal["negotiated", "failed", "aborted", "incomplete", "not_ssh"]
-OUTCOMES: tuple[Outcome, ...] = ("negotiated", "failed", "aborted", "incomplete", "not_ssh")
+Outcome = Literal["negotiated", "failed", "aborted", "incomplete", "not_ssh", "in_progress"]
+#: `in_progress` is a live relayed session's first record, written when it is accepted so
+#: that a crash still leaves a row for it; a finished session never has it.
+OUTCOMES: tuple[Outcome, ...] = (
+    "negotiated",
+    "failed",
+    "aborted",
+    "incomplete",
+    "not_ssh",
+    "in_progress",
+)
 
 JSONDict = dict[str, Any]
 

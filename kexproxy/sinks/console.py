@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from kexproxy.core.record import SessionRecord
+from kexproxy.core.record import OUTCOMES, SessionRecord
 from kexproxy.core.textsafe import printable
 from kexproxy.present import endpoint, kind_label, software_name, summary, verdict_line
 
@@ -17,6 +17,7 @@ OUTCOME_STYLE = {
     "aborted": "yellow",
     "incomplete": "dim",
     "not_ssh": "dim",
+    "in_progress": "cyan",
 }
 
 
@@ -184,7 +185,7 @@ def print_totals(
     where = f"{files} capture{'s' * (files != 1)}"
     console.print(Rule(Text(f"{len(records)} {what} in {where}", "bold")))
     line = Text()
-    for outcome in ("negotiated", "failed", "aborted", "incomplete", "not_ssh"):
+    for outcome in OUTCOMES:
         if outcomes[outcome]:
             line.append(", " if line else "")
             line.append(f"{outcomes[outcome]} {outcome}", style=OUTCOME_STYLE.get(outcome, ""))

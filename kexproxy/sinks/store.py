@@ -11,17 +11,22 @@ writes them from its own thread in batches, so a slow or full disk never holds u
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.sinks.jsonl import dumps
+from kexproxy.sinks.store_reading import (
+    BUSY_TIMEOUT_MS,
+    connect_readonly,
+    decode_record,
+    record_columns,
+)
 from kexproxy.worker import Worker
 
 #: Each entry upgrades the schema by one version; ``user_version`` counts those applied.
@@ -53,8 +58,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-#: How long a connection waits for another process's write lock before giving up.
-BUSY_TIMEOUT_MS = 5000
 #: How long the writer lets records gather before a transaction (visibility delay).
 BATCH_DELAY = 0.05
 #: Rows per transaction, the pause between transactions of one batch, and the batch size
@@ -145,6 +148,8 @@ class SessionStore:
         #: Rows whose record could not be read, left out of the results, and the first reason.
         self.damaged = 0
         self.damage: str | None = None
+        #: What a reader should know about how the file was opened (see `connect_readonly`).
+        self.note: str | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> SessionStore:
@@ -159,16 +164,17 @@ class SessionStore:
             if readonly:
                 if not os.path.exists(name):
                     raise StoreError(f"{name}: no session store here (kexproxy proxy creates it)")
-                uri = Path(name).resolve().as_uri() + "?mode=ro"
-                db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+                db, note = connect_readonly(name)
             else:
                 # Created before SQLite sees it, so it is never readable by others, even briefly;
                 # SQLite gives the -wal and -shm files the same mode.
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 os.close(fd)
                 db = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                note = None
             store = cls(db, name)
+            store.note = note
             store._prepare(readonly=readonly)
         except sqlite3.Error as exc:
             raise StoreError(f"{name}: cannot use the session store: {exc}") from exc
@@ -219,10 +225,15 @@ class SessionStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_UPSERT, rows)
+            # A full disk fails the COMMIT (WAL frames are written then) and SQLite may
+            # or may not roll back by itself: left open, the transaction would make every
+            # later BEGIN fail, and the store would never be written again.
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     def sessions(
         self,
@@ -240,7 +251,7 @@ class SessionStore:
         if since is not None:
             clauses.append("started >= ?")
             params.append(since)
-        sql = "SELECT record, final FROM sessions"
+        sql = f"SELECT {record_columns()}, final FROM sessions"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY started DESC, id"
@@ -254,7 +265,8 @@ class SessionStore:
         `limit` of them: two tell a unique prefix from an ambiguous one."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return self._records(
-            "SELECT record, final FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
+            f"SELECT {record_columns()}, final FROM sessions WHERE id LIKE ? ESCAPE '\\' "
+            "ORDER BY id LIMIT ?",
             [escaped + "%", limit],
         )
 
@@ -278,9 +290,9 @@ class SessionStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot read the session store: {exc}") from exc
         out = []
-        for text, final in rows:
+        for kind, size, raw, final in rows:
             try:
-                out.append(StoredSession(SessionRecord.from_dict(json.loads(text)), bool(final)))
+                out.append(StoredSession(decode_record(kind, size, raw), bool(final)))
             except (ValueError, TypeError) as exc:
                 # One damaged row must not hide the others: it is counted and said once.
                 self.damaged += 1

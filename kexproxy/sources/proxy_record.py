@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from kexproxy.core.negotiation import rejection_message
 from kexproxy.core.observer import Endpoint, Leg, other_leg
-from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
+from kexproxy.core.record import JSONDict, Outcome, SessionRecord, rfc3339
 from kexproxy.core.tracker import SessionTracker
 from kexproxy.worker import Worker
 
@@ -72,7 +72,16 @@ class BytesMoved:
     last_ts: float | None
 
 
-RecorderItem = RecordJob | BytesMoved
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStarted:
+    """The relay accepted a connection: its first record (`in_progress`), made by the
+    recorder, so that a session that never gets further (the proxy is killed) still has one.
+    """
+
+    relay: RelayFacts
+
+
+RecorderItem = RecordJob | BytesMoved | SessionStarted
 
 
 def live_job(tracker: SessionTracker, relay: RelayFacts) -> RecordJob:
@@ -94,6 +103,9 @@ class Recorder:
     def handle(self, item: RecorderItem) -> None:
         if isinstance(item, BytesMoved):
             self._refresh(item)
+            return
+        if isinstance(item, SessionStarted):
+            self._publish(fallback_record(item.relay, outcome="in_progress"), False)
             return
         record = self.build(item)
         if item.final:
@@ -190,22 +202,23 @@ def _relay_note(
     )
 
 
-def fallback_record(relay: RelayFacts) -> SessionRecord:
-    """A minimal record for when the tracker cannot build one: the session still counts."""
+def fallback_record(relay: RelayFacts, *, outcome: Outcome = "incomplete") -> SessionRecord:
+    """A minimal record from what the relay knows: when the tracker cannot build one (the
+    session still counts), or, `in_progress` and not ended, for a session just accepted."""
     started = rfc3339(relay.now)
     return SessionRecord(
         id=relay.session_id,
         source="proxy",
         capture=None,
         started=started,
-        ended=started,
+        ended=None if outcome == "in_progress" else started,
         client={"ip": relay.client.ip, "port": relay.client.port},
         server={"ip": relay.upstream.ip, "port": relay.upstream.port},
         client_banner=None,
         server_banner=None,
         client_kexinit=None,
         server_kexinit=None,
-        outcome="incomplete",
+        outcome=outcome,
         negotiated=None,
         failures=[],
         rejections={"client": None, "server": None},

@@ -4,9 +4,10 @@ Theory of operation. A session starts when the proxy accepts a client: it opens 
 upstream socket (non-blocking connect, with a timeout), then starts a pump each way. Every
 byte is forwarded first and shown to the `SessionTracker` second; every tracker call is
 guarded, so an unexpected exception ends inspection (with a note in the record) and never
-the relay. The record is published when the handshake's outcome is known, again at a
-handshake timeout and on periodic refreshes, and a last time (final) when the connection
-ends: FIN both ways, an RST either way, or the proxy shutting down.
+the relay. A first record (`in_progress`) is published when the connection is accepted,
+so that a crash still leaves one; the record is published again when the handshake's
+outcome is known, at a handshake timeout and on periodic refreshes, and a last time (final)
+when the connection ends: FIN both ways, an RST either way, or the proxy shutting down.
 
 Addresses: the tracker's endpoints are the real client (the accepted socket's peer) and
 the real server (the upstream). Through a relay neither peer sees the other: the client's
@@ -34,6 +35,7 @@ from kexproxy.sources.proxy_record import (
     RecorderItem,
     RecordJob,
     RelayFacts,
+    SessionStarted,
     Warn,
     live_job,
 )
@@ -121,11 +123,15 @@ class Session:
         )
         # The connection starts when it is accepted, before any byte: a refused upstream
         # still gives a record with a start time.
-        self._guard("count", lambda: self._tracker.count("a", 0, clock()))
+        self._accepted = clock()
+        self._guard("count", lambda: self._tracker.count("a", 0, self._accepted))
 
     # -- start: the upstream connect -------------------------------------------------------
 
     def start(self) -> None:
+        # A row from the start: if the proxy is killed before the outcome is known, the
+        # connection still left evidence. The recorder makes it; the loop only hands facts.
+        self._submit(SessionStarted(relay=self._relay_facts(now=self._accepted)))
         if self._refuse is not None:
             self._upstream_failed(self._refuse, close_kind=None)
             return
@@ -370,18 +376,7 @@ class Session:
         """Hands the record's making to the recorder: the loop never builds one."""
         self._published = True
         self._published_bytes = self._bytes["a"] + self._bytes["b"]
-        relay = RelayFacts(
-            session_id=self.id,
-            client=self._client_ep,
-            upstream=self._upstream_ep,
-            client_view=self._views["a"],
-            server_view=self._views["b"],
-            relayed=self._relayed,
-            broken=self._broken,
-            bytes_a=self._bytes["a"],
-            bytes_b=self._bytes["b"],
-            now=self._clock(),
-        )
+        relay = self._relay_facts()
         if final:
             # Nothing touches the tracker any more: the recorder may take it as it is.
             job = RecordJob(tracker=self._tracker, final=True, relay=relay)
@@ -393,6 +388,20 @@ class Session:
                 return
             self._live_published = True
         self._submit(job)
+
+    def _relay_facts(self, *, now: float | None = None) -> RelayFacts:
+        return RelayFacts(
+            session_id=self.id,
+            client=self._client_ep,
+            upstream=self._upstream_ep,
+            client_view=self._views["a"],
+            server_view=self._views["b"],
+            relayed=self._relayed,
+            broken=self._broken,
+            bytes_a=self._bytes["a"],
+            bytes_b=self._bytes["b"],
+            now=self._clock() if now is None else now,
+        )
 
     def _submit(self, item: RecorderItem) -> None:
         try:

@@ -205,6 +205,34 @@ def test_a_damaged_row_is_left_out_and_said_once(store: Path) -> None:
     assert "Traceback" not in listed.stderr + shown.stderr
 
 
+def test_rows_that_are_not_utf8_or_not_text_are_left_out_not_fatal(store: Path) -> None:
+    """SQLite's driver fails the whole fetch on one such row: the store reads bytes instead."""
+    import sqlite3
+
+    db = sqlite3.connect(store)
+    (text,) = db.execute("SELECT record FROM sessions WHERE id = 'aaaa0001'").fetchone()
+    broken = text.encode().replace(b"OpenSSH", b"Open\xfeSSH", 1)
+    db.execute("UPDATE sessions SET record = CAST(? AS TEXT) WHERE id = 'aaaa0001'", (broken,))
+    db.execute("UPDATE sessions SET record = CAST(record AS BLOB) WHERE id = 'aaaa0002'")
+    db.commit()
+    db.close()
+    for args in (("sessions",), ("sessions", "--json"), ("sessions", "--since", "1d")):
+        listed = kexproxy(*args, cwd=store.parent)
+        assert listed.returncode == 0, listed.stderr
+        assert "bbbb0003" in listed.stdout and "aaaa000" not in listed.stdout
+        assert listed.stderr.startswith("kexproxy: kexproxy.db: 2 damaged records left out (")
+        assert len(listed.stderr.splitlines()) == 1
+    shown = kexproxy("show", "aaaa0001", cwd=store.parent)
+    assert shown.returncode == 2
+    assert "is damaged (the stored record is not UTF-8 (byte 0xfe at offset" in shown.stderr
+    blob = kexproxy("show", "aaaa0002", cwd=store.parent)
+    assert "is damaged (the stored record is a BLOB, not text)" in blob.stderr
+    assert kexproxy("show", "bbbb0003", cwd=store.parent).returncode == 0
+    explained = kexproxy("explain", "aaaa0001", "--store", str(store), cwd=store.parent)
+    assert explained.returncode == 2 and "is damaged" in explained.stderr
+    assert "Traceback" not in shown.stderr + blob.stderr + explained.stderr
+
+
 def test_a_limit_sqlite_cannot_hold_is_a_usage_error(store: Path) -> None:
     result = kexproxy("sessions", "--limit", "99999999999999999999999", cwd=store.parent)
     assert result.returncode == 2

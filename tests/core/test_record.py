@@ -94,5 +94,6 @@ def test_the_schema_requires_the_documented_fields() -> None:
         assert any(field in e for e in schema_errors(missing)), field
 
 
-def test_outcomes_are_the_documented_five() -> None:
-    assert OUTCOMES == ("negotiated", "failed", "aborted", "incomplete", "not_ssh")
+def test_outcomes_are_the_documented_six() -> None:
+    """Five for a session that ended, and in_progress for the proxy's first live row."""
+    assert OUTCOMES == ("negotiated", "failed", "aborted", "incomplete", "not_ssh", "in_progress")

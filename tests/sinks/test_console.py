@@ -82,3 +82,13 @@ def test_the_sessions_table_folds_and_never_crops(records: list[SessionRecord], 
     assert all(r.id in everything for r in records)
     assert everything.count("(live)") == len(records) // 2
     assert any("software" in line for line in lines[:5]) == (width >= 100)
+
+
+def test_every_outcome_has_a_style_and_is_in_the_schema() -> None:
+    """A new outcome (in_progress was one) is styled everywhere and valid in records."""
+    from kexproxy.core.record import OUTCOMES
+    from kexproxy.schema import session_record_schema
+    from kexproxy.sinks.console import OUTCOME_STYLE
+
+    assert set(OUTCOME_STYLE) == set(OUTCOMES)
+    assert session_record_schema()["properties"]["outcome"]["enum"] == list(OUTCOMES)

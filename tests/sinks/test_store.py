@@ -357,3 +357,37 @@ def test_row_of_falls_back_to_the_end_time() -> None:
     record = dataclasses.replace(failed_record(), started=None)
     row = row_of(record, final=True)
     assert row[2] == record.ended
+
+
+class _CommitFails:
+    """A connection whose next COMMIT fails as a full disk's does, leaving the transaction open."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.fail_commits = 1
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.in_transaction
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.fail_commits:
+            self.fail_commits -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: object) -> sqlite3.Cursor:
+        return self.db.executemany(sql, rows)  # type: ignore[arg-type]
+
+
+def test_a_failed_commit_is_rolled_back_so_the_next_write_works(tmp_path: Path) -> None:
+    store = SessionStore.open(tmp_path / "s.db")
+    real = store._db
+    store._db = _CommitFails(real)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        store.put(failed_record("lost"), final=True)
+    assert not real.in_transaction
+    store.put(failed_record("kept"), final=True)
+    store._db = real
+    assert [s.record.id for s in store.sessions()] == ["kept"]
+    store.close()

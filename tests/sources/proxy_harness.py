@@ -31,6 +31,11 @@ def config(upstream_port: int, **kwargs: object) -> ProxyConfig:
     return ProxyConfig(listen=(LOOPBACK, 0), upstream=(LOOPBACK, upstream_port), **kwargs)  # type: ignore[arg-type]
 
 
+def decided_live(record: SessionRecord, final: bool) -> bool:
+    """A live record past the first one (`in_progress`, published when a session starts)."""
+    return not final and record.outcome != "in_progress"
+
+
 class RunningProxy:
     """Proxies on one event loop in a thread; `records` holds every (record, final) published."""
 

@@ -35,6 +35,7 @@ from tests.sources.proxy_harness import (
     RunningProxy,
     Upstream,
     config,
+    decided_live,
     fd_count,
     recv_exactly,
     recv_until_eof,
@@ -245,7 +246,7 @@ def test_a_stalled_handshake_times_out_is_recorded_and_keeps_relaying() -> None:
         with proxy.connect() as sock:
             recv_exactly(sock, len(SERVER_FLIGHT))
             sock.sendall(ident("OpenSSH_9.6"))  # and then nothing: a stalled client
-            live = proxy.wait_for(lambda r, final: not final, timeout=5)
+            live = proxy.wait_for(decided_live, timeout=5)
             assert live.evidence["how"] == "timeout"
             assert "did not finish within 0.3 s" in live.evidence["timeout"]
             sock.sendall(b"later")  # the relay still carries bytes after the timeout
@@ -282,7 +283,7 @@ def test_a_failed_negotiation_is_published_before_the_connection_closes() -> Non
         with proxy.connect() as sock:
             sock.sendall(client)
             recv_exactly(sock, len(server))
-            live = proxy.wait_for(lambda r, final: not final)
+            live = proxy.wait_for(decided_live)
             assert live.outcome == "failed"
             assert live.ended is not None
             release.set()
@@ -291,6 +292,11 @@ def test_a_failed_negotiation_is_published_before_the_connection_closes() -> Non
         [record] = proxy.wait_finals(1)
     assert record.id == live.id
     assert record.failing_lists == ["kex_algorithms"]
+    # The first row came when the connection was accepted: the same start, no end yet.
+    first, first_is_final = proxy.published[0]
+    assert (first.id, first.outcome, first_is_final) == (record.id, "in_progress", False)
+    assert first.ended is None and first.started == record.started
+    assert (first.client, first.server) == (record.client, record.server)
     # Each side's message names the peer as that side saw it through the relay.
     assert record.rejections["client"]["message"].startswith(
         f"Unable to negotiate with 127.0.0.1 port {proxy.port}: no matching key exchange"
@@ -509,10 +515,12 @@ def test_live_sessions_are_republished_as_their_bytes_move() -> None:
     with ssh_server() as up, RunningProxy(config(up.port, refresh=0.1)) as proxy:
         with proxy.connect() as sock:
             handshake(sock)
-            first = proxy.wait_for(lambda r, final: not final)
+            first = proxy.wait_for(decided_live)
             sock.sendall(b"x" * 10_000)
             recv_exactly(sock, 10_000)
-            moved = proxy.wait_for(lambda r, final: not final and r.bytes["c2s"] > 10_000)
+            moved = proxy.wait_for(
+                lambda r, final: decided_live(r, final) and r.bytes["c2s"] > 10_000
+            )
             sock.shutdown(socket.SHUT_WR)
             recv_until_eof(sock)
         [final] = proxy.wait_finals(1)

@@ -17,6 +17,7 @@ from kexproxy.sources.proxy_record import (
     Recorder,
     RecordJob,
     RelayFacts,
+    SessionStarted,
     live_job,
 )
 
@@ -125,3 +126,25 @@ def test_the_thread_recorder_publishes_everything_before_close_returns() -> None
                                   relay=_relay(f"t{i}")))  # fmt: skip
     assert recorder.close() is True
     assert len(published) == 200
+
+
+def test_a_started_session_gets_a_live_in_progress_record_made_by_the_recorder() -> None:
+    import jsonschema
+
+    from kexproxy.core.record import rfc3339
+    from kexproxy.schema import session_record_schema
+
+    published: list[tuple[SessionRecord, bool]] = []
+    recorder = Recorder(lambda r, f: published.append((r, f)), warn=print)
+    recorder.handle(SessionStarted(relay=_relay("new", relayed=False, bytes_a=0, bytes_b=0)))
+    [(record, final)] = published
+    assert not final
+    assert (record.id, record.source, record.outcome) == ("new", "proxy", "in_progress")
+    assert record.started == rfc3339(1_700_000_000.0) and record.ended is None
+    assert record.client == {"ip": "127.0.0.1", "port": 40000}
+    assert record.server == {"ip": "127.0.0.1", "port": 22}
+    assert record.bytes == {"c2s": 0, "s2c": 0} and record.notes == []
+    jsonschema.validate(record.to_dict(), session_record_schema())
+    # Nothing to refresh from: byte counts come once a decided record was published.
+    recorder.handle(BytesMoved(session_id="new", bytes_a=5, bytes_b=6, last_ts=None))
+    assert len(published) == 1

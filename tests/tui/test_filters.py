@@ -202,3 +202,16 @@ def test_grade_and_policy(dashboard_records: list[SessionRecord]) -> None:
     for record in failed:
         assert not matches("grade:good,weak,broken", Subject.of(record))
         assert not matches("policy:ok,violated", Subject.of(judge(record)))  # not evaluated
+
+
+def test_in_progress_is_an_outcome_to_filter_and_colour(
+    ok: Subject, dashboard_records: list[SessionRecord]
+) -> None:
+    from kexproxy.core.record import OUTCOMES
+    from kexproxy_tui.palette import OUTCOME_ROLE
+
+    assert set(OUTCOME_ROLE) == set(OUTCOMES)
+    started = Subject.of(replace(dashboard_records[0], outcome="in_progress", ended=None))
+    assert matches("outcome:in_progress", started) and matches("outcome:in_p", started)
+    assert not matches("outcome:in_progress", ok)
+    assert "in_progress" in FILTER_HELP

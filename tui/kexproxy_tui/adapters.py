@@ -19,6 +19,7 @@ from kexproxy.core.observer import Endpoint
 from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import Pipeline, Stage
 from kexproxy.pipeline import stages as default_stages
+from kexproxy.sinks import store_reading
 from kexproxy.sinks.base import Sink
 from kexproxy_tui.feeds import MessageSink, Post, StoreFeed
 from kexproxy_tui.messages import FeedFinished, FeedProblem, FeedStatus
@@ -70,12 +71,14 @@ _SUMMARY_DEFAULTS: dict[str, object] = {
     "host_key": None,
 }
 # SQLite cuts the summary out of the stored JSON in C: decoding whole records in Python
-# takes seconds for 10,000 sessions, a summary a tenth of that. A damaged row gives NULL
-# (json_valid) instead of failing the whole query.
+# takes seconds for 10,000 sessions, a summary a tenth of that. A damaged row (not text,
+# too big, not JSON) gives NULL instead of failing the whole query, and the summary comes
+# as bytes: the driver would fail the whole fetch on one that is not UTF-8.
 _SUMMARY = (
-    "CASE WHEN json_valid(record) THEN json_remove(record, "
+    "CAST(CASE WHEN typeof(record) <> 'text' OR length(record) > {limit} THEN NULL "
+    "WHEN json_valid(record) THEN json_remove(record, "
     + ", ".join(f"'{path}'" for path in _SUMMARY_DROPS)
-    + ") END"
+    + ") END AS BLOB)"
 )
 #: New sessions read per poll; a fuller store takes several polls, done back to back.
 CHUNK = 2_000
@@ -83,18 +86,23 @@ CHUNK = 2_000
 LOAD_CHUNK = 500
 
 
-def summary_record(text: str, failing: str) -> SessionRecord:
+def summary_record(summary: bytes, failing: bytes) -> SessionRecord:
     """A record from its stored summary: the dropped fields empty, the failing lists from
-    the store's own column (without the offers)."""
-    data = json.loads(text)
+    the store's own column (without the offers).
+
+    Raises ValueError for a damaged row (not UTF-8, not a record, JSON nested too deeply).
+    """
+    try:
+        data = json.loads(summary.decode())
+        names = failing.decode()
+    except RecursionError:
+        raise ValueError("the stored record is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("a stored record is not a JSON object")
     for name, value in _SUMMARY_DEFAULTS.items():
         data.setdefault(name, value)
     data["failures"] = [
-        {"list": name, "client_offer": [], "server_offer": []}
-        for name in failing.split(",")
-        if name
+        {"list": name, "client_offer": [], "server_offer": []} for name in names.split(",") if name
     ]
     return SessionRecord.from_dict(data)
 
@@ -111,10 +119,10 @@ class StoreSource:
     partial = True
 
     def __init__(self, path: str) -> None:
-        self._db = _connect(path)
+        self._db, self.note = _connect(path)
         self._last_rowid = 0
         #: rowid -> the stored summary of sessions still live, to see whether they changed.
-        self._live: dict[int, str] = {}
+        self._live: dict[int, bytes] = {}
         self.damaged = 0
         #: Set by `changes` when more new sessions wait: the next poll need not wait.
         self.more = False
@@ -123,8 +131,9 @@ class StoreSource:
         """New and changed sessions, at most `CHUNK` new ones: a big store arrives in
         pieces, so the first rows show at once and the rest follow."""
         out: list[SessionRecord] = []
+        summary = _SUMMARY.format(limit=int(store_reading.MAX_RECORD_CHARS))
         rows = self._db.execute(
-            f"SELECT rowid, {_SUMMARY}, failing, final FROM sessions WHERE rowid > ? "
+            f"SELECT rowid, {summary}, CAST(failing AS BLOB), final FROM sessions WHERE rowid > ? "
             "ORDER BY rowid LIMIT ?",
             (self._last_rowid, CHUNK),
         ).fetchall()
@@ -133,7 +142,8 @@ class StoreSource:
         if live_ids:
             marks = ",".join("?" * len(live_ids))
             rows += self._db.execute(
-                f"SELECT rowid, {_SUMMARY}, failing, final FROM sessions WHERE rowid IN ({marks})",
+                f"SELECT rowid, {summary}, CAST(failing AS BLOB), final FROM sessions "
+                f"WHERE rowid IN ({marks})",
                 live_ids,
             ).fetchall()
         for rowid, text, failing, final in rows:
@@ -149,7 +159,7 @@ class StoreSource:
             else:
                 self._live[rowid] = text
             try:
-                out.append(summary_record(text, failing or ""))
+                out.append(summary_record(text, failing or b""))
             except (TypeError, ValueError):
                 self.damaged += 1
         return out
@@ -158,30 +168,29 @@ class StoreSource:
         self._db.close()
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str) -> tuple[sqlite3.Connection, str | None]:
+    """A read-only connection to the store (checked first), and what to note about it."""
     from kexproxy.sinks.store import SessionStore
 
     SessionStore.open(path, readonly=True).close()
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, isolation_level=None)
-    db.execute("PRAGMA busy_timeout = 5000")
-    return db
+    return store_reading.connect_readonly(path)
 
 
 def load_records(path: str, ids: Sequence[str]) -> list[SessionRecord]:
     """Whole records by id, in the order of `ids` (those not found are left out)."""
-    db = _connect(path)
+    db, _ = _connect(path)
     try:
         found: dict[str, SessionRecord] = {}
         for start in range(0, len(ids), LOAD_CHUNK):
             chunk = list(ids[start : start + LOAD_CHUNK])
             marks = ",".join("?" * len(chunk))
-            for (text,) in db.execute(
-                f"SELECT record FROM sessions WHERE id IN ({marks})", chunk
+            for kind, size, raw in db.execute(
+                f"SELECT {store_reading.record_columns()} FROM sessions WHERE id IN ({marks})",
+                chunk,
             ).fetchall():
                 try:
-                    record = SessionRecord.from_dict(json.loads(text))
-                except ValueError:  # damaged: its summary was counted as such already
+                    record = store_reading.decode_record(kind, size, raw)
+                except (ValueError, TypeError):  # damaged: its summary was counted already
                     continue
                 found[record.id] = record
     finally:

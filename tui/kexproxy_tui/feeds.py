@@ -141,6 +141,8 @@ class SessionSource(Protocol):
     damaged: int
     #: True after `changes` when it left new sessions for the next call.
     more: bool
+    #: What the reader should know about how the store was opened (a read-only mount).
+    note: str | None
 
     def changes(self) -> list[SessionRecord]:
         """Sessions added or updated since the previous call; everything on the first."""
@@ -178,6 +180,8 @@ class StoreFeed:
             post(FeedFinished(f"{self.label}: not opened"))
             return
         post(FeedStatus(f"watching {self.label}"))
+        if source.note:
+            post(FeedProblem(source.note))
         last_problem: str | None = None
         damaged = 0
         try:

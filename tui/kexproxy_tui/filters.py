@@ -17,7 +17,8 @@ from kexproxy.present import endpoint, list_label, summary
 
 FILTER_HELP = """\
 Terms are separated by spaces and must all match; `!` before a term negates it.
-  outcome:failed          negotiated, failed, aborted, incomplete, not_ssh (a prefix will do)
+  outcome:failed          negotiated, failed, aborted, incomplete, not_ssh, in_progress
+                          (a prefix will do)
   list:kex                a list that had no match: kex, hostkey, cipher, mac, compression,
                           cipher_c2s, mac_s2c, ... or the RFC name (kex_algorithms, ...)
   client:10.0.0.0/8       the client: a network, an address, ADDR:PORT, :PORT, or text

@@ -32,6 +32,7 @@ OUTCOME_ROLE: dict[str, Role] = {
     "aborted": "warn",
     "incomplete": "muted",
     "not_ssh": "muted",
+    "in_progress": "accent",
 }
 
 #: How a diagnosis grade (good, weak, broken) is coloured.

@@ -43,6 +43,9 @@ def counter_lines(counters: Counters, shown: int, total: int, palette: Palette) 
     other = counters.outcomes["incomplete"] + counters.outcomes["not_ssh"]
     if other:
         first.append(f" · {other} other", palette["muted"])
+    started = counters.outcomes["in_progress"]
+    if started:
+        first.append(f" · {started} in progress", palette["accent"])
 
     second = Text(no_wrap=True, overflow="ellipsis", end="")
     if failed:
