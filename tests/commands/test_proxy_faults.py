@@ -25,7 +25,7 @@ from kexproxy.sinks.store import SessionStore, StoredSession
 from tests.builders import ident
 from tests.commands.test_proxy_cmd import ProxyProcess
 from tests.peers import PeerResult, Sshd, run_ssh, skip_or_fail
-from tests.sources.test_proxy_helpers import recv_exactly
+from tests.sources.proxy_harness import recv_exactly
 
 ROOT = Path(__file__).resolve().parents[2]
 
