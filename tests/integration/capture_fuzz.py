@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -93,7 +94,7 @@ class Summary:
             f"  mutations: {dict(sorted(self.mutations.items()))}",
             f"  crashes (any broken invariant): {self.crashes} {dict(by_kind) if by_kind else ''}",
             f"  slowest: case {case} ({what}) {secs:.2f} s",
-            f"  peak RSS: this process {self.peak_rss_mb:.0f} MB, "
+            f"  peak RSS: this process +{self.peak_rss_mb:.0f} MB over its start, "
             f"largest child {self.child_peak_rss_mb:.0f} MB (limit {MAX_RSS_MB} MB)",
         ]
 
@@ -125,6 +126,10 @@ class Fuzzer:
         self.process_every = process_every
         self.keep = keep
         self.summary = Summary(seed=seed)
+        # The fuzzer may run inside a process that already holds memory (a test worker):
+        # in-process, the limit applies to what reading the cases adds to it.
+        _reset_peak()
+        self._baseline_mb = _self_peak_mb()
         schema = session_record_schema()
         self.validator = jsonschema.validators.validator_for(schema)(schema)
 
@@ -172,8 +177,7 @@ class Fuzzer:
                 path.unlink(missing_ok=True)
         if seconds > summary.slowest[0]:
             summary.slowest = (seconds, index, f"{what} of {origin}")
-        summary.peak_rss_mb = _rss_mb(resource.RUSAGE_SELF)
-        summary.child_peak_rss_mb = _rss_mb(resource.RUSAGE_CHILDREN)
+        summary.peak_rss_mb = max(summary.peak_rss_mb, _self_peak_mb() - self._baseline_mb)
         if summary.peak_rss_mb > MAX_RSS_MB or summary.child_peak_rss_mb > MAX_RSS_MB:
             problems.append(
                 ("rss", f"peak RSS {max(summary.peak_rss_mb, summary.child_peak_rss_mb):.0f} MB")
@@ -223,25 +227,22 @@ class Fuzzer:
         return problems, seconds
 
     def _as_process(self, path: Path, *, stdin: bool) -> tuple[list[tuple[str, str]], float]:
-        argv = [sys.executable, "-m", "kexproxy", "read", "--json", "-" if stdin else str(path)]
+        argv = [sys.executable, "-c", _LAUNCHER, "read", "--json", "-" if stdin else str(path)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tui")])}
         started = time.monotonic()
-        try:
-            result = subprocess.run(
-                argv,
-                input=path.read_bytes() if stdin else None,
-                capture_output=True,
-                timeout=MAX_SECONDS * 3,  # a process also starts Python and imports
-                env=env,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return [("timeout", "as a process")], time.monotonic() - started
+        # A process also starts Python and imports: three times the in-process limit.
+        result = _run_measured(
+            argv, path.read_bytes() if stdin else None, timeout=MAX_SECONDS * 3, env=env
+        )
         seconds = time.monotonic() - started
-        self.summary.exit_codes[result.returncode] += 1
-        out = result.stdout.decode("utf-8", "replace")
-        err = result.stderr.decode("utf-8", "replace")
-        return self._check(result.returncode, out, err, json_out=True), seconds
+        if result is None:
+            return [("timeout", "as a process")], seconds
+        status, out_bytes, err_bytes, peak_mb = result
+        self.summary.child_peak_rss_mb = max(self.summary.child_peak_rss_mb, peak_mb)
+        self.summary.exit_codes[status] += 1
+        out = out_bytes.decode("utf-8", "replace")
+        err = err_bytes.decode("utf-8", "replace")
+        return self._check(status, out, err, json_out=True), seconds
 
     def _check(self, status: int, out: str, err: str, *, json_out: bool) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
@@ -271,8 +272,89 @@ class Fuzzer:
         return problems
 
 
-def _rss_mb(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
+#: `python -m kexproxy` that writes its own peak RSS (VmHWM, which starts afresh at exec) to
+#: the descriptor named in KEXPROXY_FUZZ_PEAK_FD when it exits: the fork before exec shares
+#: the parent's pages, so the rusage of a child counts the parent's memory too.
+_LAUNCHER = """
+import atexit, os, sys
+def _peak():
+    with open("/proc/self/status") as status:
+        hwm = next((l.split()[1] for l in status if l.startswith("VmHWM:")), "0")
+    os.write(int(os.environ["KEXPROXY_FUZZ_PEAK_FD"]), hwm.encode())
+atexit.register(_peak)
+from kexproxy.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _self_peak_mb() -> float:
+    """This process's peak RSS since `_reset_peak` (VmHWM), else since it started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def _reset_peak() -> None:
+    """Sets VmHWM back to the current RSS (Linux: "5" to /proc/self/clear_refs)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _run_measured(
+    argv: list[str], stdin: bytes | None, *, timeout: float, env: dict[str, str]
+) -> tuple[int, bytes, bytes, float] | None:
+    """Runs `argv` (a `_LAUNCHER`); (status, stdout, stderr, the child's own peak RSS in MB),
+    or None after `timeout`."""
+    peak_r, peak_w = os.pipe()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**env, "KEXPROXY_FUZZ_PEAK_FD": str(peak_w)},
+        pass_fds=(peak_w,),
+    )
+    os.close(peak_w)
+    chunks: dict[str, bytes] = {}
+
+    def drain(name: str, stream: Any) -> None:
+        chunks[name] = stream.read()
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.write(stdin or b"")
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+
+    threads = [
+        threading.Thread(target=drain, args=("out", proc.stdout), daemon=True),
+        threading.Thread(target=drain, args=("err", proc.stderr), daemon=True),
+    ]
+    if stdin is not None:
+        threads.append(threading.Thread(target=feed, daemon=True))
+    for thread in threads:
+        thread.start()
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        proc.wait()
+    finally:
+        timer.cancel()
+    with os.fdopen(peak_r, "rb") as peak:
+        peak_kb = int(peak.read() or b"0")
+    for thread in threads:
+        thread.join(10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    if proc.returncode == -signal.SIGKILL:
+        return None
+    return proc.returncode, chunks.get("out", b""), chunks.get("err", b""), peak_kb / 1024
 
 
 @contextlib.contextmanager
