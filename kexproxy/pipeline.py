@@ -131,10 +131,13 @@ def _load_policy(path: str) -> Policy:
 
 def diagnosis_stage(record: SessionRecord) -> SessionRecord:
     """Grades, verdicts and ranked fixes; a record that has them already (a stored one) keeps
-    its own, so that a record reads the same wherever it is shown."""
+    its own, so that a record reads the same wherever it is shown, and a session that has
+    only just started has none."""
     from kexproxy.core.diagnosis import diagnosed
 
-    return record if record.diagnosis is not None else diagnosed(record)
+    if record.diagnosis is not None or record.outcome == "in_progress":
+        return record  # nothing was negotiated yet: nothing to grade
+    return diagnosed(record)
 
 
 def stages(*, policy: str | None = None) -> list[Stage]:

@@ -99,6 +99,8 @@ _UPSERT = (
 )
 
 Row = tuple[object, ...]
+#: A record waiting for the writer, and whether it is final.
+_Pending = tuple[SessionRecord, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,11 +383,13 @@ class StoreSink:
             self._store = SessionStore.open(self._path)
         except StoreError as exc:
             self._report(str(exc))
-        self._worker: Worker[Row] = Worker(
+        # Records, not rows: a row is rendered (the record's JSON) only when written, so a
+        # live row replaced by a newer one before the writer gets to it costs nothing.
+        self._worker: Worker[_Pending] = Worker(
             self._write_batch,
             name="store",
             max_queued=max_pending,
-            key=lambda row: row[0],
+            key=lambda item: item[0].id,
             gather=BATCH_DELAY,
             on_drop=self._dropped,
         )
@@ -401,7 +405,7 @@ class StoreSink:
             return len(self._lost)
 
     def update(self, record: SessionRecord, *, final: bool) -> None:
-        self._worker.put(row_of(record, final=final))
+        self._worker.put((record, final))
 
     def close(self) -> bool:
         """Writes what is waiting (retrying for a while), then closes the file.
@@ -419,9 +423,9 @@ class StoreSink:
             )
         return self.unstored == 0
 
-    def _dropped(self, row: Row) -> None:
+    def _dropped(self, item: _Pending) -> None:
         with self._lost_lock:
-            self._lost.add(str(row[0]))
+            self._lost.add(item[0].id)
         if not self._said_dropped:
             self._said_dropped = True
             self._warn(
@@ -429,10 +433,11 @@ class StoreSink:
                 "dropped from it (JSON output is not affected)"
             )
 
-    def _write_batch(self, batch: list[Row]) -> None:
+    def _write_batch(self, items: list[_Pending]) -> None:
         # Small transactions with a breath between them: a burst of SQLite work takes a
         # core from the relay and the peers for milliseconds; slices keep each
         # interruption short. A writer that has fallen behind writes without pausing.
+        batch = [row_of(record, final=final) for record, final in items]
         behind = len(batch) > BEHIND
         deadline = time.monotonic() + self._close_timeout
         for start in range(0, len(batch), WRITE_SLICE):
@@ -445,17 +450,17 @@ class StoreSink:
                     # Kept, not lost: back in the queue behind what came meanwhile, and the
                     # rest of this batch with it, after a pause (a full disk stays full
                     # for a while; trying at once would only spin).
-                    self._requeue(batch[start:])
+                    self._requeue(items[start:])
                     time.sleep(self._retry_pause)
                     return
                 time.sleep(min(self._retry_pause, 0.2))
             if not behind and start + WRITE_SLICE < len(batch):
                 time.sleep(SLICE_PAUSE)
 
-    def _requeue(self, rows: list[Row]) -> None:
-        for row in rows:
-            # A newer row of the same session may have arrived meanwhile: it wins.
-            self._worker.put_if_absent(row)
+    def _requeue(self, items: list[_Pending]) -> None:
+        for item in items:
+            # A newer record of the same session may have arrived meanwhile: it wins.
+            self._worker.put_if_absent(item)
 
     def _give_up(self, rows: list[Row]) -> None:
         with self._lost_lock:

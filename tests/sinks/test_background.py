@@ -40,7 +40,7 @@ def test_a_stalled_reader_drops_beyond_the_bound_and_close_says_how_many() -> No
     sink = BackgroundSink(stuck, warn=warnings.append, name="JSON", max_queued=5)
     for i in range(20):
         sink.update(failed_record(f"r{i}"), final=True)
-    assert 10 <= sink.dropped <= 14  # the bound, plus what the stuck writer holds
+    assert 10 <= sink.dropped <= 15  # the bound, plus what the stuck writer holds
     assert sink.close(timeout=0.2) is False
     stuck.gate.set()
     assert warnings[0] == "kexproxy: JSON output is not keeping up; records dropped"
