@@ -46,8 +46,9 @@ class ChildWorker(Generic[T, R]):
         name: str,
         warn: Callable[[str], None],
         max_queued: int = MAX_QUEUED,
-        nice: int = 0,
+        idle: bool = False,
     ) -> None:
+        """`idle`: the child runs only on CPU time nothing else wants (see `_run_when_idle`)."""
         self._warn = warn
         self._name = name
         self._lost = 0
@@ -61,7 +62,7 @@ class ChildWorker(Generic[T, R]):
         if pid == 0:  # the child
             os.close(to_child_w)
             os.close(from_child_r)
-            _child_main(setup, Connection(to_child_r), Connection(from_child_w), nice)
+            _child_main(setup, Connection(to_child_r), Connection(from_child_w), idle)
         os.close(to_child_r)
         os.close(from_child_w)
         self.pid = pid
@@ -118,16 +119,25 @@ class ChildWorker(Generic[T, R]):
             self._warn(f"kexproxy: the {self._name} process is not keeping up; work is dropped")
 
 
-def _child_main(setup: Setup[T, R], items: Connection, results: Connection, nice: int) -> None:
+def _run_when_idle() -> None:
+    """This process runs only on CPU time nothing else wants (Linux SCHED_IDLE), else as
+    the nicest process there is."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(19)
+
+
+def _child_main(setup: Setup[T, R], items: Connection, results: Connection, idle: bool) -> None:
     """Runs in the child; never returns. SIGINT and SIGTERM are the parent's to act on: the
     child finishes when the parent closes the pipe, so that nothing queued is lost."""
     status = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if nice:
-            with contextlib.suppress(OSError):
-                os.nice(nice)
+        if idle:
+            _run_when_idle()
         handle, finish = setup()
         while True:
             try:

@@ -142,6 +142,12 @@ class Pump:
     def start(self) -> None:
         self._resume_reading()
 
+    def read_now(self) -> None:
+        """Reads what is already waiting instead of in the next loop iteration: a new
+        session's first bytes (a banner sent at once) then cost no extra wake-up."""
+        if self._reading and not self.stopped:
+            self._on_readable()
+
     def stop(self) -> None:
         """Unregisters the callbacks and frees the pipe; the owner closes the sockets."""
         if self.stopped:
