@@ -176,7 +176,6 @@ def run(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         connect_timeout=args.connect_timeout,
         splice=not args.no_splice,
-        **({} if args.record_delay is None else {"record_delay": args.record_delay}),
     )
     if not args.no_store:
         problem = store_problem(args.store)

@@ -99,8 +99,8 @@ _UPSERT = (
 )
 
 Row = tuple[object, ...]
-#: A record waiting for the writer, and whether it is final.
-_Pending = tuple[SessionRecord, bool]
+#: A session's id and its newest row, waiting for the writer.
+_Pending = tuple[str, Row]
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,13 +383,14 @@ class StoreSink:
             self._store = SessionStore.open(self._path)
         except StoreError as exc:
             self._report(str(exc))
-        # Records, not rows: a row is rendered (the record's JSON) only when written, so a
-        # live row replaced by a newer one before the writer gets to it costs nothing.
+        # Rows are rendered (the record's JSON) by the caller, one at a time as records come:
+        # rendering a whole batch at once in the writer held the interpreter for
+        # milliseconds when the caller shares it with a relay (setup p99 doubled).
         self._worker: Worker[_Pending] = Worker(
             self._write_batch,
             name="store",
             max_queued=max_pending,
-            key=lambda item: item[0].id,
+            key=lambda item: item[0],
             gather=BATCH_DELAY,
             on_drop=self._dropped,
         )
@@ -405,7 +406,7 @@ class StoreSink:
             return len(self._lost)
 
     def update(self, record: SessionRecord, *, final: bool) -> None:
-        self._worker.put((record, final))
+        self._worker.put((record.id, row_of(record, final=final)))
 
     def close(self) -> bool:
         """Writes what is waiting (retrying for a while), then closes the file.
@@ -425,7 +426,7 @@ class StoreSink:
 
     def _dropped(self, item: _Pending) -> None:
         with self._lost_lock:
-            self._lost.add(item[0].id)
+            self._lost.add(item[0])
         if not self._said_dropped:
             self._said_dropped = True
             self._warn(
@@ -437,7 +438,7 @@ class StoreSink:
         # Small transactions with a breath between them: a burst of SQLite work takes a
         # core from the relay and the peers for milliseconds; slices keep each
         # interruption short. A writer that has fallen behind writes without pausing.
-        batch = [row_of(record, final=final) for record, final in items]
+        batch = [row for _id, row in items]
         behind = len(batch) > BEHIND
         deadline = time.monotonic() + self._close_timeout
         for start in range(0, len(batch), WRITE_SLICE):

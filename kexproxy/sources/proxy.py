@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from kexproxy.core.catalogue import catalogue
 from kexproxy.core.observer import Endpoint
 from kexproxy.sources.proxy_netfilter import original_destination
-from kexproxy.sources.proxy_record import InThreadRecorder, Publish, RecorderItem, Warn
+from kexproxy.sources.proxy_record import InThreadRecorder, Publish, Warn
 from kexproxy.sources.proxy_session import RecordSubmit, Session, endpoint_of, prepare_client
 
 #: Connections accepted per readiness callback: enough to drain a burst, few enough that
@@ -41,9 +41,6 @@ DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: How often live sessions whose byte counts moved are published again.
 DEFAULT_REFRESH = 5.0
-#: Seconds record items gather before one hand-over (see `BatchedRecorder`): short enough
-#: that a killed proxy loses a few milliseconds of rows, long enough for one wake-up per burst.
-DEFAULT_RECORD_DELAY = 0.01
 SWITCH_INTERVAL = 0.0005
 #: Session ids (see `Proxy.__init__`): 2^64 / golden ratio, odd, so multiplying permutes.
 _ID_STEP = 0x9E3779B97F4A7C15
@@ -62,8 +59,6 @@ class ProxyConfig:
     refresh: float = DEFAULT_REFRESH
     backlog: int = 1024
     splice: bool = True
-    #: How long record items gather on the loop before they are handed to the recorder.
-    record_delay: float = DEFAULT_RECORD_DELAY
 
 
 def parse_address(
@@ -136,39 +131,6 @@ def raise_fd_limit() -> int:
     return soft
 
 
-class BatchedRecorder:
-    """Gathers the loop's record items and hands them on together, a few milliseconds later.
-
-    Handing an item over wakes the recorder's thread, and a thread woken while a connection
-    is being set up takes the interpreter from the loop at that moment: measured, handing
-    each new connection's first row over at once cost a third of connection setup (p50
-    492 us against 351 us). One hand-over per `delay` costs the same wake-up per burst.
-    """
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, recorder: RecordSubmit, *, delay: float
-    ) -> None:
-        self._loop = loop
-        self._recorder = recorder
-        self._delay = delay
-        self._items: list[RecorderItem] = []
-        self._timer: asyncio.TimerHandle | None = None
-
-    def submit(self, item: RecorderItem) -> None:
-        self._items.append(item)
-        if self._timer is None:
-            self._timer = self._loop.call_later(self._delay, self.flush)
-
-    def flush(self) -> None:
-        """Hands every gathered item on now (also at shutdown)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        items, self._items = self._items, []
-        for item in items:
-            self._recorder.submit(item)
-
-
 class Proxy:
     """Accepts clients and runs one `Session` per connection on the running event loop."""
 
@@ -189,7 +151,6 @@ class Proxy:
         self._publish = publish
         self._recorder = recorder
         self._own_recorder: InThreadRecorder | None = None
-        self._batched: BatchedRecorder | None = None
         self._clock = clock
         self._warn = warn
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -241,8 +202,7 @@ class Proxy:
         if self._publish is not None:
             self._own_recorder = InThreadRecorder(self._publish, warn=self._warn)
             self._recorder = self._own_recorder
-        assert self._recorder is not None
-        self._batched = BatchedRecorder(loop, self._recorder, delay=self.config.record_delay)
+
         self._resume_accepting()
         if self.config.refresh > 0:
             self._refresh_timer = loop.call_later(self.config.refresh, self._refresh)
@@ -266,8 +226,6 @@ class Proxy:
         self.stop_accepting()
         for session in list(self._sessions):
             session.shutdown(reason)
-        if self._batched is not None:
-            self._batched.flush()
         if self._own_recorder is not None:
             self._own_recorder.close()
             self._own_recorder = None
@@ -326,7 +284,7 @@ class Proxy:
             assert self._upstream is not None
             upstream, client_view = self._upstream, local
         self._serial += 1
-        assert self._batched is not None
+        assert self._recorder is not None
         session = Session(
             session_id=f"{(self._serial * _ID_STEP + self._id_offset) & _ID_MASK:016x}",
             loop=loop,
@@ -334,7 +292,7 @@ class Proxy:
             client_ep=client_ep,
             client_view=client_view,
             upstream=upstream,
-            recorder=self._batched,
+            recorder=self._recorder,
             on_closed=self._sessions.discard,
             clock=self._clock,
             warn=self._warn,
