@@ -129,9 +129,16 @@ class Session:
     # -- start: the upstream connect -------------------------------------------------------
 
     def start(self) -> None:
+        self._connect_upstream()
         # A row from the start: if the proxy is killed before the outcome is known, the
-        # connection still left evidence. The recorder makes it; the loop only hands facts.
-        self._submit(SessionStarted(relay=self._relay_facts(now=self._accepted)))
+        # connection still left evidence. The recorder makes it; the loop only hands facts,
+        # after the connect is under way, so that handing them over (which wakes the
+        # recorder's thread) overlaps the wait for the upstream instead of delaying the
+        # connect. A session that already ended has its final record instead.
+        if not self.ended:
+            self._submit(SessionStarted(relay=self._relay_facts(now=self._accepted)))
+
+    def _connect_upstream(self) -> None:
         if self._refuse is not None:
             self._upstream_failed(self._refuse, close_kind=None)
             return
