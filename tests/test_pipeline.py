@@ -80,3 +80,16 @@ def test_a_bad_policy_file_is_one_line(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe")
     with pytest.raises(PolicyFileError, match="not UTF-8 text"):
         stages(policy=str(bad))
+
+
+def test_a_record_that_breaks_the_schema_fails_the_test_that_made_it() -> None:
+    """The suite-wide check of tests/conftest.py, shown failing once."""
+    from tests.conftest import schema_errors
+
+    record = _records()[0]
+    assert schema_errors(record) == []
+    bad = dataclasses.replace(record, bytes={"c2s": "many"})
+    assert any(line.startswith("bytes/c2s:") for line in schema_errors(bad))
+    pipeline = Pipeline([], stages=[lambda r: bad])
+    with pytest.raises(AssertionError, match="does not match the schema"):
+        pipeline.publish(record)
