@@ -63,3 +63,53 @@ def test_a_child_that_dies_is_said_and_what_it_missed_is_counted(tmp_path: Path)
     assert child.lost == 5
     assert any("process is gone" in w for w in warnings)
     assert warnings[-1] == "kexproxy: the test process ended without finishing its work"
+
+
+def _slow_child() -> tuple[Callable[[bytes], None], Callable[[], int]]:
+    seen: list[int] = []
+
+    def handle(item: bytes) -> None:
+        time.sleep(0.001)
+        seen.append(len(item))
+
+    return handle, lambda: len(seen)
+
+
+def test_with_a_loop_attached_put_never_waits_for_a_slow_child() -> None:
+    import asyncio
+
+    async def run() -> tuple[float, ChildWorker[bytes, int]]:
+        child: ChildWorker[bytes, int] = ChildWorker(_slow_child, name="test", warn=print)
+        child.attach(asyncio.get_running_loop())
+        started = time.monotonic()
+        for _ in range(300):
+            child.put(b"x" * 100_000)  # 30 MB: far more than a pipe holds
+        took = time.monotonic() - started
+        while child._out:  # the loop writes the rest as the child reads
+            await asyncio.sleep(0.01)
+        return took, child
+
+    took, child = asyncio.run(run())
+    assert took < 1.0  # 300 slow items would take the child at least 0.3 s to read
+    assert child.close() == 300 and child.lost == 0
+
+
+def test_beyond_its_byte_bound_work_is_dropped_counted_and_said_once() -> None:
+    import asyncio
+
+    warnings: list[str] = []
+
+    async def run() -> ChildWorker[bytes, int]:
+        child: ChildWorker[bytes, int] = ChildWorker(
+            _slow_child, name="test", warn=warnings.append, max_buffered=1_000_000
+        )
+        child.attach(asyncio.get_running_loop())
+        for _ in range(100):
+            child.put(b"x" * 100_000)
+        return child
+
+    child = asyncio.run(run())
+    lost = child.lost
+    assert 0 < lost < 100
+    assert child.close() == 100 - lost
+    assert warnings == ["kexproxy: the test process is not keeping up; work is dropped"]

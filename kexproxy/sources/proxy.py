@@ -202,6 +202,8 @@ class Proxy:
         if self._publish is not None:
             self._own_recorder = InThreadRecorder(self._publish, warn=self._warn)
             self._recorder = self._own_recorder
+        assert self._recorder is not None
+        self._recorder.attach(loop)
 
         self._resume_accepting()
         if self.config.refresh > 0:

@@ -248,6 +248,9 @@ class InThreadRecorder:
             self._run, name="records", max_queued=max_queued, on_drop=self._dropped
         )
 
+    def attach(self, loop: object) -> None:
+        """Nothing to watch: the thread takes the items."""
+
     def submit(self, item: RecorderItem) -> None:
         self._worker.put(item)
 

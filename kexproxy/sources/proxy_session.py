@@ -45,6 +45,10 @@ from kexproxy.sources.proxy_relay import Pump
 class RecordSubmit(Protocol):
     """Whoever makes the records (a thread, another process); `submit` never blocks."""
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The relay's loop, for a recorder that writes when its pipe is writable."""
+        ...
+
     def submit(self, item: RecorderItem) -> None: ...
 
 
