@@ -29,7 +29,13 @@ from kexproxy.core.catalogue import catalogue
 from kexproxy.core.observer import Endpoint
 from kexproxy.sources.proxy_netfilter import original_destination
 from kexproxy.sources.proxy_record import InThreadRecorder, Publish, Warn
-from kexproxy.sources.proxy_session import RecordSubmit, Session, endpoint_of, prepare_client
+from kexproxy.sources.proxy_session import (
+    RecordSubmit,
+    Session,
+    dial,
+    endpoint_of,
+    prepare_client,
+)
 
 #: Connections accepted per readiness callback: enough to drain a burst, few enough that
 #: relaying for the sessions already open is not held up.
@@ -270,6 +276,11 @@ class Proxy:
         loop = self._loop
         assert loop is not None
         self.accepted += 1
+        # The upstream's connect first: its handshake and the server's greeting then
+        # overlap everything else done here for the session.
+        dialled = None
+        if not self.config.transparent and self._upstream is not None:
+            dialled = dial(self._upstream)
         # accept()'s address, not getpeername(): a client that already reset while waiting
         # in the backlog has no peer name any more, and still deserves its record.
         client_ep = endpoint_of(addr)
@@ -302,6 +313,7 @@ class Proxy:
             connect_timeout=self.config.connect_timeout,
             use_splice=self.config.splice,
             refuse=refuse,
+            dialled=dialled,
         )
         self._sessions.add(session)
         session.start()

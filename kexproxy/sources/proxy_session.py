@@ -94,8 +94,11 @@ class Session:
         use_splice: bool = True,
         refuse: str | None = None,
         session_id: str,
+        dialled: tuple[socket.socket | None, int] | None = None,
     ) -> None:
+        """`dialled`: the upstream connect `dial` already started, if the caller did."""
         self.id = session_id
+        self._dialled = dialled
         self._loop = loop
         self._client = client
         self._client_ep = client_ep
@@ -146,24 +149,17 @@ class Session:
         if self._refuse is not None:
             self._upstream_failed(self._refuse, close_kind=None)
             return
-        ip, port = self._upstream_ep.ip, self._upstream_ep.port
-        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        try:
-            up = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as exc:
+        if self._dialled is None:
+            self._dialled = dial(self._upstream_ep)
+        up, err = self._dialled
+        if up is None:
             self._upstream_failed(
-                f"the proxy could not open a socket to the upstream ({exc.strerror}); "
+                f"the proxy could not open a socket to the upstream ({os.strerror(err)}); "
                 "the client's connection was reset",
                 None,
             )
             return
         self._upstream = up
-        up.setblocking(False)
-        _nodelay(up)
-        try:
-            err = up.connect_ex((ip, port))
-        except OSError as exc:
-            err = exc.errno or errno.EIO
         self._timers.append(
             self._loop.call_later(self._handshake_timeout, self._on_handshake_timeout)
         )
@@ -242,7 +238,9 @@ class Session:
         ]
         for pump in self._pumps:
             pump.start()
-        for pump in self._pumps:
+        # The server's side first: a server that greets at once (they all do) has its banner
+        # waiting, and the client waits for it; the client's bytes go on a moment later.
+        for pump in reversed(self._pumps):
             pump.read_now()
 
     def _upstream_failed(self, reason: str, close_kind: str | None) -> None:
@@ -478,6 +476,25 @@ class Session:
 
 def _who(side: Leg) -> str:
     return "client" if side == "a" else "server"
+
+
+def dial(upstream: Endpoint) -> tuple[socket.socket | None, int]:
+    """A non-blocking connect to `upstream` under way: (the socket, connect's errno), or
+    (None, errno) when no socket could be made. The proxy calls it first thing after an
+    accept, so that the upstream's handshake and its greeting overlap the proxy's own
+    bookkeeping for the new session."""
+    family = socket.AF_INET6 if ":" in upstream.ip else socket.AF_INET
+    try:
+        up = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        return None, exc.errno or errno.EMFILE
+    up.setblocking(False)
+    _nodelay(up)
+    try:
+        err = up.connect_ex((upstream.ip, upstream.port))
+    except OSError as exc:
+        err = exc.errno or errno.EIO
+    return up, err
 
 
 def _finished_connecting(sock: socket.socket) -> int:
