@@ -32,6 +32,9 @@ KEPT_NAMES = 1024
 #: Bytes of one KEX method message (30 to 34) kept for decoding; real ones are a few KiB,
 #: the host key comes first, and a peer could send eight of 256 KiB each.
 KEPT_KEX_BYTES = 32 * 1024
+#: Characters of a HASSH input string a record keeps; the fingerprint is of the whole string.
+#: 20,000-name offers (legal under MAX_PACKET_LENGTH) made 290 KB records otherwise.
+KEPT_HASSH_CHARS = 32 * 1024
 MAX_TIMELINE = 128
 #: Plaintext messages (DISCONNECT, DEBUG) whose text is kept; descriptions are cut at this.
 MAX_TEXT = 1024

@@ -72,6 +72,12 @@ class _RecordBuilder:
                 rejections[role] = rejection.to_dict() if rejection else None
         hassh_alg = hassh_algorithms(ci, "c2s")
         hassh_srv_alg = hassh_algorithms(si, "s2c")
+        for role, text in (("client", hassh_alg), ("server", hassh_srv_alg)):
+            if text is not None and len(text) > limits.KEPT_HASSH_CHARS:
+                self.notes.append(
+                    f"the {role}'s HASSH input is {len(text):,} characters; the record keeps "
+                    f"the first {limits.KEPT_HASSH_CHARS:,} (the fingerprint is of all of it)"
+                )
         return SessionRecord(
             id=t.session_id,
             source=t.source,  # type: ignore[arg-type]
@@ -92,8 +98,8 @@ class _RecordBuilder:
             host_key=kex.host_key,
             hassh=hassh(hassh_alg),
             hassh_server=hassh(hassh_srv_alg),
-            hassh_algorithms=hassh_alg,
-            hassh_server_algorithms=hassh_srv_alg,
+            hassh_algorithms=_kept(hassh_alg),
+            hassh_server_algorithms=_kept(hassh_srv_alg),
             strict_kex={"client": strict_kex(ci, "client"), "server": strict_kex(si, "server")},
             bytes={"c2s": self.c.bytes, "s2c": self.s.bytes},
             notes=self.notes[: limits.MAX_NOTES],
@@ -261,3 +267,7 @@ class _RecordBuilder:
                 name = message_name(int(raw_name[4:]), self.family)
             out.append({"at": rfc3339(ts), "from": self.role(leg), "event": name, "detail": detail})
         return out
+
+
+def _kept(text: str | None) -> str | None:
+    return text if text is None else text[: limits.KEPT_HASSH_CHARS]

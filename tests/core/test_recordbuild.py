@@ -12,6 +12,7 @@ import pytest
 
 from kexproxy.core import limits
 from kexproxy.core.facts import LegFacts, SessionFacts
+from kexproxy.core.hassh import hassh, hassh_algorithms
 from kexproxy.core.observer import Endpoint
 from kexproxy.core.record import rfc3339
 from kexproxy.core.recordbuild import build_record
@@ -358,7 +359,15 @@ def test_a_huge_name_list_is_negotiated_whole_and_kept_in_part() -> None:
         f"{limits.KEPT_NAMES}" in note
         for note in record.notes
     ), record.notes
-    assert len(record.hassh_algorithms or "") > 190_000  # HASSH hashes the whole list
+    # HASSH hashes the whole list; the record keeps the start of its input, and says so.
+    assert len(record.hassh_algorithms or "") == limits.KEPT_HASSH_CHARS
+    whole = hassh_algorithms(t.tracker.facts().leg("a").kexinit, "c2s")
+    assert whole is not None and len(whole) > 190_000
+    assert whole.startswith(record.hassh_algorithms or "x") and record.hassh == hassh(whole)
+    assert any(
+        note.startswith(f"the client's HASSH input is {len(whole):,} characters")
+        for note in record.notes
+    )
 
 
 def test_a_banner_cut_off_mid_line_is_incomplete_not_non_ssh() -> None:
