@@ -5,8 +5,10 @@ readiness callback; each accepted connection becomes a `Session` (proxy_session.
 connects upstream and relays both ways with two `Pump`s (proxy_relay.py). Everything runs
 on one event loop through readiness callbacks rather than tasks, because a callback per
 readiness event is the cheapest thing asyncio (and uvloop) can do, and connection setup
-and round-trip latency are what a relay is judged by. Records leave through a `publish`
-callback that must not block (the sinks queue and write elsewhere).
+and round-trip latency are what a relay is judged by. The loop never builds a record: each
+session hands its tracker to a recorder (proxy_record.py), which never blocks: a thread of
+this process given a `publish` callback, or, for ``kexproxy proxy``, a recording process
+fed through a pipe (kexproxy/worker_process.py).
 
 In transparent mode (``--transparent``) the upstream of each connection is the address the
 client really connected to, recovered from netfilter (proxy_netfilter.py) after an

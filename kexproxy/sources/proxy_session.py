@@ -1,13 +1,15 @@
 """One relayed connection: the upstream connect, two pumps, the guarded tracker, the record.
 
-Theory of operation. A session starts when the proxy accepts a client: it opens the
-upstream socket (non-blocking connect, with a timeout), then starts a pump each way. Every
+Theory of operation. A session starts when the proxy accepts a client: the upstream connect
+is already under way (`dial`, started first so that it overlaps the rest), then a pump
+starts each way, the server's side read first. Every
 byte is forwarded first and shown to the `SessionTracker` second; every tracker call is
 guarded, so an unexpected exception ends inspection (with a note in the record) and never
-the relay. A first record (`in_progress`) is published when the connection is accepted,
-so that a crash still leaves one; the record is published again when the handshake's
-outcome is known, at a handshake timeout and on periodic refreshes, and a last time (final)
-when the connection ends: FIN both ways, an RST either way, or the proxy shutting down.
+the relay. Records are made by the recorder from what the session hands it (`RecordJob`,
+`SessionStarted`, `BytesMoved`): a first one (`in_progress`) as the connection is accepted,
+so that a crash still leaves one; again when the handshake's outcome is known, at a
+handshake timeout and on periodic refreshes; and a last time (final) when the connection
+ends: FIN both ways, an RST either way, or the proxy shutting down.
 
 Addresses: the tracker's endpoints are the real client (the accepted socket's peer) and
 the real server (the upstream). Through a relay neither peer sees the other: the client's
