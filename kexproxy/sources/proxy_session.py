@@ -54,6 +54,8 @@ class RecordSubmit(Protocol):
     def submit(self, item: RecorderItem) -> None: ...
 
 
+#: How long after the accept a session's first row is handed over (see `start`).
+FIRST_ROW_DELAY = 0.002
 #: How long after its outcome is known a live session is published (see `observe`).
 LIVE_PUBLISH_DELAY = 0.05
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -140,11 +142,14 @@ class Session:
     def start(self) -> None:
         self._connect_upstream()
         # A row from the start: if the proxy is killed before the outcome is known, the
-        # connection still left evidence. The recorder makes it; the loop only hands facts,
-        # after the connect is under way, so that handing them over (which wakes the
-        # recorder's thread) overlaps the wait for the upstream instead of delaying the
-        # connect. A session that already ended has its final record instead.
+        # connection still left evidence. Handed over a moment later, not now: handing it
+        # over wakes the recorder, and now is when the server's greeting is due to be
+        # forwarded. A session over by then has its final record instead.
         if not self.ended:
+            self._timers.append(self._loop.call_later(FIRST_ROW_DELAY, self._publish_started))
+
+    def _publish_started(self) -> None:
+        if not self.ended and not self._live_published:
             self._submit(SessionStarted(relay=self._relay_facts(now=self._accepted)))
 
     def _connect_upstream(self) -> None:
