@@ -86,7 +86,16 @@ def _release(software: Software, prefix: str) -> tuple[int, ...] | None:
 _DROPBEAR_LIST = dict(
     zip(
         ORDER,
-        ("kex", "hostkey", "enc c->s", "enc s->c", "mac c->s", "mac s->c", "comp c->s", "comp s->c"),
+        (
+            "kex",
+            "hostkey",
+            "enc c->s",
+            "enc s->c",
+            "mac c->s",
+            "mac s->c",
+            "comp c->s",
+            "comp s->c",
+        ),
         strict=True,
     )
 )
@@ -153,10 +162,7 @@ def _paramiko(software: Software, failed: Failed) -> str | None:
         else:
             remote = [n for n in c2s_peer if n in own]
             local = [n for n in s2c_peer if n in own]
-        return (
-            "Incompatible ssh server (no acceptable compression) "
-            f"{local!r} {remote!r} {own!r}"
-        )
+        return f"Incompatible ssh server (no acceptable compression) {local!r} {remote!r} {own!r}"
     return None
 
 
@@ -167,7 +173,16 @@ def _paramiko(software: Software, failed: Failed) -> str | None:
 _ASYNCSSH_TYPE = dict(
     zip(
         ORDER,
-        ("key exchange", "", "encryption", "encryption", "MAC", "MAC", "compression", "compression"),
+        (
+            "key exchange",
+            "",
+            "encryption",
+            "encryption",
+            "MAC",
+            "MAC",
+            "compression",
+            "compression",
+        ),
         strict=True,
     )
 )

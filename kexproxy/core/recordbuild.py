@@ -11,8 +11,8 @@ facts always give the same record.
 from __future__ import annotations
 
 from kexproxy.core import limits
-from kexproxy.core.events import Disconnect
 from kexproxy.core.diagnosis.software import Software
+from kexproxy.core.events import Disconnect
 from kexproxy.core.facts import SessionFacts
 from kexproxy.core.hassh import hassh, hassh_algorithms
 from kexproxy.core.kexreply import decode_kex
