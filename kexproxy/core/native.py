@@ -15,26 +15,18 @@ from dataclasses import dataclass
 
 from kexproxy.core.catalogue import version_key
 from kexproxy.core.diagnosis.software import Software
-from kexproxy.core.lists import MARKERS
+from kexproxy.core.lists import KEX_ALGORITHMS, MARKERS, RFC_NAMES, SERVER_HOST_KEY_ALGORITHMS
 from kexproxy.core.negotiation import Role
 
 #: A native line is cut here: the software prints whole offers, which a stranger can make
 #: 256 KiB long, and the record must stay small (the start is what a user greps for).
 NATIVE_CHARS = 2048
 
-#: The eight lists in RFC 4253 section 7.1 order, which every implementation below follows.
-KEX = "kex_algorithms"
-HOST_KEY = "server_host_key_algorithms"
-ORDER: tuple[str, ...] = (
-    KEX,
-    HOST_KEY,
-    "encryption_algorithms_client_to_server",
-    "encryption_algorithms_server_to_client",
-    "mac_algorithms_client_to_server",
-    "mac_algorithms_server_to_client",
-    "compression_algorithms_client_to_server",
-    "compression_algorithms_server_to_client",
-)
+#: The eight negotiated lists in RFC 4253 section 7.1 order, which every implementation
+#: below follows (the registry's order; the two language lists are never negotiated).
+KEX = KEX_ALGORITHMS
+HOST_KEY = SERVER_HOST_KEY_ALGORITHMS
+ORDER: tuple[str, ...] = RFC_NAMES[:8]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
