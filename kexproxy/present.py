@@ -49,6 +49,22 @@ def software_name(banner: str | None) -> str:
     return software(banner).split(" ", 1)[0]
 
 
+def native_words(record: SessionRecord, role: str) -> tuple[str, str] | None:
+    """(software name, its own line) for a side whose software words the failure unlike OpenSSH.
+
+    Shown beside OpenSSH's line so a user can grep their own logs; None for an OpenSSH side
+    (its line is the message) or when the software's words are unknown. Both parts are raw.
+    """
+    rejection = record.rejections.get(role)
+    if not isinstance(rejection, dict):
+        return None
+    native = rejection.get("native")
+    if not isinstance(native, str) or native == rejection.get("message"):
+        return None
+    banner = record.client_banner if role == "client" else record.server_banner
+    return software_name(banner), native
+
+
 def list_label(rfc: str) -> str:
     """The short label of an RFC list name (``cipher c2s``); an unknown name as it is."""
     return LIST_LABEL.get(rfc, rfc)

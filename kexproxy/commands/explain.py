@@ -329,6 +329,8 @@ def _offers_table(record: SessionRecord) -> RenderableType:
 
 
 def _rejections(record: SessionRecord) -> list[RenderableType]:
+    from kexproxy.present import native_words
+
     out: list[RenderableType] = []
     for role in ("client", "server"):
         rejection = record.rejections.get(role)
@@ -336,6 +338,11 @@ def _rejections(record: SessionRecord) -> list[RenderableType]:
             line = _t(f"{role} rejects: ", "bold red")
             line.append_text(_t(rejection["message"], run=MAX_LINE))
             out.append(line)
+            words = native_words(record, role)
+            if words is not None:
+                native = _t(f"{role} ({words[0]}) says: ", "bold red")
+                native.append_text(_t(words[1], run=MAX_LINE))
+                out.append(native)
     evidence = record.evidence
     if record.outcome in ("failed", "aborted") and evidence.get("first_close"):
         out.append(

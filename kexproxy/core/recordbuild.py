@@ -11,12 +11,14 @@ facts always give the same record.
 from __future__ import annotations
 
 from kexproxy.core import limits
+from kexproxy.core.diagnosis.software import Software
 from kexproxy.core.events import Disconnect
 from kexproxy.core.facts import SessionFacts
 from kexproxy.core.hassh import hassh, hassh_algorithms
 from kexproxy.core.kexreply import decode_kex
 from kexproxy.core.lists import RFC_NAMES
 from kexproxy.core.messages import disconnect_reason_name, message_name
+from kexproxy.core.native import Failed, native_line
 from kexproxy.core.negotiation import Role, kex_family, strict_kex
 from kexproxy.core.observer import LEGS, Leg, other_leg
 from kexproxy.core.record import JSONDict, Outcome, SessionRecord, rfc3339
@@ -69,7 +71,8 @@ class _RecordBuilder:
         rejections: JSONDict = {"client": None, "server": None}
         if neg is not None:
             for role, rejection in neg.rejections.items():
-                rejections[role] = rejection.to_dict() if rejection else None
+                if rejection is not None:
+                    rejections[role] = {**rejection.to_dict(), "native": self._native(role)}
         hassh_alg = hassh_algorithms(ci, "c2s")
         hassh_srv_alg = hassh_algorithms(si, "s2c")
         for role, text in (("client", hassh_alg), ("server", hassh_srv_alg)):
@@ -119,6 +122,26 @@ class _RecordBuilder:
             },
             timeline=self._timeline(),
         )
+
+    def _native(self, role: Role) -> str | None:
+        """What `role`'s software itself prints for this failure (`kexproxy.core.native`)."""
+        neg = self.neg
+        assert neg is not None
+        rejection = neg.rejections[role]
+        assert rejection is not None
+        own, peer = (self.c, self.s) if role == "client" else (self.s, self.c)
+        if own.kexinit is None or peer.kexinit is None:
+            return None
+        peer_ep = self.t.endpoint(self.server_leg if role == "client" else self.client_leg)
+        failed = Failed(
+            role=role,
+            failing=frozenset(f.list for f in neg.failures),
+            own={rfc: own.kexinit.names(rfc) for rfc in RFC_NAMES},
+            peer={rfc: peer.kexinit.names(rfc) for rfc in RFC_NAMES},
+            peer_addr=(peer_ep.ip, peer_ep.port),
+        )
+        software = Software.from_banner(own.ident.line if own.ident else None)
+        return native_line(software, failed, openssh_message=rejection.message)
 
     def _role_notes(self) -> None:
         t = self.t

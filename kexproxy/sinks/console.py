@@ -9,7 +9,14 @@ from rich.text import Text
 
 from kexproxy.core.record import OUTCOMES, SessionRecord
 from kexproxy.core.textsafe import printable
-from kexproxy.present import endpoint, kind_label, software_name, summary, verdict_line
+from kexproxy.present import (
+    endpoint,
+    kind_label,
+    native_words,
+    software_name,
+    summary,
+    verdict_line,
+)
 
 OUTCOME_STYLE = {
     "negotiated": "green",
@@ -135,6 +142,13 @@ def print_messages(console: Console, records: list[SessionRecord]) -> None:
                 lines.append(
                     Text.assemble((f"  {role}: ", "bold"), printable(rejection["message"]))
                 )
+                words = native_words(record, role)
+                if words is not None:
+                    lines.append(
+                        Text.assemble(
+                            (f"  {role} ({printable(words[0])}): ", "bold"), printable(words[1])
+                        )
+                    )
         for violation in (record.policy or {}).get("violations", []):
             lines.append(Text(f"  policy: {printable(violation['message'])}", style="red"))
         evidence = record.evidence

@@ -21,7 +21,7 @@ class SummarySink:
     def update(self, record: SessionRecord, *, final: bool) -> None:
         if not final:
             return
-        from kexproxy.present import endpoint, software, summary, verdict_line
+        from kexproxy.present import endpoint, native_words, software, summary, verdict_line
 
         detail = summary(record)
         verdict = verdict_line(record)
@@ -37,6 +37,9 @@ class SummarySink:
             rejection = record.rejections.get(role)
             if isinstance(rejection, dict):
                 lines.append(f"    {role}: {printable(str(rejection.get('message')))}")
+                words = native_words(record, role)
+                if words is not None:
+                    lines.append(f"    {role} ({printable(words[0])}): {printable(words[1])}")
         judged = record.policy or {}
         if judged.get("compliant") is False:
             lines += [

@@ -12,7 +12,8 @@ Two sets, one comparison:
 The client's message is compared word for word when the client is OpenSSH (the record's
 `rejections.client.message` is what an OpenSSH client prints); sshd's log line likewise,
 without " [preauth]". Other clients word their failures their own way; for them the
-failing list must name the kind the client complained about.
+failing list must name the kind the client complained about, and each side's `native` must
+be what that peer printed or logged (dbclient's after "exited: ").
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ def assert_matches_peers(record: SessionRecord, meta: dict[str, Any]) -> None:
         assert record.rejections["client"]["message"] == client["message"]
     if server["software"] == "sshd" and server["message"].startswith("Unable to negotiate"):
         assert record.rejections["server"]["message"] == server["message"].removesuffix(PREAUTH)
+    # Each side's own words (`native`), as that real peer printed or logged them.
+    for role, peer in (("client", client), ("server", server)):
+        native = record.rejections[role]["native"]
+        if peer["software"] == "dbclient":
+            # Its line quotes the user and host as typed, which the wire does not show.
+            assert peer["message"].endswith(f" exited: {native}"), (native, peer["message"])
+        elif peer["software"] == "sshd" and not peer["message"].startswith("Unable to negotiate"):
+            assert native == record.rejections[role]["message"]
+        else:
+            assert native == peer["message"].removesuffix(PREAUTH), (native, peer["message"])
 
 
 def _meta(name: str) -> dict[str, Any]:
