@@ -166,7 +166,10 @@ def adjust(record: SessionRecord, relay: RelayFacts, broken: str | None) -> Sess
                 ",".join(str(n) for n in rejection.get("their_offer") or ()),
                 "client" if role == "client" else "server",
             )
-            rejections[role] = {**rejection, "message": message}
+            changed = {**rejection, "message": message}
+            if rejection.get("native") == rejection.get("message"):
+                changed["native"] = message  # an OpenSSH side: its own words are the message
+            rejections[role] = changed
     if rejections != record.rejections:
         changes["rejections"] = rejections
     notes = list(record.notes)

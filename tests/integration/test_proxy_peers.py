@@ -424,7 +424,9 @@ def comparable(record: SessionRecord) -> dict[str, object]:
     data = {k: v for k, v in assert_valid_record(record).items() if k not in SOURCE_FIELDS}
     data.pop("notes")  # the proxy notes the relay; a capture notes nothing of it
     data["rejections"] = {
-        side: {k: v for k, v in (rejection or {}).items() if k != "message"}
+        # Both name the peer as that side saw it (an OpenSSH side's native words are its
+        # message): compared per leg below.
+        side: {k: v for k, v in (rejection or {}).items() if k not in ("message", "native")}
         for side, rejection in data["rejections"].items()
     }
     evidence = dict(data["evidence"])
@@ -489,6 +491,7 @@ def test_the_proxy_and_read_on_a_capture_of_both_legs_give_the_same_records(
             mine = record.rejections.get(side)
             theirs = leg.rejections.get(side)
             assert (mine or {}).get("message") == (theirs or {}).get("message"), side
+            assert (mine or {}).get("native") == (theirs or {}).get("native"), side
         outcomes.append(record.outcome)
     assert sorted(outcomes) == ["failed", "failed", "failed", "negotiated"]
     for name in ("kex", "cipher", "mac"):

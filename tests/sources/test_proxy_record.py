@@ -85,6 +85,8 @@ def test_views_rebuild_the_messages_and_a_turned_away_connection_is_aborted() ->
         RecordJob(tracker=tracker, final=True, relay=_relay("v", client_view=view))
     )
     assert "Unable to negotiate with 192.0.2.1 port 2222" in record.rejections["client"]["message"]
+    # An OpenSSH side's own words are its message: rebuilt with it.
+    assert record.rejections["client"]["native"] == record.rejections["client"]["message"]
     assert any(
         n.startswith("relayed by kexproxy: the client saw its peer as 192.0.2.1")
         for n in record.notes
