@@ -243,11 +243,10 @@ class Session:
                 use_splice=self._use_splice,
             ),
         ]
-        for pump in self._pumps:
-            pump.start()
         # The server's side first: a server that greets at once (they all do) has its banner
         # waiting, and the client waits for it; the client's bytes go on a moment later.
         for pump in reversed(self._pumps):
+            pump.start()
             pump.read_now()
 
     def _upstream_failed(self, reason: str, close_kind: str | None) -> None:
