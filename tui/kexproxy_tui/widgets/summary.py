@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Sparkline, Static
 
 from kexproxy.core.record import rfc3339
@@ -87,6 +88,9 @@ class SummaryBar(Horizontal):
     def __init__(self, palette: Palette, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.palette = palette
+        #: What `show` was last asked for while the parts were not there (not yet composed,
+        #: or being taken down as the app quits): shown once they are.
+        self._waiting: tuple[Counters, int, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="counters", markup=False)
@@ -94,13 +98,27 @@ class SummaryBar(Horizontal):
             yield Static(Text("failures over time", end=""), id="chart-label", markup=False)
             yield Sparkline([], id="failures", summary_function=max)
 
+    def on_mount(self) -> None:
+        if self._waiting is not None:
+            self.show(*self._waiting)
+
     def show(self, counters: Counters, shown: int, total: int) -> None:
+        try:
+            counters_part = self.query_one("#counters", Static)
+            failures_part = self.query_one("#failures", Sparkline)
+            label_part = self.query_one("#chart-label", Static)
+        except NoMatches:
+            # The app's flush timer may fire before this bar is composed or while the app
+            # is quitting: a header shown a moment later is right, a crash is not.
+            self._waiting = (counters, shown, total)
+            return
+        self._waiting = None
         lines = counter_lines(counters, shown, total, self.palette)
         joined = Text("\n", end="").join(lines)
         joined.no_wrap = True
         joined.overflow = "ellipsis"
-        self.query_one("#counters", Static).update(joined)
-        self.query_one("#failures", Sparkline).data = counters.failure_histogram(HISTOGRAM_BUCKETS)
+        counters_part.update(joined)
+        failures_part.data = counters.failure_histogram(HISTOGRAM_BUCKETS)
         span = counters.span
         label = Text("failures over time", end="", no_wrap=True, overflow="ellipsis")
         if span is not None:
@@ -112,4 +130,4 @@ class SummaryBar(Horizontal):
                 else f"failures over {days + 1} days"
             )
             label = Text(text, end="", no_wrap=True, overflow="ellipsis")
-        self.query_one("#chart-label", Static).update(label)
+        label_part.update(label)
