@@ -375,7 +375,12 @@ def test_stress_200_concurrent_handshakes_with_misbehaving_neighbours() -> None:
     assert all(r.evidence["first_close"] == "server" for r in many if r not in disconnected)
     # Keyed by both ports: Linux may give two connections to different ports one source port.
     by_port = {(r.client["port"], r.server["port"]): r for r in records}
-    assert by_port[odd["garbage"], sshd.port].outcome in ("not_ssh", "aborted")
+    # sshd refuses the garbage with a line of text and closes; when its close is an RST (the
+    # garbage left unread), the RST can discard that line before the relay reads it, and the
+    # record is then "incomplete" (sshd's banner seen, no KEXINITs), as the contract says.
+    garbage = by_port[odd["garbage"], sshd.port]
+    assert garbage.outcome in ("not_ssh", "aborted", "incomplete")
+    assert garbage.client_banner is None and garbage.negotiated is None
     slow = by_port[odd["slowloris"], sshd.port]
     assert "did not finish within 2 s" in (slow.evidence["timeout"] or "") or (
         "sent nothing" in (slow.evidence["timeout"] or "")
