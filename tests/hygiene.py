@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,13 +110,22 @@ def layer_violations(root: Path) -> list[str]:
     return bad
 
 
-def cycles(root: Path) -> list[list[str]]:
-    """Import cycles among the tree's own modules (each as the list of modules around it)."""
+def import_graph(root: Path) -> dict[str, list[str]]:
+    """Each of the tree's own modules -> the tree's modules it imports (itself left out)."""
     mods = modules(root)
     known = {m.name for m in mods}
-    graph = {
+    return {
         m.name: sorted(n for n in imports(m, known) if n in known and n != m.name) for m in mods
     }
+
+
+def cycles(root: Path) -> list[list[str]]:
+    """Import cycles among the tree's own modules (each as the list of modules around it)."""
+    return find_cycles(import_graph(root))
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The strongly connected parts of `graph` with more than one module, each sorted."""
     found: list[list[str]] = []
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -127,7 +136,7 @@ def cycles(root: Path) -> list[list[str]]:
         index[node] = low[node] = len(index)
         stack.append(node)
         on_stack.add(node)
-        for nxt in graph[node]:
+        for nxt in graph.get(node, ()):
             if nxt not in index:
                 visit(nxt)
                 low[node] = min(low[node], low[nxt])
