@@ -61,8 +61,6 @@ class Pipeline:
         for sink in self.sinks:
             sink.update(record, final=final)
 
-    __call__ = publish
-
     def close(self) -> bool:
         """Closes every sink; False when one could not finish (a stalled reader, a dead store)."""
         finished = True

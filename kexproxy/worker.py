@@ -10,7 +10,6 @@ worker may let items gather for a moment so that one wake-up handles a burst.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -35,7 +34,6 @@ class Worker(Generic[T]):
         max_queued: int = DEFAULT_MAX_QUEUED,
         key: Callable[[T], Hashable] | None = None,
         gather: float = 0.0,
-        max_batch: int = 0,
         on_drop: Callable[[T], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
@@ -43,7 +41,6 @@ class Worker(Generic[T]):
         self._max_queued = max_queued
         self._key = key
         self._gather = gather
-        self._max_batch = max_batch
         self._on_drop = on_drop
         self._on_error = on_error
         self._items: dict[Hashable, T] = {}
@@ -107,12 +104,8 @@ class Worker(Generic[T]):
                 self._cond.wait()
             if self._gather and not self._closing:
                 self._cond.wait(self._gather)
-            if self._max_batch and len(self._items) > self._max_batch:
-                keys = list(self._items)[: self._max_batch]
-                batch = [self._items.pop(k) for k in keys]
-            else:
-                batch = list(self._items.values())
-                self._items.clear()
+            batch = list(self._items.values())
+            self._items.clear()
             self._busy = bool(batch)
             return batch, self._closing and not self._items
 
@@ -129,13 +122,3 @@ class Worker(Generic[T]):
                     self._busy = False
             if last:
                 return
-
-
-def wait_idle(worker: Worker[T], timeout: float) -> bool:
-    """Waits until `worker` has nothing queued or in hand; False after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while worker.pending:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-    return True

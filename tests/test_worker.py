@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
-from kexproxy.worker import Worker, wait_idle
+from kexproxy.worker import Worker
+
+
+def wait_idle(worker: Worker[Any], timeout: float) -> bool:
+    """Waits until `worker` has nothing queued or in hand; False after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while worker.pending:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def test_items_are_handled_in_order_and_close_waits_for_them() -> None:

@@ -6,9 +6,13 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
+
+if TYPE_CHECKING:
+    from kexproxy.pipeline import Pipeline
+    from kexproxy.sinks.store import StoreSink
 
 EPILOG = """\
 examples:
@@ -261,7 +265,7 @@ class Tally:
     store_healthy: bool
 
     @classmethod
-    def of(cls, pipeline: Any, store: Any) -> Tally:
+    def of(cls, pipeline: Pipeline, store: StoreSink | None) -> Tally:
         return cls(
             finished=pipeline.finished,
             failed=pipeline.failed,

@@ -99,8 +99,6 @@ _UPSERT = (
 )
 
 Row = tuple[object, ...]
-#: A session's id and its newest row, waiting for the writer.
-_Pending = tuple[str, Row]
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,11 +384,11 @@ class StoreSink:
         # Rows are rendered (the record's JSON) by the caller, one at a time as records come:
         # rendering a whole batch at once in the writer held the interpreter for
         # milliseconds when the caller shares it with a relay (setup p99 doubled).
-        self._worker: Worker[_Pending] = Worker(
+        self._worker: Worker[Row] = Worker(
             self._write_batch,
             name="store",
             max_queued=max_pending,
-            key=lambda item: item[0],
+            key=lambda row: row[0],  # the session's id: only its newest row waits
             gather=BATCH_DELAY,
             on_drop=self._dropped,
         )
@@ -406,7 +404,7 @@ class StoreSink:
             return len(self._lost)
 
     def update(self, record: SessionRecord, *, final: bool) -> None:
-        self._worker.put((record.id, row_of(record, final=final)))
+        self._worker.put(row_of(record, final=final))
 
     def close(self) -> bool:
         """Writes what is waiting (retrying for a while), then closes the file.
@@ -424,9 +422,9 @@ class StoreSink:
             )
         return self.unstored == 0
 
-    def _dropped(self, item: _Pending) -> None:
+    def _dropped(self, row: Row) -> None:
         with self._lost_lock:
-            self._lost.add(item[0])
+            self._lost.add(str(row[0]))
         if not self._said_dropped:
             self._said_dropped = True
             self._warn(
@@ -434,11 +432,10 @@ class StoreSink:
                 "dropped from it (JSON output is not affected)"
             )
 
-    def _write_batch(self, items: list[_Pending]) -> None:
+    def _write_batch(self, batch: list[Row]) -> None:
         # Small transactions with a breath between them: a burst of SQLite work takes a
         # core from the relay and the peers for milliseconds; slices keep each
         # interruption short. A writer that has fallen behind writes without pausing.
-        batch = [row for _id, row in items]
         behind = len(batch) > BEHIND
         deadline = time.monotonic() + self._close_timeout
         for start in range(0, len(batch), WRITE_SLICE):
@@ -451,17 +448,17 @@ class StoreSink:
                     # Kept, not lost: back in the queue behind what came meanwhile, and the
                     # rest of this batch with it, after a pause (a full disk stays full
                     # for a while; trying at once would only spin).
-                    self._requeue(items[start:])
+                    self._requeue(batch[start:])
                     time.sleep(self._retry_pause)
                     return
                 time.sleep(min(self._retry_pause, 0.2))
             if not behind and start + WRITE_SLICE < len(batch):
                 time.sleep(SLICE_PAUSE)
 
-    def _requeue(self, items: list[_Pending]) -> None:
-        for item in items:
-            # A newer record of the same session may have arrived meanwhile: it wins.
-            self._worker.put_if_absent(item)
+    def _requeue(self, rows: list[Row]) -> None:
+        for row in rows:
+            # A newer row of the same session may have arrived meanwhile: it wins.
+            self._worker.put_if_absent(row)
 
     def _give_up(self, rows: list[Row]) -> None:
         with self._lost_lock:
