@@ -140,11 +140,10 @@ class Pump:
         self.stopped = False
 
     def start(self) -> None:
+        """Starts watching the source, and reads what is already waiting at once rather than
+        in the next loop iteration: a new session's first bytes (a banner sent at once) then
+        cost no extra wake-up."""
         self._resume_reading()
-
-    def read_now(self) -> None:
-        """Reads what is already waiting instead of in the next loop iteration: a new
-        session's first bytes (a banner sent at once) then cost no extra wake-up."""
         if self._reading and not self.stopped:
             self._on_readable()
 

@@ -247,7 +247,6 @@ class Session:
         # waiting, and the client waits for it; the client's bytes go on a moment later.
         for pump in reversed(self._pumps):
             pump.start()
-            pump.read_now()
 
     def _upstream_failed(self, reason: str, close_kind: str | None) -> None:
         ts = self._clock()
