@@ -204,13 +204,13 @@ def _names(raw: Any, where: str) -> tuple[str, ...]:
 def _category(name: str, where: str) -> Category:
     if name not in CONFIGURABLE:
         raise ValueError(f"{where}: {name!r} is not one of {', '.join(CONFIGURABLE)}")
-    return cast(Category, name)
+    return name
 
 
 def _role(name: str, where: str) -> Role:
     if name not in ROLES:
         raise ValueError(f"{where}: {name!r} is not client or server")
-    return cast(Role, name)
+    return name
 
 
 def _release(raw: Mapping[str, Any], where: str) -> Release:

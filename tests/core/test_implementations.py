@@ -49,8 +49,8 @@ def test_every_listed_name_is_in_the_catalogue_and_defaults_are_offerable(
     cat = catalogue()
     for release in impl.releases:
         assert release.source, f"{impl.key} {release.since}: no source"
-        for category, names in release.can.items():
-            unknown = [n for n in names if cat.lookup(n, category) is None]
+        for category, offerable in release.can.items():
+            unknown = [n for n in offerable if cat.lookup(n, category) is None]
             assert not unknown, f"{impl.key} {release.since} {category}: {unknown}"
         for (role, category), names in release.default.items():
             assert role in impl.roles
