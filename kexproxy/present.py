@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kexproxy.core.diagnosis.software import Software
 from kexproxy.core.lists import BY_RFC, DIRECTIONAL_PAIRS, NEGOTIATED
 from kexproxy.core.record import SessionRecord
 
@@ -95,16 +94,16 @@ def summary(record: SessionRecord) -> str:
 
 
 def verdict_line(record: SessionRecord) -> str:
-    """One line for the sessions table: the grade and its weakest part, or the top fix."""
+    """One line for the sessions table: the grade and its weakest part, or the top recipe."""
     diagnosis = record.diagnosis or {}
     words: list[str] = []
     if record.outcome == "failed":
-        fix_list: list[Any] = diagnosis.get("fixes") or []
-        top = fix_list[0] if fix_list else None  # the strongest, as `explain` ranks them
+        recipes: list[Any] = diagnosis.get("recipes") or []
+        top = recipes[0] if recipes else None  # the strongest, as `explain` ranks them
         if top is None:
-            words.append("no fix: upgrade a side")
+            words.append("no fix: upgrade a side" if record.failures else "")
         else:
-            words.append(_fix_words(record, top))
+            words.append(f"fix {recipe_short(top)} ({top.get('grade')})")
     elif diagnosis.get("grade"):
         text = str(diagnosis["grade"])
         weakest = diagnosis.get("weakest") or []
@@ -120,19 +119,46 @@ def verdict_line(record: SessionRecord) -> str:
         words.append(
             "policy ok" if count == 0 else f"policy: {count} violation{'s' * (count != 1)}"
         )
-    return "; ".join(words)
+    return "; ".join(w for w in words if w)
 
 
-def _fix_words(record: SessionRecord, top: dict[str, Any]) -> str:
-    """The top fix as the side's own config would take it, or by name for a third party."""
-    side = top.get("side")
-    banner = record.client_banner if side == "client" else record.server_banner
-    if Software.from_banner(banner).is_third_party:
-        form = None  # OpenSSH syntax would mislead: name the algorithm instead
-    elif side == "client":
-        form = top.get("ssh_option")
+#: How a recipe's side is said in a heading.
+_WHO = {"client": "Client", "server": "Server", "both": "Both sides"}
+
+
+def recipe_heading(recipe: Mapping[str, Any]) -> str:
+    """``Client (OpenSSH 9.2): add aes128-ctr`` -- who changes, their software, and what."""
+    side = str(recipe.get("side"))
+    software: Mapping[str, Any] = recipe.get("software") or {}
+    names = ", ".join(f"{role} {label}" for role, label in software.items())
+    if side in ("client", "server"):
+        names = str(software.get(side, "unknown software"))
+    adds = list(dict.fromkeys(str(a.get("name")) for a in recipe.get("adds") or []))
+    steps = recipe.get("steps") or []
+    if adds:
+        action = "add " + ", ".join(adds)
+    elif steps and steps[0].get("kind") == "upgrade":
+        action = "upgrade"
     else:
-        form = top.get("sshd_config")
-    where = "" if side == "client" and form else "server: " if form else ""
-    form = form or f"add {top.get('add')} on the {side}"
-    return f"fix {where}{form} ({top.get('grade')})"
+        action = "change"
+    return f"{_WHO.get(side, side)} ({names}): {action}"
+
+
+def recipe_action(recipe: Mapping[str, Any]) -> str:
+    """The recipe as one thing to paste: its command when it has one, else its steps."""
+    if recipe.get("command"):
+        return str(recipe["command"])
+    return "\n".join(str(step.get("text")) for step in recipe.get("steps") or [])
+
+
+def recipe_short(recipe: Mapping[str, Any]) -> str:
+    """The recipe in a table cell: the side, then its first step on one line."""
+    steps = recipe.get("steps") or []
+    side = str(recipe.get("side"))
+    first = steps[0] if steps else {}
+    text = str(recipe.get("command") or first.get("text") or "").split("\n")[0]
+    if first.get("kind") == "note" and not recipe.get("command"):
+        text = recipe_heading(recipe).split(": ", 1)[-1] + f" on the {side}"
+        return text
+    more = len(steps) - 1 if not recipe.get("command") else 0
+    return f"{side}: {text}" + (f" (+{more} more)" if more > 0 else "")

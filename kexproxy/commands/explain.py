@@ -19,6 +19,7 @@ from kexproxy import exitcodes
 from kexproxy.core.lists import DIRECTIONAL_PAIRS, NEGOTIATED, NameList
 from kexproxy.core.record import JSONDict, SessionRecord
 from kexproxy.core.textsafe import printable
+from kexproxy.present import list_label
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -52,6 +53,20 @@ GRADE_STYLE = {
     "broken": "bold red",
     "unknown": "magenta",
     "marker": "dim italic",
+}
+#: How each kind of recipe step is introduced: where the text goes.
+STEP_LABEL = {
+    "ssh_option": "ssh option",
+    "ssh_config": "~/.ssh/config",
+    "sshd_config": "sshd_config line",
+    "dbclient_option": "dbclient option",
+    "dropbear_build": "localoptions.h (Dropbear's build)",
+    "putty_setting": "PuTTY setting",
+    "library_setting": "in the program's code",
+    "network_device": "on the device",
+    "host_key": "a host key of the needed type, and its sshd_config line",
+    "upgrade": "upgrade",
+    "note": "by hand",
 }
 
 
@@ -239,6 +254,8 @@ def report(record: SessionRecord, index: int) -> list[RenderableType]:
         line = _t(f"{role} banner: ", "bold")
         line.append_text(_t(banner or "(none)"))
         parts.append(line)
+    if record.failures:
+        parts += _recipes(diagnosis)
     if record.client_kexinit or record.server_kexinit:
         parts.append(_offers_table(record))
     parts += _rejections(record)
@@ -357,49 +374,77 @@ def _rejections(record: SessionRecord) -> list[RenderableType]:
     return out
 
 
-def _fixes(diagnosis: JSONDict) -> list[RenderableType]:
-    """Each fix as a block: what to add, on which side, its cost, then the lines to paste.
+def _recipes(diagnosis: JSONDict) -> list[RenderableType]:
+    """Each recipe as a block: a heading naming the side and its software, then the steps.
 
-    Not a table: the paste forms are what the engineer copies, so each is printed whole on
-    its own lines (never folded into a narrow column, never cut at 80 columns).
+    Not a table: the steps are what the engineer copies, so each is printed whole on its
+    own lines (never folded into a narrow column, never cut at 80 columns).
     """
     from rich.rule import Rule
 
+    from kexproxy.present import recipe_heading
+
     out: list[RenderableType] = [
-        Rule(_t("fixes, strongest first (cost = the grade of what you add)", "bold"), style="dim")
+        Rule(_t("what to change: each recipe alone fixes it, strongest first", "bold"), style="dim")
     ]
+    recipes: list[JSONDict] = diagnosis.get("recipes") or []
+    notes: list[str] = []
+    for recipe in recipes:
+        grade = str(recipe.get("grade"))
+        head = _t(f"{recipe.get('rank')}. {recipe_heading(recipe)}", "bold")
+        head.append_text(_t(f"  [{grade}]", GRADE_STYLE.get(grade, "")))
+        out.append(head)
+        for step in recipe.get("steps") or []:
+            if recipe.get("command") and step.get("kind") in ("ssh_option", "dbclient_option"):
+                continue  # the command below carries them, ready to run
+            label = STEP_LABEL.get(str(step.get("kind")), str(step.get("kind")))
+            out.append(_t(f"   {step.get('side')}, {label}:", "dim"))
+            out.append(_block(str(step.get("text")), "     "))
+        if recipe.get("command"):
+            out.append(_t("   client, run:", "dim"))
+            out.append(_block(str(recipe["command"]), "     "))
+        persist = recipe.get("persist")
+        if isinstance(persist, dict):
+            out.append(_t("   or keep it for this server in ~/.ssh/config:", "dim"))
+            out.append(_block(str(persist.get("text")), "     "))
+        for warning in recipe.get("warnings") or []:
+            out.append(_t(f"   ! {warning}", "yellow"))
+        if recipe.get("scope"):
+            out.append(_t(f"   reach: {recipe['scope']}", "dim"))
+        notes += [n for n in recipe.get("notes") or [] if n not in notes]
+    for note in notes:
+        out.append(_t(note, "dim"))
+    if not recipes:
+        out.append(_t("no recipe: the sides share nothing either could add", "bold red"))
+    for advice in diagnosis.get("real_fix") or []:
+        out.append(_t(advice, "bold"))
+    return out
+
+
+def _fixes(diagnosis: JSONDict) -> list[RenderableType]:
+    """Per failing list, the names each side could add, ranked: the detail under the recipes."""
+    from rich.rule import Rule
+
     fixes: list[JSONDict] = diagnosis.get("fixes") or []
+    if not fixes:
+        return []
+    out: list[RenderableType] = [
+        Rule(
+            _t("per list: names each side could add (the other side offers them)", "bold"),
+            style="dim",
+        )
+    ]
     for fix in fixes:
         grade = str(fix.get("grade"))
         style = GRADE_STYLE.get(grade, "")
-        head = _t(f"{fix.get('rank')}. {fix['side']} side: add ", "bold")
+        head = _t(f"{list_label(str(fix.get('list')))} #{fix.get('rank')}: {fix['side']} adds ")
         head.append_text(_t(str(fix["add"]), f"{style} bold"))
-        head.append_text(_t(f" to {fix.get('list', '?')}" if fix.get("list") else ""))
-        head.append_text(_t("  cost: "))
-        head.append_text(_t(grade + (", post-quantum" if fix.get("post_quantum") else ""), style))
+        head.append_text(
+            _t(f"  {grade}" + (", post-quantum" if fix.get("post_quantum") else ""), style)
+        )
+        if fix.get("reason"):
+            head.append_text(_t(f"  ({fix['reason']})", "dim"))
         out.append(head)
-        if fix.get("warning"):
-            out.append(_t(f"   {fix['warning']}", "yellow"))
-        if fix.get("ssh_option"):
-            out.append(_t(f"   ssh {fix['ssh_option']} ..."))
-        if fix.get("ssh_config"):
-            out.append(_t("   ~/.ssh/config:", "dim"))
-            out.append(_block(str(fix["ssh_config"]), "     "))
-        if fix.get("sshd_config"):
-            out.append(_t("   sshd_config:", "dim"))
-            out.append(_block(str(fix["sshd_config"]), "     "))
-    if not fixes:
-        out.append(_t("no fix: the sides share nothing either could add", "bold red"))
-    for advice in diagnosis.get("real_fix") or []:
-        out.append(_t(advice, "bold"))
-    combined = diagnosis.get("combined") or {}
-    if combined.get("client"):
-        out.append(_t(f"all lists at once, client: ssh {combined['client']['ssh_option']} ..."))
-    if combined.get("server"):
-        out.append(_t("all lists at once, sshd_config:", "dim"))
-        out.append(_block(str(combined["server"]["sshd_config"]), "  "))
-    if diagnosis.get("apply_note"):
-        out.append(_t(diagnosis["apply_note"], "dim"))
     return out
 
 

@@ -137,6 +137,10 @@ class Peer:
             else self.implementation.name
         )
 
+    def predates(self, release: str) -> bool:
+        """True when the banner names a release older than `release` (an unknown one is not)."""
+        return self.version is not None and version_key(self.version) < version_key(release)
+
     def configure(self, role: Role) -> StepKind | None:
         return self.implementation.configure.get(role) if self.implementation else None
 

@@ -3,8 +3,8 @@
 Theory of operation: `diagnose` reads a finished `SessionRecord` (both offers, the negotiated
 set, the host key and group-exchange facts) and the algorithm catalogue, and returns the
 record's ``diagnosis`` object; `diagnosed` is the pipeline stage that puts it in the record.
-For a failed negotiation, `fixes` proposes names to add on one side that the other side
-already offers, ranked, and `recipes` writes them as text to paste. For every handshake,
+For a failed negotiation, `recipes` plans each side's whole change in its own software's
+syntax (steps.py writes it), from the names `fixes` finds one side could add. For every handshake,
 `verdicts` grades the negotiated set and gives the Terrapin, post-quantum, host key size and
 group-exchange verdicts, plus a version hint from the offered lists alone, never from the
 banner (`software` reads the banner only to know what a side can implement). Pure: no I/O
@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kexproxy.core.catalogue import Catalogue, Category, catalogue
-from kexproxy.core.diagnosis.fixes import ranked_fixes
-from kexproxy.core.diagnosis.recipes import APPLY_NOTE
+from kexproxy.core.diagnosis.recipes import plan
 from kexproxy.core.diagnosis.software import ROLES, offered
 from kexproxy.core.diagnosis.verdicts import (
     dh_gex,
@@ -74,11 +73,11 @@ def diagnose(record: SessionRecord, cat: Catalogue | None = None) -> JSONDict:
     findings: list[JSONDict] = []
     if complete:
         grade, findings = overall(parts, verdicts)
+    recipes: list[JSONDict] = []
     fix_list: list[JSONDict] = []
     advice: list[str] = []
-    combined: JSONDict | None = None
     if record.failures:
-        fix_list, advice, combined = ranked_fixes(record, cat)
+        recipes, fix_list, advice = plan(record, cat)
     hints: JSONDict = {"caveat": VERSION_CAVEAT}
     for role in ROLES:
         kexinit = record.client_kexinit if role == "client" else record.server_kexinit
@@ -90,10 +89,9 @@ def diagnose(record: SessionRecord, cat: Catalogue | None = None) -> JSONDict:
         "reasons": [f["text"] for f in findings],
         "weakest": [{k: f[k] for k in ("grade", "what", "name")} for f in findings],
         "algorithms": parts,
+        "recipes": recipes,
         "fixes": fix_list,
         "real_fix": advice,
-        "combined": combined,
-        "apply_note": APPLY_NOTE if fix_list else None,
         **verdicts,
         "version_hint": hints,
         "unknown": {

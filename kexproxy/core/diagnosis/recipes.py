@@ -1,161 +1,364 @@
-"""Ready-to-paste text for a fix: the ssh option, the ssh_config and sshd_config lines, warnings.
+"""Recipes for a failed handshake: each alone makes every failing list match, strongest first.
 
-A fix is only useful if it can be applied as printed, so this module knows OpenSSH's syntax
-(the ``+name`` append form and the releases without it, Compression as yes/no), Dropbear's
-build-time choices, and what else a server change needs (a host key, a certificate).
+A user asks "what do I change, where, and what does it cost", so a recipe is one side's
+whole change (or both sides' when that is stronger), in that side's own syntax, with the
+weakest thing it adds as its grade and the reach of the change as its scope. The planner
+takes each side's best candidate per failing unit (fixes.py), writes the steps for the
+side's software (steps.py), and, when a side can add nothing that works, says which later
+release could, or that the other side must change. Pure: the catalogues are package data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from kexproxy.core.catalogue import Algorithm, Catalogue
-from kexproxy.core.diagnosis.software import Software
+from kexproxy.core.catalogue import GRADE_ORDER, LIST_CATEGORY, Catalogue, version_key
+from kexproxy.core.diagnosis.fixes import (
+    PASTABLE,
+    Candidate,
+    Unit,
+    candidates,
+    detail,
+    held_key_types,
+    units,
+)
+from kexproxy.core.diagnosis.software import ROLES, offered
+from kexproxy.core.diagnosis.steps import Change, Target, write
+from kexproxy.core.implementations import Peer, identify
 from kexproxy.core.limits import OPENSSH_MAX_PROPOSAL_ENTRIES
 from kexproxy.core.lists import KIND
 from kexproxy.core.negotiation import Role
-from kexproxy.core.record import JSONDict
+from kexproxy.core.record import JSONDict, SessionRecord
 
-#: OpenSSH added the "+name" append syntax to its algorithm options in 7.0.
-OPENSSH_PLUS_SYNTAX = "7.0"
-#: OpenSSH's Compression option is yes/no, not a list: what each name needs (ssh_config(5)).
-COMPRESSION_VALUES = {"none": "no", "zlib": "yes", "zlib@openssh.com": "yes"}
-_KEYGEN_TYPE = {"rsa": "rsa", "dsa": "dsa", "ecdsa": "ecdsa", "ed25519": "ed25519"}
-APPLY_NOTE = (
-    "ssh and sshd keep the first value they read for each keyword: put the line above any "
-    "existing line for the same keyword, or add the name to that line. '+name' appends to "
-    "OpenSSH's default list, not to a list you have set."
-)
+#: The keywords OpenSSH cannot set per client with Match (sshd_config(5), "Match").
+UNMATCHABLE = "KexAlgorithms, Ciphers, MACs or HostKeyAlgorithms"
 
 
-def forms(
-    side: Role, kind: str, name: str, *, server_ip: str, software: Software, current: Sequence[str]
-) -> JSONDict:
-    """Ready-to-paste text for adding `name` on `side` (compression is a yes/no in OpenSSH)."""
-    option = KIND[kind].keyword
-    if kind == "compression" and name not in COMPRESSION_VALUES:
-        return {"ssh_option": None, "ssh_config": None, "sshd_config": None}
-    if kind == "compression":
-        value = COMPRESSION_VALUES[name]
-        line = f"Compression {value}"
-        dash_o = f"-oCompression={value}"
-    else:
-        legacy = software.predates(OPENSSH_PLUS_SYNTAX)
-        listed = ",".join(n for n in current if n) + "," + name if legacy else f"+{name}"
-        line = f"{option} {listed}"
-        dash_o = f"-o{option}={listed}"
-    if side == "client":
-        return {
-            "ssh_option": dash_o,
-            "ssh_config": f"Host {server_ip}\n    {line}",
-            "sshd_config": None,
-        }
-    return {"ssh_option": None, "ssh_config": None, "sshd_config": line}
+def _other(side: Role) -> Role:
+    return "server" if side == "client" else "client"
 
 
-def warning(
-    side: Role,
-    kind: str,
-    algorithm: Algorithm | None,
-    name: str,
-    *,
-    cat: Catalogue,
-    software: Software,
-    server_list_length: int,
-    held_key: bool = False,
-) -> str | None:
-    words: list[str] = []
-    if algorithm is None:
-        words.append(
-            f"{name} is not in kexproxy's catalogue: find out what it is before enabling it."
-        )
-    elif algorithm.grade == "weak":
-        why = "; ".join(cat.issue_texts(algorithm)) or algorithm.reason
-        words.append(f"{name} is weak ({why}): this makes the handshake work, not safe.")
-    elif algorithm.grade == "broken":
-        why = "; ".join(cat.issue_texts(algorithm)) or algorithm.reason
-        words.append(f"{name} is broken ({why}): use it only to reach the host and upgrade it.")
-    if side == "server" and kind == "host_key" and algorithm is not None and algorithm.certificate:
-        words.append(
-            "sshd offers a certificate algorithm only with a HostCertificate signed by a CA the "
-            "client trusts."
-        )
-    elif side == "server" and kind == "host_key" and held_key:
-        words.append(
-            f"It uses the {algorithm.key_type if algorithm else ''} host key sshd already has."
-        )
-    elif side == "server" and kind == "host_key":
-        key_type = (algorithm.key_type if algorithm else None) or "matching"
-        keygen = _KEYGEN_TYPE.get(key_type)
-        hint = f" (ssh-keygen -t {keygen} -f /etc/ssh/ssh_host_{keygen}_key)" if keygen else ""
-        words.append(
-            f"sshd offers a host key algorithm only when it has a host key of that type: "
-            f"make sure a HostKey line names a {key_type} key{hint}."
-        )
-    if side == "server" and kind == "compression" and name == "zlib":
-        words.append("OpenSSH's sshd has had no pre-authentication zlib since 7.4.")
-    if side == "server" and server_list_length > OPENSSH_MAX_PROPOSAL_ENTRIES:
-        words.append(
-            f"The server would offer {server_list_length} names and OpenSSH reads only the "
-            f"first {OPENSSH_MAX_PROPOSAL_ENTRIES}: remove some, or the added one goes unseen."
-        )
-    if kind == "compression" and name not in COMPRESSION_VALUES:
-        words.append(f"OpenSSH has no option that offers compression {name}.")
-    if software.name == "Dropbear":
-        words.append(
-            _dropbear_advice(side, kind, name, known=software.known_to_offer(algorithm, side))
-        )
-    elif software.is_third_party:
-        config = "ssh -o and ssh_config are" if side == "client" else "sshd_config is"
-        words.append(
-            f"The {side} says it is {software.name} and did not offer {name}: it may not "
-            f"implement it (check its documentation or upgrade it); where it does, enable it "
-            f"in its own settings ({config} OpenSSH syntax)."
-        )
-    elif software.name and not software.is_openssh:
-        config = "ssh_option and ssh_config" if side == "client" else "sshd_config"
-        words.append(
-            f"The {side} says it is {software.name}: {config} is OpenSSH syntax; enable "
-            f"{name} in its own settings."
-        )
-    return " ".join(words) or None
+def plan(record: SessionRecord, cat: Catalogue) -> tuple[list[JSONDict], list[JSONDict], list[str]]:
+    """The recipes, the per-list detail, and what no recipe can do (the "upgrade" advice)."""
+    peers: dict[Role, Peer] = {
+        "client": identify(record.client_banner),
+        "server": identify(record.server_banner),
+    }
+    failing = units(record)
+    found = {
+        (side, unit): candidates(side, unit, record, cat=cat, peer=peers[side])
+        for unit in failing
+        for side in ROLES
+    }
+    target = Target.of(record.server)
+    recipes: list[JSONDict] = []
+    advice: list[str] = []
+    for side in ROLES:
+        picks = [next(iter(c for c in found[(side, u)] if c.cost < 2), None) for u in failing]
+        if failing and all(p is not None for p in picks):
+            made = _recipe(record, peers, {side: [p for p in picks if p]}, target, cat)
+            if made is not None:
+                recipes.append(made)
+                continue
+        lacking = [u for u, p in zip(failing, picks, strict=True) if p is None]
+        upgrade = _upgrade(side, peers[side], lacking or failing, record, cat)
+        if upgrade is not None:
+            recipes.append(upgrade)
+        advice.append(_cannot(side, peers[side], lacking or failing))
+    both = _both_sides(record, peers=peers, failing=failing, made=recipes, target=target, cat=cat)
+    if both is not None:
+        recipes.append(both)
+    recipes.sort(key=_rank_key)
+    for rank, recipe in enumerate(recipes, 1):
+        recipe["rank"] = rank
+    return recipes, detail(record, cat, found), advice
 
 
-def _dropbear_advice(side: Role, kind: str, name: str, *, known: bool) -> str:
-    """Dropbear has no algorithm options at run time except dbclient's -c and -m."""
-    flag = {"cipher": "-c", "mac": "-m"}.get(kind)
-    if side == "client" and flag and known:
-        return f"The client says it is Dropbear: run dbclient {flag} {name} (it has no ssh_config)."
-    built = "its build offers it" if known else "its observed build does not offer it"
+def _rank_key(recipe: JSONDict) -> tuple[int, int, int, int, int]:
+    upgrade = int(any(s["kind"] == "upgrade" for s in recipe["steps"]))
+    notes_only = int(all(s["kind"] == "note" for s in recipe["steps"]))
+    order = {"client": 0, "server": 1, "both": 2}[recipe["side"]]
     return (
-        f"The {side} says it is Dropbear, which chooses {KIND[kind].label} algorithms when it is "
-        f"built (localoptions.h) and {built}: rebuild or upgrade it."
+        upgrade,
+        GRADE_ORDER.get(recipe["grade"], len(GRADE_ORDER)),
+        recipe["effort"],
+        notes_only,
+        order,
     )
 
 
-def _merged_lines(lines: Sequence[str]) -> list[str]:
-    """``Ciphers +a`` and ``Ciphers +b`` become ``Ciphers +a,b``: OpenSSH keeps one value."""
-    merged: dict[str, str] = {}
-    for line in lines:
-        keyword, _, value = line.partition(" ")
-        if keyword not in merged:
-            merged[keyword] = value
-        elif value.startswith("+") and merged[keyword].startswith("+"):
-            merged[keyword] += "," + value[1:]
-    return [f"{keyword} {value}" for keyword, value in merged.items()]
+def _weakest(grades: Sequence[str]) -> str:
+    return max(grades, key=lambda g: GRADE_ORDER.get(g, len(GRADE_ORDER)), default="unknown")
 
 
-def combined_forms(tops: dict[Role, list[JSONDict]], server_ip: str) -> JSONDict:
-    """One paste per side applying the top fix of every failing list."""
-    out: JSONDict = {}
-    if tops["client"]:
-        lines = _merged_lines([f["ssh_config"].split("\n", 1)[1].strip() for f in tops["client"]])
-        out["client"] = {
-            "ssh_option": " ".join(f"-o{line.replace(' ', '=', 1)}" for line in lines),
-            "ssh_config": f"Host {server_ip}\n" + "\n".join(f"    {line}" for line in lines),
-        }
-    if tops["server"]:
-        out["server"] = {
-            "sshd_config": "\n".join(_merged_lines([f["sshd_config"] for f in tops["server"]]))
-        }
-    return out
+def _recipe(
+    record: SessionRecord,
+    peers: Mapping[Role, Peer],
+    picks: Mapping[Role, Sequence[Candidate]],
+    target: Target,
+    cat: Catalogue,
+) -> JSONDict | None:
+    """One recipe applying `picks` on their sides, or None when a side cannot be told how."""
+    steps: list[JSONDict] = []
+    notes: list[str] = []
+    commands: list[str] = []
+    persist: list[JSONDict] = []
+    adds: list[JSONDict] = []
+    for side, chosen in picks.items():
+        changes = _changes(side, chosen, record, cat)
+        written = write(peers[side], side, changes, target=target, cat=cat)
+        if not written.ok:
+            return None
+        steps += written.steps
+        notes += written.notes
+        commands += [written.command] if written.command else []
+        persist += [written.persist] if written.persist else []
+        for cand in chosen:
+            adds.append(
+                {
+                    "side": side,
+                    "name": cand.name,
+                    "lists": list(cand.lists),
+                    "grade": cand.grade,
+                    "post_quantum": bool(cand.algorithm and cand.algorithm.post_quantum),
+                }
+            )
+    sides = list(picks)
+    who: str = sides[0] if len(sides) == 1 else "both"
+    grade = _weakest([a["grade"] for a in adds])
+    everything = [c for chosen in picks.values() for c in chosen]
+    return {
+        "rank": 0,
+        "side": who,
+        "software": {s: peers[s].label for s in sides},
+        "grade": grade,
+        "covers": list(dict.fromkeys(rfc for a in adds for rfc in a["lists"])),
+        "adds": adds,
+        "steps": steps,
+        "command": commands[0] if len(commands) == 1 else None,
+        "persist": persist[0] if persist else None,
+        "effort": max((c.cost for c in everything), default=0),
+        "scope": _scope(who, peers, grade, target, steps),
+        "warnings": _warnings(everything, record, cat),
+        "notes": list(dict.fromkeys(notes)),
+    }
+
+
+def _changes(
+    side: Role, chosen: Sequence[Candidate], record: SessionRecord, cat: Catalogue
+) -> list[Change]:
+    """One change per category, both directions' names merged (one option sets both)."""
+    mine = record.client_kexinit if side == "client" else record.server_kexinit
+    held = None
+    out: dict[str, Change] = {}
+    for cand in chosen:
+        rfc = cand.lists[0]
+        category = LIST_CATEGORY[rfc]
+        current = tuple(
+            n for n in offered(mine, rfc) if n and PASTABLE.fullmatch(n) and not cat.is_marker(n)
+        )
+        new_keys: tuple[str, ...] = ()
+        if side == "server" and category == "host_key" and cand.algorithm is not None:
+            if held is None:
+                held = held_key_types(record, cat)
+            key_type = cand.algorithm.key_type
+            if key_type and key_type not in held:
+                new_keys = (key_type,)
+        before = out.get(category)
+        if before is None:
+            out[category] = Change(category, (cand.name,), current, new_keys)
+        elif cand.name not in before.add:
+            out[category] = Change(
+                category, (*before.add, cand.name), before.current, before.new_keys + new_keys
+            )
+    return list(out.values())
+
+
+def _scope(
+    side: str, peers: Mapping[Role, Peer], grade: str, target: Target, steps: Sequence[JSONDict]
+) -> str:
+    """Who else the change reaches, and the narrower way when it weakens a server."""
+    parts: list[str] = []
+    if side in ("client", "both"):
+        kinds = {s["kind"] for s in steps if s["side"] == "client"}
+        if "ssh_option" in kinds:
+            parts.append(
+                f"Client: only this command, or only {target.host} with a Host block; "
+                "other servers are not affected."
+            )
+        elif "dropbear_build" in kinds:
+            parts.append("Client: a rebuilt dbclient offers it to every server it connects to.")
+        else:
+            parts.append("Client: only connections made with these settings.")
+    if side in ("server", "both"):
+        weakens = GRADE_ORDER.get(grade, len(GRADE_ORDER)) > GRADE_ORDER["good"]
+        server = peers["server"]
+        if server.implementation is not None and server.implementation.derived == "openssh":
+            text = (
+                f"Server: every client of this sshd (OpenSSH cannot limit {UNMATCHABLE} "
+                "to one client with Match)."
+            )
+            if weakens:
+                text += (
+                    " To keep other clients off it, run a second sshd for this client: a copy "
+                    "of sshd_config with these lines and its own Port, started with "
+                    "sshd -f <that file>."
+                )
+        else:
+            text = f"Server: every client of this {server.label}."
+            if weakens:
+                text += " To keep other clients off it, serve this client from a separate instance."
+        parts.append(text)
+    return " ".join(parts)
+
+
+def _warnings(chosen: Sequence[Candidate], record: SessionRecord, cat: Catalogue) -> list[str]:
+    out: list[str] = []
+    for cand in chosen:
+        algorithm = cand.algorithm
+        if algorithm is None:
+            out.append(f"{cand.name} is not in kexproxy's catalogue: find out what it is first.")
+        elif algorithm.grade in ("weak", "broken"):
+            why = "; ".join(cat.issue_texts(algorithm)) or algorithm.reason
+            tail = (
+                "this makes the handshake work, not safe."
+                if algorithm.grade == "weak"
+                else "use it only to reach the host and upgrade it."
+            )
+            out.append(f"{cand.name} is {algorithm.grade} ({why}): {tail}")
+        if cand.unverified:
+            out.append(
+                f"Whether the {cand.side}'s software can offer {cand.name} is not known to kexproxy."
+            )
+        if cand.side == "server":
+            rfc = cand.lists[0]
+            length = len(offered(record.server_kexinit, rfc)) + 1
+            if length > OPENSSH_MAX_PROPOSAL_ENTRIES:
+                out.append(
+                    f"The server would offer {length} names and OpenSSH reads only the first "
+                    f"{OPENSSH_MAX_PROPOSAL_ENTRIES}: remove some, or the added one goes unseen."
+                )
+    return list(dict.fromkeys(out))
+
+
+def _both_sides(
+    record: SessionRecord,
+    *,
+    peers: Mapping[Role, Peer],
+    failing: Sequence[Unit],
+    made: Sequence[JSONDict],
+    target: Target,
+    cat: Catalogue,
+) -> JSONDict | None:
+    """Both sides add a name neither offers, when that is stronger than either side alone."""
+    picks: dict[Role, list[Candidate]] = {"client": [], "server": []}
+    for unit in failing:
+        category = LIST_CATEGORY[unit.lists[0]]
+        can = [peers[s].can_offer(category, cat) for s in ROLES]
+        if can[0] is None or can[1] is None:
+            return None
+        offers = {n for s in ROLES for rfc in unit.lists for n in offered(_kexinit(record, s), rfc)}
+        pool = [
+            a
+            for name in sorted(can[0] & can[1])
+            if name not in offers
+            and PASTABLE.fullmatch(name)
+            and (a := cat.lookup(name, category)) is not None
+            and not a.certificate
+            and a.grade is not None
+        ]
+        if not pool:
+            return None
+        best = min(
+            pool,
+            key=lambda a: (
+                GRADE_ORDER[a.grade or "unknown"],
+                not a.post_quantum,
+                cat.counted_issues(a),
+            ),
+        )
+        for side in ROLES:
+            picks[side].append(Candidate(side, unit.kind, unit.lists, best.name, best, 0))
+    recipe = _recipe(record, peers, picks, target, cat)
+    if recipe is None:
+        return None
+    strongest = min(
+        (GRADE_ORDER.get(r["grade"], 9) for r in made if r["steps"][0]["kind"] != "upgrade"),
+        default=9,
+    )
+    return recipe if GRADE_ORDER.get(recipe["grade"], 9) < strongest else None
+
+
+def _kexinit(record: SessionRecord, side: Role) -> JSONDict | None:
+    return record.client_kexinit if side == "client" else record.server_kexinit
+
+
+def _upgrade(
+    side: Role, peer: Peer, lacking: Sequence[Unit], record: SessionRecord, cat: Catalogue
+) -> JSONDict | None:
+    """The first later release of the side's software that could offer a name for each unit."""
+    impl = peer.implementation
+    if impl is None or not peer.version:
+        return None
+    other = _kexinit(record, _other(side))
+    wanted = [
+        [
+            n
+            for rfc in unit.lists
+            for n in offered(other, rfc)
+            if PASTABLE.fullmatch(n) and not cat.is_marker(n)
+        ]
+        for unit in lacking
+    ]
+    releases = sorted(
+        {r for r in (a.openssh_added for a in cat) if r and not r.startswith("<=")}
+        if impl.derived == "openssh"
+        else {r.since for r in impl.releases},
+        key=version_key,
+    )
+    for release in releases:
+        if version_key(release) <= version_key(peer.version):
+            continue
+        future = Peer(impl, release, peer.software)
+        names: list[str] = []
+        for unit, want in zip(lacking, wanted, strict=True):
+            can = future.can_offer(LIST_CATEGORY[unit.lists[0]], cat) or frozenset()
+            usable = [n for n in want if n in can]
+            if not usable:
+                break
+            names.append(usable[0])
+        else:
+            grades = [
+                (cat.lookup(n, LIST_CATEGORY[u.lists[0]]) or None)
+                for n, u in zip(names, lacking, strict=True)
+            ]
+            grade = _weakest([(a.grade if a else None) or "unknown" for a in grades])
+            text = (
+                f"Upgrade {impl.name} on the {side} to {release} or later: it can offer "
+                f"{', '.join(dict.fromkeys(names))}."
+            )
+            return {
+                "rank": 0,
+                "side": side,
+                "software": {side: peer.label},
+                "grade": grade,
+                "covers": [rfc for u in lacking for rfc in u.lists],
+                "adds": [],
+                "steps": [{"side": side, "software": peer.label, "kind": "upgrade", "text": text}],
+                "command": None,
+                "persist": None,
+                "effort": 2,
+                "scope": f"{side.capitalize()}: every connection it makes or takes.",
+                "warnings": [],
+                "notes": [],
+            }
+    return None
+
+
+def _cannot(side: Role, peer: Peer, lacking: Sequence[Unit]) -> str:
+    labels = ", ".join(dict.fromkeys(KIND[u.kind].label for u in lacking))
+    old = _other(side)
+    return (
+        f"The {side} ({peer.label}) can add none of the {old}'s {labels} algorithms: "
+        f"change the {old}, or upgrade or rebuild the {side}."
+    )

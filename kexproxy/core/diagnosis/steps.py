@@ -1,0 +1,293 @@
+"""Recipe steps in each peer's own syntax: the text one side's user pastes, and where.
+
+A step is only useful if it works as printed on the software that will read it, so each
+implementation gets its own writer: OpenSSH's ``-o`` options and config lines (with the
+``+name`` form since 7.0, Compression as yes/no, host keys), Dropbear's ``dbclient -c/-m``
+and its build-time macros, and, for everything else, the templates of its capability file
+(``data/implementations/<key>.toml``). Software nobody recognises gets a `note` in plain
+words, never another implementation's syntax. Every name here already passed the fixes'
+PASTABLE check, so no stranger's byte becomes a config line or a shell word.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kexproxy.core.catalogue import Catalogue, Category
+from kexproxy.core.implementations import Peer, StepKind
+from kexproxy.core.negotiation import Role
+from kexproxy.core.record import JSONDict
+
+#: OpenSSH added the "+name" append syntax to its algorithm options in 7.0.
+OPENSSH_PLUS_SYNTAX = "7.0"
+#: OpenSSH's Compression option is yes/no, not a list: what each name needs (ssh_config(5)).
+COMPRESSION_VALUES = {"none": "no", "zlib": "yes", "zlib@openssh.com": "yes"}
+#: ssh-keygen's -t for each host key type, with the size OpenSSH's own keygen uses for RSA.
+KEYGEN = {"rsa": "rsa -b 3072", "ecdsa": "ecdsa", "ed25519": "ed25519", "dsa": "dsa"}
+_PLACEHOLDER = re.compile(
+    r"\{(option|names|names_space|names_py|names_go|add|add_tokens|disabled_py|host|port)\}"
+)
+_LABEL = {
+    "kex": "key exchange",
+    "host_key": "host key",
+    "cipher": "cipher",
+    "mac": "MAC",
+    "compression": "compression",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One list's change on one side: the names to add and what that side offers now."""
+
+    category: Category
+    add: tuple[str, ...]
+    current: tuple[str, ...]
+    #: Host key types the names need that the server has no key for (server, host_key only).
+    new_keys: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.current + self.add))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the client connects, for commands and ``Host`` blocks (never a stranger's text)."""
+
+    host: str
+    port: int | None
+
+    @classmethod
+    def of(cls, server: Mapping[str, Any]) -> Target:
+        raw = server.get("ip")
+        try:
+            host = str(ipaddress.ip_address(str(raw)))
+        except ValueError:
+            host = "SERVER"
+        port = server.get("port")
+        return cls(host, port if isinstance(port, int) and 0 < port < 65536 else None)
+
+
+@dataclass(slots=True)
+class Written:
+    """One side's part of a recipe; `ok` is False when its software cannot be told how."""
+
+    steps: list[JSONDict] = field(default_factory=list)
+    command: str | None = None
+    persist: JSONDict | None = None
+    notes: list[str] = field(default_factory=list)
+    ok: bool = True
+
+
+def _step(role: Role, peer: Peer, kind: StepKind, text: str) -> JSONDict:
+    return {"side": role, "software": peer.label, "kind": kind, "text": text}
+
+
+def write(
+    peer: Peer,
+    role: Role,
+    changes: Sequence[Change],
+    *,
+    target: Target,
+    cat: Catalogue,
+) -> Written:
+    """The steps that make `role`'s software add every change's names."""
+    impl = peer.implementation
+    if impl is not None and impl.derived == "openssh" and peer.version:
+        return (_openssh_client if role == "client" else _openssh_server)(
+            peer, changes, target, cat
+        )
+    if impl is not None and impl.key == "dropbear":
+        return _dropbear(peer, role, changes, target)
+    templates = impl.extra.get("template", {}).get(role) if impl is not None else None
+    if impl is not None and templates:
+        return _templated(peer, role, changes, target, templates)
+    return _plain(peer, role, changes)
+
+
+def _openssh_client(
+    peer: Peer, changes: Sequence[Change], target: Target, cat: Catalogue
+) -> Written:
+    out = Written()
+    lines = _openssh_lines(peer, "client", changes, cat)
+    if lines is None:
+        return Written(ok=False, notes=["OpenSSH has no option that offers this compression"])
+    for line in lines:
+        keyword, _, value = line.partition(" ")
+        out.steps.append(_step("client", peer, "ssh_option", f"-o{keyword}={value}"))
+    port = f" -p {target.port}" if target.port not in (None, 22) else ""
+    out.command = "ssh " + " ".join(s["text"] for s in out.steps) + f"{port} {target.host}"
+    block = f"Host {target.host}\n" + "\n".join(f"    {line}" for line in lines)
+    out.persist = _step("client", peer, "ssh_config", block)
+    out.notes.append(
+        "ssh keeps the first value it reads for each keyword: if your command line or "
+        "~/.ssh/config already sets one, add the name there instead."
+    )
+    return out
+
+
+def _openssh_server(
+    peer: Peer, changes: Sequence[Change], target: Target, cat: Catalogue
+) -> Written:
+    out = Written()
+    for change in changes:
+        for key_type in change.new_keys:
+            path = f"/etc/ssh/ssh_host_{key_type}_key"
+            text = (
+                f"ssh-keygen -q -t {KEYGEN.get(key_type, key_type)} -N '' -f {path}\nHostKey {path}"
+            )
+            out.steps.append(_step("server", peer, "host_key", text))
+    lines = _openssh_lines(peer, "server", changes, cat)
+    if lines is None:
+        return Written(ok=False, notes=["OpenSSH has no option that offers this compression"])
+    out.steps += [_step("server", peer, "sshd_config", line) for line in lines]
+    out.notes.append(
+        "sshd keeps the first value it reads for each keyword: if sshd_config (or a file it "
+        "Includes) already sets one, add the name to that line instead; then reload sshd."
+    )
+    return out
+
+
+def _openssh_lines(
+    peer: Peer, role: Role, changes: Sequence[Change], cat: Catalogue
+) -> list[str] | None:
+    """One config line per keyword (``Ciphers +a,b``), merged across directions."""
+    impl = peer.implementation
+    assert impl is not None and peer.version is not None
+    legacy = peer.predates(OPENSSH_PLUS_SYNTAX)
+    merged: dict[str, list[str]] = {}
+    for change in changes:
+        keyword = impl.option.get((role, change.category))
+        if keyword is None:
+            return None
+        if change.category == "compression":
+            values = {COMPRESSION_VALUES.get(n) for n in change.add}
+            if None in values or len(values) != 1:
+                return None
+            merged[keyword] = [values.pop() or ""]
+            continue
+        add = list(change.add)
+        if change.category == "host_key" and role == "server" and not change.new_keys:
+            pass  # a held key type: only the algorithm line is needed
+        elif change.category == "host_key" and role == "server":
+            defaults = peer.defaults("server", "host_key", cat) or ()
+            add = [n for n in add if n not in defaults]  # the new key alone makes sshd offer it
+            if not add:
+                continue
+        names = merged.setdefault(keyword, list(change.current) if legacy else [])
+        names += [n for n in add if n not in names]
+    return [
+        f"{keyword} {names[0]}"
+        if keyword == "Compression"
+        else f"{keyword} {'' if legacy else '+'}{','.join(names)}"
+        for keyword, names in merged.items()
+    ]
+
+
+def _dropbear(peer: Peer, role: Role, changes: Sequence[Change], target: Target) -> Written:
+    """dbclient chooses ciphers and MACs at run time; everything else is chosen at build time."""
+    out = Written()
+    impl = peer.implementation
+    assert impl is not None
+    flags: list[str] = []
+    macros: list[str] = []
+    for change in changes:
+        flag = {"cipher": "-c", "mac": "-m"}.get(change.category)
+        built = peer.can_offer(change.category)
+        defaults = peer.defaults(role, change.category) or ()
+        if role == "client" and flag and all(n in defaults for n in change.add):
+            flags.append(f"{flag} {','.join(change.add)}")
+            continue
+        tokens = impl.token.get(change.category, {})
+        for name in change.add:
+            if built is not None and name not in built:
+                return Written(ok=False, notes=[f"Dropbear cannot be built with {name}"])
+            macros += [m for m in tokens.get(name, "").split() if m not in macros]
+    for flag in flags:
+        out.steps.append(_step(role, peer, "dbclient_option", flag))
+    if macros:
+        text = "\n".join(f"#define {m} 1" for m in macros)
+        out.steps.append(_step(role, peer, "dropbear_build", text))
+        out.notes.append(
+            "Put the #define lines in localoptions.h, then rebuild and reinstall Dropbear."
+        )
+    if flags and not macros and role == "client":
+        port = f" -p {target.port}" if target.port not in (None, 22) else ""
+        out.command = f"dbclient {' '.join(flags)}{port} {target.host}"
+    return out
+
+
+def _templated(
+    peer: Peer, role: Role, changes: Sequence[Change], target: Target, templates: Mapping[str, str]
+) -> Written:
+    """A step per change from the capability file's template for this role."""
+    impl = peer.implementation
+    assert impl is not None
+    out = Written()
+    kind = impl.configure.get(role, "note")
+    kinds = impl.extra.get("template_kind", {}).get(role, {})
+    for change in changes:
+        template = templates.get(change.category) or templates.get("all")
+        option = impl.option.get((role, change.category), "")
+        if template is None:
+            return Written(ok=False, notes=[f"{peer.label} has no setting for {change.category}"])
+        text = _fill(template, _values(peer, change, option, target))
+        out.steps.append(_step(role, peer, kinds.get(change.category, kind), text))
+    note = impl.extra.get("template_note", {}).get(role, {})
+    for key in ("all", *(c.category for c in changes)):
+        if key in note and note[key] not in out.notes:
+            out.notes.append(note[key])
+    return out
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    """`template` with each known ``{placeholder}`` replaced; other braces are left alone."""
+
+    def one(found: re.Match[str]) -> str:
+        return values[found.group(1)]
+
+    return _PLACEHOLDER.sub(one, template)
+
+
+def _values(peer: Peer, change: Change, option: str, target: Target) -> dict[str, str]:
+    impl = peer.implementation
+    assert impl is not None
+    names = list(change.names)
+    tokens = impl.token.get(change.category, {})
+    offerable = peer.can_offer(change.category)
+    disabled = sorted((offerable or frozenset()) - set(names))
+    return {
+        "option": option,
+        "names": ",".join(names),
+        "names_space": " ".join(names),
+        "names_py": json.dumps(names),
+        "names_go": "[]string{" + ", ".join(json.dumps(n) for n in names) + "}",
+        "add": ",".join(change.add),
+        "add_tokens": " ".join(tokens.get(n, n) for n in change.add),
+        "disabled_py": json.dumps(disabled),
+        "host": target.host,
+        "port": str(target.port or 22),
+    }
+
+
+def _plain(peer: Peer, role: Role, changes: Sequence[Change]) -> Written:
+    """Software kexproxy cannot write for: what to add, in words, in its own settings."""
+    out = Written()
+    who = (
+        f"{peer.label} is not in kexproxy's catalogue of implementations"
+        if peer.software
+        else f"the {role} sent no banner kexproxy saw"
+    )
+    for change in changes:
+        text = (
+            f"Add {', '.join(change.add)} to the {role}'s {_LABEL[change.category]} "
+            f"algorithms in its own settings ({who})."
+        )
+        out.steps.append(_step(role, peer, "note", text))
+    return out
