@@ -157,8 +157,9 @@ def recipe_short(recipe: Mapping[str, Any]) -> str:
     side = str(recipe.get("side"))
     first = steps[0] if steps else {}
     text = str(recipe.get("command") or first.get("text") or "").split("\n")[0]
+    if side == "both":
+        return "both: " + recipe_heading(recipe).split("): ", 1)[-1]
     if first.get("kind") == "note" and not recipe.get("command"):
-        text = recipe_heading(recipe).split(": ", 1)[-1] + f" on the {side}"
-        return text
+        return recipe_heading(recipe).split("): ", 1)[-1] + f" on the {side}"
     more = len(steps) - 1 if not recipe.get("command") else 0
     return f"{side}: {text}" + (f" (+{more} more)" if more > 0 else "")

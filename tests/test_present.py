@@ -152,9 +152,10 @@ def test_verdict_line_for_a_failure_shows_the_strongest_fix() -> None:
     assert verdict_line(record) == (
         "fix server: KexAlgorithms +sntrup761x25519-sha512@openssh.com (good)"
     )
-    assert (record.diagnosis or {})["fixes"][0]["add"] == "sntrup761x25519-sha512@openssh.com"
-    client_fix = next(f for f in (record.diagnosis or {})["fixes"] if f["side"] == "client")
-    assert client_fix["ssh_option"] == "-oKexAlgorithms=+diffie-hellman-group14-sha1"
+    recipes = (record.diagnosis or {})["recipes"]
+    assert recipes[0]["adds"][0]["name"] == "sntrup761x25519-sha512@openssh.com"
+    client = next(r for r in recipes if r["side"] == "client")
+    assert client["command"] == "ssh -oKexAlgorithms=+diffie-hellman-group14-sha1 10.0.0.2"
     with_policy = replace(record, policy={"evaluated": True, "violations": [{}, {}]})
     assert verdict_line(with_policy).endswith("; policy: 2 violations")
     assert verdict_line(replace(record, policy={"evaluated": True, "violations": []})).endswith(
@@ -163,8 +164,8 @@ def test_verdict_line_for_a_failure_shows_the_strongest_fix() -> None:
 
 
 def test_the_verdict_line_names_the_algorithm_for_a_third_party_side() -> None:
-    """PuTTY cannot take an OpenSSH option: the line names the algorithm to add instead;
-    an OpenSSH client with the same offers gets the ``-o`` form."""
+    """Software kexproxy cannot write for never gets an OpenSSH option: the line names the
+    algorithm to add instead; an OpenSSH client with the same offers gets the command."""
     lists = {
         "client": {"cipher": "aes128-ctr", "mac": "hmac-sha2-256"},
         "server": {
@@ -172,14 +173,16 @@ def test_the_verdict_line_names_the_algorithm_for_a_third_party_side() -> None:
             "mac": "umac-128@openssh.com,hmac-sha2-256-etm@openssh.com",
         },
     }
-    putty = make_record(**lists, client_banner="SSH-2.0-PuTTY_Release_0.78")
-    assert verdict_line(putty) == "fix add hmac-sha2-256-etm@openssh.com on the client (good)"
+    other = make_record(**lists, client_banner="SSH-2.0-Foo_1.0")
+    assert verdict_line(other) == "fix add hmac-sha2-256-etm@openssh.com on the client (good)"
     openssh = make_record(**lists)
-    assert verdict_line(openssh) == "fix -oMACs=+hmac-sha2-256-etm@openssh.com (good)"
+    assert verdict_line(openssh) == (
+        "fix client: ssh -oMACs=+hmac-sha2-256-etm@openssh.com 10.0.0.2 (good)"
+    )
 
 
 def test_a_failure_without_a_fix_says_to_upgrade() -> None:
     record = make_record(client={"kex": "curve25519-sha256"}, server={"kex": "x-unknown@example"})
     assert record.outcome == "failed"
-    fixless = replace(record, diagnosis={**(record.diagnosis or {}), "fixes": []})
+    fixless = replace(record, diagnosis={**(record.diagnosis or {}), "recipes": []})
     assert verdict_line(fixless) == "no fix: upgrade a side"

@@ -68,9 +68,12 @@ def test_a_failed_handshake_shows_rejections_and_fixes(capsys: pytest.CaptureFix
     )
     assert "server rejects: Unable to negotiate with 10.0.1.1 port 12345" in out
     assert "no match" in out
-    assert "fixes, strongest first" in out
-    assert "-oKexAlgorithms=+bk0" in out  # made-up names: offered, unknown, ranked last, warned
-    assert "not in kexproxy's catalogue" in out
+    assert "what to change: each recipe alone fixes it, strongest first" in out
+    # Made-up names from made-up software: offered, unknown, in words, never an ssh option.
+    assert "1. Client (CodexClient): add bk0, bh0," in out
+    assert "Add bk0 to the client's key exchange algorithms in its own settings." in out
+    assert "-oKexAlgorithms" not in out
+    assert "Not in kexproxy's catalogue: bk0, bh0," in out
     assert "... 460 more" in out  # a fuzzer's 500 names do not bury the report
     assert "unknown to the catalogue (client): ak0, ak1" in out
 
@@ -283,7 +286,8 @@ def test_long_strings_are_cut_in_the_report_and_whole_in_json(
     assert f"server banner: {banner[:300]}... (7,008 characters; the full value is in --json)" in (
         flat
     )
-    assert flat.count("characters; the full value is in --json)") == 2  # and in a fix's warning
+    assert flat.count("characters; the full value is in --json)") == 1
+    assert f"Server ({'B' * 255}): add" in flat  # a recipe names the software, bounded
     assert len(text) < len(texts[0]) + 1_500  # whole, the banner alone added 14,000
     assert json.loads(json.dumps(record.to_dict()))["server_banner"] == banner
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kexproxy.core.catalogue import GRADE_ORDER, LIST_CATEGORY, Algorithm, Catalogue
+from kexproxy.core.catalogue import GRADE_ORDER, LIST_CATEGORY, Algorithm, Catalogue, Category
 from kexproxy.core.diagnosis.software import ROLES, offered
 from kexproxy.core.diagnosis.steps import COMPRESSION_VALUES
 from kexproxy.core.implementations import Peer
@@ -109,7 +109,6 @@ def candidates(
     can = peer.can_offer(category, cat)
     defaults = peer.defaults(side, category, cat)
     held = held_key_types(record, cat) if side == "server" and unit.kind == "host_key" else None
-    openssh = peer.implementation is not None and peer.implementation.derived == "openssh"
     out: list[Candidate] = []
     also = [frozenset(offer) for offer in offers[1:]]
     seen: set[str] = set()
@@ -122,13 +121,8 @@ def candidates(
             continue  # never a config line or a shell word made of a stranger's bytes
         seen.add(name)
         algorithm = cat.lookup(name, category)
-        if can is not None and name not in can:
+        if not can_add(side, peer, name, category, can):
             continue
-        if openssh and category == "compression":
-            if name not in COMPRESSION_VALUES:
-                continue  # OpenSSH's Compression is yes/no: it cannot offer other names
-            if side == "server" and name == "zlib" and not peer.predates(SSHD_NO_ZLIB):
-                continue
         cost = 0
         if peer.key == "dropbear" and not (
             side == "client" and category in ("cipher", "mac") and name in (defaults or ())
@@ -143,6 +137,21 @@ def candidates(
         )
     out.sort(key=lambda c: c.key(cat))
     return out
+
+
+def can_add(
+    side: Role, peer: Peer, name: str, category: Category, can: frozenset[str] | None
+) -> bool:
+    """Whether `side`'s software can be made to offer `name` (unknown software: maybe)."""
+    if can is not None and name not in can:
+        return False
+    impl = peer.implementation
+    if impl is not None and impl.derived == "openssh" and category == "compression":
+        if name not in COMPRESSION_VALUES:
+            return False  # OpenSSH's Compression is yes/no: it cannot offer other names
+        if side == "server" and name == "zlib" and not peer.predates(SSHD_NO_ZLIB):
+            return False
+    return True
 
 
 def held_key_types(record: SessionRecord, cat: Catalogue) -> set[str]:

@@ -17,6 +17,7 @@ from kexproxy.core.diagnosis.fixes import (
     PASTABLE,
     Candidate,
     Unit,
+    can_add,
     candidates,
     detail,
     held_key_types,
@@ -61,7 +62,7 @@ def plan(record: SessionRecord, cat: Catalogue) -> tuple[list[JSONDict], list[JS
                 recipes.append(made)
                 continue
         lacking = [u for u, p in zip(failing, picks, strict=True) if p is None]
-        upgrade = _upgrade(side, peers[side], lacking or failing, record, cat)
+        upgrade = _upgrade(side, peers[side], failing, record, cat)
         if upgrade is not None:
             recipes.append(upgrade)
         advice.append(_cannot(side, peers[side], lacking or failing))
@@ -214,11 +215,15 @@ def _scope(
 
 def _warnings(chosen: Sequence[Candidate], record: SessionRecord, cat: Catalogue) -> list[str]:
     out: list[str] = []
+    unknown = [c.name for c in chosen if c.algorithm is None]
+    if unknown:
+        out.append(
+            f"Not in kexproxy's catalogue: {', '.join(dict.fromkeys(unknown))}: "
+            "find out what they are first."
+        )
     for cand in chosen:
         algorithm = cand.algorithm
-        if algorithm is None:
-            out.append(f"{cand.name} is not in kexproxy's catalogue: find out what it is first.")
-        elif algorithm.grade in ("weak", "broken"):
+        if algorithm is not None and algorithm.grade in ("weak", "broken"):
             why = "; ".join(cat.issue_texts(algorithm)) or algorithm.reason
             tail = (
                 "this makes the handshake work, not safe."
@@ -226,18 +231,16 @@ def _warnings(chosen: Sequence[Candidate], record: SessionRecord, cat: Catalogue
                 else "use it only to reach the host and upgrade it."
             )
             out.append(f"{cand.name} is {algorithm.grade} ({why}): {tail}")
-        if cand.unverified:
-            out.append(
-                f"Whether the {cand.side}'s software can offer {cand.name} is not known to kexproxy."
-            )
         if cand.side == "server":
-            rfc = cand.lists[0]
-            length = len(offered(record.server_kexinit, rfc)) + 1
+            length = len(offered(record.server_kexinit, cand.lists[0])) + 1
             if length > OPENSSH_MAX_PROPOSAL_ENTRIES:
                 out.append(
                     f"The server would offer {length} names and OpenSSH reads only the first "
                     f"{OPENSSH_MAX_PROPOSAL_ENTRIES}: remove some, or the added one goes unseen."
                 )
+    for side in ROLES:
+        if any(c.unverified and c.side == side for c in chosen):
+            out.append(f"kexproxy does not know what the {side}'s software can offer.")
     return list(dict.fromkeys(out))
 
 
@@ -262,6 +265,7 @@ def _both_sides(
             a
             for name in sorted(can[0] & can[1])
             if name not in offers
+            and all(can_add(s, peers[s], name, category, None) for s in ROLES)
             and PASTABLE.fullmatch(name)
             and (a := cat.lookup(name, category)) is not None
             and not a.certificate
@@ -300,16 +304,6 @@ def _upgrade(
     impl = peer.implementation
     if impl is None or not peer.version:
         return None
-    other = _kexinit(record, _other(side))
-    wanted = [
-        [
-            n
-            for rfc in unit.lists
-            for n in offered(other, rfc)
-            if PASTABLE.fullmatch(n) and not cat.is_marker(n)
-        ]
-        for unit in lacking
-    ]
     releases = sorted(
         {r for r in (a.openssh_added for a in cat) if r and not r.startswith("<=")}
         if impl.derived == "openssh"
@@ -321,12 +315,15 @@ def _upgrade(
             continue
         future = Peer(impl, release, peer.software)
         names: list[str] = []
-        for unit, want in zip(lacking, wanted, strict=True):
-            can = future.can_offer(LIST_CATEGORY[unit.lists[0]], cat) or frozenset()
-            usable = [n for n in want if n in can]
+        configured: list[str] = []
+        for unit in lacking:
+            usable = [c for c in candidates(side, unit, record, cat=cat, peer=future) if c.cost < 2]
             if not usable:
                 break
-            names.append(usable[0])
+            names.append(usable[0].name)
+            category = LIST_CATEGORY[unit.lists[0]]
+            if usable[0].name not in (future.defaults(side, category, cat) or ()):
+                configured.append(usable[0].name)
         else:
             grades = [
                 (cat.lookup(n, LIST_CATEGORY[u.lists[0]]) or None)
@@ -335,8 +332,11 @@ def _upgrade(
             grade = _weakest([(a.grade if a else None) or "unknown" for a in grades])
             text = (
                 f"Upgrade {impl.name} on the {side} to {release} or later: it can offer "
-                f"{', '.join(dict.fromkeys(names))}."
+                f"{', '.join(dict.fromkeys(names))}"
             )
+            if configured:
+                text += f" (set it to offer {', '.join(dict.fromkeys(configured))})"
+            text += "."
             return {
                 "rank": 0,
                 "side": side,

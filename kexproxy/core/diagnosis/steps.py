@@ -279,15 +279,16 @@ def _values(peer: Peer, change: Change, option: str, target: Target) -> dict[str
 def _plain(peer: Peer, role: Role, changes: Sequence[Change]) -> Written:
     """Software kexproxy cannot write for: what to add, in words, in its own settings."""
     out = Written()
-    who = (
-        f"{peer.label} is not in kexproxy's catalogue of implementations"
-        if peer.software
-        else f"the {role} sent no banner kexproxy saw"
-    )
     for change in changes:
         text = (
             f"Add {', '.join(change.add)} to the {role}'s {_LABEL[change.category]} "
-            f"algorithms in its own settings ({who})."
+            "algorithms in its own settings."
         )
         out.steps.append(_step(role, peer, "note", text))
+    out.notes.append(
+        f"{peer.label} is not in kexproxy's catalogue of implementations: its own documentation "
+        "says where its algorithm lists are set."
+        if peer.software
+        else f"kexproxy saw no banner from the {role}, so it cannot name its software's settings."
+    )
     return out
