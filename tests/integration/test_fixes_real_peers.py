@@ -1,16 +1,7 @@
-"""kexproxy's fixes and verdicts checked against real OpenSSH, paramiko and tcpdump on loopback.
+"""kexproxy's security verdicts checked against real OpenSSH, paramiko and tcpdump on loopback.
 
-Each fix test records a failing handshake with tcpdump, reads it with the same code as
-``kexproxy read``, takes the top fix kexproxy suggests for one side and applies it exactly
-as given: the ``-o`` option on the real ssh command line, or the ``sshd_config`` line in a
-real sshd's configuration. The handshake must then complete (``SSH2_MSG_NEWKEYS received``)
-with the added algorithm chosen; a suggestion that does not work fails the test.
-
-The failing side is set up the way such failures arise: for a client-side fix the server
-is restricted (an old or hardened sshd) and ssh runs with its defaults, which the ``+name``
-form appends to; for a server-side fix ssh is restricted and sshd runs with its defaults.
-ssh and sshd keep the first value they read, so a fix option comes before the restricting
-ones, as a command-line option overrides a user's config file.
+Each test records a real handshake with tcpdump and reads it with the same code as
+``kexproxy read``; the recipes for failures are proven in test_recipes_openssh.py.
 """
 
 from __future__ import annotations
@@ -25,11 +16,9 @@ from typing import Any
 
 import pytest
 
-from kexproxy.core.record import JSONDict, SessionRecord
+from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import capture_records
 from tests.peers import (
-    LOOPBACK,
-    PeerResult,
     Sshd,
     Tcpdump,
     free_port,
@@ -53,176 +42,6 @@ def only_record(path: Path) -> SessionRecord:
     records = capture_records(str(path))
     assert len(records) == 1, [r.outcome for r in records]
     return records[0]
-
-
-def record_failure(tmp_path: Path, sshd_config: Sequence[str], *client_opts: str) -> SessionRecord:
-    """A failing handshake between a real sshd and ssh, read back from a tcpdump capture."""
-    path = tmp_path / "failure.pcap"
-    with Sshd(sshd_config) as sshd:
-        with Tcpdump(path, sshd.port):
-            result = run_ssh(sshd.port, *client_opts)
-        assert result.negotiation_message, result.stderr
-    record = only_record(path)
-    assert record.outcome == "failed", record.outcome
-    return record
-
-
-def top_fix(record: SessionRecord, side: str, rfc_list: str | None = None) -> JSONDict:
-    diagnosis = record.diagnosis or {}
-    fixes = [
-        f
-        for f in diagnosis["fixes"]
-        if f["side"] == side and (rfc_list is None or rfc_list in f["lists"])
-    ]
-    assert fixes, diagnosis["fixes"]
-    return min(fixes, key=lambda f: f["rank"])
-
-
-def assert_negotiates(result: PeerResult, added: str | None) -> None:
-    """The handshake finished and (when given) chose the added algorithm somewhere."""
-    assert "SSH2_MSG_NEWKEYS received" in result.stderr, result.stderr
-    assert "Unable to negotiate" not in result.stderr
-    if added is None:
-        return
-    chosen = set(KEX_LINE.findall(result.stderr)) | set(HOSTKEY_LINE.findall(result.stderr))
-    for cipher, mac in CIPHER_LINE.findall(result.stderr):
-        chosen |= {cipher, mac}
-    assert added in chosen, (added, chosen)
-
-
-def assert_ranked(record: SessionRecord) -> None:
-    """Within each list, a weak or broken fix never comes before a good one, and it says so."""
-    order = {"good": 0, "weak": 1, "broken": 2, "unknown": 3}
-    by_list: dict[str, list[JSONDict]] = {}
-    for fix in (record.diagnosis or {})["fixes"]:
-        by_list.setdefault(fix["list"], []).append(fix)
-        if fix["grade"] != "good":
-            assert fix["warning"] and fix["grade"] in fix["warning"], fix
-    for fixes in by_list.values():
-        ranks = [order[f["grade"]] for f in sorted(fixes, key=lambda f: f["rank"])]
-        assert ranks == sorted(ranks)
-
-
-# -- client-side fixes: a restricted sshd, ssh at its defaults -------------------------------
-
-CLIENT_CASES = [
-    pytest.param(
-        ["KexAlgorithms diffie-hellman-group14-sha1,diffie-hellman-group1-sha1"],
-        "kex_algorithms",
-        "diffie-hellman-group14-sha1",
-        id="kex",
-    ),
-    pytest.param(
-        ["HostKeyAlgorithms ssh-rsa"], "server_host_key_algorithms", "ssh-rsa", id="host-key"
-    ),
-    pytest.param(
-        ["Ciphers aes128-cbc,3des-cbc"],
-        "encryption_algorithms_server_to_client",
-        "aes128-cbc",
-        id="cipher",
-    ),
-    pytest.param(
-        ["Ciphers aes128-ctr", "MACs hmac-md5,hmac-sha1-96"],
-        "mac_algorithms_server_to_client",
-        None,
-        id="mac",
-    ),
-]
-
-
-@pytest.mark.parametrize(("sshd_config", "failing", "expected"), CLIENT_CASES)
-def test_top_client_fix_makes_real_ssh_negotiate(
-    tmp_path: Path, sshd_config: list[str], failing: str, expected: str | None
-) -> None:
-    record = record_failure(tmp_path, sshd_config)
-    assert failing in record.failing_lists
-    assert_ranked(record)
-    fix = top_fix(record, "client", failing)
-    if expected is not None:
-        assert fix["add"] == expected  # the weak one, ranked above the broken one beside it
-    assert fix["ssh_option"].startswith("-o") and fix["sshd_config"] is None
-    assert fix["ssh_config"].startswith(f"Host {LOOPBACK}\n    ")
-    with Sshd(sshd_config) as sshd:
-        result = run_ssh(sshd.port, fix["ssh_option"], "-v")
-    assert_negotiates(result, fix["add"])
-
-
-# -- server-side fixes: ssh restricted, sshd at its defaults ---------------------------------
-
-SERVER_CASES = [
-    pytest.param(
-        ["-oKexAlgorithms=diffie-hellman-group1-sha1,diffie-hellman-group14-sha1"],
-        "kex_algorithms",
-        "diffie-hellman-group14-sha1",
-        id="kex",
-    ),
-    pytest.param(
-        ["-oHostKeyAlgorithms=ssh-rsa"], "server_host_key_algorithms", "ssh-rsa", id="host-key"
-    ),
-    pytest.param(
-        ["-oCiphers=aes256-cbc"],
-        "encryption_algorithms_client_to_server",
-        "aes256-cbc",
-        id="cipher",
-    ),
-    pytest.param(
-        ["-oCiphers=aes128-ctr", "-oMACs=hmac-md5-96"],
-        "mac_algorithms_client_to_server",
-        "hmac-md5-96",
-        id="mac",
-    ),
-]
-
-
-@pytest.mark.parametrize(("client_opts", "failing", "expected"), SERVER_CASES)
-def test_top_server_fix_makes_real_sshd_negotiate(
-    tmp_path: Path, client_opts: list[str], failing: str, expected: str
-) -> None:
-    record = record_failure(tmp_path, [], *client_opts)
-    assert failing in record.failing_lists
-    assert_ranked(record)
-    fix = top_fix(record, "server", failing)
-    assert fix["add"] == expected
-    assert fix["ssh_option"] is None and fix["ssh_config"] is None
-    if failing == "server_host_key_algorithms":
-        assert "host key" in fix["warning"]  # sshd needs a key of that type: it has RSA here
-    with Sshd([fix["sshd_config"]]) as sshd:
-        result = run_ssh(sshd.port, *client_opts, "-v")
-    assert_negotiates(result, fix["add"])
-
-
-# -- a legacy-only client: every list fails ---------------------------------------------------
-
-LEGACY_CLIENT = (
-    "-oKexAlgorithms=diffie-hellman-group1-sha1",
-    "-oHostKeyAlgorithms=ssh-rsa",
-    "-oCiphers=3des-cbc",
-    "-oMACs=hmac-md5",
-)
-
-
-def test_legacy_only_client_fixes_on_both_sides(tmp_path: Path) -> None:
-    record = record_failure(tmp_path, [], *LEGACY_CLIENT)
-    diagnosis = record.diagnosis or {}
-    assert {"kex_algorithms", "server_host_key_algorithms"} <= set(record.failing_lists)
-    assert_ranked(record)
-    # The broken names are the only ones the old client has: upgrading it is the real fix.
-    assert any("upgrading the client is the real fix" in text for text in diagnosis["real_fix"])
-    assert top_fix(record, "server", "kex_algorithms")["grade"] == "broken"
-
-    combined = diagnosis["combined"]
-    with Sshd(combined["server"]["sshd_config"].splitlines()) as sshd:
-        result = run_ssh(sshd.port, *LEGACY_CLIENT, "-v")
-    assert_negotiates(result, "diffie-hellman-group1-sha1")
-
-    # The client-side fixes go first on the command line, overriding the legacy settings
-    # the way a command-line option overrides ~/.ssh/config. "+name" appends to ssh's
-    # defaults, so any common name may win: the fix is that the handshake completes.
-    options = combined["client"]["ssh_option"].split()
-    assert len(options) == len({o.split("=")[0] for o in options}) >= 4
-    with Sshd([]) as sshd:
-        result = run_ssh(sshd.port, *options, *LEGACY_CLIENT, "-v")
-    assert_negotiates(result, None)
 
 
 # -- security verdicts on real handshakes -----------------------------------------------------

@@ -139,14 +139,21 @@ def _openssh_server(
     for change in changes:
         for key_type in change.new_keys:
             path = f"/etc/ssh/ssh_host_{key_type}_key"
-            text = (
-                f"ssh-keygen -q -t {KEYGEN.get(key_type, key_type)} -N '' -f {path}\nHostKey {path}"
-            )
+            # Never over an existing key: a new host key looks like an attack to every client.
+            keygen = f"ssh-keygen -q -t {KEYGEN.get(key_type, key_type)} -N '' -f {path}"
+            text = f"[ -e {path} ] || {keygen}\nHostKey {path}"
             out.steps.append(_step("server", peer, "host_key", text))
     lines = _openssh_lines(peer, "server", changes, cat)
     if lines is None:
         return Written(ok=False, notes=["OpenSSH has no option that offers this compression"])
     out.steps += [_step("server", peer, "sshd_config", line) for line in lines]
+    if any(change.new_keys for change in changes):
+        # The wire cannot tell a missing key from a HostKeyAlgorithms line that hides it,
+        # so the recipe both makes sure of the key and names the algorithm.
+        out.notes.append(
+            "With no HostKey line, sshd loads every /etc/ssh/ssh_host_*_key and needs none "
+            "added; with HostKey lines, add the new one beside them, or sshd loads only those."
+        )
     out.notes.append(
         "sshd keeps the first value it reads for each keyword: if sshd_config (or a file it "
         "Includes) already sets one, add the name to that line instead; then reload sshd."
@@ -173,13 +180,6 @@ def _openssh_lines(
             merged[keyword] = [values.pop() or ""]
             continue
         add = list(change.add)
-        if change.category == "host_key" and role == "server" and not change.new_keys:
-            pass  # a held key type: only the algorithm line is needed
-        elif change.category == "host_key" and role == "server":
-            defaults = peer.defaults("server", "host_key", cat) or ()
-            add = [n for n in add if n not in defaults]  # the new key alone makes sshd offer it
-            if not add:
-                continue
         names = merged.setdefault(keyword, list(change.current) if legacy else [])
         names += [n for n in add if n not in names]
     return [

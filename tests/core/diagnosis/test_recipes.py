@@ -44,15 +44,18 @@ def test_a_server_host_key_recipe_uses_a_held_key_or_makes_one() -> None:
     assert texts(server) == ["HostKeyAlgorithms +ssh-rsa"] or texts(server) == [
         "HostKeyAlgorithms +rsa-sha2-512"
     ]
-    # Only an Ed25519 key on the server, an RSA-only client: the server needs a new key,
-    # and no HostKeyAlgorithms line, since OpenSSH 9.2 offers rsa-sha2-512 by default.
+    # Only an Ed25519 key on the server, an RSA-only client: the server may lack an RSA key
+    # or hide it with HostKeyAlgorithms; the recipe makes one unless it exists, and the line.
     record = make_record(server={"host_key": "ssh-ed25519"}, client={"host_key": "rsa-sha2-512"})
     [server] = recipes_of(record, "server")
-    assert kinds(server) == ["host_key"]
+    assert kinds(server) == ["host_key", "sshd_config"]
     assert texts(server) == [
+        "[ -e /etc/ssh/ssh_host_rsa_key ] || "
         "ssh-keygen -q -t rsa -b 3072 -N '' -f /etc/ssh/ssh_host_rsa_key\n"
-        "HostKey /etc/ssh/ssh_host_rsa_key"
+        "HostKey /etc/ssh/ssh_host_rsa_key",
+        "HostKeyAlgorithms +rsa-sha2-512",
     ]
+    assert any("HostKey line" in n for n in server["notes"])
     assert server["effort"] == 1
 
 
