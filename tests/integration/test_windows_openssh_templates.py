@@ -1,4 +1,4 @@
-"""Windows OpenSSH's step templates, filled in and read back by a real OpenSSH's own parser.
+"""Windows OpenSSH's recipe steps, as kexproxy prints them, read back by a real OpenSSH's own parser.
 
 No Windows host is available here. ssh.exe and sshd.exe read their options with OpenSSH's
 readconf.c and servconf.c, which the port leaves as upstream's, so the local ``ssh -G`` and
@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from kexproxy.core.catalogue import Category
-from kexproxy.core.implementations import Peer, identify, implementations
+from kexproxy.core.catalogue import Category, catalogue
+from kexproxy.core.diagnosis.steps import Change, Target, write
+from kexproxy.core.implementations import Peer, identify
+from kexproxy.core.negotiation import Role
 from tests.peers import openssh_key, run_command, which_or_skip
 
 pytestmark = pytest.mark.peers
@@ -37,9 +39,22 @@ DUMPED: dict[str, str] = {
 LISTS: tuple[Category, ...] = ("kex", "host_key", "cipher", "mac")
 
 
-def template(role: str, category: str) -> str:
-    text: str = implementations()["windows-openssh"].extra["template"][role][category]
-    return text
+def step(role: Role, category: Category, name: str = "zlib@openssh.com") -> str:
+    """What a recipe for a Windows side prints: the sshd_config line, or the ssh command."""
+    peer = local_windows_peer()
+    written = write(
+        peer,
+        role,
+        [Change(category, (name,), ())],
+        target=Target("example.test", None),
+        cat=catalogue(),
+    )
+    assert written.ok and written.notes and "%" in written.notes[0]  # Windows paths
+    if role == "client":
+        assert written.command is not None
+        return written.command
+    [line] = written.steps
+    return str(line["text"])
 
 
 def local_windows_peer() -> Peer:
@@ -63,9 +78,9 @@ def sshd_dump(tmp_path: Path, lines: Sequence[str]) -> tuple[int, dict[str, str]
     return result.returncode, dumped(result.stdout), result.stderr
 
 
-def ssh_dump(step: str) -> dict[str, str]:
+def ssh_dump(command: str) -> dict[str, str]:
     """ssh -G with the options of a filled client step, ignoring any user or system config."""
-    argv = shlex.split(step)
+    argv = shlex.split(command)
     assert argv[0] == "ssh" and argv[-1] == "example.test", argv
     result = run_command([which_or_skip("ssh"), "-G", "-F", "/dev/null", *argv[1:]])
     assert result.returncode == 0, result.stderr
@@ -88,16 +103,16 @@ def test_a_filled_server_step_appends_the_name_to_what_sshd_offers(
     assert code == 0, error
     offered = before[DUMPED[category]].split(",")
     name = addable(local_windows_peer(), category, offered)
-    code, after, error = sshd_dump(tmp_path, [template("server", category).format(add=name)])
+    code, after, error = sshd_dump(tmp_path, [step("server", category, name)])
     assert code == 0, error
     assert after[DUMPED[category]].split(",") == [*offered, name]
 
 
 def test_the_server_step_is_refused_below_the_shipped_match_block(tmp_path: Path) -> None:
     config = tmp_path / "sshd_config"
-    step = template("server", "cipher").format(add="aes128-cbc")
+    line = step("server", "cipher", "aes128-cbc")
     config.write_text(
-        "\n".join([f"HostKey {openssh_key('ed25519')}", *WINDOWS_MATCH_BLOCK, step]) + "\n"
+        "\n".join([f"HostKey {openssh_key('ed25519')}", *WINDOWS_MATCH_BLOCK, line]) + "\n"
     )
     result = run_command([which_or_skip("sshd"), "-T", "-f", str(config)])
     assert result.returncode != 0
@@ -105,7 +120,7 @@ def test_the_server_step_is_refused_below_the_shipped_match_block(tmp_path: Path
 
 
 def test_the_server_compression_step_is_accepted(tmp_path: Path) -> None:
-    code, after, error = sshd_dump(tmp_path, [template("server", "compression")])
+    code, after, error = sshd_dump(tmp_path, [step("server", "compression")])
     assert code == 0, error
     assert after["compression"] == "yes"
 
@@ -115,11 +130,10 @@ def test_a_filled_client_step_appends_the_name_to_what_ssh_offers(category: Cate
     host = "example.test"
     before = ssh_dump(f"ssh {host}")[DUMPED[category]].split(",")
     name = addable(local_windows_peer(), category, before)
-    after = ssh_dump(template("client", category).format(add=name, host=host))
+    after = ssh_dump(step("client", category, name))
     assert after[DUMPED[category]].split(",") == [*before, name]
 
 
 def test_the_client_compression_step_turns_compression_on() -> None:
     assert ssh_dump("ssh example.test")["compression"] == "no"
-    step = template("client", "compression").format(host="example.test")
-    assert ssh_dump(step)["compression"] == "yes"
+    assert ssh_dump(step("client", "compression"))["compression"] == "yes"

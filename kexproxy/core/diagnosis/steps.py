@@ -30,7 +30,7 @@ COMPRESSION_VALUES = {"none": "no", "zlib": "yes", "zlib@openssh.com": "yes"}
 #: ssh-keygen's -t for each host key type, with the size OpenSSH's own keygen uses for RSA.
 KEYGEN = {"rsa": "rsa -b 3072", "ecdsa": "ecdsa", "ed25519": "ed25519", "dsa": "dsa"}
 _PLACEHOLDER = re.compile(
-    r"\{(option|names|names_space|names_py|names_go|add|add_tokens|disabled_py|host|port)\}"
+    r"\{(option|names|names_space|names_py|names_go|names_tokens|add|add_tokens|disabled_py|host|port)\}"
 )
 _LABEL = {
     "kex": "key exchange",
@@ -118,24 +118,39 @@ def _openssh_client(
     lines = _openssh_lines(peer, "client", changes, cat)
     if lines is None:
         return Written(ok=False, notes=["OpenSSH has no option that offers this compression"])
+    windows = _windows_notes(peer, "client")
     for line in lines:
         keyword, _, value = line.partition(" ")
-        out.steps.append(_step("client", peer, "ssh_option", f"-o{keyword}={value}"))
+        # PowerShell splits an unquoted a,b into two arguments: Windows gets it quoted.
+        option = f'-o "{keyword}={value}"' if windows else f"-o{keyword}={value}"
+        out.steps.append(_step("client", peer, "ssh_option", option))
     port = f" -p {target.port}" if target.port not in (None, 22) else ""
     out.command = "ssh " + " ".join(s["text"] for s in out.steps) + f"{port} {target.host}"
     block = f"Host {target.host}\n" + "\n".join(f"    {line}" for line in lines)
     out.persist = _step("client", peer, "ssh_config", block)
-    out.notes.append(
+    out.notes += windows or [
         "ssh keeps the first value it reads for each keyword: if your command line or "
         "~/.ssh/config already sets one, add the name there instead."
-    )
+    ]
     return out
+
+
+def _windows_notes(peer: Peer, role: Role) -> list[str]:
+    """Where Windows OpenSSH keeps its files and how it restarts, from its own file."""
+    impl = peer.implementation
+    notes = impl.extra.get("template_note", {}).get(role, {}) if impl is not None else {}
+    return (
+        [str(notes["all"])] if impl is not None and impl.key != "openssh" and "all" in notes else []
+    )
 
 
 def _openssh_server(
     peer: Peer, changes: Sequence[Change], target: Target, cat: Catalogue
 ) -> Written:
     out = Written()
+    windows = _windows_notes(peer, "server")
+    if windows and any(change.new_keys for change in changes):
+        return Written(ok=False, notes=["no tested host key step for this sshd's platform"])
     for change in changes:
         for key_type in change.new_keys:
             path = f"/etc/ssh/ssh_host_{key_type}_key"
@@ -154,10 +169,10 @@ def _openssh_server(
             "With no HostKey line, sshd loads every /etc/ssh/ssh_host_*_key and needs none "
             "added; with HostKey lines, add the new one beside them, or sshd loads only those."
         )
-    out.notes.append(
+    out.notes += windows or [
         "sshd keeps the first value it reads for each keyword: if sshd_config (or a file it "
         "Includes) already sets one, add the name to that line instead; then reload sshd."
-    )
+    ]
     return out
 
 
@@ -237,12 +252,23 @@ def _templated(
         option = impl.option.get((role, change.category), "")
         if template is None:
             return Written(ok=False, notes=[f"{peer.label} has no setting for {change.category}"])
+        tokens = impl.token.get(change.category, {})
+        needed = change.names if "{names_tokens}" in template else change.add
+        if "_tokens}" in template and any(n not in tokens for n in needed):
+            # A setting of tokens cannot carry a name it has no token for: the list it
+            # sets would silently drop that name.
+            return Written(ok=False, notes=[f"{peer.label} has no setting for some names"])
         text = _fill(template, _values(peer, change, option, target))
         out.steps.append(_step(role, peer, kinds.get(change.category, kind), text))
     note = impl.extra.get("template_note", {}).get(role, {})
     for key in ("all", *(c.category for c in changes)):
         if key in note and note[key] not in out.notes:
             out.notes.append(note[key])
+    if any(step["kind"] == "network_device" for step in out.steps):
+        out.notes.append(
+            f"Untested: no {impl.name} device was available to kexproxy's tests; the command "
+            "is from the vendor's documentation, cited in kexproxy's implementation file."
+        )
     return out
 
 
@@ -269,7 +295,8 @@ def _values(peer: Peer, change: Change, option: str, target: Target) -> dict[str
         "names_py": json.dumps(names),
         "names_go": "[]string{" + ", ".join(json.dumps(n) for n in names) + "}",
         "add": ",".join(change.add),
-        "add_tokens": " ".join(tokens.get(n, n) for n in change.add),
+        "add_tokens": " ".join(dict.fromkeys(tokens.get(n, n) for n in change.add)),
+        "names_tokens": " ".join(dict.fromkeys(tokens.get(n, n) for n in names)),
         "disabled_py": json.dumps(disabled),
         "host": target.host,
         "port": str(target.port or 22),
