@@ -76,6 +76,8 @@ class Release:
     source: str
     can: Mapping[Category, frozenset[str]]
     default: Mapping[tuple[Role, Category], tuple[str, ...]]
+    #: Other facts of the release (PuTTY's whole `setting` strings, its `below_warn` names).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,7 +231,11 @@ def _release(raw: Mapping[str, Any], where: str) -> Release:
                 v, f"{where} default.{role}.{c}"
             )
     return Release(
-        since=str(raw["since"]), source=str(raw.get("source", "")), can=can, default=default
+        since=str(raw["since"]),
+        source=str(raw.get("source", "")),
+        can=can,
+        default=default,
+        extra={k: v for k, v in raw.items() if k not in ("since", "source", "can", "default")},
     )
 
 

@@ -30,7 +30,7 @@ COMPRESSION_VALUES = {"none": "no", "zlib": "yes", "zlib@openssh.com": "yes"}
 #: ssh-keygen's -t for each host key type, with the size OpenSSH's own keygen uses for RSA.
 KEYGEN = {"rsa": "rsa -b 3072", "ecdsa": "ecdsa", "ed25519": "ed25519", "dsa": "dsa"}
 _PLACEHOLDER = re.compile(
-    r"\{(option|names|names_space|names_py|names_go|names_tokens|add|add_tokens|disabled_py|host|port)\}"
+    r"\{(option|names|names_space|names_py|names_go|names_tokens|add|add_tokens|tokens|disabled_py|host|port)\}"
 )
 _LABEL = {
     "kex": "key exchange",
@@ -217,20 +217,24 @@ def _dropbear(peer: Peer, role: Role, changes: Sequence[Change], target: Target)
         built = peer.can_offer(change.category)
         defaults = peer.defaults(role, change.category) or ()
         if role == "client" and flag and all(n in defaults for n in change.add):
-            flags.append(f"{flag} {','.join(change.add)}")
+            # -c and -m replace the build's list: what it offered stays, the names join it.
+            flags.append(f"{flag} {','.join(change.names)}")
             continue
         tokens = impl.token.get(change.category, {})
         for name in change.add:
-            if built is not None and name not in built:
+            if (built is not None and name not in built) or name not in tokens:
                 return Written(ok=False, notes=[f"Dropbear cannot be built with {name}"])
-            macros += [m for m in tokens.get(name, "").split() if m not in macros]
+            macros += [m for m in tokens[name].split() if m not in macros]
     for flag in flags:
         out.steps.append(_step(role, peer, "dbclient_option", flag))
     if macros:
-        text = "\n".join(f"#define {m} 1" for m in macros)
+        text = "\n".join(
+            f"#define {m.partition('=')[0]} {m.partition('=')[2] or '1'}" for m in macros
+        )
         out.steps.append(_step(role, peer, "dropbear_build", text))
         out.notes.append(
-            "Put the #define lines in localoptions.h, then rebuild and reinstall Dropbear."
+            "Put the #define lines in localoptions.h in Dropbear's build directory, then run "
+            "make clean and make, reinstall it and restart it."
         )
     if flags and not macros and role == "client":
         port = f" -p {target.port}" if target.port not in (None, 22) else ""
@@ -258,8 +262,12 @@ def _templated(
             # A setting of tokens cannot carry a name it has no token for: the list it
             # sets would silently drop that name.
             return Written(ok=False, notes=[f"{peer.label} has no setting for some names"])
-        text = _fill(template, _values(peer, change, option, target))
-        out.steps.append(_step(role, peer, kinds.get(change.category, kind), text))
+        values = _values(peer, change, option, target)
+        if "{tokens}" in template and not values["tokens"]:
+            return Written(ok=False, notes=[f"{peer.label}: its release's setting is not known"])
+        out.steps.append(
+            _step(role, peer, kinds.get(change.category, kind), _fill(template, values))
+        )
     note = impl.extra.get("template_note", {}).get(role, {})
     for key in ("all", *(c.category for c in changes)):
         if key in note and note[key] not in out.notes:
@@ -298,9 +306,36 @@ def _values(peer: Peer, change: Change, option: str, target: Target) -> dict[str
         "add_tokens": " ".join(dict.fromkeys(tokens.get(n, n) for n in change.add)),
         "names_tokens": " ".join(dict.fromkeys(tokens.get(n, n) for n in names)),
         "disabled_py": json.dumps(disabled),
+        "tokens": _setting_above_warn(peer, option, [tokens.get(n, n) for n in change.add]),
         "host": target.host,
         "port": str(target.port or 22),
     }
+
+
+#: PuTTY's pseudo-token: what follows it in a setting makes PuTTY ask before using it.
+PUTTY_WARN = "WARN"
+
+
+def _setting_above_warn(peer: Peer, option: str, tokens: Sequence[str]) -> str:
+    """PuTTY's whole setting value with each token moved just above WARN, the rest in place.
+
+    PuTTY offers every token of the setting, WARN or not, but asks the user (and plink
+    -batch gives up) before using one below WARN; the release's default value is the
+    starting point, since the wire does not show how a user reordered theirs.
+    """
+    impl = peer.implementation
+    release = impl.release(peer.version) if impl is not None else None
+    setting = (release.extra.get("setting", {}) if release is not None else {}).get(option)
+    if not isinstance(setting, str):
+        return ""
+    order = setting.split(",")
+    for token in tokens:
+        if token in order and PUTTY_WARN in order and order.index(token) > order.index(PUTTY_WARN):
+            order.remove(token)
+            order.insert(order.index(PUTTY_WARN), token)
+        elif token not in order:
+            order.insert(order.index(PUTTY_WARN) if PUTTY_WARN in order else len(order), token)
+    return ",".join(order)
 
 
 def _plain(peer: Peer, role: Role, changes: Sequence[Change]) -> Written:
