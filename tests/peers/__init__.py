@@ -1,7 +1,7 @@
 """Real SSH peers on 127.0.0.1 for tests and for scripts/record_captures.py.
 
 Servers (OpenSSH ``sshd``, ``dropbear``), clients (OpenSSH ``ssh``, ``dbclient``, PuTTY
-``plink``, paramiko, asyncssh), a loopback ``tcpdump`` and ``tshark`` field extraction,
+``plink``, paramiko, asyncssh, Go's x/crypto/ssh, JSch), a loopback ``tcpdump`` and ``tshark`` field extraction,
 so tests check kexproxy against what real implementations put on the wire and log rather
 than against our own idea of it.
 
@@ -69,6 +69,7 @@ from tests.peers.keys import (
     openssh_fingerprint,
     openssh_key,
 )
+from tests.peers.library_clients import run_go_client, run_jsch_client
 from tests.peers.servers import Dropbear, Sshd, root_home
 
 __all__ = [
@@ -102,6 +103,8 @@ __all__ = [
     "run_asyncssh",
     "run_command",
     "run_dbclient",
+    "run_go_client",
+    "run_jsch_client",
     "run_paramiko",
     "run_plink",
     "run_ssh",

@@ -35,6 +35,9 @@ APT_PACKAGE = {
     "tcpdump": "tcpdump",
     "tshark": "tshark",
     "unshare": "util-linux",
+    "go": "golang-go",
+    "javac": "default-jdk-headless",
+    "java": "default-jre-headless",
 }
 
 #: Python packages the in-subprocess clients need, for skip reasons.
