@@ -272,11 +272,9 @@ def _templated(
     for key in ("all", *(c.category for c in changes)):
         if key in note and note[key] not in out.notes:
             out.notes.append(note[key])
-    if any(step["kind"] == "network_device" for step in out.steps):
-        out.notes.append(
-            f"Untested: no {impl.name} device was available to kexproxy's tests; the command "
-            "is from the vendor's documentation, cited in kexproxy's implementation file."
-        )
+    untested = impl.extra.get("untested")
+    if isinstance(untested, str):
+        out.notes.append(f"Untested: {untested}.")
     return out
 
 
@@ -347,10 +345,14 @@ def _plain(peer: Peer, role: Role, changes: Sequence[Change]) -> Written:
             "algorithms in its own settings."
         )
         out.steps.append(_step(role, peer, "note", text))
-    out.notes.append(
-        f"{peer.label} is not in kexproxy's catalogue of implementations: its own documentation "
-        "says where its algorithm lists are set."
-        if peer.software
-        else f"kexproxy saw no banner from the {role}, so it cannot name its software's settings."
-    )
+    if peer.implementation is not None:
+        note = f"kexproxy knows no {role} setting of {peer.label} for this: see its documentation."
+    elif peer.software:
+        note = (
+            f"{peer.label} is not in kexproxy's catalogue of implementations: its own "
+            "documentation says where its algorithm lists are set."
+        )
+    else:
+        note = f"kexproxy saw no banner from the {role}, so it cannot name its software's settings."
+    out.notes.append(note)
     return out
