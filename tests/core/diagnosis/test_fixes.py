@@ -15,14 +15,14 @@ def test_kex_failure_fixes_name_both_sides_ranked_by_grade() -> None:
     fixes = diag(record)["fixes"]
     assert [f["rank"] for f in fixes] == list(range(1, len(fixes) + 1))
     grades = [f["grade"] for f in fixes]
-    order = {"good": 0, "weak": 1, "broken": 2}
+    order = {"strong": 0, "good": 1, "weak": 2, "broken": 3}
     assert [order[g] for g in grades] == sorted(order[g] for g in grades)
     top = fixes[0]
     # The server can add the client's post-quantum method: the strongest fix there is.
     assert (top["side"], top["add"], top["grade"], top["post_quantum"]) == (
         "server",
         "sntrup761x25519-sha512@openssh.com",
-        "good",
+        "strong",
         True,
     )
     assert top["sshd_config"] == "KexAlgorithms +sntrup761x25519-sha512@openssh.com"
