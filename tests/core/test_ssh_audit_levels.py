@@ -67,7 +67,9 @@ def test_every_algorithm_both_know_agrees_or_says_why(table: dict[str, Any]) -> 
     ]
     assert unexplained == []
     # A reason for a difference that is not there any more is stale.
-    stale = [a.name for a, level in both if GRADE_LEVEL[str(a.grade)] == level and a.versus_ssh_audit]
+    stale = [
+        a.name for a, level in both if GRADE_LEVEL[str(a.grade)] == level and a.versus_ssh_audit
+    ]
     assert stale == []
 
 

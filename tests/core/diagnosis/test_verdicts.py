@@ -61,7 +61,9 @@ def test_strong_needs_everything_else_good() -> None:
         client={"cipher": "aes128-ctr", "mac": "hmac-sha2-256"}, server={"cipher": "aes128-ctr"}
     )
     assert diag(weak_mac)["grade"] == "weak"
-    exposed = make_record(client={"kex": CLIENT["kex"].replace(",kex-strict-c-v00@openssh.com", "")})
+    exposed = make_record(
+        client={"kex": CLIENT["kex"].replace(",kex-strict-c-v00@openssh.com", "")}
+    )
     assert diag(exposed)["terrapin"]["exposed"] is True and diag(exposed)["grade"] == "weak"
     small_key = make_record(host_key={"algorithm": "rsa-sha2-512", "key_type": "rsa", "bits": 1024})
     assert diag(small_key)["grade"] == "weak"
@@ -153,7 +155,9 @@ def test_the_openssh_warning() -> None:
     tectia = "diffie-hellman-group14-sha256@ssh.com"
     other = diag(make_record(client={"kex": tectia}, server={"kex": tectia}))["post_quantum"]
     assert other["openssh_warning"] is None
-    assert "cannot negotiate diffie-hellman-group14-sha256@ssh.com" in other["openssh_warning_reason"]
+    assert (
+        "cannot negotiate diffie-hellman-group14-sha256@ssh.com" in other["openssh_warning_reason"]
+    )
 
 
 def test_host_key_sizes() -> None:
