@@ -42,7 +42,9 @@ OPENSSH_PQ_WARNING = "\n".join(
     )
 )
 #: The client settings that silence it, which the wire does not show.
-OPENSSH_WARNING_UNLESS = "unless the client sets KexAlgorithms or WarnWeakCrypto no (or no-pq-kex)"
+OPENSSH_WARNING_UNLESS = (
+    "unless the client sets KexAlgorithms, or WarnWeakCrypto to no or no-pq-kex"
+)
 _GRADED = ("strong", "good", "weak", "broken")
 
 
@@ -221,10 +223,10 @@ def _openssh_warning(
     ):
         return None, f"an OpenSSH {OPENSSH_WARNS_FROM}+ client cannot negotiate {kex}"
     if kex in OPENSSH_PQ_KEX:
-        return False, f"OpenSSH counts {kex} as post-quantum: no warning"
+        return False, f"OpenSSH counts {kex} as post-quantum"
     return True, (
-        f"ssh {OPENSSH_WARNS_FROM}+ prints it after the key exchange: OpenSSH does not count "
-        f"{kex} as post-quantum ({OPENSSH_WARNING_UNLESS})"
+        f"OpenSSH does not count {kex} as post-quantum; ssh prints this once the key exchange "
+        f"is done, {OPENSSH_WARNING_UNLESS}"
     )
 
 
