@@ -92,11 +92,11 @@ def assert_negotiates(result: PeerResult, added: str | None) -> None:
 
 def assert_ranked(record: SessionRecord) -> None:
     """Within each list, a weak or broken fix never comes before a good one, and it says so."""
-    order = {"good": 0, "weak": 1, "broken": 2, "unknown": 3}
+    order = {"strong": 0, "good": 1, "weak": 2, "broken": 3, "unknown": 4}
     by_list: dict[str, list[JSONDict]] = {}
     for fix in (record.diagnosis or {})["fixes"]:
         by_list.setdefault(fix["list"], []).append(fix)
-        if fix["grade"] != "good":
+        if fix["grade"] not in ("strong", "good"):
             assert fix["warning"] and fix["grade"] in fix["warning"], fix
     for fixes in by_list.values():
         ranks = [order[f["grade"]] for f in sorted(fixes, key=lambda f: f["rank"])]
@@ -248,12 +248,16 @@ def test_post_quantum_verdict(tmp_path: Path) -> None:
     record = record_success(tmp_path, [])
     pq = (record.diagnosis or {})["post_quantum"]
     assert pq["post_quantum"] is True and "sntrup761x25519" in pq["kex"]
+    assert (pq["openssh_warning"], (record.diagnosis or {})["grade"]) == (False, "strong")
     classical = record_success(tmp_path, [], "-oKexAlgorithms=curve25519-sha256")
     pq = (classical.diagnosis or {})["post_quantum"]
     assert pq["post_quantum"] is False
     assert pq["server_offers"] and not pq["client_offers"]
     assert "client offers no post-quantum" in pq["reason"]
-    assert (classical.diagnosis or {})["grade"] == "weak"
+    # Modern and classical: good. An OpenSSH 10.1+ client would warn, unless, as here, it
+    # set KexAlgorithms itself: the wire does not show that, so the reason names it.
+    assert (classical.diagnosis or {})["grade"] == "good"
+    assert pq["openssh_warning"] is True and "KexAlgorithms" in pq["openssh_warning_reason"]
 
 
 def test_small_rsa_host_key_and_strict_kex_against_cbc_etm(tmp_path: Path) -> None:
