@@ -398,7 +398,7 @@ def test_each_line_carries_the_verdict_and_the_end_says_what_was_seen(tmp_path: 
     assert failed.returncode == 255 and ok.returncode == 0, failed.stderr + ok.stderr
     assert status == 0
     first = out.splitlines()[0]
-    assert first.endswith("failed  no match: kex  fix -oKexAlgorithms=+curve25519-sha256 (weak)")
+    assert first.endswith("failed  no match: kex  fix -oKexAlgorithms=+curve25519-sha256 (good)")
     assert "kexproxy: stopped; 2 sessions ended, 1 failed to negotiate" in proxy.stderr
 
 
