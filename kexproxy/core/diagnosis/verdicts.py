@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from kexproxy.core.catalogue import GRADE_ORDER, Algorithm, Catalogue
+from kexproxy.core.catalogue import GRADE_ORDER, GRADES, Algorithm, Catalogue
 from kexproxy.core.lists import FIELD_BY_RFC, KEX_ALGORITHMS, kind_of
 from kexproxy.core.negotiation import IMPLICIT_MAC
 from kexproxy.core.record import JSONDict, SessionRecord
@@ -45,11 +45,10 @@ OPENSSH_PQ_WARNING = "\n".join(
 OPENSSH_WARNING_UNLESS = (
     "unless the client sets KexAlgorithms, or WarnWeakCrypto to no or no-pq-kex"
 )
-_GRADED = ("strong", "good", "weak", "broken")
 
 
 def _worst(grades: Iterable[str | None]) -> str | None:
-    present = [g for g in grades if g in _GRADED]
+    present = [g for g in grades if g in GRADES]
     return max(present, key=GRADE_ORDER.__getitem__) if present else None
 
 
@@ -216,7 +215,7 @@ def _openssh_warning(
     named rather than guessed. None where no OpenSSH client could have got this far.
     """
     if kex is None or record.failures:
-        return None, "no key exchange was agreed: ssh stops before it would warn"
+        return None, "the negotiation did not complete: ssh stops before it would warn"
     latest = cat.history.releases[-1]
     if algorithm is None or not (
         algorithm.in_openssh(OPENSSH_WARNS_FROM) or algorithm.in_openssh(latest)
