@@ -133,8 +133,10 @@ def test_a_summary_names_the_failing_lists_or_the_chosen_pair() -> None:
     assert summary(replace(good, outcome="incomplete", negotiated=None, evidence={})) == ""
 
 
-def test_the_verdict_line_of_a_good_handshake() -> None:
-    assert verdict_line(make_record()) == "good"
+def test_the_verdict_line_of_a_strong_and_a_good_handshake() -> None:
+    assert verdict_line(make_record()) == "strong"
+    classical = make_record(client={"kex": "curve25519-sha256,kex-strict-c-v00@openssh.com"})
+    assert verdict_line(classical) == "good"
 
 
 def test_the_verdict_line_names_the_weakest_part() -> None:
@@ -142,7 +144,8 @@ def test_the_verdict_line_names_the_weakest_part() -> None:
         client={"kex": "curve25519-sha256", "cipher": "aes128-cbc", "mac": "hmac-sha1"},
         server={"cipher": "aes128-cbc,3des-cbc", "mac": "hmac-sha1"},
     )
-    assert verdict_line(record) == "weak: curve25519-sha256 (+2 more)"
+    # The classical key exchange is not among them: post-quantum is its own verdict.
+    assert verdict_line(record) == "weak: aes128-cbc (+1 more)"
 
 
 def test_verdict_line_for_a_failure_shows_the_strongest_fix() -> None:
@@ -150,7 +153,7 @@ def test_verdict_line_for_a_failure_shows_the_strongest_fix() -> None:
     client offers, which beats the client adding the server's SHA-1 group."""
     record = make_record(server={"kex": "diffie-hellman-group14-sha1"})
     assert verdict_line(record) == (
-        "fix server: KexAlgorithms +sntrup761x25519-sha512@openssh.com (good)"
+        "fix server: KexAlgorithms +sntrup761x25519-sha512@openssh.com (strong)"
     )
     recipes = (record.diagnosis or {})["recipes"]
     assert recipes[0]["adds"][0]["name"] == "sntrup761x25519-sha512@openssh.com"

@@ -48,6 +48,7 @@ MAX_RUN = 300
 #: 1021 characters, some escaped) fits whole.
 MAX_LINE = 1500
 GRADE_STYLE = {
+    "strong": "bold green",
     "good": "green",
     "weak": "yellow",
     "broken": "bold red",
@@ -474,6 +475,18 @@ def _verdicts(record: SessionRecord, diagnosis: JSONDict) -> list[RenderableType
         "yes" if pq.get("post_quantum") else "no" if pq.get("post_quantum") is False else "n/a"
     )
     out.append(_labelled("post-quantum kex", f"{pq_word}: {pq.get('reason')}", ""))
+    warns = pq.get("openssh_warning")
+    if isinstance(warns, bool):  # None: no OpenSSH client would have got this far
+        word = "would warn" if warns else "no warning"
+        out.append(
+            _labelled(
+                "OpenSSH 10.1+ client",
+                f"{word}: {pq.get('openssh_warning_reason')}",
+                "yellow" if warns else "",
+            )
+        )
+        if warns and pq.get("openssh_warning_text"):
+            out.append(_block(str(pq["openssh_warning_text"]), "    "))
     for key, label in (("host_key_size", "host key"), ("dh_gex", "DH group exchange")):
         verdict = diagnosis.get(key)
         if verdict:

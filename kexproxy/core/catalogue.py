@@ -19,12 +19,14 @@ from typing import Any, Literal, cast
 
 from kexproxy.core.lists import NEGOTIATED
 
-Grade = Literal["good", "weak", "broken"]
+Grade = Literal["strong", "good", "weak", "broken"]
 Category = Literal["kex", "host_key", "cipher", "mac", "compression", "marker"]
 CATEGORIES: tuple[Category, ...] = ("kex", "host_key", "cipher", "mac", "compression", "marker")
-GRADES: tuple[Grade, ...] = ("good", "weak", "broken")
+#: Strongest first. Only a post-quantum hybrid key exchange is `strong` (the rule is in the
+#: header of data/algorithms.toml).
+GRADES: tuple[Grade, ...] = ("strong", "good", "weak", "broken")
 #: Order for ranking: lower is stronger; names outside the catalogue rank after broken ones.
-GRADE_ORDER: dict[str, int] = {"good": 0, "weak": 1, "broken": 2, "unknown": 3}
+GRADE_ORDER: dict[str, int] = {"strong": 0, "good": 1, "weak": 2, "broken": 3, "unknown": 4}
 
 #: RFC 4253 7.1 name-list -> catalogue category (languages are free text, never graded).
 LIST_CATEGORY: dict[str, Category] = {n.rfc: n.kind for n in NEGOTIATED if n.kind is not None}
@@ -116,6 +118,8 @@ class Algorithm:
     key_type: str | None = None
     certificate: bool | None = None
     kind: str | None = None
+    #: Why the grade differs from ssh-audit's level for the name, where it does.
+    versus_ssh_audit: str | None = None
     extra: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -267,7 +271,7 @@ class Catalogue:
         return ("marker", name) in self._exact
 
     def grade(self, name: str, category: Category) -> str:
-        """`good`, `weak`, `broken`, ``marker``, or `unknown` for a name not in the catalogue."""
+        """`strong`, `good`, `weak`, `broken`, ``marker``, or `unknown` for a name not known."""
         algorithm = self.lookup(name, category)
         if algorithm is None:
             return "unknown"
@@ -486,6 +490,7 @@ _KNOWN_FIELDS = {
     "key_type",
     "certificate",
     "kind",
+    "versus_ssh_audit",
 }
 _CLIENT_LIST: dict[str, str] = {
     "kex": "client_kex",
@@ -550,6 +555,7 @@ def _algorithm(raw: Mapping[str, Any], history: DefaultsHistory) -> Algorithm:
         key_type=raw.get("key_type"),
         certificate=raw.get("certificate"),
         kind=raw.get("kind"),
+        versus_ssh_audit=raw.get("versus_ssh_audit"),
         extra=tuple((k, str(v)) for k, v in raw.items() if k not in _KNOWN_FIELDS),
     )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from kexproxy.core.catalogue import GRADE_ORDER, Catalogue, Category, catalogue
+from kexproxy.core.catalogue import GRADE_ORDER, GRADES, Catalogue, Category, catalogue
 from kexproxy.core.diagnosis import diagnose
 from kexproxy.core.negotiation import IMPLICIT_MAC
 from kexproxy.core.record import JSONDict, SessionRecord
@@ -107,8 +107,8 @@ class Policy:
                 f"[require] has unknown key(s) {', '.join(extra)}; known: {', '.join(sorted(_REQUIRE_KEYS))}"
             )
         min_grade = require.get("min_grade")
-        if min_grade is not None and min_grade not in ("good", "weak", "broken"):
-            raise PolicyError("require.min_grade must be good, weak or broken")
+        if min_grade is not None and min_grade not in GRADES:
+            raise PolicyError(f"require.min_grade must be {', '.join(GRADES[:-1])} or {GRADES[-1]}")
         return cls(
             name=_text(data.get("name", default_name), "name"),
             description=_text(data.get("description", ""), "description"),

@@ -55,7 +55,13 @@ def safe(text: str | None) -> str:
 
 
 #: Verdict colours: the grade of the negotiated set, or a policy violation.
-VERDICT_STYLE = {"good": "green", "weak": "yellow", "broken": "bold red", "violation": "bold red"}
+VERDICT_STYLE = {
+    "strong": "bold green",
+    "good": "green",
+    "weak": "yellow",
+    "broken": "bold red",
+    "violation": "bold red",
+}
 
 
 def grade_of(record: SessionRecord) -> str:

@@ -44,8 +44,13 @@ def test_a_negotiated_handshake(capsys: pytest.CaptureFixture[str]) -> None:
     assert "client banner: SSH-2.0-OpenSSH_10.2" in out
     assert "[mlkem768x25519-sha256]" in out  # the chosen entry, marked
     assert "security verdicts" in out
-    assert "negotiated set: good" in out
+    assert "negotiated set: strong" in out
     assert "post-quantum kex: yes: mlkem768x25519-sha256 is a post-quantum hybrid" in out
+    assert (
+        "OpenSSH 10.1+ client: no warning: OpenSSH counts mlkem768x25519-sha256 as post-quantum"
+        in out
+    )
+    assert "** WARNING" not in out
     assert "Terrapin: not exposed" in out
     assert "client lists: client lists match OpenSSH 9.9 to 10.2 defaults" in out
     assert "never the banner" in out
@@ -56,8 +61,12 @@ def test_a_weak_handshake_names_its_weakest_parts(capsys: pytest.CaptureFixture[
     status, out, _err = explain(capsys, str(WEAK))
     assert status == 0
     assert "negotiated set: weak" in out
-    assert "key exchange curve25519-sha256 is weak" in out
+    # Weak for Terrapin, not for the classical key exchange: that is the post-quantum verdict.
+    assert "key exchange curve25519-sha256" not in out.split("security verdicts")[1]
     assert "Terrapin: exposed: chacha20-poly1305@openssh.com without strict KEX" in out
+    assert "OpenSSH 10.1+ client: would warn: OpenSSH does not count curve25519-sha256" in out
+    assert "    ** WARNING: connection is not using a post-quantum key exchange algorithm." in out
+    assert "    ** The server may need to be upgraded. See https://openssh.com/pq.html" in out
 
 
 def test_a_failed_handshake_shows_rejections_and_fixes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,7 @@ def rules(result: dict[str, Any]) -> list[str]:
 def test_shipped_policies_parse() -> None:
     modern = load("modern")
     assert modern.name == "modern" and modern.post_quantum_kex and modern.strict_kex
-    assert modern.min_grade == "good" and modern.min_rsa_bits == 3072
+    assert modern.min_grade == "strong" and modern.min_rsa_bits == 3072
     legacy = load("legacy-tolerant")
     assert legacy.name == "legacy-tolerant" and legacy.min_grade == "weak"
     assert not legacy.post_quantum_kex
@@ -57,7 +57,7 @@ def test_shipped_policies_parse() -> None:
         ({"require": {"min_rsa_bits": "2048"}}, "positive integer"),
         ({"require": {"min_rsa_bits": True}}, "positive integer"),
         ({"require": {"strict_kex": "yes"}}, "true or false"),
-        ({"require": {"min_grade": "ok"}}, "good, weak or broken"),
+        ({"require": {"min_grade": "ok"}}, "must be strong, good, weak or broken"),
         ({"require": {"post_quantum": True}}, "unknown key(s) post_quantum"),
         ({"require": []}, "[require] must be a table"),
         ({"name": 3}, "name must be a string"),
@@ -145,6 +145,36 @@ def test_requirements() -> None:
     assert tolerant.evaluate(no_strict)["compliant"] is True
     broken = make_record(client={"cipher": "3des-cbc"}, server={"cipher": "3des-cbc"})
     assert rules(tolerant.evaluate(broken)) == ["require.min_grade"]
+
+
+def test_min_grade_strong_asks_for_post_quantum_and_everything_else_good() -> None:
+    strong = Policy.from_dict({"require": {"min_grade": "strong"}})
+    good = Policy.from_dict({"require": {"min_grade": "good"}})
+    post_quantum = make_record()
+    classical = make_record(client={"kex": "curve25519-sha256,kex-strict-c-v00@openssh.com"})
+    assert (post_quantum.diagnosis or {})["grade"] == "strong"
+    assert (classical.diagnosis or {})["grade"] == "good"
+    assert strong.evaluate(post_quantum)["compliant"] is True
+    result = strong.evaluate(classical)
+    assert rules(result) == ["require.min_grade"]
+    assert (
+        result["violations"][0]["message"] == "the negotiated set is good, the policy needs strong"
+    )
+    # At least good: strong is better than good, so both pass.
+    assert good.evaluate(post_quantum)["compliant"] is True
+    assert good.evaluate(classical)["compliant"] is True
+
+
+def test_legacy_tolerant_passes_classical_and_refuses_what_is_broken() -> None:
+    legacy = load("legacy-tolerant")
+    cbc = {"cipher": "aes128-cbc"}
+    classical = make_record(client={"kex": "curve25519-sha256", **cbc}, server=cbc)
+    assert (classical.diagnosis or {})["grade"] == "weak"
+    assert legacy.evaluate(classical)["compliant"] is True
+    sha1_signatures = make_record(client={"host_key": "ssh-rsa"}, server={"host_key": "ssh-rsa"})
+    assert rules(legacy.evaluate(sha1_signatures)) == ["require.min_grade"]
+    blowfish = make_record(client={"cipher": "blowfish-cbc"}, server={"cipher": "blowfish-cbc"})
+    assert rules(legacy.evaluate(blowfish)) == ["cipher.forbid", "require.min_grade"]
 
 
 def test_nothing_negotiated_is_not_judged() -> None:

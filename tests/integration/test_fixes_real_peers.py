@@ -67,12 +67,16 @@ def test_post_quantum_verdict(tmp_path: Path) -> None:
     record = record_success(tmp_path, [])
     pq = (record.diagnosis or {})["post_quantum"]
     assert pq["post_quantum"] is True and "sntrup761x25519" in pq["kex"]
+    assert (pq["openssh_warning"], (record.diagnosis or {})["grade"]) == (False, "strong")
     classical = record_success(tmp_path, [], "-oKexAlgorithms=curve25519-sha256")
     pq = (classical.diagnosis or {})["post_quantum"]
     assert pq["post_quantum"] is False
     assert pq["server_offers"] and not pq["client_offers"]
     assert "client offers no post-quantum" in pq["reason"]
-    assert (classical.diagnosis or {})["grade"] == "weak"
+    # Modern and classical: good. An OpenSSH 10.1+ client would warn, unless, as here, it
+    # set KexAlgorithms itself: the wire does not show that, so the reason names it.
+    assert (classical.diagnosis or {})["grade"] == "good"
+    assert pq["openssh_warning"] is True and "KexAlgorithms" in pq["openssh_warning_reason"]
 
 
 def test_small_rsa_host_key_and_strict_kex_against_cbc_etm(tmp_path: Path) -> None:

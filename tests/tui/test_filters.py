@@ -158,7 +158,7 @@ def test_quotes(kex_fail: Subject) -> None:
         ("client:10.0.0.0/33", "not a network"),
         ("outcome:", "outcome: needs a value"),
         ("hassh:,", "needs a value"),
-        ("grade:meh", "grade:meh: use one of good, weak, broken"),
+        ("grade:meh", "grade:meh: use one of strong, good, weak, broken"),
         ("policy:maybe", "policy:maybe: use one of violated, ok"),
     ],
 )
@@ -187,20 +187,23 @@ def test_grade_and_policy(dashboard_records: list[SessionRecord]) -> None:
     negotiated = [r for r in dashboard_records if r.outcome == "negotiated"]
     failed = [r for r in dashboard_records if r.outcome == "failed"]
     assert negotiated and failed
+    # The real success is modern and classical (curve25519): good, which strong is not.
+    assert [(r.diagnosis or {}).get("grade") for r in negotiated] == ["good"]
+    assert not matches("grade:strong", Subject.of(negotiated[0]))
     for record in negotiated:
         grade = str((record.diagnosis or {})["grade"])
         subject = Subject.of(record)
         assert matches(f"grade:{grade}", subject)
         assert matches(f"grade:{grade[:2]}", subject)  # a prefix will do
         assert not matches(f"!grade:{grade}", subject)
-        others = [g for g in ("good", "weak", "broken") if g != grade]
+        others = [g for g in ("strong", "good", "weak", "broken") if g != grade]
         assert not matches(f"grade:{','.join(others)}", subject)
         judged = Subject.of(judge(record))
         state = "ok" if judge(record).policy["compliant"] else "violated"  # type: ignore[index]
         assert matches(f"policy:{state}", judged)
         assert not matches(f"policy:{state}", subject)  # not judged: neither
     for record in failed:
-        assert not matches("grade:good,weak,broken", Subject.of(record))
+        assert not matches("grade:strong,good,weak,broken", Subject.of(record))
         assert not matches("policy:ok,violated", Subject.of(judge(record)))  # not evaluated
 
 

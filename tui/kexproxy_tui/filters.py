@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from kexproxy.core.catalogue import GRADES
 from kexproxy.core.lists import KIND, NEGOTIATED, rfc_names_of
 from kexproxy.core.record import OUTCOMES, SessionRecord
 from kexproxy.present import endpoint, list_label, summary
@@ -27,7 +28,7 @@ Terms are separated by spaces and must all match; `!` before a term negates it.
   hassh:ec7378c1          the start of the client's HASSH or the server's HASSHServer
   capture:ssh.pcap        text in the capture file's name
   id:40e4f3a6             the start of the session id
-  grade:weak              the grade of what was negotiated: good, weak, broken
+  grade:weak              the grade of what was negotiated: strong, good, weak, broken
   policy:violated         sessions a --policy found in violation (policy:ok, the others)
   OpenSSH_7.4             free text: anywhere in the row, the lists, the algorithms
   "two words"             quotes keep spaces in a term (also software:"Foo 1.0")
@@ -316,7 +317,7 @@ _EXAMPLES: dict[str, str] = {
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "grade": ("good", "weak", "broken"),
+    "grade": GRADES,
     "policy": ("violated", "ok"),
 }
 

@@ -13,9 +13,12 @@ from typing import Literal
 from rich.style import Style
 from textual.color import Color, ColorParseError
 
-Role = Literal["plain", "ok", "bad", "warn", "muted", "chosen", "accent", "heading", "marked"]
+Role = Literal[
+    "plain", "best", "ok", "bad", "warn", "muted", "chosen", "accent", "heading", "marked"
+]
 
 _VARIABLES: dict[Role, str] = {
+    "best": "text-success",
     "ok": "text-success",
     "bad": "text-error",
     "warn": "text-warning",
@@ -35,8 +38,8 @@ OUTCOME_ROLE: dict[str, Role] = {
     "in_progress": "accent",
 }
 
-#: How a diagnosis grade (good, weak, broken) is coloured.
-GRADE_ROLE: dict[str, Role] = {"good": "ok", "weak": "warn", "broken": "bad"}
+#: How a diagnosis grade (strong, good, weak, broken) is coloured: strong as good, in bold.
+GRADE_ROLE: dict[str, Role] = {"strong": "best", "good": "ok", "weak": "warn", "broken": "bad"}
 
 
 class Palette:
@@ -54,6 +57,7 @@ class Palette:
         for role, name in _VARIABLES.items():
             styles[role] = Style(color=_rich_color(variables.get(name)))
         styles["bad"] += Style(bold=True)
+        styles["best"] += Style(bold=True)
         styles["chosen"] += Style(bold=True)
         styles["heading"] += Style(bold=True)
         styles["marked"] += Style(bold=True)

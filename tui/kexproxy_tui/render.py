@@ -344,7 +344,12 @@ def diagnosis_verdicts(diagnosis: dict[str, Any], palette: Palette) -> Table | N
         add("Terrapin", terrapin, "weak" if terrapin.get("exposed") else "good")
     pq = diagnosis.get("post_quantum")
     if isinstance(pq, dict):
-        add("post-quantum", pq, "good" if pq.get("post_quantum") else None)
+        add("post-quantum", pq, "strong" if pq.get("post_quantum") else None)
+        warns = pq.get("openssh_warning")
+        if isinstance(warns, bool):  # None: no OpenSSH client would have got this far
+            why = pq.get("openssh_warning_reason")
+            said = f"would warn: {why}" if warns else str(why)
+            add("OpenSSH 10.1+", {"reason": said}, "weak" if warns else None)
     host_key = diagnosis.get("host_key_size")
     add("host key size", host_key, (host_key or {}).get("grade"))
     gex = diagnosis.get("dh_gex")

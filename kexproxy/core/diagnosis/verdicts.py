@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from kexproxy.core.catalogue import GRADE_ORDER, Catalogue
+from kexproxy.core.catalogue import GRADE_ORDER, GRADES, Algorithm, Catalogue
 from kexproxy.core.lists import FIELD_BY_RFC, KEX_ALGORITHMS, kind_of
 from kexproxy.core.negotiation import IMPLICIT_MAC
 from kexproxy.core.record import JSONDict, SessionRecord
@@ -19,10 +19,36 @@ MIN_STRONG_BITS = 2048
 MIN_BITS = 1024
 #: Terrapin (CVE-2023-48795): the modes whose sequence-number trick works without strict KEX.
 TERRAPIN_CVE = "CVE-2023-48795"
+#: The key exchanges OpenSSH counts as post-quantum: the `kexalgs` entries marked KEX_IS_PQ in
+#: openssh-portable kex-names.c, read by kex_is_pq_from_name. Its client warns about any other.
+OPENSSH_PQ_KEX = frozenset(
+    {
+        "mlkem768x25519-sha256",
+        "mlkem768nistp256-sha256",
+        "sntrup761x25519-sha512",
+        "sntrup761x25519-sha512@openssh.com",
+    }
+)
+#: The first OpenSSH release whose client warns (WarnWeakCrypto, on by default).
+OPENSSH_WARNS_FROM = "10.1"
+#: What ssh prints, one logit() line each: openssh-portable sshconnect.c, warn_nonpq_kex,
+#: called from ssh_login after ssh_kex2 returns when `!options.kex_algorithms_set &&
+#: options.warn_weak_crypto && !kex_is_pq_from_name(kex->name)` (10.1 to 10.5 alike).
+OPENSSH_PQ_WARNING = "\n".join(
+    (
+        "** WARNING: connection is not using a post-quantum key exchange algorithm.",
+        '** This session may be vulnerable to "store now, decrypt later" attacks.',
+        "** The server may need to be upgraded. See https://openssh.com/pq.html",
+    )
+)
+#: The client settings that silence it, which the wire does not show.
+OPENSSH_WARNING_UNLESS = (
+    "unless the client sets KexAlgorithms, or WarnWeakCrypto to no or no-pq-kex"
+)
 
 
 def _worst(grades: Iterable[str | None]) -> str | None:
-    present = [g for g in grades if g in ("good", "weak", "broken")]
+    present = [g for g in grades if g in GRADES]
     return max(present, key=GRADE_ORDER.__getitem__) if present else None
 
 
@@ -54,7 +80,7 @@ def _part_reasons(parts: Sequence[JSONDict]) -> list[JSONDict]:
     seen: dict[tuple[str, str], JSONDict] = {}
     for part in parts:
         kind = kind_of(part["field"]).kind
-        if part["grade"] == "good":
+        if part["grade"] in ("strong", "good"):
             continue
         finding = seen.get((kind, part["name"]))
         if finding is not None:
@@ -78,7 +104,12 @@ def _finding(grade: str, what: str, reason: str) -> JSONDict:
 
 
 def overall(parts: Sequence[JSONDict], verdicts: JSONDict) -> tuple[str | None, list[JSONDict]]:
-    """The worst grade of a complete handshake and its findings, the worst first."""
+    """The grade of a complete handshake and its findings, the worst first.
+
+    The worst part or finding decides, except that only a post-quantum hybrid key exchange
+    can make a handshake `strong`, and only when every other part is good and nothing was
+    found: `strong` means "post-quantum key exchange and everything else modern".
+    """
     findings = _part_reasons(parts)
     for key, label in (("host_key_size", "host key size"), ("dh_gex", "DH group size")):
         verdict = verdicts[key]
@@ -88,6 +119,10 @@ def overall(parts: Sequence[JSONDict], verdicts: JSONDict) -> tuple[str | None, 
     if exposure is not None and exposure["exposed"]:
         findings.append(_finding("weak", "Terrapin", exposure["reason"]))
     grade = _worst([p["grade"] for p in parts] + [f["grade"] for f in findings])
+    if grade in ("strong", "good"):
+        kex_strong = any(p["field"] == "kex" and p["grade"] == "strong" for p in parts)
+        others_good = all(p["grade"] == "good" for p in parts if p["field"] != "kex")
+        grade = "strong" if kex_strong and others_good and not findings else "good"
     findings.sort(key=lambda f: -GRADE_ORDER.get(f["grade"], 0))
     return grade, findings
 
@@ -134,7 +169,8 @@ def terrapin(record: SessionRecord, cat: Catalogue) -> JSONDict:
 
 
 def post_quantum(record: SessionRecord, cat: Catalogue) -> JSONDict:
-    """Whether the key exchange resists a future quantum computer, and whether it could."""
+    """Whether the key exchange resists a future quantum computer, whether it could, and
+    whether OpenSSH's client would warn: its own verdict, so that the grade need not say it."""
     offers: dict[str, list[str]] = {}
     for side, kexinit in (("client", record.client_kexinit), ("server", record.server_kexinit)):
         names = (kexinit or {}).get(KEX_ALGORITHMS, [])
@@ -156,13 +192,41 @@ def post_quantum(record: SessionRecord, cat: Catalogue) -> JSONDict:
     else:
         lacking = "server" if not offers["server"] else "client"
         reason = f"{kex} is classical; the {lacking} offers no post-quantum method"
+    warning, why = _openssh_warning(record, kex, algorithm, cat)
     return {
         "post_quantum": pq,
         "kex": kex,
         "client_offers": offers["client"],
         "server_offers": offers["server"],
         "reason": reason,
+        "openssh_warning": warning,
+        "openssh_warning_text": OPENSSH_PQ_WARNING if warning else None,
+        "openssh_warning_reason": why,
     }
+
+
+def _openssh_warning(
+    record: SessionRecord, kex: str | None, algorithm: Algorithm | None, cat: Catalogue
+) -> tuple[bool | None, str]:
+    """Whether an OpenSSH 10.1+ client would print its post-quantum warning for this pair.
+
+    It prints it once the key exchange is done, for any name its own table does not mark
+    post-quantum; its settings can silence it, but they never reach the wire, so they are
+    named rather than guessed. None where no OpenSSH client could have got this far.
+    """
+    if kex is None or record.failures:
+        return None, "the negotiation did not complete: ssh stops before it would warn"
+    latest = cat.history.releases[-1]
+    if algorithm is None or not (
+        algorithm.in_openssh(OPENSSH_WARNS_FROM) or algorithm.in_openssh(latest)
+    ):
+        return None, f"an OpenSSH {OPENSSH_WARNS_FROM}+ client cannot negotiate {kex}"
+    if kex in OPENSSH_PQ_KEX:
+        return False, f"OpenSSH counts {kex} as post-quantum"
+    return True, (
+        f"OpenSSH does not count {kex} as post-quantum; ssh prints this once the key exchange "
+        f"is done, {OPENSSH_WARNING_UNLESS}"
+    )
 
 
 def host_key_size(record: SessionRecord) -> JSONDict | None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexproxy.core.catalogue import catalogue
+from kexproxy.core.catalogue import GRADES, catalogue
 from kexproxy.core.diagnosis import diagnose, diagnosed
+from kexproxy.core.record import SessionRecord
 from tests.core.diagnosis.records import diag, make_record
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_version_hint_never_reads_the_banner() -> None:
@@ -66,7 +70,9 @@ def test_any_offers_give_a_diagnosis(
     if record.failures:
         assert d["grade"] is None
     else:
-        assert d["grade"] in ("good", "weak", "broken", None)  # None: nothing in it is known
+        assert d["grade"] in (*GRADES, None)  # None: nothing in it is known
+        if d["grade"] == "strong":
+            assert catalogue().grade(str((record.negotiated or {})["kex"]), "kex") == "strong"
 
 
 def test_every_record_of_every_capture_carries_a_valid_diagnosis() -> None:
@@ -101,3 +107,36 @@ def test_diagnosed_fills_the_diagnosis_and_nothing_else() -> None:
     assert record.diagnosis is None
     # Diagnosing reads no earlier diagnosis, so running the stage twice changes nothing.
     assert diagnosed(out) == out
+
+
+def _only_record(path: str) -> SessionRecord:
+    from kexproxy.pipeline import capture_records
+
+    records = list(capture_records(str(ROOT / path)))
+    assert len(records) == 1, path
+    return records[0]
+
+
+def test_real_captures_post_quantum_is_strong_and_modern_classical_good() -> None:
+    """Real peers: OpenSSH 9.2 to itself (sntrup761), OpenSSH 10.2 to 9.9 (ML-KEM) are strong;
+    OpenSSH 9.2 to dropbear 2022.83 (curve25519, no post-quantum there) is good, and an
+    OpenSSH 10.1+ client would print its warning for that pair."""
+    for path, kex in (
+        ("captures/openssh-success.pcap", "sntrup761x25519-sha512"),
+        ("tests/data/public/zeek-ssh-ssh_kex_mlkem.pcap", "mlkem768x25519-sha256"),
+    ):
+        record = _only_record(path)
+        d = record.diagnosis or {}
+        assert (record.negotiated or {})["kex"] == kex
+        assert (d["grade"], d["reasons"]) == ("strong", []), path
+        assert d["post_quantum"]["openssh_warning"] is False
+    record = _only_record("captures/dropbear-server-success.pcap")
+    d = record.diagnosis or {}
+    assert (record.negotiated or {})["kex"] == "curve25519-sha256"
+    assert (d["grade"], d["reasons"]) == ("good", [])
+    pq = d["post_quantum"]
+    assert pq["post_quantum"] is False and "the server offers no post-quantum" in pq["reason"]
+    assert pq["openssh_warning"] is True
+    assert pq["openssh_warning_text"].startswith(
+        "** WARNING: connection is not using a post-quantum key exchange algorithm."
+    )

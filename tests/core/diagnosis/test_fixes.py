@@ -24,7 +24,7 @@ def test_kex_failure_fixes_name_both_sides_ranked_by_grade() -> None:
         "sntrup761x25519-sha512@openssh.com",
         True,
     )
-    assert (top["cost"], top["verified"]) == (0, True)
+    assert (top["cost"], top["verified"], top["grade"]) == (0, True, "strong")
     client = fixes_for(record, "client")
     assert [f["add"] for f in client] == [
         "diffie-hellman-group14-sha1",
