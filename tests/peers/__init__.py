@@ -1,7 +1,7 @@
 """Real SSH peers on 127.0.0.1 for tests and for scripts/record_captures.py.
 
 Servers (OpenSSH ``sshd``, ``dropbear``), clients (OpenSSH ``ssh``, ``dbclient``, PuTTY
-``plink``, paramiko, asyncssh), a loopback ``tcpdump`` and ``tshark`` field extraction,
+``plink``, paramiko, asyncssh, a small libssh client built with gcc), a loopback ``tcpdump`` and ``tshark`` field extraction,
 so tests check kexproxy against what real implementations put on the wire and log rather
 than against our own idea of it.
 
@@ -69,6 +69,7 @@ from tests.peers.keys import (
     openssh_fingerprint,
     openssh_key,
 )
+from tests.peers.libssh_client import libssh_client_binary, run_libssh
 from tests.peers.servers import Dropbear, Sshd, root_home
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "free_port",
     "is_listening",
     "kill_tree",
+    "libssh_client_binary",
     "listening_inodes",
     "one_shot_server",
     "openssh_fingerprint",
@@ -102,6 +104,7 @@ __all__ = [
     "run_asyncssh",
     "run_command",
     "run_dbclient",
+    "run_libssh",
     "run_paramiko",
     "run_plink",
     "run_ssh",

@@ -35,6 +35,7 @@ APT_PACKAGE = {
     "tcpdump": "tcpdump",
     "tshark": "tshark",
     "unshare": "util-linux",
+    "gcc": "gcc",
 }
 
 #: Python packages the in-subprocess clients need, for skip reasons.
