@@ -10,22 +10,25 @@ the file lacks (or the reverse, without a [requires] reason) is caught without a
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from types import ModuleType
-from typing import Any
 
 import pytest
 
-from kexproxy.core.catalogue import LIST_CATEGORY, Category, catalogue
-from kexproxy.core.implementations import CONFIGURABLE, Peer, Release, identify, implementations
-from kexproxy.core.record import SessionRecord
-from tests.builders import assert_valid_record
+from kexproxy.core.catalogue import LIST_CATEGORY, Category
+from kexproxy.core.implementations import CONFIGURABLE, Release, identify, implementations
+from tests.integration.library_records import (
+    CAT,
+    CERT,
+    LIBSSH_OPTIONS,
+    assert_sends_defaults,
+    installed,
+    offered,
+    relayed,
+    release_of,
+)
 from tests.peers import (
     Sshd,
     openssh_key,
-    python_module_or_skip,
     run_asyncssh,
     run_libssh,
     run_paramiko,
@@ -34,54 +37,6 @@ from tests.peers import (
 from tests.peers.base import PeerResult
 from tests.peers.library_servers import asyncssh_server, paramiko_server
 from tests.peers.libssh_client import libssh_version
-from tests.sources.proxy_harness import RunningProxy, config
-
-CAT = catalogue()
-
-#: The libssh option names that set each list, both directions where there are two.
-LIBSSH_OPTIONS: dict[Category, tuple[str, ...]] = {
-    "kex": ("SSH_OPTIONS_KEY_EXCHANGE",),
-    "host_key": ("SSH_OPTIONS_HOSTKEYS",),
-    "cipher": ("SSH_OPTIONS_CIPHERS_C_S", "SSH_OPTIONS_CIPHERS_S_C"),
-    "mac": ("SSH_OPTIONS_HMAC_C_S", "SSH_OPTIONS_HMAC_S_C"),
-    "compression": ("SSH_OPTIONS_COMPRESSION",),
-}
-
-CERT = "-cert-v01@openssh.com"
-
-
-def offered(kexinit: Mapping[str, Any] | None) -> dict[str, list[str]]:
-    """Each of the eight lists of a KEXINIT without markers and empty names (libssh 0.10's trailing comma)."""
-    assert kexinit is not None
-    return {
-        rfc: [name for name in kexinit[rfc] if name and not CAT.is_marker(name)]
-        for rfc in LIST_CATEGORY
-    }
-
-
-def relayed(upstream_port: int, client: Callable[[int], PeerResult]) -> SessionRecord:
-    """The record of one client run through the relay to ``upstream_port``."""
-    with RunningProxy(config(upstream_port)) as proxy:
-        client(proxy.port)
-        [record] = proxy.wait_finals(1, timeout=30)
-    assert_valid_record(record)
-    return record
-
-
-def release_of(peer: Peer, key: str) -> Release:
-    assert peer.key == key, peer.label
-    assert peer.implementation is not None
-    release = peer.implementation.release(peer.version)
-    assert release is not None, peer.label
-    return release
-
-
-def assert_sends_defaults(record: SessionRecord, key: str) -> None:
-    peer = identify(record.client_banner)
-    release_of(peer, key)
-    for rfc, names in offered(record.client_kexinit).items():
-        assert tuple(names) == peer.defaults("client", LIST_CATEGORY[rfc]), rfc
-
 
 # ---------------------------------------------------------------------------------------
 # Untouched clients and servers
@@ -129,14 +84,6 @@ def test_an_untouched_server_sends_its_release_defaults(key: str) -> None:
 
 # ---------------------------------------------------------------------------------------
 # What the installed Python libraries registered, against `can`
-
-
-def installed(module: str) -> ModuleType:
-    python_module_or_skip(module)
-    with warnings.catch_warnings():
-        # asyncssh's DSA support warns on import with current cryptography; not ours to fix.
-        warnings.simplefilter("ignore")
-        return importlib.import_module(module)
 
 
 def paramiko_registered() -> dict[Category, set[str]]:
