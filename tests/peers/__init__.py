@@ -2,6 +2,7 @@
 
 Servers (OpenSSH ``sshd``, ``dropbear``), clients (OpenSSH ``ssh``, ``dbclient``, PuTTY
 ``plink``, paramiko, asyncssh, Go's x/crypto/ssh, JSch), a loopback ``tcpdump`` and ``tshark`` field extraction,
+``plink``, paramiko, asyncssh, a small libssh client built with gcc), a loopback ``tcpdump`` and ``tshark`` field extraction,
 so tests check kexproxy against what real implementations put on the wire and log rather
 than against our own idea of it.
 
@@ -70,6 +71,7 @@ from tests.peers.keys import (
     openssh_key,
 )
 from tests.peers.library_clients import run_go_client, run_jsch_client
+from tests.peers.libssh_client import libssh_client_binary, run_libssh
 from tests.peers.servers import Dropbear, Sshd, root_home
 
 __all__ = [
@@ -93,6 +95,7 @@ __all__ = [
     "free_port",
     "is_listening",
     "kill_tree",
+    "libssh_client_binary",
     "listening_inodes",
     "one_shot_server",
     "openssh_fingerprint",
@@ -105,6 +108,7 @@ __all__ = [
     "run_dbclient",
     "run_go_client",
     "run_jsch_client",
+    "run_libssh",
     "run_paramiko",
     "run_plink",
     "run_ssh",

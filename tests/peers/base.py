@@ -38,6 +38,7 @@ APT_PACKAGE = {
     "go": "golang-go",
     "javac": "default-jdk-headless",
     "java": "default-jre-headless",
+    "gcc": "gcc",
 }
 
 #: Python packages the in-subprocess clients need, for skip reasons.
