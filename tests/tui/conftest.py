@@ -7,6 +7,7 @@ import inspect
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -70,6 +71,7 @@ def hostile_record(dashboard_records: list[SessionRecord]) -> SessionRecord:
     return replace(
         base,
         id="hostile0000000000",
+        diagnosis={**(base.diagnosis or {}), "recipes": hostile_recipes(base)},
         client_banner=HOSTILE_BANNER,
         server_banner=HOSTILE_BANNER + "[/]",
         client_kexinit=client_kexinit,
@@ -80,6 +82,32 @@ def hostile_record(dashboard_records: list[SessionRecord]) -> SessionRecord:
             for e in base.timeline
         ],
     )
+
+
+def hostile_recipes(base: SessionRecord) -> list[dict[str, Any]]:
+    """The real recipes, the top one's every string carrying markup and an escape."""
+    top, *rest = (base.diagnosis or {})["recipes"]
+    hostile = HOSTILE_NAME + "\x1b[2J"
+    return [
+        {
+            **top,
+            "software": dict.fromkeys(top["software"], HOSTILE_BANNER),
+            "steps": [
+                *({**step, "text": f"{step['text']}{hostile}"} for step in top["steps"]),
+                {
+                    "side": f"[b]{HOSTILE_NAME}",
+                    "software": "x",
+                    "kind": "sshd_config",
+                    "text": hostile,
+                },
+            ],
+            "command": f"{top['command']} {hostile}",
+            "warnings": [hostile],
+            "scope": hostile,
+            "notes": [hostile],
+        },
+        *rest,
+    ]
 
 
 async def settle(pilot: Pilot[None], app: KexproxyApp, *, timeout: float = 20.0) -> None:

@@ -285,24 +285,32 @@ async def test_the_detail_follows_a_newer_version_of_its_session(
         assert "SSH-2.0-Newer_1.0" in text_of(app)
 
 
-async def test_copy_a_fix_line(dashboard_records: list[SessionRecord]) -> None:
+async def test_copy_a_recipe(dashboard_records: list[SessionRecord]) -> None:
     app = create_app(RecordsFeed(dashboard_records))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         app.open_detail(dashboard_records[1].id)
         await pilot.pause()
-        fixes = dashboard_records[1].diagnosis["fixes"]  # type: ignore[index]
+        recipes = dashboard_records[1].diagnosis["recipes"]  # type: ignore[index]
+        both, server = recipes[0], recipes[2]
+        assert (both["side"], server["side"], server["command"]) == ("both", "server", None)
         await pilot.press("c")
-        assert app.clipboard == fixes[0]["ssh_option"]
-        assert any(n.message == f"copied: {fixes[0]['ssh_option']}" for n in app._notifications)
+        assert app.clipboard == both["command"]
+        assert app.clipboard.startswith("ssh -oKexAlgorithms=+")
+        assert any(n.message == f"copied: {both['command']}" for n in app._notifications)
         await pilot.press("C")
-        assert app.clipboard == fixes[0]["ssh_config"]
+        assert app.clipboard == both["persist"]["text"]
+        assert app.clipboard.startswith("Host 127.0.0.1\n    KexAlgorithms +")
         await pilot.press("y")
         assert app.clipboard == dashboard_records[1].rejections["client"]["message"]
-        # Down the list of fixes: the server's line.
-        await pilot.click("#fixes")
-        await pilot.press("down", "enter")
-        assert app.clipboard == fixes[1]["sshd_config"]
+        # Down the list to the server's recipe: no command, so its sshd_config line, by c,
+        # Enter and C alike.
+        await pilot.click("#recipes")
+        await pilot.press("down", "down", "enter")
+        assert app.clipboard == "KexAlgorithms +diffie-hellman-group14-sha1"
+        app.copy_to_clipboard("")
+        await pilot.press("C")
+        assert app.clipboard == "KexAlgorithms +diffie-hellman-group14-sha1"
 
 
 async def test_copy_without_diagnosis(dashboard_records: list[SessionRecord]) -> None:
@@ -314,7 +322,7 @@ async def test_copy_without_diagnosis(dashboard_records: list[SessionRecord]) ->
         await settle(pilot, app)
         await pilot.press("enter", "c", "y")
         messages = [n.message for n in app._notifications]
-        assert "no fix in this record to copy" in messages
+        assert "no recipe in this record to copy" in messages
         assert "no rejection message in this record" in messages
         assert "Diagnosis" not in text_of(app)
 

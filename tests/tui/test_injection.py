@@ -7,10 +7,12 @@ import re
 from rich.console import Console
 
 from kexproxy.core.record import SessionRecord
+from kexproxy.present import recipe_action
 from kexproxy_tui.app import create_app
 from kexproxy_tui.feeds import RecordsFeed
 from kexproxy_tui.palette import Palette
-from kexproxy_tui.render import offers, overview
+from kexproxy_tui.recipes import recipe_options
+from kexproxy_tui.render import offers, overview, recipe_prompts
 from kexproxy_tui.rows import COLUMN_KEYS, row_cells
 from kexproxy_tui.screens.detail import DetailScreen
 
@@ -36,11 +38,14 @@ def test_cells_and_detail_renderables_are_literal(hostile_record: SessionRecord)
             console.print(cell)
         console.print(overview(hostile_record, palette))
         console.print(offers(hostile_record, palette))
+        console.print(*recipe_prompts(recipe_options(hostile_record.diagnosis or {}), palette))
     output = capture.get()
     assert_only_harmless_escapes(output)
     plain = ALLOWED_ESCAPES.sub("", output)
     assert "[bold red]x[/]\\x1b[2J" in plain
     assert HOSTILE_NAME in plain
+    assert f"1. Both sides (client {SHOWN_BANNER}, server {SHOWN_BANNER})" in plain
+    assert f"{HOSTILE_NAME}\\x1b[2J" in plain  # a recipe's step, warning and reach
 
 
 async def test_table_and_detail_show_markup_literally(hostile_record: SessionRecord) -> None:
@@ -63,6 +68,8 @@ async def test_table_and_detail_show_markup_literally(hostile_record: SessionRec
         assert f"✗ {HOSTILE_NAME}" in text  # the client's name, which the server lacks
         assert f"✗ {HOSTILE_NAME}s" in text
         assert "Their offer: " + HOSTILE_NAME not in text  # the messages are the real ones
+        assert f"Both sides (client {SHOWN_BANNER}, server {SHOWN_BANNER})" in text
+        assert f"{HOSTILE_NAME}\\x1b[2J" in text
         assert_only_harmless_escapes(terminal_output(app))
 
 
@@ -74,6 +81,12 @@ async def test_notifications_of_copied_text_are_literal(hostile_record: SessionR
         await pilot.pause()
         message = hostile_record.rejections["client"]["message"]
         assert app.clipboard == message
+        assert_only_harmless_escapes(terminal_output(app))
+        await pilot.press("c")
+        await pilot.pause()
+        # The clipboard gets the recipe as it is; only the screen shows it escaped.
+        assert app.clipboard == recipe_action((hostile_record.diagnosis or {})["recipes"][0])
+        assert app.clipboard.endswith(HOSTILE_NAME + "\x1b[2J")
         assert_only_harmless_escapes(terminal_output(app))
 
 

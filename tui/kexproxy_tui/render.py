@@ -7,7 +7,7 @@ Pure (Rich only), so the detail screen and the tests render the same thing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -19,11 +19,15 @@ from kexproxy.core.lists import LISTS, MARKERS
 from kexproxy.core.negotiation import IMPLICIT_MAC
 from kexproxy.core.record import SessionRecord, parse_rfc3339
 from kexproxy.core.textsafe import printable
-from kexproxy.present import endpoint, software, summary
+from kexproxy.present import endpoint, recipe_heading, software, summary
 from kexproxy_tui.palette import GRADE_ROLE, Palette
+from kexproxy_tui.recipes import IN_COMMAND, PROSE, strings
 
 #: Entries shown per list and side; a hostile KEXINIT can hold thousands (see the export).
 MAX_OFFER_ROWS = 60
+#: Widest a recipe line's label grows ("client, library_setting" is 23): a damaged record's
+#: step could name a side of any length.
+MAX_LABEL = 24
 
 CHOSEN = "●"
 MISSING = "✗"
@@ -376,59 +380,49 @@ def diagnosis_verdicts(diagnosis: dict[str, Any], palette: Palette) -> Table | N
     return facts_table(rows, palette) if rows else None
 
 
-def fix_options(diagnosis: dict[str, Any]) -> list[dict[str, Any]]:
-    """The fixes to offer, strongest first, then each side's all-lists-at-once form."""
-    out = [f for f in diagnosis.get("fixes") or [] if isinstance(f, dict)]
-    combined = diagnosis.get("combined")
-    if isinstance(combined, dict):
-        for side in ("client", "server"):
-            forms = combined.get(side)
-            if isinstance(forms, dict):
-                out.append(
-                    {
-                        "side": side,
-                        "add": "the top fix of every list",
-                        "list": "all failing lists",
-                        **forms,
-                    }
-                )
+def recipe_prompts(recipes: Sequence[dict[str, Any]], palette: Palette) -> list[RenderableType]:
+    """Each recipe as an option: its numbered heading and grade, then the steps, the
+    warnings and the reach, labelled in one column for the whole list, a long value
+    wrapping under itself."""
+    rows = [_recipe_rows(recipe, palette) for recipe in recipes]
+    width = max((label.cell_len for found in rows for label, _value in found), default=1)
+    out: list[RenderableType] = []
+    for number, (recipe, found) in enumerate(zip(recipes, rows, strict=True), 1):
+        grade = recipe.get("grade")
+        head = lit(f"{recipe.get('rank') or number}. {recipe_heading(recipe)}", "bold")
+        head.append(f" ({printable(str(grade))})", _grade_style(grade, palette))
+        head.end = "\n"
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(width=1)  # the steps stand in from the heading
+        table.add_column(style=palette["muted"], width=min(width, MAX_LABEL), overflow="fold")
+        table.add_column(ratio=1, overflow="fold")
+        for label, value in found:
+            table.add_row("", label, value)
+        out.append(Group(head, table))
     return out
 
 
-def fix_line(fix: dict[str, Any]) -> str:
-    """The one line a fix asks to change: the ssh option for a client, the sshd_config line for a server."""
-    if fix.get("side") == "client":
-        return str(fix.get("ssh_option") or fix.get("ssh_config") or "")
-    return str(fix.get("sshd_config") or "")
+def _recipe_rows(recipe: dict[str, Any], palette: Palette) -> list[tuple[Text, Text]]:
+    """Label and value of each line under a recipe's heading; labels are Text too, since a
+    plain string in a table cell would be read as markup."""
+    rows: list[tuple[Text, Text]] = []
+    command = recipe.get("command")
+    for step in recipe.get("steps") or []:
+        kind = step.get("kind")
+        if command and kind in IN_COMMAND:
+            continue  # the command below carries it, ready to run
+        # A note or an upgrade says in its own words what to do; other kinds name the place.
+        where = f"{step.get('side')}" if kind in PROSE else f"{step.get('side')}, {kind}"
+        rows.append((lit(where), _lines(str(step.get("text")), palette["accent"])))
+    if command:
+        rows.append((Text("client, run"), _lines(str(command), palette["accent"])))
+    for warning in strings(recipe.get("warnings")):
+        rows.append((Text("⚠", palette["warn"]), lit(str(warning), palette["warn"])))
+    if recipe.get("scope"):
+        rows.append((Text("reach"), lit(str(recipe["scope"]), palette["muted"])))
+    return rows
 
 
-def fix_block(fix: dict[str, Any]) -> str:
-    """The config block of a fix: ssh_config's Host block for a client, else the line."""
-    if fix.get("side") == "client" and fix.get("ssh_config"):
-        return str(fix["ssh_config"])
-    return fix_line(fix)
-
-
-def fix_prompt(fix: dict[str, Any], palette: Palette) -> Text:
-    """One fix as an option: side, list, what to add, its grade, the line, a warning."""
-    grade = fix.get("grade")
-    out = Text(end="")
-    out.append(f"{fix.get('side', '?')}: ", "bold")
-    out.append_text(lit(f"add {fix.get('add', '?')} to {fix.get('list', '?')}"))
-    if grade:
-        out.append(f" ({grade})", _grade_style(grade, palette))
-    if fix.get("side") == "client" and fix.get("ssh_option"):
-        where = "ssh "
-    elif fix.get("side") == "server":
-        where = "sshd_config: "
-    else:
-        where = ""
-    for index, part in enumerate(fix_line(fix).split("\n")):
-        out.append("\n  " if index == 0 else "\n  " + " " * len(where))
-        out.append(where if index == 0 else "", palette["muted"])
-        out.append_text(lit(part, palette["accent"]))
-    warning = fix.get("warning")
-    if warning:
-        out.append("\n  ⚠ ", palette["warn"])
-        out.append_text(lit(str(warning), palette["warn"]))
-    return out
+def _lines(text: str, style: Style) -> Text:
+    """Untrusted text of several lines (a Host block): each line literal, the breaks kept."""
+    return Text("\n", end="").join(lit(line, style) for line in text.split("\n"))

@@ -22,6 +22,7 @@ from kexproxy.core.record import OUTCOMES, SessionRecord
 from kexproxy.core.textsafe import printable
 from kexproxy.present import endpoint, software, summary, verdict_line
 from kexproxy_tui.palette import GRADE_ROLE, OUTCOME_ROLE, Palette, Role
+from kexproxy_tui.recipes import shaped_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ def row_texts(record: SessionRecord, *, long_dates: bool = False) -> dict[str, s
         "server": printable(endpoint(record.server)),
         "client_software": printable(software(record.client_banner)),
         "server_software": printable(software(record.server_banner)),
-        "verdict": printable(verdict_line(record)) or "-",
+        "verdict": printable(verdict_line(shaped_record(record))) or "-",
         "hassh": printable(record.hassh) or "-",
     }
 

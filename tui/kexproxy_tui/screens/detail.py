@@ -1,4 +1,4 @@
-"""The detail screen of one session: why it failed, what to change, and the evidence."""
+"""The detail screen of one session: why it failed, the recipes to fix it, and the evidence."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from kexproxy.core.record import SessionRecord
+from kexproxy.present import recipe_action
 from kexproxy_tui import render
 from kexproxy_tui.palette import Palette
+from kexproxy_tui.recipes import lasting, notes, recipe_options
 
 
 class DetailScreen(Screen[None]):
@@ -27,17 +29,17 @@ class DetailScreen(Screen[None]):
         Binding("escape", "back", "Back", tooltip="back to the sessions"),
         Binding(
             "c",
-            "copy_fix",
-            "Copy fix",
-            tooltip="copy the highlighted fix's line (ssh -o... or sshd_config)",
+            "copy_recipe",
+            "Copy command",
+            tooltip="copy the highlighted recipe's whole command (else its steps)",
         ),
         Binding(
             "C",
-            "copy_fix_block",
-            "Copy ssh_config block",
+            "copy_recipe_lasting",
+            "Copy config",
             show=False,
             key_display="C",
-            tooltip="copy the fix as an ssh_config Host block",
+            tooltip="copy the highlighted recipe's ~/.ssh/config block (else its steps)",
         ),
         Binding(
             "y",
@@ -54,8 +56,8 @@ class DetailScreen(Screen[None]):
         self.palette = palette
 
     @property
-    def fixes(self) -> list[dict[str, Any]]:
-        return render.fix_options(self.record.diagnosis or {})
+    def recipes(self) -> list[dict[str, Any]]:
+        return recipe_options(self.record.diagnosis or {})
 
     def compose(self) -> ComposeResult:
         palette = self.palette
@@ -78,10 +80,12 @@ class DetailScreen(Screen[None]):
                     id="diagnosis",
                     markup=False,
                 )
-                if self.fixes:
+                recipes = self.recipes
+                if recipes:
                     yield Static(
                         Text(
-                            "fixes, strongest first: c copies the line, C the ssh_config block",
+                            "each alone fixes it, strongest first: c copies its command, "
+                            "C its config",
                             end="",
                         ),
                         classes="hint",
@@ -89,14 +93,13 @@ class DetailScreen(Screen[None]):
                     )
                     yield OptionList(
                         *[
-                            Option(render.fix_prompt(fix, palette), id=str(i))
-                            for i, fix in enumerate(self.fixes)
+                            Option(prompt, id=str(i))
+                            for i, prompt in enumerate(render.recipe_prompts(recipes, palette))
                         ],
-                        id="fixes",
+                        id="recipes",
                     )
-                    note = record.diagnosis.get("apply_note")
-                    if note:
-                        yield Static(render.lit(str(note)), classes="hint", markup=False)
+                    for note in notes(recipes):
+                        yield Static(render.lit(note), classes="hint", markup=False)
                 judged = render.policy_verdict(record, palette)
                 if judged is not None:
                     yield Static(judged, id="policy", markup=False)
@@ -128,28 +131,25 @@ class DetailScreen(Screen[None]):
     def action_back(self) -> None:
         self.dismiss()
 
-    def _chosen_fix(self) -> dict[str, Any] | None:
-        fixes = self.fixes
-        if not fixes:
+    def _chosen_recipe(self) -> dict[str, Any] | None:
+        recipes = self.recipes
+        if not recipes:
+            self.notify("no recipe in this record to copy", severity="warning", markup=False)
             return None
         index = 0
-        for option_list in self.query("#fixes").results(OptionList):
+        for option_list in self.query("#recipes").results(OptionList):
             index = option_list.highlighted or 0
-        return fixes[min(index, len(fixes) - 1)]
+        return recipes[min(index, len(recipes) - 1)]
 
-    def action_copy_fix(self) -> None:
-        fix = self._chosen_fix()
-        if fix is None:
-            self.notify("no fix in this record to copy", severity="warning", markup=False)
-            return
-        self._copy(render.fix_line(fix))
+    def action_copy_recipe(self) -> None:
+        recipe = self._chosen_recipe()
+        if recipe is not None:
+            self._copy(recipe_action(recipe))
 
-    def action_copy_fix_block(self) -> None:
-        fix = self._chosen_fix()
-        if fix is None:
-            self.notify("no fix in this record to copy", severity="warning", markup=False)
-            return
-        self._copy(render.fix_block(fix))
+    def action_copy_recipe_lasting(self) -> None:
+        recipe = self._chosen_recipe()
+        if recipe is not None:
+            self._copy(lasting(recipe))
 
     def action_copy_message(self) -> None:
         rejections = self.record.rejections or {}
@@ -161,7 +161,7 @@ class DetailScreen(Screen[None]):
         self.notify("no rejection message in this record", severity="warning", markup=False)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.action_copy_fix()
+        self.action_copy_recipe()
 
     def _copy(self, text: str) -> None:
         self.app.copy_to_clipboard(text)
