@@ -97,8 +97,8 @@ def verdict_line(record: SessionRecord) -> str:
     """One line for the sessions table: the grade and its weakest part, or the top recipe."""
     diagnosis = record.diagnosis or {}
     words: list[str] = []
-    if record.outcome == "failed":
-        recipes: list[Any] = diagnosis.get("recipes") or []
+    recipes = [r for r in diagnosis.get("recipes") or [] if isinstance(r, Mapping)]
+    if record.outcome == "failed" or recipes:
         top = recipes[0] if recipes else None  # the strongest, as `explain` ranks them
         if top is None:
             words.append("no fix: upgrade a side" if record.failures else "")
@@ -124,42 +124,70 @@ def verdict_line(record: SessionRecord) -> str:
 
 #: How a recipe's side is said in a heading.
 _WHO = {"client": "Client", "server": "Server", "both": "Both sides"}
+#: Where each kind of recipe step's text goes, as explain and the dashboard introduce it.
+STEP_LABEL = {
+    "ssh_option": "ssh option",
+    "ssh_config": "~/.ssh/config",
+    "sshd_config": "sshd_config line",
+    "dbclient_option": "dbclient option",
+    "dropbear_build": "localoptions.h (Dropbear's build)",
+    "putty_setting": "PuTTY saved-session line",
+    "library_setting": "in the program's code",
+    "network_device": "on the device",
+    "host_key": "host key, then its sshd_config line",
+    "upgrade": "upgrade",
+    "note": "by hand",
+}
+
+
+def _steps(recipe: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The recipe's steps that have the shape of steps (a stored record is a stranger's)."""
+    return [s for s in recipe.get("steps") or [] if isinstance(s, Mapping)]
+
+
+def _adds(recipe: Mapping[str, Any]) -> list[str]:
+    adds = [a for a in recipe.get("adds") or [] if isinstance(a, Mapping)]
+    return list(dict.fromkeys(str(a.get("name")) for a in adds))
 
 
 def recipe_heading(recipe: Mapping[str, Any]) -> str:
     """``Client (OpenSSH 9.2): add aes128-ctr`` -- who changes, their software, and what."""
     side = str(recipe.get("side"))
-    software: Mapping[str, Any] = recipe.get("software") or {}
+    software = recipe.get("software")
+    software = software if isinstance(software, Mapping) else {}
     names = ", ".join(f"{role} {label}" for role, label in software.items())
     if side in ("client", "server"):
         names = str(software.get(side, "unknown software"))
-    adds = list(dict.fromkeys(str(a.get("name")) for a in recipe.get("adds") or []))
-    steps = recipe.get("steps") or []
+    return f"{_WHO.get(side, side)} ({names}): {_action(recipe)}"
+
+
+def _action(recipe: Mapping[str, Any]) -> str:
+    adds = _adds(recipe)
+    steps = _steps(recipe)
     if adds:
-        action = "add " + ", ".join(adds)
-    elif steps and steps[0].get("kind") == "upgrade":
-        action = "upgrade"
-    else:
-        action = "change"
-    return f"{_WHO.get(side, side)} ({names}): {action}"
+        return "add " + ", ".join(adds)
+    if steps and steps[0].get("kind") == "upgrade":
+        return "upgrade"
+    return "change"
 
 
 def recipe_action(recipe: Mapping[str, Any]) -> str:
-    """The recipe as one thing to paste: its command when it has one, else its steps."""
-    if recipe.get("command"):
-        return str(recipe["command"])
-    return "\n".join(str(step.get("text")) for step in recipe.get("steps") or [])
+    """The recipe as one thing to paste: the client's command when it has one, then every
+    step the command does not carry (a two-sided recipe's server lines among them)."""
+    command = recipe.get("command")
+    lines = [str(command)] if command else []
+    for step in _steps(recipe):
+        if command and step.get("kind") in ("ssh_option", "dbclient_option"):
+            continue
+        lines.append(str(step.get("text")))
+    return "\n".join(lines)
 
 
 def recipe_short(recipe: Mapping[str, Any]) -> str:
-    """The recipe in a table cell: the side, then its first step on one line."""
-    steps = recipe.get("steps") or []
+    """The recipe in a table cell: who changes and what it adds (the text is in explain)."""
     side = str(recipe.get("side"))
-    first = steps[0] if steps else {}
-    text = str(recipe.get("command") or first.get("text") or "").split("\n")[0]
-    if side == "both":
-        return "both: " + recipe_heading(recipe).split("): ", 1)[-1]
-    if first.get("kind") == "note" and not recipe.get("command"):
-        return recipe_heading(recipe).split("): ", 1)[-1] + f" on the {side}"
-    more = len(steps) - 1 if not recipe.get("command") else 0
-    return f"{side}: {text}" + (f" (+{more} more)" if more > 0 else "")
+    steps = _steps(recipe)
+    if steps and steps[0].get("kind") == "upgrade" and not _adds(recipe):
+        words = str(steps[0].get("text")).split(":", 1)[0]
+        return f"{side}: {words[:1].lower()}{words[1:]}"
+    return f"{side}: {_action(recipe)}"

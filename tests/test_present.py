@@ -153,7 +153,7 @@ def test_verdict_line_for_a_failure_shows_the_strongest_fix() -> None:
     client offers, which beats the client adding the server's SHA-1 group."""
     record = make_record(server={"kex": "diffie-hellman-group14-sha1"})
     assert verdict_line(record) == (
-        "fix server: KexAlgorithms +sntrup761x25519-sha512@openssh.com (strong)"
+        "fix server: add sntrup761x25519-sha512@openssh.com (strong)"
     )
     recipes = (record.diagnosis or {})["recipes"]
     assert recipes[0]["adds"][0]["name"] == "sntrup761x25519-sha512@openssh.com"
@@ -167,8 +167,8 @@ def test_verdict_line_for_a_failure_shows_the_strongest_fix() -> None:
 
 
 def test_the_verdict_line_names_the_algorithm_for_a_third_party_side() -> None:
-    """Software kexproxy cannot write for never gets an OpenSSH option: the line names the
-    algorithm to add instead; an OpenSSH client with the same offers gets the command."""
+    """The table cell names who changes and what it adds, whatever the software: the
+    syntax is in explain, the dashboard and --json."""
     lists = {
         "client": {"cipher": "aes128-ctr", "mac": "hmac-sha2-256"},
         "server": {
@@ -177,11 +177,9 @@ def test_the_verdict_line_names_the_algorithm_for_a_third_party_side() -> None:
         },
     }
     other = make_record(**lists, client_banner="SSH-2.0-Foo_1.0")
-    assert verdict_line(other) == "fix add hmac-sha2-256-etm@openssh.com on the client (good)"
+    assert verdict_line(other) == "fix client: add hmac-sha2-256-etm@openssh.com (good)"
     openssh = make_record(**lists)
-    assert verdict_line(openssh) == (
-        "fix client: ssh -oMACs=+hmac-sha2-256-etm@openssh.com 10.0.0.2 (good)"
-    )
+    assert verdict_line(openssh) == "fix client: add hmac-sha2-256-etm@openssh.com (good)"
 
 
 def test_a_failure_without_a_fix_says_to_upgrade() -> None:
@@ -189,3 +187,18 @@ def test_a_failure_without_a_fix_says_to_upgrade() -> None:
     assert record.outcome == "failed"
     fixless = replace(record, diagnosis={**(record.diagnosis or {}), "recipes": []})
     assert verdict_line(fixless) == "no fix: upgrade a side"
+
+
+def test_damaged_recipes_from_a_store_never_break_the_verdict_line() -> None:
+    record = make_record(server={"kex": "diffie-hellman-group14-sha1"})
+    damaged = {**(record.diagnosis or {}), "recipes": ["x", {"steps": "y", "adds": [3]}]}
+    assert verdict_line(replace(record, diagnosis=damaged)).startswith("fix ")
+    upgrade = {
+        "side": "client",
+        "grade": "strong",
+        "adds": [],
+        "steps": [{"kind": "upgrade", "text": "Upgrade PuTTY on the client to 0.82 or later: ..."}],
+    }
+    assert verdict_line(replace(record, diagnosis={"recipes": [upgrade]})) == (
+        "fix client: upgrade PuTTY on the client to 0.82 or later (strong)"
+    )

@@ -19,7 +19,7 @@ from kexproxy import exitcodes
 from kexproxy.core.lists import DIRECTIONAL_PAIRS, NEGOTIATED, NameList
 from kexproxy.core.record import JSONDict, SessionRecord
 from kexproxy.core.textsafe import printable
-from kexproxy.present import list_label
+from kexproxy.present import STEP_LABEL, list_label
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -54,20 +54,6 @@ GRADE_STYLE = {
     "broken": "bold red",
     "unknown": "magenta",
     "marker": "dim italic",
-}
-#: How each kind of recipe step is introduced: where the text goes.
-STEP_LABEL = {
-    "ssh_option": "ssh option",
-    "ssh_config": "~/.ssh/config",
-    "sshd_config": "sshd_config line",
-    "dbclient_option": "dbclient option",
-    "dropbear_build": "localoptions.h (Dropbear's build)",
-    "putty_setting": "PuTTY setting",
-    "library_setting": "in the program's code",
-    "network_device": "on the device",
-    "host_key": "a host key of the needed type, and its sshd_config line",
-    "upgrade": "upgrade",
-    "note": "by hand",
 }
 
 

@@ -295,9 +295,11 @@ async def test_copy_a_recipe(dashboard_records: list[SessionRecord]) -> None:
         both, server = recipes[0], recipes[2]
         assert (both["side"], server["side"], server["command"]) == ("both", "server", None)
         await pilot.press("c")
-        assert app.clipboard == both["command"]
-        assert app.clipboard.startswith("ssh -oKexAlgorithms=+")
-        assert any(n.message == f"copied: {both['command']}" for n in app._notifications)
+        # A two-sided recipe: the client's command, then the server's sshd_config line.
+        command, line = app.clipboard.split("\n")
+        assert command == both["command"] and command.startswith("ssh -oKexAlgorithms=+")
+        assert line.startswith("KexAlgorithms +")
+        assert any(n.message.startswith(f"copied: {both['command']}") for n in app._notifications)
         await pilot.press("C")
         assert app.clipboard == both["persist"]["text"]
         assert app.clipboard.startswith("Host 127.0.0.1\n    KexAlgorithms +")

@@ -58,7 +58,10 @@ async def test_the_copy_key_copies_exactly_the_top_recipes_action(
             await pilot.press("c")
             assert app.clipboard == recipe_action(top), record.capture
             if top["command"]:
-                assert app.clipboard == top["command"]
+                # the runnable command first, then what it does not carry (a server's lines)
+                assert app.clipboard.split("\n")[0] == top["command"]
+                server = [s["text"] for s in top["steps"] if s["side"] == "server"]
+                assert app.clipboard.split("\n")[1:] == server
             await pilot.press("C")
             expected = top["persist"]["text"] if top["persist"] else recipe_action(top)
             assert app.clipboard == expected, record.capture

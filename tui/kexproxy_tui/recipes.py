@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from kexproxy.core.record import SessionRecord
+from kexproxy.present import recipe_action
 
 #: The step kinds a recipe's `command` is built from (core/diagnosis/steps.py): shown as
 #: the command instead of one by one.
@@ -55,11 +56,11 @@ def shaped_record(record: SessionRecord) -> SessionRecord:
 
 
 def lasting(recipe: dict[str, Any]) -> str:
-    """What to keep for good: the client's ssh_config Host block, else all the steps."""
+    """What to keep for good: the client's ssh_config Host block, else what `c` copies."""
     persist = recipe.get("persist")
     if isinstance(persist, dict) and persist.get("text"):
         return str(persist["text"])
-    return "\n".join(str(step.get("text")) for step in recipe.get("steps") or [])
+    return recipe_action(recipe)
 
 
 def notes(recipes: Iterable[dict[str, Any]]) -> list[str]:

@@ -19,15 +19,15 @@ from kexproxy.core.lists import LISTS, MARKERS
 from kexproxy.core.negotiation import IMPLICIT_MAC
 from kexproxy.core.record import SessionRecord, parse_rfc3339
 from kexproxy.core.textsafe import printable
-from kexproxy.present import endpoint, recipe_heading, software, summary
+from kexproxy.present import STEP_LABEL, endpoint, recipe_heading, software, summary
 from kexproxy_tui.palette import GRADE_ROLE, Palette
 from kexproxy_tui.recipes import IN_COMMAND, PROSE, strings
 
 #: Entries shown per list and side; a hostile KEXINIT can hold thousands (see the export).
 MAX_OFFER_ROWS = 60
-#: Widest a recipe line's label grows ("client, library_setting" is 23): a damaged record's
-#: step could name a side of any length.
-MAX_LABEL = 24
+#: Widest a recipe line's label grows ("server, localoptions.h (Dropbear's build)" is 41):
+#: a damaged record's step could name a side of any length.
+MAX_LABEL = 42
 
 CHOSEN = "●"
 MISSING = "✗"
@@ -412,7 +412,8 @@ def _recipe_rows(recipe: dict[str, Any], palette: Palette) -> list[tuple[Text, T
         if command and kind in IN_COMMAND:
             continue  # the command below carries it, ready to run
         # A note or an upgrade says in its own words what to do; other kinds name the place.
-        where = f"{step.get('side')}" if kind in PROSE else f"{step.get('side')}, {kind}"
+        label = STEP_LABEL.get(str(kind), str(kind))
+        where = f"{step.get('side')}" if kind in PROSE else f"{step.get('side')}, {label}"
         rows.append((lit(where), _lines(str(step.get("text")), palette["accent"])))
     if command:
         rows.append((Text("client, run"), _lines(str(command), palette["accent"])))
