@@ -65,7 +65,7 @@ def plan(record: SessionRecord, cat: Catalogue) -> tuple[list[JSONDict], list[JS
         upgrade = _upgrade(side, peers[side], failing, record, cat)
         if upgrade is not None:
             recipes.append(upgrade)
-        advice.append(_cannot(side, peers[side], lacking or failing))
+        advice.append(_cannot(side, peers[side], lacking or failing, upgrade=upgrade is not None))
     both = _both_sides(record, peers=peers, failing=failing, made=recipes, target=target, cat=cat)
     if both is not None:
         recipes.append(both)
@@ -140,7 +140,7 @@ def _recipe(
         "persist": persist[0] if persist else None,
         "effort": max((c.cost for c in everything), default=0),
         "scope": _scope(who, peers, grade, target, steps),
-        "warnings": _warnings(everything, record, cat),
+        "warnings": _warnings(everything, record, cat, peers),
         "notes": list(dict.fromkeys(notes)),
     }
 
@@ -213,7 +213,20 @@ def _scope(
     return " ".join(parts)
 
 
-def _warnings(chosen: Sequence[Candidate], record: SessionRecord, cat: Catalogue) -> list[str]:
+def _needs(peer: Peer, name: str) -> str | None:
+    """What optional part a library needs to offer `name` (liboqs, libnettle...), if any."""
+    impl = peer.implementation
+    requires = impl.extra.get("requires", {}) if impl is not None else {}
+    need = requires.get(name) if isinstance(requires, Mapping) else None
+    return str(need) if need else None
+
+
+def _warnings(
+    chosen: Sequence[Candidate],
+    record: SessionRecord,
+    cat: Catalogue,
+    peers: Mapping[Role, Peer],
+) -> list[str]:
     out: list[str] = []
     unknown = [c.name for c in chosen if c.algorithm is None]
     if unknown:
@@ -238,6 +251,9 @@ def _warnings(chosen: Sequence[Candidate], record: SessionRecord, cat: Catalogue
                     f"The server would offer {length} names and OpenSSH reads only the first "
                     f"{OPENSSH_MAX_PROPOSAL_ENTRIES}: remove some, or the added one goes unseen."
                 )
+        need = _needs(peers[cand.side], cand.name)
+        if need:
+            out.append(f"{peers[cand.side].label} offers {cand.name} only with {need}.")
     for side in ROLES:
         if any(c.unverified and c.side == side for c in chosen):
             out.append(f"kexproxy does not know what the {side}'s software can offer.")
@@ -266,6 +282,7 @@ def _both_sides(
             for name in sorted(can[0] & can[1])
             if name not in offers
             and all(can_add(s, peers[s], name, category, None) for s in ROLES)
+            and not any(_needs(peers[s], name) for s in ROLES)
             and PASTABLE.fullmatch(name)
             and (a := cat.lookup(name, category)) is not None
             and not a.certificate
@@ -355,10 +372,16 @@ def _upgrade(
     return None
 
 
-def _cannot(side: Role, peer: Peer, lacking: Sequence[Unit]) -> str:
+def _cannot(side: Role, peer: Peer, lacking: Sequence[Unit], *, upgrade: bool) -> str:
     labels = ", ".join(dict.fromkeys(KIND[u.kind].label for u in lacking))
     old = _other(side)
-    return (
-        f"The {side} ({peer.label}) can add none of the {old}'s {labels} algorithms: "
-        f"change the {old}, or upgrade or rebuild the {side}."
-    )
+    if peer.implementation is None or not peer.version:
+        remedy = f"change the {old}, or upgrade or rebuild the {side}"
+    elif upgrade:
+        remedy = f"change the {old}, or upgrade the {side} (the recipe names the release)"
+    else:
+        remedy = (
+            f"change the {old} (no release of {peer.implementation.name} that kexproxy knows "
+            "offers one)"
+        )
+    return f"The {side} ({peer.label}) can add none of the {old}'s {labels} algorithms: {remedy}."
