@@ -152,9 +152,7 @@ def test_verdict_line_for_a_failure_shows_the_strongest_fix() -> None:
     """The same fix `explain` ranks first: here the server can add a post-quantum kex the
     client offers, which beats the client adding the server's SHA-1 group."""
     record = make_record(server={"kex": "diffie-hellman-group14-sha1"})
-    assert verdict_line(record) == (
-        "fix server: add sntrup761x25519-sha512@openssh.com (strong)"
-    )
+    assert verdict_line(record) == ("fix server: add sntrup761x25519-sha512@openssh.com (strong)")
     recipes = (record.diagnosis or {})["recipes"]
     assert recipes[0]["adds"][0]["name"] == "sntrup761x25519-sha512@openssh.com"
     client = next(r for r in recipes if r["side"] == "client")

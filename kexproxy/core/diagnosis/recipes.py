@@ -11,6 +11,7 @@ release could, or that the other side must change. Pure: the catalogues are pack
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from kexproxy.core.catalogue import GRADE_ORDER, LIST_CATEGORY, Catalogue, version_key
 from kexproxy.core.diagnosis.fixes import (
@@ -25,12 +26,15 @@ from kexproxy.core.diagnosis.fixes import (
 )
 from kexproxy.core.diagnosis.software import ROLES, offered
 from kexproxy.core.diagnosis.steps import Change, Target, write
+from kexproxy.core.diagnosis.warned import Warned, above_warn, below_warn, explanation
 from kexproxy.core.implementations import Peer, identify
 from kexproxy.core.limits import OPENSSH_MAX_PROPOSAL_ENTRIES
-from kexproxy.core.lists import KIND
+from kexproxy.core.lists import BY_RFC, KIND
 from kexproxy.core.negotiation import Role
 from kexproxy.core.record import JSONDict, SessionRecord
 
+#: Each negotiated list's kind ("cipher" for both cipher lists).
+KIND_OF: dict[str, str] = {rfc: str(n.kind) for rfc, n in BY_RFC.items() if n.kind is not None}
 #: The keywords OpenSSH cannot set per client with Match (sshd_config(5), "Match").
 UNMATCHABLE = "KexAlgorithms, Ciphers, MACs or HostKeyAlgorithms"
 
@@ -54,6 +58,12 @@ def plan(record: SessionRecord, cat: Catalogue) -> tuple[list[JSONDict], list[JS
     target = Target.of(record.server)
     recipes: list[JSONDict] = []
     advice: list[str] = []
+    warned = below_warn(record, peers["client"], cat)
+    if warned:
+        recipes = _over_warn(record, peers, warned, target, cat)
+        for rank, recipe in enumerate(recipes, 1):
+            recipe["rank"] = rank
+        return recipes, [], [explanation(record, peers["client"], warned)]
     for side in ROLES:
         picks = [next(iter(c for c in found[(side, u)] if c.cost < 2), None) for u in failing]
         if failing and all(p is not None for p in picks):
@@ -73,6 +83,39 @@ def plan(record: SessionRecord, cat: Catalogue) -> tuple[list[JSONDict], list[JS
     for rank, recipe in enumerate(recipes, 1):
         recipe["rank"] = rank
     return recipes, detail(record, cat, found), advice
+
+
+def _over_warn(
+    record: SessionRecord,
+    peers: Mapping[Role, Peer],
+    warned: Sequence[Warned],
+    target: Target,
+    cat: Catalogue,
+) -> list[JSONDict]:
+    """PuTTY's two ways past its warning line: trust the name, or the server offers better."""
+    client_picks = [
+        Candidate("client", w.category, (w.rfc,), w.name, cat.lookup(w.name, w.category), 0)
+        for w in warned
+    ]
+    out = [r for r in [_recipe(record, peers, {"client": client_picks}, target, cat)] if r]
+    # The server's candidates come from what PuTTY offers without asking first.
+    lists = dict.fromkeys(w.rfc for w in warned)
+    trusted = {rfc: above_warn(peers["client"], LIST_CATEGORY[rfc], cat) for rfc in lists}
+    replay = replace(record, client_kexinit=trusted)
+    server_picks: list[Candidate] = []
+    for rfc in lists:
+        found = candidates(
+            "server", Unit(KIND_OF[rfc], (rfc,)), replay, cat=cat, peer=peers["server"]
+        )
+        usable = [c for c in found if c.cost < 2]
+        if not usable:
+            return out
+        server_picks.append(usable[0])
+    made = _recipe(replay, peers, {"server": server_picks}, target, cat)
+    if made is not None:
+        out.append(made)
+    out.sort(key=_rank_key)
+    return out
 
 
 def _rank_key(recipe: JSONDict) -> tuple[int, int, int, int, int]:
