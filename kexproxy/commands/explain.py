@@ -241,7 +241,7 @@ def report(record: SessionRecord, index: int) -> list[RenderableType]:
         line = _t(f"{role} banner: ", "bold")
         line.append_text(_t(banner or "(none)"))
         parts.append(line)
-    if record.failures:
+    if record.failures or diagnosis.get("recipes") or diagnosis.get("real_fix"):
         parts += _recipes(diagnosis)
     if record.client_kexinit or record.server_kexinit:
         parts.append(_offers_table(record))
