@@ -230,6 +230,8 @@ def _scope(
                 f"Client: only this command, or only {target.host} with a Host block; "
                 "other servers are not affected."
             )
+        elif kinds == {"dbclient_option"}:
+            parts.append("Client: only this command; other servers are not affected.")
         elif "dropbear_build" in kinds:
             parts.append("Client: a rebuilt dbclient offers it to every server it connects to.")
         else:
