@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kexproxy.core.catalogue import catalogue
+from kexproxy.core.diagnosis.steps import PLACEHOLDERS
 from kexproxy.core.implementations import STEP_KINDS, identify, implementations
 from kexproxy.core.lists import CLIENT_MARKERS, MARKERS, SERVER_MARKERS
 from tests.implementation_files import PUTTY_WARN, fill, putty_setting, raw_file
@@ -17,19 +18,6 @@ DROPBEAR = raw_file("dropbear")
 #: PuTTY's three preference settings and the category each orders (settings.c).
 PUTTY_SETTINGS = {"KEX": "kex", "HostKey": "host_key", "Cipher": "cipher"}
 #: The placeholders recipe writers fill (issue 10), plus PuTTY's whole-setting {tokens}.
-PLACEHOLDERS = {
-    "option",
-    "names",
-    "names_space",
-    "names_py",
-    "names_go",
-    "add",
-    "add_tokens",
-    "disabled_py",
-    "host",
-    "port",
-    "tokens",
-}
 DROPBEAR_MACRO = re.compile(r"^DROPBEAR_[A-Z0-9_]+(=[01])?$")
 
 

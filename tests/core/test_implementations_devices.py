@@ -15,6 +15,7 @@ from importlib import resources
 import pytest
 
 from kexproxy.core.catalogue import catalogue
+from kexproxy.core.diagnosis.steps import PLACEHOLDERS
 from kexproxy.core.implementations import (
     CONFIGURABLE,
     Implementation,
@@ -26,18 +27,6 @@ DEVICES = ("cisco-ios", "junos", "routeros")
 MINE = ("windows-openssh", *DEVICES)
 #: The placeholders the recipe writer fills (issue 10 brief), plus the whole list through the
 #: token table, which Junos's key-exchange set needs and the writer does not have yet.
-PLACEHOLDERS = {
-    "option",
-    "names",
-    "names_space",
-    "names_py",
-    "names_go",
-    "add",
-    "add_tokens",
-    "disabled_py",
-    "host",
-    "names_tokens",
-}
 TOKEN_PLACEHOLDERS = {"add_tokens", "names_tokens"}
 
 

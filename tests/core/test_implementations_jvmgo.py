@@ -8,21 +8,11 @@ from typing import Any
 import pytest
 
 from kexproxy.core.catalogue import version_key
+from kexproxy.core.diagnosis.steps import PLACEHOLDERS
 from kexproxy.core.implementations import CONFIGURABLE, Implementation, identify, implementations
 
 KEYS = ("go", "jsch", "mina")
 #: The placeholders a recipe writer fills (issue 10, item 2).
-PLACEHOLDERS = {
-    "option",
-    "names",
-    "names_space",
-    "names_py",
-    "names_go",
-    "add",
-    "add_tokens",
-    "disabled_py",
-    "host",
-}
 
 
 def impl(key: str) -> Implementation:

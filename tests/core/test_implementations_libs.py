@@ -7,22 +7,12 @@ import string
 
 import pytest
 
+from kexproxy.core.diagnosis.steps import PLACEHOLDERS
 from kexproxy.core.implementations import CONFIGURABLE, Implementation, identify, implementations
 
 LIBRARIES = ("paramiko", "asyncssh", "libssh")
 
 #: The placeholders a recipe writer fills (impl-common brief); anything else is a typo.
-PLACEHOLDERS = {
-    "option",
-    "names",
-    "names_space",
-    "names_py",
-    "names_go",
-    "add",
-    "add_tokens",
-    "disabled_py",
-    "host",
-}
 
 #: paramiko's disabled_algorithms keys: the last word of Transport's _preferred_* attributes.
 PARAMIKO_KEYS = {

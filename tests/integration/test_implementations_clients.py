@@ -35,10 +35,10 @@ from tests.peers import (
     PeerResult,
     Sshd,
     client_argv0,
-    client_key_ppk,
     run_command,
     run_dbclient,
     run_plink,
+    run_plink_session,
 )
 
 pytestmark = pytest.mark.peers
@@ -172,22 +172,6 @@ def test_a_dbclient_step_applied_as_written_negotiates(
         after = run_dbclient(sshd.port, *shlex.split(step))
     assert before.returncode != 0 and "No matching algo" in before.stderr, before
     assert after.returncode == 0, (step, after.stderr)
-
-
-def run_plink_session(port: int, fingerprint: str, session: str | None) -> PeerResult:
-    """plink -batch logging in, with `session` as the saved session ``kexproxy`` if given."""
-    with tempfile.TemporaryDirectory(prefix="kexproxy-putty-") as home:
-        argv = [client_argv0("plink"), "-batch", "-ssh", "-noagent"]
-        if session is not None:
-            sessions = Path(home) / ".putty" / "sessions"
-            sessions.mkdir(parents=True)
-            (sessions / "kexproxy").write_text(session)
-            argv += ["-load", "kexproxy"]
-        argv += ["-P", str(port), "-l", "root", "-i", str(client_key_ppk())]
-        argv += ["-hostkey", fingerprint, LOOPBACK, "true"]
-        env = dict(os.environ, HOME=home)
-        env.pop("SSH_AUTH_SOCK", None)
-        return run_command(argv, timeout=TIMEOUT, env=env)
 
 
 def test_a_putty_step_moves_a_below_warn_kex_above_it_and_plink_connects() -> None:

@@ -11,8 +11,6 @@ does not warn about (applied by editing sshd's existing line). Each must make re
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,15 +18,7 @@ import pytest
 from kexproxy.core.record import JSONDict, SessionRecord
 from kexproxy.pipeline import capture_records
 from tests.integration.test_recipes_openssh import edit_sshd_config
-from tests.peers import (
-    LOOPBACK,
-    PeerResult,
-    Sshd,
-    Tcpdump,
-    client_argv0,
-    client_key_ppk,
-    run_command,
-)
+from tests.peers import PeerResult, Sshd, Tcpdump, run_plink_session
 
 pytestmark = pytest.mark.peers
 
@@ -37,19 +27,7 @@ OLD_SERVER = ["KexAlgorithms diffie-hellman-group1-sha1"]
 
 
 def plink(port: int, fingerprint: str, session: str | None) -> PeerResult:
-    """plink -batch logging in; with `session`, as the saved session ``legacy`` holds it."""
-    with tempfile.TemporaryDirectory(prefix="kexproxy-putty-") as home:
-        argv = [client_argv0("plink"), "-batch", "-ssh", "-noagent"]
-        if session is not None:
-            sessions = Path(home) / ".putty" / "sessions"
-            sessions.mkdir(parents=True)
-            (sessions / "legacy").write_text(session)
-            argv += ["-load", "legacy"]
-        argv += ["-P", str(port), "-l", "root", "-i", str(client_key_ppk())]
-        argv += ["-hostkey", fingerprint, LOOPBACK, "true"]
-        env = dict(os.environ, HOME=home)
-        env.pop("SSH_AUTH_SOCK", None)
-        return run_command(argv, timeout=30, env=env)
+    return run_plink_session(port, fingerprint, session)
 
 
 def recorded_give_up(tmp_path: Path, sshd: Sshd) -> SessionRecord:

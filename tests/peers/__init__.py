@@ -59,6 +59,7 @@ from tests.peers.clients import (
     run_dbclient,
     run_paramiko,
     run_plink,
+    run_plink_session,
     run_ssh,
     send_raw,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "run_libssh",
     "run_paramiko",
     "run_plink",
+    "run_plink_session",
     "run_ssh",
     "send_raw",
     "skip_or_fail",

@@ -135,6 +135,23 @@ def run_plink(
         return run_command(argv, timeout=timeout, env=_client_env(Path(home)))
 
 
+def run_plink_session(
+    port: int, fingerprint: str, session: str | None, *, timeout: float = 30.0
+) -> PeerResult:
+    """plink -batch logging in to Sshd; with `session`, the text of a saved session
+    (``Key=value`` lines in ~/.putty/sessions/<name>) that plink loads with ``-load``."""
+    with tempfile.TemporaryDirectory(prefix="kexproxy-putty-") as home:
+        argv = [client_argv0("plink"), "-batch", "-ssh", "-noagent"]
+        if session is not None:
+            sessions = Path(home) / ".putty" / "sessions"
+            sessions.mkdir(parents=True)
+            (sessions / "kexproxy").write_text(session)
+            argv += ["-load", "kexproxy"]
+        argv += ["-P", str(port), "-l", "root", "-i", str(client_key_ppk())]
+        argv += ["-hostkey", fingerprint, LOOPBACK, "true"]
+        return run_command(argv, timeout=timeout, env=_client_env(Path(home)))
+
+
 _PARAMIKO_CLIENT = r"""
 import json, socket, sys
 import paramiko

@@ -29,9 +29,24 @@ OPENSSH_PLUS_SYNTAX = "7.0"
 COMPRESSION_VALUES = {"none": "no", "zlib": "yes", "zlib@openssh.com": "yes"}
 #: ssh-keygen's -t for each host key type, with the size OpenSSH's own keygen uses for RSA.
 KEYGEN = {"rsa": "rsa -b 3072", "ecdsa": "ecdsa", "ed25519": "ed25519", "dsa": "dsa"}
-_PLACEHOLDER = re.compile(
-    r"\{(option|names|names_space|names_py|names_go|names_tokens|add|add_tokens|tokens|disabled_py|host|port)\}"
+#: What a template in an implementation file may ask for (see `_values` for each meaning).
+PLACEHOLDERS: frozenset[str] = frozenset(
+    (
+        "option",
+        "names",
+        "names_space",
+        "names_py",
+        "names_go",
+        "names_tokens",
+        "add",
+        "add_tokens",
+        "tokens",
+        "disabled_py",
+        "host",
+        "port",
+    )
 )
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(sorted(PLACEHOLDERS)) + r")\}")
 _LABEL = {
     "kex": "key exchange",
     "host_key": "host key",
