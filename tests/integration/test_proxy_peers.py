@@ -447,7 +447,19 @@ def comparable(record: SessionRecord) -> dict[str, object]:
         json.dumps({k: v for k, v in e.items() if k != "at"}, sort_keys=True)
         for e in data["timeline"]
     )
+    # A recipe's command and Host block name the server as the record does: the proxy's
+    # record the real server, a capture of the client's leg the proxy. Checked in the test.
+    diagnosis = dict(data["diagnosis"])
+    diagnosis["recipes"] = [
+        {k: v for k, v in r.items() if k not in ("command", "persist", "scope")}
+        for r in diagnosis["recipes"]
+    ]
+    data["diagnosis"] = diagnosis
     return data
+
+
+def commands(record: SessionRecord) -> list[str]:
+    return [r["command"] for r in (record.diagnosis or {})["recipes"] if r["command"]]
 
 
 def test_the_proxy_and_read_on_a_capture_of_both_legs_give_the_same_records(
@@ -488,6 +500,9 @@ def test_the_proxy_and_read_on_a_capture_of_both_legs_give_the_same_records(
         expected = comparable(record)
         assert comparable(on_client_leg) == expected
         assert comparable(on_server_leg) == expected
+        assert all(c.endswith(f" -p {sshd.port} 127.0.0.1") for c in commands(record))
+        assert all(c.endswith(f" -p {proxy.port} 127.0.0.1") for c in commands(on_client_leg))
+        assert len(commands(record)) == len(commands(on_client_leg))
         # The relay sees each FIN when it reaches it, so its order agrees with at least the
         # leg of the side that closed first; when both legs agree, it agrees with them.
         legs = {on_client_leg.evidence["first_close"], on_server_leg.evidence["first_close"]}

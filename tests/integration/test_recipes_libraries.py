@@ -104,18 +104,9 @@ def test_top_client_recipe_makes_real_paramiko_negotiate(
     assert_adds_only(record, fixed, recipe, "client", paramiko_cert_variants)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "kexproxy's paramiko host_key step disables every name paramiko can offer that the new "
-        "list leaves out, certificate names included; paramiko 5.1 filters base names only and "
-        "appends the certificate variant of each base name left (Transport.preferred_keys), so "
-        "a listed ssh-ed25519-cert-v01@openssh.com without ssh-ed25519 does nothing and the "
-        "client offers that variant too, which the recipe's adds do not list"
-    ),
-)
 def test_paramiko_host_key_step_disables_no_name_paramiko_ignores(tmp_path: Path) -> None:
-    """Every certificate name the step disables has its base name disabled too."""
+    """Every certificate name the step disables has its base name disabled too: paramiko
+    adds the certificate form of each base name it keeps, whatever the list says."""
     user = 'disabled_algorithms={"keys": ["ssh-ed25519"]}'
     with Sshd(["HostKeyAlgorithms ssh-ed25519"]) as sshd:
         record, _ = recorded(

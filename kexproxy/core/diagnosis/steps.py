@@ -27,6 +27,8 @@ from kexproxy.core.record import JSONDict
 OPENSSH_PLUS_SYNTAX = "7.0"
 #: OpenSSH's Compression option is yes/no, not a list: what each name needs (ssh_config(5)).
 COMPRESSION_VALUES = {"none": "no", "zlib": "yes", "zlib@openssh.com": "yes"}
+#: The suffix of OpenSSH's certificate host key names (PROTOCOL.certkeys).
+CERT_SUFFIX = "-cert-v01@openssh.com"
 #: ssh-keygen's -t for each host key type, with the size OpenSSH's own keygen uses for RSA.
 KEYGEN = {"rsa": "rsa -b 3072", "ecdsa": "ecdsa", "ed25519": "ed25519", "dsa": "dsa"}
 #: What a template in an implementation file may ask for (see `_values` for each meaning).
@@ -308,7 +310,13 @@ def _values(peer: Peer, change: Change, option: str, target: Target) -> dict[str
     names = list(change.names)
     tokens = impl.token.get(change.category, {})
     offerable = peer.can_offer(change.category)
-    disabled = sorted((offerable or frozenset()) - set(names))
+    # paramiko filters base names and then adds each kept one's certificate form itself:
+    # a certificate name whose base stays enabled cannot be left out, so it is not listed.
+    disabled = sorted(
+        n
+        for n in (offerable or frozenset()) - set(names)
+        if n.removesuffix(CERT_SUFFIX) == n or n.removesuffix(CERT_SUFFIX) not in names
+    )
     return {
         "option": option,
         "names": ",".join(names),
