@@ -76,7 +76,7 @@ def diagnose(record: SessionRecord, cat: Catalogue | None = None) -> JSONDict:
     recipes: list[JSONDict] = []
     fix_list: list[JSONDict] = []
     advice: list[str] = []
-    if record.failures or record.outcome in ("aborted", "incomplete"):
+    if record.failures or (record.outcome in ("aborted", "incomplete") and record.server_kexinit):
         recipes, fix_list, advice = plan(record, cat)
     hints: JSONDict = {"caveat": VERSION_CAVEAT}
     for role in ROLES:

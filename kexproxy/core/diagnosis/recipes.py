@@ -64,6 +64,8 @@ def plan(record: SessionRecord, cat: Catalogue) -> tuple[list[JSONDict], list[JS
         for rank, recipe in enumerate(recipes, 1):
             recipe["rank"] = rank
         return recipes, [], [explanation(record, peers["client"], warned)]
+    if not record.failures:
+        return [], [], []
     for side in ROLES:
         picks = [next(iter(c for c in found[(side, u)] if c.cost < 2), None) for u in failing]
         if failing and all(p is not None for p in picks):

@@ -166,3 +166,17 @@ def test_names_a_shell_or_config_file_would_misread_never_reach_a_step() -> None
             assert "PermitRootLogin" not in text and "$(" not in text and "a b" not in text
     [client] = recipes_of(record, "client")
     assert texts(client) == ["-oCiphers=+aes256-ctr"]
+
+
+def test_a_handshake_that_did_not_fail_negotiation_gets_no_recipe() -> None:
+    """An aborted or incomplete record has no failing list: nothing to fix, nothing said,
+    unless a PuTTY client gave up on its warning line (tests/integration/test_recipes_putty.py)."""
+    from pathlib import Path
+
+    from kexproxy.pipeline import capture_records
+
+    captures = Path(__file__).parents[3] / "captures"
+    for name in ("banner-refused.pcap", "plink-kex-fail-no-client-kexinit.pcap"):
+        for record in capture_records(str(captures / name)):
+            assert record.outcome in ("aborted", "incomplete"), name
+            assert (diag(record)["recipes"], diag(record)["real_fix"]) == ([], []), name
