@@ -39,16 +39,22 @@ def top(record: SessionRecord, side: str) -> JSONDict:
     return recipe
 
 
-def assert_own_syntax(recipe: JSONDict, software: str, kinds: Collection[str]) -> None:
-    """Every step is the changing side's, in its software's own kind of setting, never OpenSSH's."""
+def assert_own_syntax(
+    record: SessionRecord, recipe: JSONDict, software: str, kinds: Collection[str]
+) -> None:
+    """Every step is the changing side's, in its software's own kind of setting, and no recipe
+    of the record gives that side an OpenSSH option or config line."""
     side = recipe["side"]
     assert recipe["software"] == {side: software}, recipe["software"]
     assert recipe["steps"], recipe
     for step in recipe["steps"]:
         assert step["side"] == side and step["software"] == software, step
-        assert step["kind"] in kinds and step["kind"] not in OPENSSH_KINDS, step
+        assert step["kind"] in kinds, step
     persist = recipe["persist"]
     assert persist is None or persist["kind"] not in OPENSSH_KINDS, persist
+    for other in (record.diagnosis or {})["recipes"]:
+        for step in other["steps"]:
+            assert step["side"] != side or step["kind"] not in OPENSSH_KINDS, other
 
 
 def added(recipe: JSONDict) -> set[str]:

@@ -120,7 +120,7 @@ def test_top_server_recipe_built_into_dropbear_makes_ssh_negotiate(
         failure, result = recorded(tmp_path / "installed.pcap", installed.port, ssh)
     assert "Unable to negotiate" in result.stderr, result.stderr
     recipe = top(failure, "server")
-    assert_own_syntax(recipe, INSTALLED, {"dropbear_build"})
+    assert_own_syntax(failure, recipe, INSTALLED, {"dropbear_build"})
     [step] = recipe["steps"]
     lines = step["text"].splitlines()
     assert lines and all(line.startswith("#define DROPBEAR_") for line in lines), lines
@@ -151,7 +151,7 @@ def test_top_client_recipe_built_into_dbclient_makes_it_negotiate(
         failure, result = recorded(tmp_path / "installed.pcap", sshd.port, run_dbclient)
         assert "No matching algo" in result.stderr, result.stderr
         recipe = top(failure, "client")
-        assert_own_syntax(recipe, INSTALLED, {"dropbear_build"})
+        assert_own_syntax(failure, recipe, INSTALLED, {"dropbear_build"})
         assert recipe["command"] is None, recipe["command"]
         [step] = recipe["steps"]
         assert all(line.startswith("#define DROPBEAR_") for line in step["text"].splitlines())

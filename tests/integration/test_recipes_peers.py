@@ -59,7 +59,7 @@ def test_top_client_recipe_run_as_printed_makes_dbclient_negotiate(
         )
         assert "No matching algo" in result.stderr, result.stderr
         recipe = top(failure, "client")
-        assert_own_syntax(recipe, "Dropbear 2022.83", {"dbclient_option"})
+        assert_own_syntax(failure, recipe, "Dropbear 2022.83", {"dbclient_option"})
         command = shlex.split(recipe["command"])
         assert command[0] == "dbclient" and command[-3:] == ["-p", str(sshd.port), LOOPBACK]
         words = [w for step in recipe["steps"] for w in shlex.split(step["text"])]
@@ -120,6 +120,11 @@ GO_CASES = [
         ['config.MACs = []string{"hmac-sha2-256"}'],
         id="mac",
     ),
+    pytest.param(
+        ["HostKeyAlgorithms rsa-sha2-512"],
+        ['config.HostKeyAlgorithms = []string{"ssh-ed25519"}'],
+        id="host-key",
+    ),
 ]
 
 
@@ -133,9 +138,8 @@ def run_program(argv: Sequence[str], port: int) -> PeerResult:
     return run_command([*argv, LOOPBACK, str(port)], timeout=40)
 
 
-def apply_library_steps(recipe: JSONDict, software: str, user: Sequence[str]) -> list[str]:
+def apply_library_steps(recipe: JSONDict, user: Sequence[str]) -> list[str]:
     """The user's settings with the recipe's step text pasted after them, as printed."""
-    assert_own_syntax(recipe, software, {"library_setting"})
     return [*user, *(step["text"] for step in recipe["steps"])]
 
 
@@ -151,7 +155,8 @@ def test_top_client_recipe_pasted_into_a_go_program_makes_it_negotiate(
         )
         assert "ssh: no common algorithm for" in result.stderr, result.stderr
         recipe = top(failure, "client")
-        settings = apply_library_steps(recipe, "Go x/crypto/ssh", user)
+        assert_own_syntax(failure, recipe, "Go x/crypto/ssh", {"library_setting"})
+        settings = apply_library_steps(recipe, user)
         assert all(s["text"].startswith("config.") for s in recipe["steps"]), recipe["steps"]
         after = build_go_program(program(GO_PROGRAM, settings, "\t"), f"{name}_after")
         applied, result = recorded(
@@ -214,6 +219,19 @@ JSCH_CASES = [
         ],
         id="mac",
     ),
+    pytest.param(
+        ["HostKeyAlgorithms ssh-rsa"],
+        ['session.setConfig("server_host_key", "ecdsa-sha2-nistp256");'],
+        id="host-key",
+    ),
+    pytest.param(
+        ["Compression no"],
+        [
+            'session.setConfig("compression.c2s", "zlib@openssh.com");',
+            'session.setConfig("compression.s2c", "zlib@openssh.com");',
+        ],
+        id="compression",
+    ),
 ]
 
 
@@ -234,7 +252,8 @@ def test_top_client_recipe_pasted_into_a_jsch_program_makes_it_negotiate(
         )
         assert "Algorithm negotiation fail" in result.stderr, result.stderr
         recipe = top(failure, "client")
-        settings = apply_library_steps(recipe, "JSch 0.1.54", user)
+        assert_own_syntax(failure, recipe, "JSch 0.1.54", {"library_setting"})
+        settings = apply_library_steps(recipe, user)
         assert all(s["text"].startswith("session.setConfig(") for s in recipe["steps"])
         after = java_program(f"{name}After", settings)
         applied, result = recorded(
