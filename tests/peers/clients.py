@@ -76,15 +76,16 @@ def run_dbclient(
     command: str | None = "true",
     user: str = "root",
     identity: Path | None = None,
+    binary: Path | None = None,
     timeout: float = 20.0,
 ) -> PeerResult:
     """Run Dropbear's client against 127.0.0.1:``port`` with ``opts`` (e.g. ``"-c", "aes256-ctr"``).
 
     ``-y -y`` skips host key checking (nothing to prompt) and ``-i`` uses
     client_key_dropbear(), client_key() in dropbear's own format. dbclient can restrict only ciphers
-    (``-c``) and MACs (``-m``); its kex list is fixed.
+    (``-c``) and MACs (``-m``); its kex list is fixed. ``binary`` runs another build of it.
     """
-    dbclient = client_argv0("dbclient")
+    dbclient = str(binary) if binary is not None else client_argv0("dbclient")
     key = identity if identity is not None else client_key_dropbear()
     with tempfile.TemporaryDirectory(prefix="kexproxy-dbclient-") as home:
         argv = [dbclient, *opts, "-y", "-y", "-i", str(key), "-l", user, "-p", str(port), LOOPBACK]

@@ -34,6 +34,7 @@ DROPBEAR_KINDS: dict[str, tuple[str, ...]] = {
     "ecdsa": ("-t", "ecdsa", "-s", "256"),
     "ecdsa384": ("-t", "ecdsa", "-s", "384"),
     "ecdsa521": ("-t", "ecdsa", "-s", "521"),
+    "dss": ("-t", "dss"),
 }
 
 _key_cache: dict[tuple[str, str], Path] = {}

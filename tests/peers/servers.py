@@ -288,7 +288,8 @@ class Dropbear(_Server):
     ``extra_args`` shape what it offers. Dropbear reads authorized keys only from the user's home, so with
     ``login=True`` it runs in a private mount namespace (``unshare -m``) where a temp dir
     holding client_key() is bind-mounted over root's home; if that is impossible,
-    ``login_supported`` is False and logins fail after a successful handshake.
+    ``login_supported`` is False and logins fail after a successful handshake. ``binary`` runs
+    another dropbear build (one made with a localoptions.h) instead of the installed one.
     """
 
     name = "dropbear"
@@ -299,6 +300,7 @@ class Dropbear(_Server):
         *,
         host_keys: Sequence[str] = ("ed25519", "rsa", "ecdsa"),
         login: bool = True,
+        binary: str | Path | None = None,
         start_timeout: float = 10.0,
         keep_dir: bool = False,
     ) -> None:
@@ -306,6 +308,7 @@ class Dropbear(_Server):
         self.extra_args = list(extra_args)
         self.host_keys = list(host_keys)
         self.login = login
+        self.binary = binary
         self.login_supported = False
         self.host_key_paths: dict[str, Path] = {}
 
@@ -326,7 +329,7 @@ class Dropbear(_Server):
 
     def _command(self) -> list[str]:
         """Return the dropbear argv, wrapped in unshare + bind mount when logins are wanted."""
-        dropbear = which_or_skip("dropbear")
+        dropbear = str(self.binary) if self.binary is not None else which_or_skip("dropbear")
         argv = [
             dropbear,
             "-F",
