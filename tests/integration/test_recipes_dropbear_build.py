@@ -12,6 +12,7 @@ what fixes it, not the source build itself).
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +35,10 @@ from tests.peers import (
     PeerResult,
     Sshd,
     dropbear_build,
+    run_command,
     run_dbclient,
     run_ssh,
+    which_or_skip,
 )
 from tests.peers.dropbear_build import Build, build_dropbear, source_or_skip
 
@@ -83,28 +86,6 @@ CASES = [
     pytest.param(["-oKexAlgorithms=diffie-hellman-group1-sha1"], id="kex-group1"),
     pytest.param(["-oCiphers=aes128-cbc"], id="cipher-cbc"),
     pytest.param(["-oCiphers=aes128-ctr", "-oMACs=hmac-sha2-512"], id="mac-sha2-512"),
-    # Dropbear offers a host key algorithm only for a host key it holds (svr-runopts.c
-    # load_all_hostkeys), and one ECDSA size, that of its key.
-    pytest.param(
-        ["-oHostKeyAlgorithms=ssh-dss"],
-        id="host-key-dss",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="the recipe is '#define DROPBEAR_DSS 1', which 2022.83 already builds "
-            "(sysoptions.h); the server lacks a DSS host key, and no step makes one",
-        ),
-    ),
-    pytest.param(
-        ["-oHostKeyAlgorithms=ecdsa-sha2-nistp384"],
-        id="host-key-ecdsa384",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="the recipe is '#define DROPBEAR_ECDSA 1', on by default; the server "
-            "offers nistp384 only with a 384-bit ECDSA host key, and no step makes one",
-        ),
-    ),
 ]
 
 
@@ -169,21 +150,35 @@ def test_top_client_recipe_built_into_dbclient_makes_it_negotiate(
     assert_negotiates_with(applied, added(recipe))
 
 
-@pytest.mark.parametrize(
-    ("key", "algorithm"), [("dss", "ssh-dss"), ("ecdsa384", "ecdsa-sha2-nistp384")]
-)
-def test_a_host_key_of_the_type_is_what_the_host_key_cases_need(
-    tmp_path: Path, key: str, algorithm: str
-) -> None:
-    """What the two xfail cases above lack: the installed build, given a key of the type, offers it."""
-    with Dropbear(host_keys=("ed25519", "rsa", key)) as server:
-        record, result = recorded(
-            tmp_path / "key.pcap",
-            server.port,
-            lambda p: run_ssh(p, f"-oHostKeyAlgorithms={algorithm}"),
-        )
+@pytest.mark.parametrize("algorithm", ["ssh-dss", "ecdsa-sha2-nistp384"])
+def test_a_missing_host_key_type_gets_a_dropbearkey_step(tmp_path: Path, algorithm: str) -> None:
+    """Dropbear offers a host key algorithm only for a host key it holds, and one ECDSA size,
+    its key's (svr-runopts.c load_all_hostkeys): DSS is built into 2022.83 and ECDSA covers
+    every curve, so the recipe makes the key (never over an existing file), no rebuild, and
+    the installed dropbear started with it beside its keys offers the algorithm."""
+
+    def ssh(port: int) -> PeerResult:
+        return run_ssh(port, f"-oHostKeyAlgorithms={algorithm}")
+
+    with Dropbear() as installed:
+        failure, result = recorded(tmp_path / "installed.pcap", installed.port, ssh)
+    assert "Unable to negotiate" in result.stderr, result.stderr
+    recipe = top(failure, "server")
+    assert_own_syntax(failure, recipe, INSTALLED, {"host_key"})
+    [step] = recipe["steps"]
+    guard, _, command = step["text"].partition(" || ")
+    argv = shlex.split(command)
+    path = argv[argv.index("-f") + 1]
+    assert argv[0] == "dropbearkey" and guard == f"[ -e {path} ]"
+    assert any("-r" in note for note in recipe["notes"]), recipe["notes"]
+    local = tmp_path / Path(path).name
+    argv[argv.index("-f") + 1] = str(local)
+    run_command([which_or_skip("dropbearkey"), *argv[1:]], timeout=120)
+    assert local.exists()
+    with Dropbear(["-r", str(local)]) as server:
+        applied, result = recorded(tmp_path / "fixed.pcap", server.port, ssh)
     assert "Unable to negotiate" not in result.stderr, result.stderr
-    assert_negotiates_with(record, {algorithm})
+    assert_negotiates_with(applied, {algorithm})
 
 
 # -- the source: pinned, checked, and a skip (or a CI failure) when it cannot be had -------

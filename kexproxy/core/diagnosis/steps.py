@@ -121,7 +121,7 @@ def write(
             peer, changes, target, cat
         )
     if impl is not None and impl.key == "dropbear":
-        return _dropbear(peer, role, changes, target)
+        return _dropbear(peer, role, changes, target, cat)
     templates = impl.extra.get("template", {}).get(role) if impl is not None else None
     if impl is not None and templates:
         return _templated(peer, role, changes, target, templates)
@@ -222,14 +222,31 @@ def _openssh_lines(
     ]
 
 
-def _dropbear(peer: Peer, role: Role, changes: Sequence[Change], target: Target) -> Written:
-    """dbclient chooses ciphers and MACs at run time; everything else is chosen at build time."""
+def _dropbear(
+    peer: Peer, role: Role, changes: Sequence[Change], target: Target, cat: Catalogue
+) -> Written:
+    """dbclient chooses ciphers and MACs at run time; everything else is chosen at build
+    time, and a server offers a host key algorithm only for a host key it holds."""
     out = Written()
     impl = peer.implementation
     assert impl is not None
     flags: list[str] = []
     macros: list[str] = []
+    keys: list[str] = []
     for change in changes:
+        if role == "server" and change.category == "host_key":
+            tokens = impl.token.get("host_key", {})
+            # A default build has every macro some default name needs (DROPBEAR_ECDSA
+            # covers each curve): only a name needing another macro needs a rebuild.
+            default = peer.defaults("server", "host_key") or ()
+            on = {m for n in default for m in tokens.get(n, "").split()}
+            for name in change.add:
+                key = _dropbear_key(name, cat)
+                if key is None or name not in tokens:
+                    return Written(ok=False, notes=[f"no Dropbear host key offers {name}"])
+                keys.append(key)
+                macros += [m for m in tokens[name].split() if m not in on and m not in macros]
+            continue
         flag = {"cipher": "-c", "mac": "-m"}.get(change.category)
         built = peer.can_offer(change.category)
         defaults = peer.defaults(role, change.category) or ()
@@ -244,6 +261,14 @@ def _dropbear(peer: Peer, role: Role, changes: Sequence[Change], target: Target)
             macros += [m for m in tokens[name].split() if m not in macros]
     for flag in flags:
         out.steps.append(_step(role, peer, "dbclient_option", flag))
+    for key in dict.fromkeys(keys):
+        out.steps.append(_step(role, peer, "host_key", key))
+    if keys:
+        out.notes.append(
+            "Then start dropbear with -r and the new key's file beside its other -r options "
+            "(with no -r at all it reads only /etc/dropbear/dropbear_{dss,rsa,ecdsa,ed25519}"
+            "_host_key); it offers each host key algorithm only for a key it holds."
+        )
     if macros:
         text = "\n".join(
             f"#define {m.partition('=')[0]} {m.partition('=')[2] or '1'}" for m in macros
@@ -257,6 +282,33 @@ def _dropbear(peer: Peer, role: Role, changes: Sequence[Change], target: Target)
         port = f" -p {target.port}" if target.port not in (None, 22) else ""
         out.command = f"dbclient {' '.join(flags)}{port} {target.host}"
     return out
+
+
+#: dropbearkey's type and size for each host key algorithm a Dropbear server can offer.
+_DROPBEAR_KEYS = {
+    "ed25519": ("ed25519", ""),
+    "rsa": ("rsa", " -s 3072"),
+    "dsa": ("dss", ""),
+}
+
+
+def _dropbear_key(name: str, cat: Catalogue) -> str | None:
+    """The dropbearkey line that makes a key for `name`, never over an existing file."""
+    algorithm = cat.lookup(name, "host_key")
+    if algorithm is None or algorithm.certificate or name.startswith("sk-"):
+        return None
+    if algorithm.key_type == "ecdsa":
+        bits = name.rsplit("nistp", 1)[-1]
+        if bits not in ("256", "384", "521"):
+            return None
+        kind, size, stem = "ecdsa", f" -s {bits}", f"ecdsa{bits}"
+    elif algorithm.key_type in _DROPBEAR_KEYS:
+        kind, size = _DROPBEAR_KEYS[algorithm.key_type]
+        stem = kind
+    else:
+        return None
+    path = f"/etc/dropbear/dropbear_{stem}_host_key"
+    return f"[ -e {path} ] || dropbearkey -t {kind}{size} -f {path}"
 
 
 def _templated(
