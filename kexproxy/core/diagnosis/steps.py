@@ -276,7 +276,8 @@ def _dropbear(
         out.steps.append(_step(role, peer, "dropbear_build", text))
         out.notes.append(
             "Put the #define lines in localoptions.h in Dropbear's build directory, then run "
-            "make clean and make, reinstall it and restart it."
+            "make clean and make, and reinstall it"
+            + (" and restart dropbear." if role == "server" else ".")
         )
     if flags and not macros and role == "client":
         port = f" -p {target.port}" if target.port not in (None, 22) else ""
