@@ -23,7 +23,7 @@ import pytest
 
 from kexproxy.core.record import JSONDict, SessionRecord
 from kexproxy.pipeline import capture_records
-from tests.peers import LOOPBACK, PeerResult, Sshd, Tcpdump, openssh_key, run_ssh
+from tests.peers import LOOPBACK, PeerResult, Sshd, Tcpdump, openssh_key, run_asyncssh, run_ssh
 
 pytestmark = pytest.mark.peers
 
@@ -258,3 +258,24 @@ def test_a_two_sided_recipe_applied_to_both(tmp_path: Path) -> None:
     with Sshd(config) as server:
         result = run_ssh(server.port, *opts, "-v")
     assert_negotiates(result, names)
+
+
+def test_a_compression_server_recipe_edits_sshd_compression_line(tmp_path: Path) -> None:
+    """An OpenSSH client always offers none, so a compression failure needs a client that
+    insists (AsyncSSH with compression_algs=["zlib@openssh.com"]) and an sshd that says
+    Compression no: the server recipe edits that line, and the same client then logs in."""
+    sshd_config = ["Compression no"]
+    path = tmp_path / "failure.pcap"
+    with Sshd(sshd_config) as server:
+        with Tcpdump(path, server.port):
+            result = run_asyncssh(server.port, compression_algs=["zlib@openssh.com"])
+        assert result.returncode != 0, result.stderr
+    [record] = capture_records(str(path))
+    assert record.outcome == "failed"
+    recipe = top(record, "server")
+    assert [s["text"] for s in recipe["steps"]] == ["Compression yes"]
+    config, _keys = apply_server(recipe, sshd_config, tmp_path)
+    assert config == ["Compression yes"]
+    with Sshd(config) as server:
+        fixed = run_asyncssh(server.port, compression_algs=["zlib@openssh.com"])
+    assert fixed.returncode == 0, fixed.stderr
