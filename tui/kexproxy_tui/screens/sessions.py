@@ -14,7 +14,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
 from kexproxy.core.record import SessionRecord
-from kexproxy_tui.filters import MATCH_ALL, Filter, FilterError, parse_filter
+from kexproxy.filtering import MATCH_ALL, Filter, FilterError, parse_filter
 from kexproxy_tui.messages import DetailWanted, ExportWanted
 from kexproxy_tui.model import Change, Counters, SessionIndex
 from kexproxy_tui.palette import Palette
