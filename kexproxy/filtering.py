@@ -284,12 +284,15 @@ class Filter:
 
     text: str
     terms: tuple[Term, ...]
+    #: Why the text could not be parsed: such a filter matches nothing, so that no
+    #: screen or command shows rows that answer some other question.
+    error: str | None = None
 
     def matches(self, subject: Subject) -> bool:
-        return all(term.matches(subject) for term in self.terms)
+        return self.error is None and all(term.matches(subject) for term in self.terms)
 
     def __bool__(self) -> bool:
-        return bool(self.terms)
+        return bool(self.terms) or self.error is not None
 
 
 MATCH_ALL = Filter("", ())
@@ -299,6 +302,11 @@ def parse_filter(text: str) -> Filter:
     """Parses the filter language in `FILTER_HELP`; raises `FilterError` with a hint."""
     terms = tuple(_term(word) for word in _words(text))
     return Filter(text.strip(), terms)
+
+
+def broken_filter(text: str, error: FilterError) -> Filter:
+    """The filter a screen keeps while its text does not parse: it matches nothing."""
+    return Filter(text.strip(), (), str(error))
 
 
 def _words(text: str) -> list[str]:
@@ -422,6 +430,7 @@ __all__ = [
     "Filter",
     "FilterError",
     "Subject",
+    "broken_filter",
     "offered_names",
     "parse_filter",
 ]
