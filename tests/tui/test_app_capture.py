@@ -132,6 +132,31 @@ async def test_a_bad_filter_empties_the_table_and_says_why(
         assert "use one of" not in text_of(app)
 
 
+async def test_the_filter_finds_what_a_client_offered_and_takes_equals(
+    dashboard_records: list[SessionRecord],
+) -> None:
+    app = create_app(RecordsFeed(dashboard_records))
+    async with app.run_test(size=(120, 24)) as pilot:
+        await settle(pilot, app)
+        screen = app.sessions_screen
+        kex = dashboard_records[1]
+        # Only offered (by the kex failure's client), never chosen nor in a failing list.
+        for text in (
+            "diffie-hellman-group14-sha1",
+            "offers=group14-sha1",
+            "outcome=fail offers:group14-sha1",
+        ):
+            await pilot.press("slash", "ctrl+u")
+            await type_text(pilot, text)
+            await pilot.press("enter")
+            assert screen.table.shown_ids() == [kex.id], text
+        await pilot.press("slash", "ctrl+u")
+        await type_text(pilot, "offers:sntrup761")  # the other two clients offered it
+        await pilot.press("enter")
+        assert screen.table.row_count == 2
+        assert kex.id not in screen.table.shown_ids()
+
+
 async def test_every_key_after_slash_goes_to_the_filter_however_fast(
     dashboard_records: list[SessionRecord],
 ) -> None:
