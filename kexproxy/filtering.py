@@ -130,7 +130,7 @@ class Subject:
         hassh = tuple(h.lower() for h in (record.hassh, record.hassh_server) if h)
         banners = "\n".join(b for b in (record.client_banner, record.server_banner) if b)
         negotiated = [str(v) for v in (record.negotiated or {}).values() if v]
-        offers = "\n".join(offered_names(record)).lower()
+        offers = offered_text(record)
         words = [
             record.id,
             endpoint(record.client),
@@ -143,7 +143,6 @@ class Subject:
             *negotiated,
             *hassh,
             record.capture or "",
-            offers,
         ]
         return cls(
             id=record.id.lower(),
@@ -154,7 +153,8 @@ class Subject:
             banners=banners.lower(),
             hassh=hassh,
             capture=(record.capture or "").lower(),
-            text="\n".join(words).lower(),
+            # The offers are lower case already: joined after, not lowered twice.
+            text="\n".join(words).lower() + "\n" + offers,
             grade=str((record.diagnosis or {}).get("grade") or ""),
             policy=_policy_state(record),
             client_banner=(record.client_banner or "").lower(),
@@ -163,21 +163,26 @@ class Subject:
         )
 
 
-def offered_names(record: SessionRecord) -> list[str]:
-    """Every algorithm name in either side's KEXINIT, once each, client's first.
+def offered_text(record: SessionRecord) -> str:
+    """Every algorithm name in either side's KEXINIT, one a line, lower case.
 
     An incident starts from what was offered ("who still offers hmac-md5?"), which the
-    negotiated set and the failures alone do not show.
+    negotiated set and the failures alone do not show. Built in C-level joins: it is
+    computed for each of 10,000 sessions when a filter first needs them.
     """
-    names: dict[str, None] = {}
+    names: list[object] = []
     for kexinit in (record.client_kexinit, record.server_kexinit):
         if not kexinit:
             continue
-        for entry in NEGOTIATED:
-            offered = kexinit.get(entry.rfc)
+        for field in _OFFER_FIELDS:
+            offered = kexinit.get(field)
             if isinstance(offered, list):
-                names.update(dict.fromkeys(str(name) for name in offered))
-    return list(names)
+                names += offered
+    return "\n".join(map(str, names)).lower()
+
+
+#: The KEXINIT name-lists, looked up once rather than per record.
+_OFFER_FIELDS: tuple[str, ...] = tuple(n.rfc for n in NEGOTIATED)
 
 
 def _policy_state(record: SessionRecord) -> str:
@@ -431,6 +436,6 @@ __all__ = [
     "FilterError",
     "Subject",
     "broken_filter",
-    "offered_names",
+    "offered_text",
     "parse_filter",
 ]
