@@ -12,7 +12,12 @@ from kexproxy import exitcodes
 from kexproxy.core.record import SessionRecord
 
 if TYPE_CHECKING:
+    from kexproxy.filtering import Filter
+    from kexproxy.sinks.base import Sink
     from kexproxy.sources.capfile import CaptureStats
+
+#: What `--one-table` reads in a folder: the names captures usually have.
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
 
 EPILOG = """\
 examples:
@@ -25,13 +30,19 @@ examples:
       live: each record is printed as soon as its handshake is decided
   kexproxy read --policy policies/modern.toml captures/*.pcap
       judge every negotiated handshake against a policy; exit 1 if any violates it
+  kexproxy read --filter 'outcome=failed offers:hmac-md5' captures/*.pcap
+      only the sessions that match, in the dashboard's filter language (the key list is in
+      the dashboard's help, ?): who still OFFERS hmac-md5 among the failures
+  kexproxy read --one-table captures/
+      every capture in the folder (and any files named) as one table with a capture column
 
 SSH is found by its identification line on any port. Non-SSH TCP streams are skipped
 unless --all is given. Files may be pcap (micro or nanosecond), pcapng, or gzip of either.
 
-exit status: 0 all inputs read; 1 with --policy, a session violates the policy; 2 an input
-was missing or not a capture, or the policy file is unusable (one line on stderr each; the
-other inputs are still read and everything read so far is printed).
+exit status: 0 all inputs read; 1 with --policy, a session violates the policy (any session
+read, shown or not); 2 an input was missing or not a capture, the policy file is unusable, or
+the filter does not parse (one line on stderr each; the other inputs are still read and
+everything read so far is printed).
 """
 
 
@@ -58,11 +69,64 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="policy (TOML, see policies/) to judge each handshake by; exit 1 on a violation",
     )
+    parser.add_argument(
+        "--filter",
+        metavar="EXPR",
+        help="only sessions that match EXPR, the dashboard's filter language, e.g. "
+        "'outcome:failed list:kex', 'offers:diffie-hellman-group14-sha1', 'csw:putty'",
+    )
+    parser.add_argument(
+        "--one-table",
+        action="store_true",
+        help="one table for all inputs, with a capture column; a FILE may be a folder "
+        "(its .pcap, .pcapng, .cap and gzipped captures)",
+    )
     parser.set_defaults(run=run)
+
+
+def _parse_filter(text: str | None) -> Filter | None:
+    """The `--filter` text parsed, None without one; raises FilterError with a hint."""
+    if text is None:
+        return None
+    from kexproxy.filtering import parse_filter
+
+    return parse_filter(text)
+
+
+def _expand_folders(names: list[str]) -> list[str]:
+    """Each folder replaced by its captures, sorted by name; other names as they are."""
+    out: list[str] = []
+    for name in names:
+        path = Path(name)
+        if name != "-" and path.is_dir():
+            out += sorted(
+                str(p) for p in path.iterdir() if p.is_file() and p.name.endswith(CAPTURE_SUFFIXES)
+            )
+        else:
+            out.append(name)
+    return out
+
+
+class _OnlyMatching:
+    """A sink that hands on only the records a filter keeps, for `--json --filter`."""
+
+    def __init__(self, sink: Sink, keep: Filter) -> None:
+        self.sink = sink
+        self.keep = keep
+
+    def update(self, record: SessionRecord, *, final: bool) -> None:
+        from kexproxy.filtering import Subject
+
+        if self.keep.matches(Subject.of(record)):
+            self.sink.update(record, final=final)
+
+    def close(self) -> bool | None:
+        return self.sink.close()
 
 
 def run(args: argparse.Namespace) -> int:
     from kexproxy.core.textsafe import printable
+    from kexproxy.filtering import FilterError
     from kexproxy.pipeline import CollectSink, Pipeline, PolicyFileError, stages
     from kexproxy.sinks.console import (
         print_messages,
@@ -74,6 +138,19 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.sources.captures import analyse_capture, capture_label, capture_notes
     from kexproxy.sources.pcap import CaptureError
 
+    try:
+        keep = _parse_filter(args.filter)
+    except FilterError as exc:
+        print(f"kexproxy: --filter: {printable(str(exc))}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if args.one_table and args.json:
+        print("kexproxy: --one-table prints a table; leave it out with --json", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if args.one_table:
+        args.files = _expand_folders(args.files)
+        if not args.files:
+            print("kexproxy: no captures in the folders given", file=sys.stderr)
+            return exitcodes.BAD_INPUT
     if args.files.count("-") > 1:
         print("kexproxy: standard input (-) can be read only once", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -94,12 +171,13 @@ def run(args: argparse.Namespace) -> int:
         and not os.environ.get("CI")
     )
     everything: list[SessionRecord] = []
+    labelled: list[tuple[str, SessionRecord]] = []
     read_files = 0
     for name in args.files:
         label = printable(capture_label(name))
         collected = CollectSink()
-        records = collected.records
-        pipeline = Pipeline([JsonLinesSink(sys.stdout) if args.json else collected], stages=steps)
+        sink: Sink = JsonLinesSink(sys.stdout) if args.json else collected
+        pipeline = Pipeline([sink if keep is None else _OnlyMatching(sink, keep)], stages=steps)
         emit = pipeline.publish
         failed = False
         try:
@@ -115,10 +193,18 @@ def run(args: argparse.Namespace) -> int:
         for note in capture_notes(stats) if stats is not None else []:
             print(f"kexproxy: {label}: {note}", file=sys.stderr)
         violated = violated or pipeline.violations > 0
+        records = collected.records
         read_files += not failed or bool(records)
-        if not args.json and not (failed and not records):
-            _print_table(out, label, records, sessions_table, print_messages)
+        if args.one_table:
+            labelled += ((label, r) for r in records)
             everything += records
+        elif not args.json and not (failed and not records):
+            _print_table(
+                out, label, records, sessions_table, print_messages, filtered=keep is not None
+            )
+            everything += records
+    if args.one_table and not args.json:
+        _print_one_table(out, labelled, print_messages, filtered=keep is not None)
     if not args.json and len(args.files) > 1 and everything:
         from kexproxy.sinks.console import print_totals
 
@@ -129,13 +215,44 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(
-    out: Any, label: str, records: list[SessionRecord], table: Any, messages: Any
+    out: Any,
+    label: str,
+    records: list[SessionRecord],
+    table: Any,
+    messages: Any,
+    *,
+    filtered: bool,
 ) -> None:
     if not records:
-        out.print(f"{label}: no SSH connections", markup=False)
+        matching = " match the filter" if filtered else ""
+        out.print(f"{label}: no SSH connections{matching}", markup=False)
         return
     out.print(table(records, title=label, width=out.width))
     messages(out, records)
+
+
+def _print_one_table(
+    out: Any, labelled: list[tuple[str, SessionRecord]], messages: Any, *, filtered: bool
+) -> None:
+    """Every input's sessions in one table, the capture's name beside each."""
+    from rich.text import Text
+
+    from kexproxy.sinks.console import stacked_cells, stacked_table
+
+    if not labelled:
+        out.print("no SSH connections" + (" match the filter" if filtered else ""), markup=False)
+        return
+    software = out.width >= 80
+    table = stacked_table("#", "capture", software=software)
+    for index, (label, record) in enumerate(labelled, 1):
+        table.add_row(
+            str(index),
+            Text(label),
+            *stacked_cells(record, software=software),
+            end_section=index < len(labelled),
+        )
+    out.print(table)
+    messages(out, [record for _label, record in labelled])
 
 
 def _read_with_progress(

@@ -10,16 +10,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
-from kexproxy.core.record import OUTCOMES, rfc3339
+from kexproxy.core.record import rfc3339
 from kexproxy.core.textsafe import printable
 
 if TYPE_CHECKING:
+    from kexproxy.filtering import Filter
     from kexproxy.sinks.store import SessionStore, StoredSession
 
 SESSIONS_EPILOG = """\
 examples:
   kexproxy sessions                         the newest sessions in ./kexproxy.db
   kexproxy sessions --outcome failed --since 1h
+  kexproxy sessions --outcome fail,abort    more than one outcome; a prefix will do
+  kexproxy sessions --filter 'csw:putty list:kex'
+      the dashboard's filter language (see its help, ?): PuTTY clients that found no kex;
+      offers:NAME finds an algorithm either side offered
   kexproxy sessions --json --limit 0 | jq -r .hassh | sort | uniq -c
   kexproxy show 4de92dfa                    one record in full (an id prefix is enough)
 
@@ -28,7 +33,7 @@ The store is read while the proxy writes it: live sessions appear when they are 
 they end. Newest first.
 
 exit status: 0 listed (possibly nothing); 2 the store is missing or unreadable, or bad
-arguments.
+arguments (a filter or outcome that does not parse: one line saying what to type).
 """
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -48,7 +53,18 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="one JSON record per line on stdout, nothing else"
     )
-    parser.add_argument("--outcome", choices=OUTCOMES, help="only sessions with this outcome")
+    parser.add_argument(
+        "--outcome",
+        metavar="OUTCOME[,OUTCOME]",
+        help="only sessions with these outcomes: negotiated, failed, aborted, incomplete, "
+        "not_ssh, in_progress (a prefix will do; a comma gives more than one)",
+    )
+    parser.add_argument(
+        "--filter",
+        metavar="EXPR",
+        help="only sessions that match EXPR, the dashboard's filter language, e.g. "
+        "'outcome=failed offers:hmac-md5', 'ssw:dropbear !list:kex'",
+    )
     parser.add_argument(
         "--since",
         metavar="WHEN",
@@ -73,6 +89,19 @@ def register(sub: Any) -> None:
     _store_argument(show)
     show.add_argument("id", metavar="ID", help="the session's id, or a unique prefix of it")
     show.set_defaults(run=run_show)
+
+
+def _outcomes(text: str | None) -> frozenset[str] | None:
+    """`--outcome`, as the dashboard's ``outcome:`` takes it (prefixes, commas); raises
+    FilterError saying what to type."""
+    if text is None:
+        return None
+    from kexproxy.filtering import FilterError, parse_filter
+
+    terms = parse_filter(f"outcome:{text.strip()}").terms
+    if len(terms) != 1:
+        raise FilterError(f"outcome:{text}: one word, e.g. --outcome failed,aborted")
+    return terms[0].outcomes
 
 
 def _store_argument(parser: argparse.ArgumentParser) -> None:
@@ -128,15 +157,24 @@ def _open(path: str) -> SessionStore:
 
 
 def run_sessions(args: argparse.Namespace) -> int:
+    from kexproxy.filtering import FilterError, parse_filter
     from kexproxy.sinks.jsonl import dumps
     from kexproxy.sinks.store import StoreError
 
     try:
+        outcomes = _outcomes(args.outcome)
+    except FilterError as exc:
+        print(f"kexproxy: --outcome: {printable(str(exc))}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    try:
+        keep = parse_filter(args.filter) if args.filter is not None else None
+    except FilterError as exc:
+        print(f"kexproxy: --filter: {printable(str(exc))}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    try:
         store = _open(args.store)
         try:
-            rows: list[StoredSession] = store.sessions(
-                outcome=args.outcome, since=args.since, limit=args.limit or None
-            )
+            rows = _select(store, outcomes, keep, since=args.since, limit=args.limit or None)
         finally:
             store.close()
     except StoreError as exc:
@@ -156,6 +194,33 @@ def run_sessions(args: argparse.Namespace) -> int:
         else:
             out.print("no sessions", markup=False)
     return exitcodes.BAD_INPUT if damaged and not rows else exitcodes.OK
+
+
+def _select(
+    store: SessionStore,
+    outcomes: frozenset[str] | None,
+    keep: Filter | None,
+    *,
+    since: str | None,
+    limit: int | None,
+) -> list[StoredSession]:
+    """The newest sessions that pass the outcome(s) and the filter, at most `limit`.
+
+    One outcome and no filter stay in SQL; otherwise every session since `since` is read
+    and the limit applies to what matches, so that `--limit 10` still means ten shown.
+    """
+    if keep is None and (outcomes is None or len(outcomes) == 1):
+        one = next(iter(outcomes)) if outcomes else None
+        return store.sessions(outcome=one, since=since, limit=limit)
+    from kexproxy.filtering import Subject
+
+    rows = [
+        stored
+        for stored in store.sessions(since=since)
+        if (outcomes is None or stored.record.outcome in outcomes)
+        and (keep is None or keep.matches(Subject.of(stored.record)))
+    ]
+    return rows[:limit] if limit is not None else rows
 
 
 def say_damage(store: SessionStore) -> bool:

@@ -247,3 +247,64 @@ def test_a_file_name_cannot_drive_the_terminal(tmp_path: Path) -> None:
     assert b"\x1b" not in result.stdout and b"\x07" not in result.stdout
     assert b"\x1b" not in result.stderr
     assert b"g\\x1b]0;pwned\\x07ood.pcap" in result.stdout
+
+
+CAPTURES = ROOT / "captures"
+
+
+def test_filter_keeps_the_matching_sessions_in_json_and_tables() -> None:
+    everything = kexproxy("read", "--json", str(CAPTURES / "paramiko-kex-fail.pcap"))
+    (record,) = [json.loads(line) for line in everything.stdout.decode().splitlines()]
+    # The client offered diffie-hellman-group14-sha1 and nothing chose it: free text and
+    # offers: still find it.
+    assert "diffie-hellman-group14-sha1" not in json.dumps(record["negotiated"])
+    files = [str(CAPTURES / n) for n in ("paramiko-kex-fail.pcap", "openssh-success.pcap")]
+    for expr in ("diffie-hellman-group14-sha1", "offers=group14-sha1", "csw:paramiko"):
+        result = kexproxy("read", "--json", "--filter", expr, *files)
+        assert result.returncode == 0, result.stderr
+        ids = [json.loads(line)["id"] for line in result.stdout.decode().splitlines()]
+        assert ids == [record["id"]], expr
+    table = kexproxy("read", "--filter", "outcome=negotiated", *files).stdout.decode()
+    assert "paramiko-kex-fail.pcap: no SSH connections match the filter" in table
+    assert "negotiated" in table and "paramiko_" not in table
+
+
+def test_a_bad_filter_is_one_line_and_exit_2() -> None:
+    result = kexproxy("read", "--filter", "outcome:won", str(CAPTURES / "openssh-success.pcap"))
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("kexproxy: --filter: outcome:won: use one of")
+    assert len(result.stderr.decode().strip().splitlines()) == 1
+    assert result.stdout == b""
+
+
+def test_one_table_reads_a_folder_with_a_capture_column(tmp_path: Path) -> None:
+    import shutil
+
+    names = ["openssh-mac-fail.pcap", "plink-success.pcap", "paramiko-kex-fail.pcap"]
+    for name in names:
+        shutil.copy(CAPTURES / name, tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not a capture\n")
+    result = kexproxy("read", "--one-table", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert out.count("capture") >= 1
+    header = next(line for line in out.splitlines() if "capture" in line)
+    assert header.split()[:2] == ["#", "capture"]
+    # One table: each capture's name in a row, numbered on across captures.
+    rows = [r for r in map(str.split, out.splitlines()) if len(r) > 1 and r[1].endswith(".pcap")]
+    assert [row[:2] for row in rows] == [[str(i), n] for i, n in enumerate(sorted(names), 1)]
+    assert "no SSH connections" not in out
+    assert "#1 " in out and "Unable to negotiate" in out  # the messages, under the table
+    filtered = kexproxy("read", "--one-table", "--filter", "csw:putty", str(tmp_path))
+    lines = filtered.stdout.decode().splitlines()
+    rows = [r for r in map(str.split, lines) if len(r) > 1 and r[1].endswith(".pcap")]
+    assert [row[:2] for row in rows] == [["1", "plink-success.pcap"]]
+    both = kexproxy("read", "--one-table", "--json", str(tmp_path))
+    assert both.returncode == 2 and both.stdout == b""
+
+
+def test_help_teaches_filter_and_one_table_with_examples() -> None:
+    out = kexproxy("read", "--help").stdout.decode()
+    assert "--filter EXPR" in out and "--one-table" in out
+    assert "kexproxy read --filter 'outcome=failed offers:hmac-md5'" in out
+    assert "kexproxy read --one-table captures/" in out

@@ -93,6 +93,58 @@ def test_filters_by_outcome_time_and_count(store: Path) -> None:
     assert ids("--since", "1d", "--outcome", "failed", "--limit", "0") == ["bbbb0003", "aaaa0001"]
 
 
+def test_outcome_takes_prefixes_and_commas_and_filter_the_dashboards_language(
+    store: Path,
+) -> None:
+    def ids(*args: str) -> list[str]:
+        result = kexproxy("sessions", "--json", *args, cwd=store.parent)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line)["id"] for line in result.stdout.splitlines()]
+
+    assert ids("--outcome", "fail") == ["bbbb0003", "aaaa0001"]
+    assert ids("--outcome", "failed,negotiated") == ["bbbb0003", "aaaa0002", "aaaa0001"]
+    assert ids("--outcome", "neg,abort") == ["aaaa0002"]
+    # The failures' client offered only diffie-hellman-group1-sha1: chosen by nobody.
+    assert ids("--filter", "diffie-hellman-group1-sha1") == ["bbbb0003", "aaaa0001"]
+    assert ids("--filter", "offers:group1-sha1 !id:bbbb") == ["aaaa0001"]
+    assert ids("--filter", "outcome=failed csw:openssh_9.6 ssw:OpenSSH_9.2") == [
+        "bbbb0003",
+        "aaaa0001",
+    ]
+    assert ids("--filter", "csw:OpenSSH_9.2") == []
+    # The limit counts what matches, not what was read.
+    assert ids("--filter", "list:kex", "--limit", "1") == ["bbbb0003"]
+    assert ids("--outcome", "failed,negotiated", "--limit", "2") == ["bbbb0003", "aaaa0002"]
+    table = kexproxy("sessions", "--filter", "outcome:negotiated", cwd=store.parent)
+    assert "aaaa0002" in table.stdout and "aaaa0001" not in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--filter", "outcom=failed"], "kexproxy: --filter: unknown key 'outcom'"),
+        (["--filter", 'csw:"putty'], "kexproxy: --filter: a quote"),
+        (["--outcome", "won"], "kexproxy: --outcome: outcome:won: use one of negotiated"),
+        (["--outcome", "failed list:kex"], "kexproxy: --outcome:"),
+    ],
+)
+def test_a_bad_filter_or_outcome_is_one_line_and_exit_2(
+    store: Path, args: list[str], message: str
+) -> None:
+    result = kexproxy("sessions", *args, cwd=store.parent)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_help_teaches_filter_and_outcome_with_examples() -> None:
+    out = kexproxy("sessions", "--help", cwd=ROOT).stdout
+    assert "--filter EXPR" in out and "--outcome OUTCOME[,OUTCOME]" in out
+    assert "kexproxy sessions --filter 'csw:putty list:kex'" in out
+    assert "kexproxy sessions --outcome fail,abort" in out
+
+
 def test_show_prints_one_record_in_full_from_a_prefix(store: Path) -> None:
     result = kexproxy("show", "aaaa0002", cwd=store.parent)
     assert result.returncode == 0

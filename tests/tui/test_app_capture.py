@@ -39,7 +39,7 @@ async def test_captures_are_read_in_a_worker_and_shown() -> None:
         assert screen.table.row_count == 11 + 1 + 3
         text = text_of(app)
         assert "15 sessions · 3 failed · 12 negotiated" in text
-        assert "failing: cipher c2s 2, cipher s2c 2, kex 2, MAC c2s 1, +4 more" in text
+        assert "failing: cipher 2, kex 2, MAC 1, compression 1, +1 more" in text
         assert "15 sessions from 3 captures" in text
         assert "no match: kex" in text
 
@@ -106,18 +106,97 @@ async def test_filter_detail_back_and_the_filter_is_remembered(
         await pilot.press("escape")
 
 
-async def test_a_bad_filter_keeps_the_shown_sessions(
+async def test_a_bad_filter_empties_the_table_and_says_why(
     dashboard_records: list[SessionRecord],
 ) -> None:
     app = create_app(RecordsFeed(dashboard_records))
     async with app.run_test(size=(120, 24)) as pilot:
         await settle(pilot, app)
+        screen = app.sessions_screen
+        await pilot.press("slash")
+        await type_text(pilot, "list:kex")
+        await pilot.press("enter")
+        assert screen.table.row_count == 1
         await pilot.press("slash")
         await type_text(pilot, "outcome:won")
         await pilot.press("enter")
-        assert app.sessions_screen.table.row_count == 3
-        assert "outcome:won: use one of" in text_of(app)
-        assert app.focused is app.sessions_screen.query_one(FilterInput)
+        # No row of the previous filter stays on screen as if it answered this one.
+        assert screen.table.row_count == 0
+        text = text_of(app)
+        assert "outcome:won: use one of" in text
+        assert "0 sessions (of 3)" in text
+        assert app.focused is screen.query_one(FilterInput)
+        await type_text(pilot, "outcome=failed")
+        await pilot.press("enter")
+        assert screen.table.row_count == 2
+        assert "use one of" not in text_of(app)
+
+
+async def test_the_filter_finds_what_a_client_offered_and_takes_equals(
+    dashboard_records: list[SessionRecord],
+) -> None:
+    app = create_app(RecordsFeed(dashboard_records))
+    async with app.run_test(size=(120, 24)) as pilot:
+        await settle(pilot, app)
+        screen = app.sessions_screen
+        kex = dashboard_records[1]
+        # Only offered (by the kex failure's client), never chosen nor in a failing list.
+        for text in (
+            "diffie-hellman-group14-sha1",
+            "offers=group14-sha1",
+            "outcome=fail offers:group14-sha1",
+        ):
+            await pilot.press("slash", "ctrl+u")
+            await type_text(pilot, text)
+            await pilot.press("enter")
+            assert screen.table.shown_ids() == [kex.id], text
+        await pilot.press("slash", "ctrl+u")
+        await type_text(pilot, "offers:sntrup761")  # the other two clients offered it
+        await pilot.press("enter")
+        assert screen.table.row_count == 2
+        assert kex.id not in screen.table.shown_ids()
+
+
+async def test_every_key_after_slash_goes_to_the_filter_however_fast(
+    dashboard_records: list[SessionRecord],
+) -> None:
+    """`tmux send-keys / C-u Enter`: the keys arrive together, before focus could move."""
+    from textual import events
+
+    app = create_app(RecordsFeed(dashboard_records))
+    async with app.run_test(size=(120, 24)) as pilot:
+        await settle(pilot, app)
+        screen = app.sessions_screen
+        assert app.focused is screen.table
+
+        def burst(*keys: tuple[str, str | None]) -> None:
+            driver = app._driver
+            assert driver is not None
+            for key, char in keys:
+                event = events.Key(key, char)
+                event.set_sender(app)
+                driver.send_message(event)
+
+        field = screen.query_one(FilterInput)
+        await pilot.press("slash")
+        await type_text(pilot, "list:kex")
+        await pilot.press("enter")
+        assert screen.table.row_count == 1 and app.focused is screen.table
+        burst(("slash", "/"), ("ctrl+u", None), ("enter", "\r"))
+        await wait_for(pilot, lambda: field.value == "" and app.focused is not field)
+        assert app.screen is screen, "enter after / opened a detail screen"
+        assert screen.table.row_count == 3
+        burst(("slash", "/"), *((c, c) for c in "list"), ("colon", ":"), ("k", "k"))
+        burst(("e", "e"), ("x", "x"), ("enter", "\r"))
+        await wait_for(pilot, lambda: field.value == "list:kex" and app.focused is not field)
+        assert app.screen is screen  # "e" (export) reached no table binding
+        assert screen.table.row_count == 1
+        # A / typed inside the filter is part of it (a network), not a new focus.
+        burst(("slash", "/"), ("space", " "), *((c, c) for c in "client"), ("colon", ":"))
+        burst(*((c, c) for c in "10.0.0.0"), ("slash", "/"), ("8", "8"), ("enter", "\r"))
+        await wait_for(pilot, lambda: app.focused is not field and screen.table.row_count == 0)
+        assert field.value == "list:kex client:10.0.0.0/8"
+        assert app.screen is screen
 
 
 async def test_typing_applies_the_filter_after_a_pause(

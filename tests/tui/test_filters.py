@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from kexproxy.core.record import SessionRecord
-from kexproxy_tui.filters import (
+from kexproxy.filtering import (
     FILTER_HELP,
     KEYS,
     MATCH_ALL,
@@ -218,3 +218,45 @@ def test_in_progress_is_an_outcome_to_filter_and_colour(
     assert matches("outcome:in_progress", started) and matches("outcome:in_p", started)
     assert not matches("outcome:in_progress", ok)
     assert "in_progress" in FILTER_HELP
+
+
+def test_free_text_and_offers_find_what_either_side_offered(
+    ok: Subject, kex_fail: Subject, cipher_fail: Subject
+) -> None:
+    # The kex failure's client offered only diffie-hellman-group14-sha1: nothing chose it.
+    assert matches("diffie-hellman-group14-sha1", kex_fail)
+    assert not matches("diffie-hellman-group14-sha1", ok)
+    assert matches("offers:diffie-hellman-group14-sha1", kex_fail)
+    assert not matches("offers:diffie-hellman-group14-sha1", cipher_fail)
+    # Only the server offered hmac-sha1-etm and nobody chose it in the failures.
+    assert matches("offers:hmac-sha1-etm@openssh.com", kex_fail)
+    assert matches("offer:sntrup761,group14-sha1", ok)  # alternatives, an alias
+    assert not matches("offers:sntrup761", kex_fail)
+    assert not matches("!offers:group14-sha1", kex_fail)
+    # A summary record carries no offers: the key then finds nothing rather than failing.
+    assert not matches("offers:sntrup761", replace(ok, offers=""))
+
+
+def test_csw_and_ssw_look_at_one_side(dashboard_records: list[SessionRecord]) -> None:
+    record = replace(
+        dashboard_records[1],
+        client_banner="SSH-2.0-PuTTY_Release_0.83",
+        server_banner="SSH-2.0-dropbear_2022.83",
+    )
+    s = Subject.of(record)
+    assert matches("csw:putty", s) and matches("ssw:Dropbear", s)
+    assert not matches("csw:dropbear", s)
+    assert not matches("ssw:putty", s)
+    assert matches("software:putty", s) and matches("software:dropbear", s)
+    assert matches("csw=PuTTY_Release", s)
+
+
+def test_equals_works_as_colon(kex_fail: Subject, ok: Subject) -> None:
+    assert parse_filter("outcome=failed").terms == parse_filter("outcome:failed").terms
+    assert matches("outcome=failed", kex_fail)
+    assert not matches("outcome=failed", ok)
+    assert matches("!outcome=negotiated list=kex", kex_fail)
+    port = kex_fail.server.port
+    assert matches(f"server=127.0.0.1:{port}", kex_fail)  # the first separator splits
+    with pytest.raises(FilterError, match="unknown key 'outcom'"):
+        parse_filter("outcom=failed")

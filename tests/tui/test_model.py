@@ -57,7 +57,12 @@ def test_counters_add_and_remove(dashboard_records: list[SessionRecord]) -> None
     assert counters.total == 3
     assert counters.failed == 2
     assert counters.outcomes["negotiated"] == 1
-    assert counters.lists == {"kex": 1, "cipher s2c": 1, "cipher c2s": 1}
+    # The cipher failure failed both directions: one "cipher" failure of one session.
+    assert cipher.failing_lists == [
+        "encryption_algorithms_server_to_client",
+        "encryption_algorithms_client_to_server",
+    ]
+    assert counters.lists == {"kex": 1, "cipher": 1}
     (software,) = counters.software
     assert software.startswith("OpenSSH_9.2p1")
     assert counters.first_failure == started_ts(kex)

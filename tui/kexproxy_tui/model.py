@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kexproxy.core.record import SessionRecord
-from kexproxy.present import list_label, software
-from kexproxy_tui.filters import Subject
+from kexproxy.filtering import Subject
+from kexproxy.present import kind_label, software
 
 
 def started_ts(record: SessionRecord) -> float | None:
@@ -118,7 +118,8 @@ class SessionIndex:
 
 
 class Counters:
-    """Totals over the shown sessions: outcomes, failing lists, client software, failure times."""
+    """Totals over the shown sessions: outcomes, failing lists (each kind once per session),
+    client software, failure times."""
 
     def __init__(self) -> None:
         self.total = 0
@@ -143,8 +144,10 @@ class Counters:
         failed = record.outcome == "failed"
         if failed:
             self.failed_software[client] += sign
-        for name in record.failing_lists:
-            self.lists[list_label(name)] += sign
+        # A list that failed both ways is one failure of the session, not two: "MAC", never
+        # "MAC c2s" and "MAC s2c" side by side with the same count.
+        for kind in dict.fromkeys(kind_label(name) for name in record.failing_lists):
+            self.lists[kind] += sign
         ts = started_ts(record)
         if ts is not None:
             _adjust(self._times, ts, sign)

@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from kexproxy_tui.filters import FILTER_HELP
+from kexproxy.filtering import FILTER_HELP
 
 #: Keys that come from the widgets themselves (table, input), not from our bindings.
 BUILTIN_KEYS: tuple[tuple[str, str, str], ...] = (

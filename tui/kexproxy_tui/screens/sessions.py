@@ -14,7 +14,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
 from kexproxy.core.record import SessionRecord
-from kexproxy_tui.filters import MATCH_ALL, Filter, FilterError, parse_filter
+from kexproxy.filtering import MATCH_ALL, Filter, FilterError, broken_filter, parse_filter
 from kexproxy_tui.messages import DetailWanted, ExportWanted
 from kexproxy_tui.model import Change, Counters, SessionIndex
 from kexproxy_tui.palette import Palette
@@ -41,8 +41,15 @@ class SessionsScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # A priority binding runs as the key is read, before the keys after it are handed
+        # on: `/` then `enter` sent at once must reach the filter, not the table.
         Binding(
-            "slash", "focus_filter", "Filter", key_display="/", tooltip="type a filter (see below)"
+            "slash",
+            "focus_filter",
+            "Filter",
+            key_display="/",
+            tooltip="type a filter (see below)",
+            priority=True,
         ),
         Binding("enter", "open", "Detail", show=False, tooltip="open the session under the cursor"),
         Binding("f", "follow", "Follow", tooltip="follow: keep the cursor on the newest session"),
@@ -191,15 +198,13 @@ class SessionsScreen(Screen[None]):
             self.table.focus()
 
     def apply_filter(self, text: str) -> None:
-        """Shows the sessions that match `text`; a bad filter keeps the previous one shown."""
+        """Shows the sessions that match `text`; a bad filter shows none, and says why."""
         try:
             new = parse_filter(text)
         except FilterError as exc:
-            self.filter_problem = str(exc)
-            self._refresh_status()
-            return
-        self.filter_problem = None
-        if new.terms == self.filter.terms:
+            new = broken_filter(text, exc)
+        self.filter_problem = new.error
+        if (new.terms, new.error) == (self.filter.terms, self.filter.error):
             self._refresh_status()
             return
         self.filter = new
@@ -230,8 +235,13 @@ class SessionsScreen(Screen[None]):
 
     # --- actions ----------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # In the filter a `/` is text (10.0.0.0/8): the priority binding stands aside.
+        return not (action == "focus_filter" and isinstance(self.focused, Input))
+
     def action_focus_filter(self) -> None:
-        self.query_one(FilterInput).focus()
+        # At once, not with `focus()` (which waits its turn behind keys already read).
+        self.set_focus(self.query_one(FilterInput))
 
     def action_leave_filter(self) -> None:
         self.table.focus()
@@ -317,7 +327,7 @@ class SessionsScreen(Screen[None]):
         palette = self.palette
         status = Text(no_wrap=True, overflow="ellipsis", end="")
         if self.filter_problem is not None:
-            status.append(self.filter_problem, palette["bad"])
+            status.append(f"no sessions shown: {self.filter_problem}", palette["bad"])
         else:
             parts = [self.status_text] if self.status_text else []
             if self.marked:

@@ -1,8 +1,9 @@
-"""The filter language of the sessions screen: a short query parsed once, matched per session.
+"""The filter language of the dashboard, ``read --filter`` and ``sessions --filter``: a short
+query parsed once, matched per session.
 
-Pure (no Textual), so that it is tested on its own and so that a filter over 10,000 sessions
-costs one parse and one cheap `matches` call per session, against a `Subject` that the
-caller computes once per record.
+Pure (no Textual, no I/O) and outside the commands and the TUI, so that all three speak one
+language; a filter over 10,000 sessions costs one parse and one cheap `matches` call per
+session, against a `Subject` that the caller computes once per record.
 """
 
 from __future__ import annotations
@@ -25,15 +26,20 @@ Terms are separated by spaces and must all match; `!` before a term negates it.
   client:10.0.0.0/8       the client: a network, an address, ADDR:PORT, :PORT, or text
   server:db1              the server, the same forms
   software:PuTTY          text in either side's banner (case-insensitive)
+  csw:PuTTY  ssw:dropbear the client's / the server's banner only
+  offers:hmac-md5         an algorithm either side OFFERED (not only the chosen one)
   hassh:ec7378c1          the start of the client's HASSH or the server's HASSHServer
   capture:ssh.pcap        text in the capture file's name
   id:40e4f3a6             the start of the session id
   grade:weak              the grade of what was negotiated: strong, good, weak, broken
   policy:violated         sessions a --policy found in violation (policy:ok, the others)
-  OpenSSH_7.4             free text: anywhere in the row, the lists, the algorithms
+  OpenSSH_7.4             free text: anywhere in the row, the lists, the algorithms chosen
+                          and offered by either side
   "two words"             quotes keep spaces in a term (also software:"Foo 1.0")
   outcome:failed,aborted  a comma gives alternatives within one key
-Examples: outcome:failed list:kex   !outcome:negotiated client:10.0.0.0/8   software:putty !hassh:ec73
+  outcome=failed          `=` works as `:`
+Examples: outcome:failed list:kex   !outcome:negotiated client:10.0.0.0/8   csw:putty !hassh:ec73
+          offers:diffie-hellman-group14-sha1 outcome:failed
 """
 
 Key = Literal[
@@ -42,6 +48,9 @@ Key = Literal[
     "client",
     "server",
     "software",
+    "csw",
+    "ssw",
+    "offers",
     "hassh",
     "capture",
     "id",
@@ -51,7 +60,13 @@ Key = Literal[
 ]
 #: The keys a term may name (free text is the term without one).
 KEYS: tuple[Key, ...] = tuple(k for k in get_args(Key) if k != "text")
-_ALIASES: dict[str, Key] = {"sw": "software", "list": "list", "lists": "list"}
+_ALIASES: dict[str, Key] = {
+    "sw": "software",
+    "list": "list",
+    "lists": "list",
+    "offer": "offers",
+    "offered": "offers",
+}
 
 #: Short list names a user types -> the RFC names in `record.failures`: each kind (both
 #: directions), each record key (``cipher_c2s``), each RFC name, and two abbreviations.
@@ -102,6 +117,12 @@ class Subject:
     grade: str = ""
     #: "violated" or "ok" when a policy judged the session, else "".
     policy: str = ""
+    #: Each side's banner alone, lower case.
+    client_banner: str = ""
+    server_banner: str = ""
+    #: Every algorithm either side offered, one per line, lower case ("" for a summary
+    #: record, which carries no offers).
+    offers: str = ""
 
     @classmethod
     def of(cls, record: SessionRecord) -> Subject:
@@ -109,6 +130,7 @@ class Subject:
         hassh = tuple(h.lower() for h in (record.hassh, record.hassh_server) if h)
         banners = "\n".join(b for b in (record.client_banner, record.server_banner) if b)
         negotiated = [str(v) for v in (record.negotiated or {}).values() if v]
+        offers = offered_text(record)
         words = [
             record.id,
             endpoint(record.client),
@@ -131,10 +153,36 @@ class Subject:
             banners=banners.lower(),
             hassh=hassh,
             capture=(record.capture or "").lower(),
-            text="\n".join(words).lower(),
+            # The offers are lower case already: joined after, not lowered twice.
+            text="\n".join(words).lower() + "\n" + offers,
             grade=str((record.diagnosis or {}).get("grade") or ""),
             policy=_policy_state(record),
+            client_banner=(record.client_banner or "").lower(),
+            server_banner=(record.server_banner or "").lower(),
+            offers=offers,
         )
+
+
+def offered_text(record: SessionRecord) -> str:
+    """Every algorithm name in either side's KEXINIT, one a line, lower case.
+
+    An incident starts from what was offered ("who still offers hmac-md5?"), which the
+    negotiated set and the failures alone do not show. Built in C-level joins: it is
+    computed for each of 10,000 sessions when a filter first needs them.
+    """
+    names: list[object] = []
+    for kexinit in (record.client_kexinit, record.server_kexinit):
+        if not kexinit:
+            continue
+        for field in _OFFER_FIELDS:
+            offered = kexinit.get(field)
+            if isinstance(offered, list):
+                names += offered
+    return "\n".join(map(str, names)).lower()
+
+
+#: The KEXINIT name-lists, looked up once rather than per record.
+_OFFER_FIELDS: tuple[str, ...] = tuple(n.rfc for n in NEGOTIATED)
 
 
 def _policy_state(record: SessionRecord) -> str:
@@ -215,6 +263,12 @@ class Term:
                 return any(a.matches(s.server) for a in self.addresses)
             case "software":
                 return any(v in s.banners for v in self.values)
+            case "csw":
+                return any(v in s.client_banner for v in self.values)
+            case "ssw":
+                return any(v in s.server_banner for v in self.values)
+            case "offers":
+                return any(v in s.offers for v in self.values)
             case "hassh":
                 return any(h.startswith(v) for v in self.values for h in s.hassh)
             case "capture":
@@ -235,12 +289,15 @@ class Filter:
 
     text: str
     terms: tuple[Term, ...]
+    #: Why the text could not be parsed: such a filter matches nothing, so that no
+    #: screen or command shows rows that answer some other question.
+    error: str | None = None
 
     def matches(self, subject: Subject) -> bool:
-        return all(term.matches(subject) for term in self.terms)
+        return self.error is None and all(term.matches(subject) for term in self.terms)
 
     def __bool__(self) -> bool:
-        return bool(self.terms)
+        return bool(self.terms) or self.error is not None
 
 
 MATCH_ALL = Filter("", ())
@@ -250,6 +307,11 @@ def parse_filter(text: str) -> Filter:
     """Parses the filter language in `FILTER_HELP`; raises `FilterError` with a hint."""
     terms = tuple(_term(word) for word in _words(text))
     return Filter(text.strip(), terms)
+
+
+def broken_filter(text: str, error: FilterError) -> Filter:
+    """The filter a screen keeps while its text does not parse: it matches nothing."""
+    return Filter(text.strip(), (), str(error))
 
 
 def _words(text: str) -> list[str]:
@@ -280,7 +342,7 @@ def _term(word: str) -> Term:
     negate = word.startswith("!")
     if negate:
         word = word[1:]
-    name, sep, value = word.partition(":")
+    name, sep, value = _split_key(word)
     key = _ALIASES.get(name.lower(), name.lower())
     if not sep or not name.isalpha():
         # Addresses (10.0.0.1:22) and algorithm names with colons are free text.
@@ -303,12 +365,23 @@ def _term(word: str) -> Term:
             return Term(key, tuple(v.lower() for v in values), negate)
 
 
+def _split_key(word: str) -> tuple[str, str, str]:
+    """``key:value`` or ``key=value`` at whichever separator comes first."""
+    cut = min((i for i in (word.find(":"), word.find("=")) if i >= 0), default=-1)
+    if cut < 0:
+        return word, "", ""
+    return word[:cut], word[cut], word[cut + 1 :]
+
+
 _EXAMPLES: dict[str, str] = {
     "outcome": "outcome:failed",
     "list": "list:kex",
     "client": "client:10.0.0.0/8",
     "server": "server:10.0.0.5:22",
     "software": "software:PuTTY",
+    "csw": "csw:PuTTY",
+    "ssw": "ssw:dropbear",
+    "offers": "offers:hmac-md5",
     "hassh": "hassh:ec7378c1",
     "capture": "capture:ssh.pcap",
     "id": "id:40e4",
@@ -362,5 +435,7 @@ __all__ = [
     "Filter",
     "FilterError",
     "Subject",
+    "broken_filter",
+    "offered_text",
     "parse_filter",
 ]
