@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,7 @@ def test_without_a_terminal_it_exits_at_once_with_one_line(mode: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "kexproxy", "tui", *argv],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tui")])},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
