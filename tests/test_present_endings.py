@@ -3,8 +3,14 @@ real tracker, and that a record that does not prove it keeps its plain summary."
 
 from __future__ import annotations
 
+import http.server
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.present import (
@@ -27,6 +33,8 @@ from tests.builders import (
     server_offer,
 )
 from tests.core.handshakes import CLIENT_BANNER, SERVER_BANNER, negotiated_ecdh
+from tests.peers import Sshd, run_ssh, which_or_skip
+from tests.sources.proxy_harness import RunningProxy, config
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 
@@ -155,3 +163,43 @@ def test_no_client_kexinit_needs_the_server_kexinit() -> None:
     t = Transcript()
     t.client(CLIENT_BANNER).server(SERVER_BANNER + kexinit(server_offer())).close("client")
     assert summary(SessionRecord.from_dict(t.finish())) == NO_CLIENT_KEXINIT
+
+
+@contextmanager
+def http_upstream() -> Iterator[int]:
+    """A real HTTP server (the standard library's) on 127.0.0.1, where SSH was expected."""
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.peers
+def test_real_ssh_through_the_relay_to_an_http_server_is_told_so() -> None:
+    which_or_skip("ssh")
+    with http_upstream() as port, RunningProxy(config(port)) as proxy:
+        result = run_ssh(proxy.port, timeout=10)
+        assert result.returncode != 0
+        (record,) = proxy.wait_finals(1)
+    assert record.server_banner is None
+    assert summary(record) == UPSTREAM_NOT_SSH_HTTP
+
+
+@pytest.mark.peers
+def test_real_ssh_that_refuses_the_host_key_through_the_relay() -> None:
+    """OpenSSH with strict checking and no known host: the issue's PuTTY case, by ssh."""
+    which_or_skip("ssh")
+    with Sshd() as sshd, RunningProxy(config(sshd.port)) as proxy:
+        result = run_ssh(proxy.port, "-oStrictHostKeyChecking=yes")
+        assert "Host key verification failed" in result.stderr
+        (record,) = proxy.wait_finals(1)
+    assert summary(record) == HOST_KEY_NOT_ACCEPTED
