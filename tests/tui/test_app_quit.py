@@ -75,6 +75,16 @@ async def relayed_client(app: KexproxyApp, feed: ProxyFeed) -> socket.socket:
     return client
 
 
+def asking(app: KexproxyApp) -> bool:
+    """Whether the quit question is up (a call, so that no earlier narrowing sticks)."""
+    return isinstance(app.screen, QuitScreen)
+
+
+def waiting(app: KexproxyApp) -> bool:
+    """Whether the app waits for the open sessions to end before it quits."""
+    return app.quit_after is not None
+
+
 def text_of(app: KexproxyApp) -> str:
     return " ".join(" ".join(screen_lines(app)).split())
 
@@ -90,15 +100,15 @@ async def test_keep_relaying_lets_an_open_session_finish_then_quits_by_itself(
             with client:
                 await wait_for(pilot, lambda: len(app.live) == 1)
                 await pilot.press("q")
-                assert isinstance(app.screen, QuitScreen)
+                assert asking(app)
                 shown = text_of(app)
                 assert "1 relayed session still open: quitting now cuts it" in shown
                 assert "save the 1 session seen (no --store)" in shown
                 # The question holds nothing up: the session's bytes keep flowing.
                 assert await asyncio.to_thread(round_trip, client, b"ping" * 100) == b"ping" * 100
                 await pilot.press("k")
-                assert not isinstance(app.screen, QuitScreen)
-                assert app.quit_after is not None and app.is_running
+                assert not asking(app)
+                assert waiting(app) and app.is_running
                 assert "quitting when the 1 relayed session end" in text_of(app)
                 await pilot.pause(0.3)
                 assert await asyncio.to_thread(round_trip, client, b"more") == b"more"
@@ -124,7 +134,7 @@ async def test_quit_now_cuts_the_session_and_saves_it_when_asked(tmp_path: Path)
             with client:
                 await wait_for(pilot, lambda: len(app.live) == 1)
                 await pilot.press("q")
-                assert isinstance(app.screen, QuitScreen)
+                assert asking(app)
                 await pilot.press("y")
                 await wait_for(pilot, lambda: app.return_code is not None)
                 client.settimeout(5)
@@ -144,15 +154,15 @@ async def test_cancel_stays_and_s_declines_saving(tmp_path: Path) -> None:
                 await wait_for(pilot, lambda: len(app.live) == 1)
                 await pilot.press("q")
                 await pilot.press("escape")
-                assert not isinstance(app.screen, QuitScreen)
-                assert app.is_running and app.quit_after is None
+                assert not asking(app)
+                assert app.is_running and not waiting(app)
                 assert await asyncio.to_thread(round_trip, client, b"still") == b"still"
                 # Enter answers with the harmless choice: keep relaying.
                 await pilot.press("q", "enter")
-                assert app.quit_after is not None
+                assert waiting(app)
                 # Asked again while waiting, the dialog can still quit at once, unsaved.
                 await pilot.press("q")
-                assert isinstance(app.screen, QuitScreen)
+                assert asking(app)
                 await pilot.press("s", "y")
                 await wait_for(pilot, lambda: app.return_code is not None)
         assert not list(tmp_path.iterdir())
@@ -181,7 +191,7 @@ async def test_a_save_that_fails_keeps_the_sessions_and_says_so(tmp_path: Path) 
             await wait_for(pilot, lambda: len(app.index) == 1 and not app.live)
             # Nothing is open, but the session is only in memory: the question is the save.
             await pilot.press("q")
-            assert isinstance(app.screen, QuitScreen)
+            assert asking(app)
             assert "still open" not in text_of(app)
             await pilot.press("enter")  # "Quit now" has the focus; saving is on
             await wait_for(
@@ -216,7 +226,7 @@ async def test_a_real_ssh_session_survives_the_question(tmp_path: Path) -> None:
                 lambda: any(r.outcome == "negotiated" for r in app.index) and len(app.live) == 1,
             )
             await pilot.press("q")
-            assert isinstance(app.screen, QuitScreen)
+            assert asking(app)
             await pilot.press("k")
             await wait_for(pilot, lambda: app.return_code is not None, timeout=30)
             await asyncio.to_thread(ssh.join, 30)
