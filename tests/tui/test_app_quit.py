@@ -104,12 +104,15 @@ async def test_keep_relaying_lets_an_open_session_finish_then_quits_by_itself(
                 shown = text_of(app)
                 assert "1 relayed session still open: quitting now cuts it" in shown
                 assert "save the 1 session seen (no --store)" in shown
+                # The path, wrapped as the dialog's width needs.
+                assert str(tmp_path / "kexproxy-sessions-") in "".join(shown.split())
+                assert "Keep relaying, quit when they end (k)" in shown
                 # The question holds nothing up: the session's bytes keep flowing.
                 assert await asyncio.to_thread(round_trip, client, b"ping" * 100) == b"ping" * 100
                 await pilot.press("k")
                 assert not asking(app)
                 assert waiting(app) and app.is_running
-                assert "quitting when the 1 relayed session end" in text_of(app)
+                assert "quitting once 1 relayed session ends" in text_of(app)
                 await pilot.pause(0.3)
                 assert await asyncio.to_thread(round_trip, client, b"more") == b"more"
                 assert app.is_running

@@ -158,7 +158,9 @@ class KexproxyApp(App[None]):
         self._begin_quit(choice)
 
     def _waiting_status(self) -> str:
-        return f"quitting when the {sessions(len(self.live))} end · q asks again"
+        count = len(self.live)
+        verb = "ends" if count == 1 else "end"
+        return f"quitting once {sessions(count)} {verb} · q asks again"
 
     def _begin_quit(self, choice: QuitChoice) -> None:
         """Closes the relay in a worker, so that the final records it publishes while
@@ -193,7 +195,7 @@ class KexproxyApp(App[None]):
                 markup=False,
             )
             return
-        self.exit(message=Text(f"kexproxy tui: wrote {count} sessions to {path}"))
+        self.exit(message=Text(f"kexproxy tui: wrote {sessions(count, 'session')} to {path}"))
 
     async def stop_feed(self) -> None:
         """Tells the feed to stop and gives it a moment to: the proxy then records the open

@@ -28,8 +28,9 @@ class QuitChoice:
     save_to: str | None
 
 
-def sessions(count: int) -> str:
-    return f"{count} relayed session{'s' * (count != 1)}"
+def sessions(count: int, noun: str = "relayed session") -> str:
+    """``1 relayed session``, ``2 relayed sessions``."""
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 class QuitScreen(ModalScreen[QuitChoice | None]):
@@ -40,7 +41,7 @@ class QuitScreen(ModalScreen[QuitChoice | None]):
         align: center middle;
     }
     #quit {
-        width: 76;
+        width: 90;
         max-width: 95%;
         height: auto;
         border: round $warning;
@@ -53,6 +54,11 @@ class QuitScreen(ModalScreen[QuitChoice | None]):
     #quit Button {
         margin: 1 1 0 0;
         min-width: 10;
+    }
+    #quit Checkbox {
+        border: none;
+        padding: 0;
+        margin-top: 1;
     }
     #quit .hint {
         color: $text-muted;
@@ -87,19 +93,25 @@ class QuitScreen(ModalScreen[QuitChoice | None]):
                     markup=False,
                 )
             if self.unsaved:
+                # Labels as Text: a path is shown as it is, never read as markup.
                 yield Checkbox(
-                    f"save the {self.unsaved} session{'s' * (self.unsaved != 1)} seen "
-                    f"(no --store) as JSON lines to {self.save_path}",
+                    Text(
+                        f"save the {sessions(self.unsaved, 'session')} seen (no --store) "
+                        "as JSON lines on quit, to:"
+                    ),
                     value=True,
                     id="quit-save",
                 )
+                yield Static(Text(self.save_path, end=""), id="quit-path", markup=False)
             with Horizontal():
                 if self.open_count:
-                    yield Button("Keep relaying, quit when they end [k]", id="quit-keep")
-                yield Button("Quit now [y]", id="quit-now", variant="warning")
-                yield Button("Cancel [esc]", id="quit-cancel")
+                    yield Button(Text("Keep relaying, quit when they end (k)"), id="quit-keep")
+                yield Button(Text("Quit now (y)"), id="quit-now", variant="warning")
+                yield Button(Text("Cancel (esc)"), id="quit-cancel")
+            hint = "enter answers the highlighted button"
             if self.unsaved:
-                yield Static(Text("s: save or not", end=""), classes="hint", markup=False)
+                hint += " · s: save or not"
+            yield Static(Text(hint, end=""), classes="hint", markup=False)
 
     def on_mount(self) -> None:
         # The harmless answer has the focus: enter never cuts a session by accident.
