@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 
 from kexproxy_tui.adapters import ProxyFeed
 from kexproxy_tui.app import KexproxyApp, create_app
@@ -101,18 +102,23 @@ async def test_keep_relaying_lets_an_open_session_finish_then_quits_by_itself(
                 await wait_for(pilot, lambda: len(app.live) == 1)
                 await pilot.press("q")
                 assert asking(app)
+                # Drawn a moment after the key: waited for, not read at once.
+                await wait_for(pilot, lambda: "Keep relaying" in text_of(app))
                 shown = text_of(app)
                 assert "1 relayed session still open: quitting now cuts it" in shown
                 assert "save the 1 session seen (no --store)" in shown
-                # The path, wrapped as the dialog's width needs.
-                assert str(tmp_path / "kexproxy-sessions-") in "".join(shown.split())
+                # The path it names (on screen wrapped between the dialog's borders).
+                path = app.screen.query_one("#quit-path", Static)
+                assert str(path.content).startswith(str(tmp_path / "kexproxy-sessions-"))
                 assert "Keep relaying, quit when they end (k)" in shown
                 # The question holds nothing up: the session's bytes keep flowing.
                 assert await asyncio.to_thread(round_trip, client, b"ping" * 100) == b"ping" * 100
                 await pilot.press("k")
                 assert not asking(app)
                 assert waiting(app) and app.is_running
-                assert "quitting once 1 relayed session ends" in text_of(app)
+                await wait_for(
+                    pilot, lambda: "quitting once 1 relayed session ends" in text_of(app)
+                )
                 await pilot.pause(0.3)
                 assert await asyncio.to_thread(round_trip, client, b"more") == b"more"
                 assert app.is_running
@@ -195,6 +201,7 @@ async def test_a_save_that_fails_keeps_the_sessions_and_says_so(tmp_path: Path) 
             # Nothing is open, but the session is only in memory: the question is the save.
             await pilot.press("q")
             assert asking(app)
+            await wait_for(pilot, lambda: "Quit now" in text_of(app))
             assert "still open" not in text_of(app)
             await pilot.press("enter")  # "Quit now" has the focus; saving is on
             await wait_for(
