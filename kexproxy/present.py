@@ -79,9 +79,13 @@ def kind_label(rfc: str) -> str:
 
 
 def summary(record: SessionRecord) -> str:
-    """One line on what happened: the failing lists, or the chosen kex and cipher."""
+    """One line on what happened: the failing lists, what an ending means where the record
+    shows it (`ending`), or the chosen kex and cipher."""
     if record.outcome == "failed":
         return "no match: " + ", ".join(list_label(name) for name in record.failing_lists)
+    meaning = ending(record)
+    if meaning is not None:
+        return meaning
     neg = record.negotiated
     if neg and neg.get("kex"):
         return f"{neg['kex']} / {neg.get('cipher_c2s')}"
@@ -91,6 +95,82 @@ def summary(record: SessionRecord) -> str:
         if record.evidence.get(key):
             return str(record.evidence[key])
     return ""
+
+
+HOST_KEY_NOT_ACCEPTED = "client closed after the server's host key: host key not accepted"
+UPSTREAM_NOT_SSH_HTTP = "the upstream is not SSH (it answered HTTP)"
+NO_CLIENT_KEXINIT = "no client KEXINIT: the client gave up before sending its offer"
+
+#: How a web server's answer starts or its page reads; a line with one of these, sent
+#: where the server's identification belonged, means the upstream speaks HTTP.
+_HTTP_STATUS_PREFIX = "HTTP/"
+_HTML_MARKS = ("<html", "</html", "<!doctype html")
+
+
+def ending(record: SessionRecord) -> str | None:
+    """What an ending means, when the record shows it plainly; None otherwise.
+
+    A bare outcome ("aborted", "incomplete") or the last line a web server sent
+    ("refused: </html>") leaves the reader to guess; these are the endings whose cause the
+    record itself proves, said in words an operator can act on.
+    """
+    if _closed_after_host_key(record):
+        return HOST_KEY_NOT_ACCEPTED
+    if _server_answered_http(record):
+        return UPSTREAM_NOT_SSH_HTTP
+    if (
+        record.outcome == "incomplete"
+        and record.server_kexinit is not None
+        and record.client_kexinit is None
+    ):
+        return NO_CLIENT_KEXINIT
+    return None
+
+
+def _sent(record: SessionRecord, side: str, event: str) -> bool:
+    """Whether the timeline shows `side` sending `event` (an SSH message name)."""
+    return any(
+        isinstance(entry, Mapping) and entry.get("from") == side and entry.get("event") == event
+        for entry in record.timeline
+    )
+
+
+def _closed_after_host_key(record: SessionRecord) -> bool:
+    """Every list agreed, the server sent its key exchange reply (its host key) and NEWKEYS,
+    and the client closed without its own NEWKEYS: ssh or plink refusing the host key.
+
+    The record builder calls that ending "aborted" only when every byte of the client was
+    read, so a capture gap is not taken for a refusal.
+    """
+    negotiated = record.negotiated
+    return (
+        record.outcome == "aborted"
+        and not record.failures
+        and isinstance(negotiated, Mapping)
+        and bool(negotiated.get("kex"))
+        and record.evidence.get("first_close") == "client"
+        and (record.host_key is not None or _sent(record, "server", "SSH_MSG_NEWKEYS"))
+        and not _sent(record, "client", "SSH_MSG_NEWKEYS")
+    )
+
+
+def _server_answered_http(record: SessionRecord) -> bool:
+    """The server sent no identification but a line of an HTTP answer (status line or
+    page); the banner error alone counts too, as store summaries keep only it."""
+    if record.server_banner is not None:
+        return False
+    lines = record.pre_banner_lines.get("server")
+    texts = [line for line in lines if isinstance(line, str)] if isinstance(lines, list) else []
+    error = record.evidence.get("banner_error")
+    if isinstance(error, str):
+        texts.append(error)
+    return any(_looks_like_http(text) for text in texts)
+
+
+def _looks_like_http(line: str) -> bool:
+    text = line.strip()
+    lowered = text.lower()
+    return text.startswith(_HTTP_STATUS_PREFIX) or any(mark in lowered for mark in _HTML_MARKS)
 
 
 def verdict_line(record: SessionRecord) -> str:

@@ -98,6 +98,30 @@ def _before_the_screen(args: argparse.Namespace, proxied: bool) -> str | None:
     return None
 
 
+def terminal_problem() -> str | None:
+    """Why the dashboard cannot run here, or None: it reads keys from stdin and draws on
+    stdout, and without a terminal on both Textual spins without end instead of failing."""
+    missing = [
+        name
+        for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout))
+        if not _is_tty(stream)
+    ]
+    if not missing:
+        return None
+    return (
+        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a terminal: "
+        "the dashboard needs one (kexproxy read FILE prints the same sessions as text)"
+    )
+
+
+def _is_tty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):  # a closed stream
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     proxied = args.listen is not None
     modes = sum([bool(args.files), args.store is not None and not proxied, proxied])
@@ -143,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     if args.store is not None and not proxied and not Path(args.store).is_file():
         print(f"kexproxy tui: {args.store}: no such store", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    problem = _before_the_screen(args, proxied)
+    problem = terminal_problem() or _before_the_screen(args, proxied)
     if problem is not None:
         print(f"kexproxy tui: {problem}", file=sys.stderr)
         return exitcodes.BAD_INPUT

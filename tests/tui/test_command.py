@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ class Ran:
 def ran(monkeypatch: pytest.MonkeyPatch) -> Ran:
     fake = Ran()
     monkeypatch.setattr("kexproxy_tui.app.create_app", fake)
+    # pytest's stdin is no terminal; these tests are about what comes before or after it.
+    monkeypatch.setattr("kexproxy.commands.tui.terminal_problem", lambda: None)
     return fake
 
 
@@ -155,3 +158,50 @@ def test_help_names_the_three_ways_in(capsys: pytest.CaptureFixture[str]) -> Non
     assert "kexproxy tui captures/*.pcap" in out
     assert "--store sessions.db" in out
     assert "--listen 127.0.0.1:2222 --upstream server:22" in out
+
+
+@pytest.mark.parametrize("mode", ["capture", "proxy"])
+def test_without_a_terminal_it_exits_at_once_with_one_line(mode: str) -> None:
+    """Textual without a terminal spins at full CPU; the command refuses before starting it."""
+    argv = (
+        [str(DASHBOARD_PCAP)]
+        if mode == "capture"
+        else ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1"]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "kexproxy", "tui", *argv],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tui")])},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == exitcodes.BAD_INPUT
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "kexproxy tui: stdin and stdout are not a terminal: the dashboard needs one "
+        "(kexproxy read FILE prints the same sessions as text)"
+    ]
+
+
+def test_the_terminal_problem_names_the_stream_that_is_not_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kexproxy.commands import tui
+
+    class Stream:
+        def __init__(self, tty: bool) -> None:
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    monkeypatch.setattr(sys, "stdin", Stream(True))
+    monkeypatch.setattr(sys, "stdout", Stream(True))
+    assert tui.terminal_problem() is None
+    monkeypatch.setattr(sys, "stdout", Stream(False))
+    problem = tui.terminal_problem()
+    assert problem is not None and problem.startswith("stdout is not a terminal")

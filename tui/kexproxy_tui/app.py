@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.theme import Theme
 
 from kexproxy.core.record import SessionRecord
-from kexproxy_tui.feeds import Feed, RecordLoader
+from kexproxy_tui.feeds import Feed, RecordLoader, Relay
 from kexproxy_tui.messages import (
     DetailWanted,
     ExportFinished,
@@ -26,6 +29,7 @@ from kexproxy_tui.messages import (
     FeedFinished,
     FeedProblem,
     FeedStatus,
+    QuitReady,
     SessionsArrived,
 )
 from kexproxy_tui.model import Pending, SessionIndex
@@ -33,6 +37,7 @@ from kexproxy_tui.palette import Palette
 from kexproxy_tui.screens.detail import DetailScreen
 from kexproxy_tui.screens.export import DEFAULT_EXPORT_PATH, ExportScreen
 from kexproxy_tui.screens.help import HelpScreen
+from kexproxy_tui.screens.quit import QuitChoice, QuitScreen, sessions
 from kexproxy_tui.screens.sessions import SessionsScreen
 
 #: Seconds between two batches applied to the screen: at most ten table updates a second,
@@ -45,6 +50,10 @@ GC_FREEZE_BATCH = 500
 #: Seconds the app waits, when closing, for the feed to stop (the proxy to close its port).
 FEED_STOP_TIMEOUT = 3.0
 
+#: The file a relay without a store offers to save its sessions to on quit, in `save_dir`;
+#: the time in its name keeps one run from replacing the last one's file.
+SAVE_NAME = "kexproxy-sessions-{stamp}.jsonl"
+
 DARK, LIGHT = "textual-dark", "textual-light"
 
 
@@ -54,7 +63,12 @@ class KexproxyApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "kexproxy"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", tooltip="quit (the built-in proxy stops)"),
+        Binding(
+            "q",
+            "quit",
+            "Quit",
+            tooltip="quit (with the built-in proxy: asks first while sessions are open)",
+        ),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="this help"),
         Binding(
             "t",
@@ -65,7 +79,15 @@ class KexproxyApp(App[None]):
         ),
     ]
 
-    def __init__(self, feed: Feed, *, flush_interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self,
+        feed: Feed,
+        *,
+        flush_interval: float = FLUSH_INTERVAL,
+        save_dir: Path | None = None,
+    ) -> None:
+        """`save_dir`: where a relay without a store offers to save its sessions on quit
+        (the working directory by default)."""
         super().__init__()
         self.feed = feed
         self.flush_interval = flush_interval
@@ -74,6 +96,13 @@ class KexproxyApp(App[None]):
         self.palette = Palette()
         self.feed_done = False
         self.export_path = DEFAULT_EXPORT_PATH
+        self.save_dir = Path.cwd() if save_dir is None else save_dir
+        #: Ids of the sessions the feed's relay still forwards.
+        self.live: set[str] = set()
+        #: Set when the user chose to quit once the open sessions end.
+        self.quit_after: QuitChoice | None = None
+        self._quitting = False
+        self._status = ""
         self._stop = threading.Event()
         self._feed_started = False
         self._feed_stopped = threading.Event()
@@ -101,8 +130,72 @@ class KexproxyApp(App[None]):
         await self.stop_feed()
 
     async def action_quit(self) -> None:
+        """Quits; with the relay, asks first while sessions are open or held only here."""
+        if self._quitting or isinstance(self.screen, QuitScreen):
+            return
+        feed = self.feed
+        if isinstance(feed, Relay) and not self.feed_done:
+            self.flush()
+            unsaved = len(self.index) if feed.store is None else 0
+            if self.live or unsaved:
+                path = self.save_dir / SAVE_NAME.format(stamp=time.strftime("%Y%m%d-%H%M%S"))
+                self.push_screen(QuitScreen(len(self.live), unsaved, str(path)), self._quit_chosen)
+                return
+        self._quitting = True
         await self.stop_feed()
         self.exit()
+
+    def _quit_chosen(self, choice: QuitChoice | None) -> None:
+        if choice is None:
+            if self.quit_after is not None:
+                self.quit_after = None
+                self.sessions_screen.set_status(self._status)
+            return
+        if choice.when == "after" and self.live:
+            self.quit_after = choice
+            self.sessions_screen.set_status(self._waiting_status())
+            return
+        self._begin_quit(choice)
+
+    def _waiting_status(self) -> str:
+        count = len(self.live)
+        verb = "ends" if count == 1 else "end"
+        return f"quitting once {sessions(count)} {verb} · q asks again"
+
+    def _begin_quit(self, choice: QuitChoice) -> None:
+        """Closes the relay in a worker, so that the final records it publishes while
+        closing still reach the app; `QuitReady` follows them."""
+        self._quitting = True
+        self.quit_after = None
+        self.sessions_screen.set_status("closing the relay")
+
+        async def close() -> None:
+            await self.stop_feed()
+            self.post_message(QuitReady(choice.save_to))
+
+        self.run_worker(close(), name="quit", exit_on_error=False)
+
+    def on_quit_ready(self, message: QuitReady) -> None:
+        self.flush()
+        path = message.save_to
+        if path is None:
+            self.exit()
+            return
+        from kexproxy_tui.export import write_jsonl
+
+        try:
+            count = write_jsonl(list(self.index), path)
+        except OSError as exc:
+            # The relay is closed but the sessions are still here: the user can export them.
+            self._quitting = False
+            self.notify(
+                f"could not save to {path}: {exc.strerror or exc}; e exports, q quits",
+                severity="error",
+                timeout=30,
+                markup=False,
+            )
+            return
+        self.exit(message=Text(f"kexproxy tui: wrote {sessions(count, 'session')} to {path}"))
 
     async def stop_feed(self) -> None:
         """Tells the feed to stop and gives it a moment to: the proxy then records the open
@@ -130,7 +223,17 @@ class KexproxyApp(App[None]):
     # --- sessions from the feed -------------------------------------------------------
 
     def on_sessions_arrived(self, message: SessionsArrived) -> None:
+        for record in message.records:
+            if message.live:
+                self.live.add(record.id)
+            else:
+                self.live.discard(record.id)
         self.pending.add(message.records, partial=message.partial)
+        if self.quit_after is not None:
+            if self.live:
+                self.sessions_screen.set_status(self._waiting_status())
+            else:
+                self._begin_quit(self.quit_after)
 
     def flush(self) -> None:
         """Applies everything that arrived since the last flush, as one batch."""
@@ -155,7 +258,9 @@ class KexproxyApp(App[None]):
             gc.freeze()
 
     def on_feed_status(self, message: FeedStatus) -> None:
-        self.sessions_screen.set_status(message.text)
+        self._status = message.text
+        if self.quit_after is None:
+            self.sessions_screen.set_status(message.text)
 
     def on_feed_problem(self, message: FeedProblem) -> None:
         self.notify(message.text, severity="error", timeout=8, markup=False)
@@ -253,6 +358,8 @@ class KexproxyApp(App[None]):
             self.notify(f"wrote {message.count} sessions to {message.path}", markup=False)
 
 
-def create_app(feed: Feed, *, flush_interval: float = FLUSH_INTERVAL) -> KexproxyApp:
+def create_app(
+    feed: Feed, *, flush_interval: float = FLUSH_INTERVAL, save_dir: Path | None = None
+) -> KexproxyApp:
     """The app factory shared by ``kexproxy tui`` and the tests."""
-    return KexproxyApp(feed, flush_interval=flush_interval)
+    return KexproxyApp(feed, flush_interval=flush_interval, save_dir=save_dir)

@@ -47,6 +47,18 @@ class RecordLoader(Protocol):
     def load(self, ids: Sequence[str]) -> list[SessionRecord]: ...
 
 
+@runtime_checkable
+class Relay(Protocol):
+    """What a feed that relays connections itself also has: closing the app cuts them.
+
+    Such a feed sends its open sessions as `live`; without a `store` its sessions exist only
+    in the app's memory.
+    """
+
+    listen: tuple[str, int]
+    store: str | None
+
+
 class MessageSink:
     """The bridge from the pipeline to the app: a `kexproxy.sinks.base.Sink` that posts messages.
 
@@ -58,7 +70,7 @@ class MessageSink:
         self._post = post
 
     def update(self, record: SessionRecord, *, final: bool) -> None:
-        self._post(SessionsArrived((record,)))
+        self._post(SessionsArrived((record,), live=not final))
 
     def close(self) -> None:
         pass

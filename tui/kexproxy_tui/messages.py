@@ -17,12 +17,16 @@ class SessionsArrived(Message):
 
     `partial` records are summaries (a store sends what the table needs, not every list);
     the feed's `load` gives the whole record when the detail screen or an export needs it.
+    `live` records are of sessions a relay in this process still forwards (not final).
     """
 
-    def __init__(self, records: tuple[SessionRecord, ...], *, partial: bool = False) -> None:
+    def __init__(
+        self, records: tuple[SessionRecord, ...], *, partial: bool = False, live: bool = False
+    ) -> None:
         super().__init__()
         self.records = records
         self.partial = partial
+        self.live = live
 
 
 class FeedStatus(Message):
@@ -74,3 +78,12 @@ class ExportWanted(Message):
         super().__init__()
         self.records = records
         self.what = what
+
+
+class QuitReady(Message):
+    """The relay has closed and every final record before this message has arrived: the
+    app may save (`save_to`, or None) and exit."""
+
+    def __init__(self, save_to: str | None) -> None:
+        super().__init__()
+        self.save_to = save_to
