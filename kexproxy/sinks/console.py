@@ -70,15 +70,22 @@ def grade_of(record: SessionRecord) -> str:
     return str((record.diagnosis or {}).get("grade") or "")
 
 
+#: Below this many columns the software column goes (`explain` has it): Rich narrows the
+#: widest column first, and the detail needs 36 cells for the longest algorithm names
+#: (``diffie-hellman-group-exchange-sha256``) to stay whole.
+SOFTWARE_MIN_WIDTH = 100
+
+
 def sessions_table(
     records: list[SessionRecord], title: str | None = None, *, width: int = 200
 ) -> Table:
     """One row per connection, two lines each, readable in 80 columns.
 
     The endpoints and software are stacked (client over server) rather than side by side;
-    banner comments are left to `explain` and the JSON; nothing is ever cut off, only folded.
+    banner comments are left to `explain` and the JSON; nothing is ever cut off, only folded,
+    and from 80 columns on no algorithm name is folded either.
     """
-    software = width >= 80  # below, the software column goes (`explain` has it)
+    software = width >= SOFTWARE_MIN_WIDTH
     table = stacked_table("#", title=title, software=software)
     for index, record in enumerate(records, 1):
         table.add_row(
@@ -109,6 +116,9 @@ def stacked_table(*first: str, title: str | None = None, software: bool = True) 
     if software:
         table.add_column("software", max_width=32, overflow="ellipsis", no_wrap=True)
     table.add_column("outcome", overflow="fold")
+    # Text wraps between words, so a name is split only when it is wider than the whole
+    # column: at 80 columns and more the table leaves room for the longest (see
+    # SOFTWARE_MIN_WIDTH); below, splitting it still beats cutting it off.
     table.add_column("detail / verdict", overflow="fold", ratio=1)
     return table
 
