@@ -48,6 +48,13 @@ def test_the_help_names_the_keys_a_responder_asks_for() -> None:
     assert "choose a fix" in rows[("everywhere", "tab")]
     assert "command" in rows[("detail", "c")] and "config" in rows[("detail", "C")]
     assert rows[("sessions", "→")] == "scroll right one column"
+    assert rows[("sessions", "↑ ↓")] == "up or down a row"
+    places = [where for where, _keys, _does in help_rows(SECTIONS)]
+    assert (
+        places.index("detail")
+        > places.index("sessions")
+        > max(i for i, where in enumerate(places) if where == "everywhere")
+    )
     for where, keys in [
         ("sessions", "/"),
         ("sessions", "m"),

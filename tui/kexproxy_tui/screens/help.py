@@ -68,15 +68,15 @@ INHERITED: tuple[Inherited, ...] = (
         "sessions",
         SessionsTable,
         {
-            "cursor_up": "up a row",
-            "cursor_down": "down a row",
+            "cursor_up": "up or down a row",
+            "cursor_down": "up or down a row",
             "cursor_left": "scroll left one column",
             "cursor_right": "scroll right one column",
             "select_cursor": "open the session under the cursor",
-            "page_up": "a page up",
-            "page_down": "a page down",
-            "page_left": "a page left",
-            "page_right": "a page right",
+            "page_up": "a page up or down",
+            "page_down": "a page up or down",
+            "page_left": "a page left or right",
+            "page_right": "a page left or right",
             "scroll_home": "first row",
             "scroll_end": "last row",
             "scroll_top": "first row",
@@ -87,8 +87,8 @@ INHERITED: tuple[Inherited, ...] = (
         "filter",
         FilterInput,
         {
-            "history(-1)": "earlier filters of this session",
-            "history(1)": "later filters of this session",
+            "history(-1)": "earlier or later filters of this session",
+            "history(1)": "earlier or later filters of this session",
             "submit": "apply the filter now and go back to the table",
         },
         rest="edit the filter text",
@@ -100,6 +100,9 @@ INHERITED: tuple[Inherited, ...] = (
         rest="choose a recipe",
     ),
 )
+
+#: The order of the places in the help (a stable sort keeps each place's own order).
+PLACES = ("everywhere", "sessions", "filter", "detail", "recipe list", "export", "help")
 
 Section = tuple[str, Sequence[BindingType]]
 #: One help row: where the keys work, the keys, what they do.
@@ -153,7 +156,8 @@ def help_rows(sections: Sequence[Section]) -> list[Row]:
                 does = inherited.rest or binding.tooltip or binding.description or binding.action
             add(inherited.where, key_name(key), does)
     rows = [(where, " ".join(keys), does) for (where, does), keys in grouped.items()]
-    return rows + list(MOUSE)
+    rows += MOUSE
+    return sorted(rows, key=lambda row: PLACES.index(row[0]) if row[0] in PLACES else 99)
 
 
 def key_table(sections: Sequence[Section]) -> Table:
