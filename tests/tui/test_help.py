@@ -37,7 +37,7 @@ BOUND: tuple[type[DOMNode], ...] = (
 
 @pytest.mark.parametrize("cls", BOUND, ids=lambda c: c.__name__)
 def test_every_bound_key_is_in_the_help(cls: type[DOMNode]) -> None:
-    said = {key for _where, keys, _does in help_rows(SECTIONS) for key in keys.split()}
+    said = {key for _where, keys, does in help_rows(SECTIONS) for key in f"{keys} {does}".split()}
     for key, bindings in cls._merge_bindings().key_to_bindings.items():
         shown = bindings[-1].key_display or key_name(key)
         assert shown in said, (cls.__name__, key)

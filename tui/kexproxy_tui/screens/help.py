@@ -147,15 +147,24 @@ def help_rows(sections: Sequence[Section]) -> list[Row]:
                     key_name(k.strip()) for k in binding.key.split(",")
                 )
                 add(where, keys, binding.tooltip or binding.description)
+    rests: dict[tuple[str, str], list[str]] = {}
     for inherited in INHERITED:
         merged = inherited.cls._merge_bindings().key_to_bindings
         for key, bindings in merged.items():
             binding = bindings[-1]
             does = inherited.words.get(binding.action)
-            if does is None:
-                does = inherited.rest or binding.tooltip or binding.description or binding.action
-            add(inherited.where, key_name(key), does)
+            if does is not None:
+                add(inherited.where, key_name(key), does)
+            elif inherited.rest is not None:
+                if (inherited.where, key_name(key)) not in said:
+                    rests.setdefault((inherited.where, inherited.rest), []).append(key_name(key))
+            else:
+                add(inherited.where, key_name(key), binding.tooltip or binding.description)
     rows = [(where, " ".join(keys), does) for (where, does), keys in grouped.items()]
+    # The many keys of one kind are said in the wide column, where they take few lines.
+    rows += [
+        (where, "other keys", f"{does}: {' '.join(keys)}") for (where, does), keys in rests.items()
+    ]
     rows += MOUSE
     return sorted(rows, key=lambda row: PLACES.index(row[0]) if row[0] in PLACES else 99)
 
@@ -163,8 +172,8 @@ def help_rows(sections: Sequence[Section]) -> list[Row]:
 def key_table(sections: Sequence[Section]) -> Table:
     table = Table(box=None, show_header=True, expand=True, pad_edge=False)
     table.add_column("where", style="dim", no_wrap=True)
-    table.add_column("key", style="bold", ratio=1)
-    table.add_column("does", ratio=2)
+    table.add_column("key", style="bold", max_width=24)
+    table.add_column("does", ratio=1)
     for row in help_rows(sections):
         table.add_row(*row)
     return table
