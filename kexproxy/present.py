@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kexproxy.core.implementations import identify
 from kexproxy.core.lists import BY_RFC, DIRECTIONAL_PAIRS, NEGOTIATED
 from kexproxy.core.record import SessionRecord
 
@@ -48,6 +49,19 @@ def software_name(banner: str | None) -> str:
     return software(banner).split(" ", 1)[0]
 
 
+def software_short(banner: str | None) -> str:
+    """``OpenSSH 9.2``, ``PuTTY 0.78``, ``dropbear 2022.83``: who a side is, in a few cells.
+
+    The implementation's own name and release from the catalogue of implementations; a banner
+    it does not know is shown as `software` shows it (comments and all: they may be all it
+    says), and a missing banner is ``-``.
+    """
+    if not banner:
+        return "-"
+    peer = identify(banner)
+    return peer.label if peer.implementation is not None else software(banner)
+
+
 def native_words(record: SessionRecord, role: str) -> tuple[str, str] | None:
     """(software name, its own line) for a side whose software words the failure unlike OpenSSH.
 
@@ -76,6 +90,12 @@ def kind_label(rfc: str) -> str:
     if entry is None or entry.kind is None:
         return rfc
     return KIND_LABEL[entry.kind]
+
+
+def failing_kinds(record: SessionRecord) -> str:
+    """The failing lists said once per kind (``cipher, MAC``): a cipher that fails in one
+    direction fails in the other too, and a table row has no room to say it twice."""
+    return ", ".join(dict.fromkeys(kind_label(name) for name in record.failing_lists))
 
 
 def summary(record: SessionRecord) -> str:
@@ -200,6 +220,17 @@ def verdict_line(record: SessionRecord) -> str:
             "policy ok" if count == 0 else f"policy: {count} violation{'s' * (count != 1)}"
         )
     return "; ".join(w for w in words if w)
+
+
+def verdict_short(record: SessionRecord) -> str:
+    """`verdict_line` in a column headed "fix": ``client: add aes128-ctr``, without the word
+    "fix" and the recipe's grade (the detail screen has both), so that the side and the
+    names fit a narrow terminal."""
+    line = verdict_line(record)
+    recipes = [r for r in (record.diagnosis or {}).get("recipes") or [] if isinstance(r, Mapping)]
+    if not recipes or not line.startswith("fix "):
+        return line
+    return "; ".join([recipe_short(recipes[0]), *line.split("; ")[1:]])
 
 
 #: How a recipe's side is said in a heading.

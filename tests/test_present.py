@@ -200,3 +200,37 @@ def test_damaged_recipes_from_a_store_never_break_the_verdict_line() -> None:
     assert verdict_line(replace(record, diagnosis={"recipes": [upgrade]})) == (
         "fix client: upgrade PuTTY on the client to 0.82 or later (strong)"
     )
+
+
+@pytest.mark.parametrize(
+    ("banner", "short"),
+    [
+        ("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10", "OpenSSH 9.2"),
+        ("SSH-2.0-PuTTY_Release_0.78", "PuTTY 0.78"),
+        ("SSH-2.0-dropbear_2022.83", "Dropbear 2022.83"),
+        ("SSH-2.0-paramiko_5.1.0", "paramiko 5.1.0"),
+        ("SSH-2.0-Acme_7 beta", "Acme_7 beta"),  # unknown: the software part as it is
+        (None, "-"),
+        ("", "-"),
+    ],
+)
+def test_software_short_names_the_implementation_and_release(
+    banner: str | None, short: str
+) -> None:
+    from kexproxy.present import software_short
+
+    assert software_short(banner) == short
+
+
+def test_failing_kinds_say_a_two_directional_failure_once() -> None:
+    from kexproxy.present import failing_kinds
+
+    mac = make_record(client={"mac": "hmac-md5", "cipher": "aes128-ctr"})  # not AEAD
+    assert set(mac.failing_lists) == {
+        "mac_algorithms_client_to_server",
+        "mac_algorithms_server_to_client",
+    }
+    assert failing_kinds(mac) == "MAC"
+    both = make_record(client={"kex": "diffie-hellman-group1-sha1", "cipher": "3des-cbc"})
+    assert failing_kinds(both) == "kex, cipher"
+    assert failing_kinds(make_record()) == ""

@@ -70,16 +70,32 @@ def grade_of(record: SessionRecord) -> str:
     return str((record.diagnosis or {}).get("grade") or "")
 
 
+#: Below this many columns the software column goes (`explain` has it).
+SOFTWARE_MIN_WIDTH = 80
+#: The software column's width, and below `WIDE` columns its narrower width
+#: (``OpenSSH_9.2p1`` whole, longer names end in "…"): there, the detail needs the cells
+#: to hold the longest algorithm name (``diffie-hellman-group-exchange-sha256``, 36) whole,
+#: as Rich narrows the widest column first and folds a name wider than its column.
+SOFTWARE_WIDTH, SOFTWARE_WIDTH_NARROW = 32, 13
+WIDE = 100
+
+
 def sessions_table(
     records: list[SessionRecord], title: str | None = None, *, width: int = 200
 ) -> Table:
     """One row per connection, two lines each, readable in 80 columns.
 
     The endpoints and software are stacked (client over server) rather than side by side;
-    banner comments are left to `explain` and the JSON; nothing is ever cut off, only folded.
+    banner comments are left to `explain` and the JSON; nothing is ever cut off, only folded,
+    and from 80 columns on (IPv4 addresses) no algorithm name is folded either.
     """
-    software = width >= 80  # below, the software column goes (`explain` has it)
-    table = stacked_table("#", title=title, software=software)
+    software = width >= SOFTWARE_MIN_WIDTH
+    table = stacked_table(
+        "#",
+        title=title,
+        software=software,
+        software_width=SOFTWARE_WIDTH if width >= WIDE else SOFTWARE_WIDTH_NARROW,
+    )
     for index, record in enumerate(records, 1):
         table.add_row(
             str(index),
@@ -89,7 +105,12 @@ def sessions_table(
     return table
 
 
-def stacked_table(*first: str, title: str | None = None, software: bool = True) -> Table:
+def stacked_table(
+    *first: str,
+    title: str | None = None,
+    software: bool = True,
+    software_width: int = SOFTWARE_WIDTH,
+) -> Table:
     """A sessions table of two-line rows: the `first` columns, then the `stacked_cells` ones.
 
     Every column may fold, so that a narrow terminal folds text instead of cropping it.
@@ -100,15 +121,19 @@ def stacked_table(*first: str, title: str | None = None, software: bool = True) 
         title=escape(title) if title else None,
         expand=False,
         box=box.SIMPLE_HEAD,
+        show_edge=False,
         pad_edge=False,
         collapse_padding=True,
+        padding=0,  # the box's one-space column rule is gap enough, and gives names room
     )
     for header in first:
         table.add_column(header, overflow="fold", justify="right" if header == "#" else "left")
     table.add_column("client\n→ server", overflow="fold")
     if software:
-        table.add_column("software", max_width=32, overflow="ellipsis", no_wrap=True)
+        table.add_column("software", max_width=software_width, overflow="ellipsis", no_wrap=True)
     table.add_column("outcome", overflow="fold")
+    # Text wraps between words, so a name is split only when it is wider than the whole
+    # column (see SOFTWARE_WIDTH_NARROW); splitting it still beats cutting it off.
     table.add_column("detail / verdict", overflow="fold", ratio=1)
     return table
 
@@ -126,9 +151,9 @@ def stacked_cells(
     outcome = Text(printable(record.outcome), style=OUTCOME_STYLE.get(record.outcome, ""))
     if live:
         outcome.append(" (live)", style="bold")
-    endpoints = Text(
-        f"{printable(endpoint(record.client))}\n→ {printable(endpoint(record.server))}"
-    )
+    # The header says "client → server": an arrow in every cell would take the two cells
+    # the longest algorithm name needs in 80 columns.
+    endpoints = Text(f"{printable(endpoint(record.client))}\n{printable(endpoint(record.server))}")
     if not software:
         return (endpoints, outcome, detail)
     software_cell = Text(

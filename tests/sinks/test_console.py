@@ -12,7 +12,7 @@ from kexproxy.commands.sessions import sessions_table as stored_table
 from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import capture_records
 from kexproxy.present import summary, verdict_line
-from kexproxy.sinks.console import sessions_table
+from kexproxy.sinks.console import SOFTWARE_MIN_WIDTH, sessions_table
 from kexproxy.sinks.store import StoredSession
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
@@ -66,7 +66,30 @@ def test_the_read_table_folds_and_never_crops(records: list[SessionRecord], widt
     everything = "\n".join(lines)
     for record in records:
         assert f"{record.client['ip']}:{record.client['port']}" in everything
-    assert any("software" in line for line in lines[:5]) == (width >= 80)
+    assert any("software" in line for line in lines[:5]) == (width >= SOFTWARE_MIN_WIDTH)
+
+
+@pytest.mark.parametrize("width", [80, 99, 100, 120, 160])
+def test_no_algorithm_name_is_split_from_80_columns(
+    records: list[SessionRecord], width: int
+) -> None:
+    """A name folded across two lines reads as two names and cannot be searched for."""
+    everything = "\n".join(render(sessions_table(records, width=width), width))
+    lines = everything.splitlines()
+    names = {  # what the detail shows of a working session: its kex and cipher
+        str((record.negotiated or {}).get(key))
+        for record in records
+        for key in ("kex", "cipher_c2s")
+        if (record.negotiated or {}).get(key)
+    }
+    for record in records:  # the top recipe's names: the verdict shows that one
+        recipes = (record.diagnosis or {}).get("recipes") or [{}]
+        names |= {str(add.get("name")) for add in recipes[0].get("adds") or []}
+    assert "diffie-hellman-group-exchange-sha256" in names
+    assert "sntrup761x25519-sha512@openssh.com" in names
+    for name in names:
+        shown = sum(line.count(name) for line in lines)
+        assert shown >= 1, (name, width)
 
 
 @pytest.mark.parametrize("width", [80, 99, 100, 160])

@@ -20,9 +20,16 @@ from rich.segment import Segment
 
 from kexproxy.core.record import OUTCOMES, SessionRecord
 from kexproxy.core.textsafe import printable
-from kexproxy.present import endpoint, software, summary, verdict_line
+from kexproxy.present import (
+    endpoint,
+    failing_kinds,
+    recipe_action,
+    software_short,
+    summary,
+    verdict_short,
+)
 from kexproxy_tui.palette import GRADE_ROLE, OUTCOME_ROLE, Palette, Role
-from kexproxy_tui.recipes import shaped_record
+from kexproxy_tui.recipes import recipe_options, shaped_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +41,39 @@ class Column:
     min_width: int = 1
 
 
+#: Left to right by what a responder asks first: what happened, which lists, who fixes what,
+#: who the two sides are, then the command; addresses and HASSH give way at the far right.
 COLUMNS: tuple[Column, ...] = (
     Column("mark", "✓", 1, 1),
     Column("time", "time UTC", 14, 8),
     Column("outcome", "outcome", 10, 7),
-    Column("detail", "why / chosen", 30, 12),
-    Column("client", "client", 30, 6),
-    Column("server", "server", 30, 6),
-    Column("verdict", "verdict / fix", 50, 7),
-    Column("client_software", "client software", 26, 8),
-    Column("server_software", "server software", 26, 8),
+    Column("detail", "why", 30, 3),
+    Column("verdict", "fix / verdict", 60, 5),
+    Column("client_software", "client", 26, 6),
+    Column("server_software", "server", 26, 6),
+    Column("command", "fix command", 90, 11),
+    Column("client", "client address", 30, 6),
+    Column("server", "server address", 30, 6),
     Column("hassh", "HASSH", 32, 5),
 )
+#: The columns a row must show without scrolling when the screen is wide enough: the rest
+#: start where these end.
+LEAD = ("mark", "time", "outcome", "detail", "verdict", "client_software", "server_software")
+#: How the lead is squeezed when it does not fit, step by step, each column to no less than
+#: its width here: the chosen algorithms of a working session first (every failing kind
+#: still fits, "compression" the longest), then unknown software's long names ("Dropbear 2022.83"
+#: still fits), then the fix's tail, and only then the rest.
+SQUEEZE: tuple[tuple[str, int], ...] = (
+    ("detail", 11),
+    ("client_software", 16),
+    ("server_software", 16),
+    ("verdict", 40),
+    ("client_software", 11),
+    ("server_software", 11),
+)
+#: When the lead cannot fit even so (80 columns), the columns left of the fix give it room
+#: ("failed", "aborted", "host key" stay whole) and the software runs off to the right.
+SQUEEZE_NARROW: tuple[tuple[str, int], ...] = (("detail", 8), ("outcome", 7))
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 SORTABLE = tuple(k for k in COLUMN_KEYS if k != "mark")
 MARK = "●"
@@ -120,17 +148,35 @@ def _address_key(ep: dict[str, Any]) -> tuple[int, int, str, int]:
 
 def row_texts(record: SessionRecord, *, long_dates: bool = False) -> dict[str, str]:
     """Each column's text for a record, control characters made visible."""
+    shaped = shaped_record(record)
     return {
         "time": time_text(record.started, long_dates=long_dates),
         "outcome": record.outcome,
-        "detail": printable(summary(record)),
+        "detail": printable(why(record)),
         "client": printable(endpoint(record.client)),
         "server": printable(endpoint(record.server)),
-        "client_software": printable(software(record.client_banner)),
-        "server_software": printable(software(record.server_banner)),
-        "verdict": printable(verdict_line(shaped_record(record))) or "-",
+        "client_software": printable(software_short(record.client_banner)),
+        "server_software": printable(software_short(record.server_banner)),
+        "verdict": printable(verdict_short(shaped)) or "-",
+        "command": printable(fix_command(shaped)) or "-",
         "hassh": printable(record.hassh) or "-",
     }
+
+
+def why(record: SessionRecord) -> str:
+    """The failing lists once per kind (the outcome beside it says "failed"), else the summary."""
+    if record.outcome == "failed" and record.failing_lists:
+        return failing_kinds(record)
+    return summary(record)
+
+
+def fix_command(record: SessionRecord) -> str:
+    """The top recipe's first line in the changing side's own syntax (its command, option
+    or config line); the detail screen has every line and every other recipe."""
+    recipes = recipe_options(record.diagnosis or {})
+    if not recipes:
+        return ""
+    return recipe_action(recipes[0]).split("\n", 1)[0]
 
 
 def row_cells(
@@ -195,6 +241,34 @@ def widest(rows: Iterable[Widths]) -> Widths:
     for index, column_widths in enumerate(zip(*rows, strict=False)):
         out[index] = max(out[index], *column_widths)
     return tuple(out)
+
+
+def fit_widths(widths: dict[str, int], available: int, padding: int) -> dict[str, int]:
+    """`widths` squeezed as `SQUEEZE` says until the `LEAD` columns fit in `available` cells
+    (each column also takes `padding`); if they cannot, squeezed as `SQUEEZE_NARROW` says,
+    the rest a column-wise scroll away."""
+    fitted, over = _squeezed(widths, available, padding, SQUEEZE)
+    if over > 0:
+        fitted, over = _squeezed(widths, available, padding, SQUEEZE_NARROW)
+    return fitted
+
+
+def _squeezed(
+    widths: dict[str, int], available: int, padding: int, steps: tuple[tuple[str, int], ...]
+) -> tuple[dict[str, int], int]:
+    """`widths` after `steps`, and how many cells the lead is still over `available`."""
+    fitted = dict(widths)
+    # A column is never narrower than its label, so the label is its least width here too.
+    least = {column.key: max(column.min_width, cell_len(column.label)) for column in COLUMNS}
+    over = sum(max(fitted.get(key, 0), least[key]) + padding for key in LEAD) - available
+    for key, floor in steps:
+        if over <= 0:
+            break
+        current = max(fitted.get(key, 0), least[key])
+        take = min(over, max(0, current - max(floor, least[key])))
+        fitted[key] = current - take
+        over -= take
+    return fitted, over
 
 
 def widen(wanted: Widths, current: dict[str, int]) -> bool:

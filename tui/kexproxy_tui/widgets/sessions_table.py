@@ -23,6 +23,7 @@ from kexproxy_tui.rows import (
     SORTABLE,
     Cell,
     Widths,
+    fit_widths,
     mark_cell,
     row_cells,
     row_texts,
@@ -234,14 +235,51 @@ class SessionsTable(DataTable[Cell]):
     # --- widths -----------------------------------------------------------------------
 
     def _apply_widths(self) -> None:
+        """Sets each column's width: what its text wants, squeezed to keep the lead columns
+        (outcome, lists, fix, both sides' software) in view at the table's present width."""
+        widths = self._widths
+        room = self.scrollable_content_region.width
+        if room > 0:
+            widths = fit_widths(widths, room, 2 * self.cell_padding)
         for column in COLUMNS:
             col = self.columns.get(ColumnKey(column.key))
             if col is None:
                 continue
-            want = max(self._widths.get(column.key, column.min_width), col.label.cell_len)
+            want = max(widths.get(column.key, column.min_width), col.label.cell_len)
             col.content_width = want
         self._require_update_dimensions = True
         self.refresh()
+
+    def on_resize(self) -> None:
+        self._apply_widths()
+
+    def watch_show_vertical_scrollbar(self) -> None:
+        # The scrollbar takes its cells from the row: fit the lead again beside it.
+        self._apply_widths()
+
+    # --- scrolling --------------------------------------------------------------------
+
+    def column_starts(self) -> list[int]:
+        """Where each column begins, in cells from the table's left edge."""
+        starts, x = [], 0
+        for column in self.ordered_columns:
+            starts.append(x)
+            x += column.get_render_width(self)
+        return starts
+
+    def action_cursor_right(self) -> None:
+        """Scrolls right by one column: the next column becomes the first in view."""
+        self._set_hover_cursor(False)
+        later = [x for x in self.column_starts() if x > self.scroll_x]
+        if later:
+            self.scroll_to(x=min(later[0], self.max_scroll_x), animate=False)
+
+    def action_cursor_left(self) -> None:
+        """Scrolls left by one column: the column before the first in view comes back."""
+        self._set_hover_cursor(False)
+        earlier = [x for x in self.column_starts() if x < self.scroll_x]
+        if earlier:
+            self.scroll_to(x=earlier[-1], animate=False)
 
 
 def _cell_key(cell: Cell) -> Any:
