@@ -120,8 +120,8 @@ class Subject:
     #: Each side's banner alone, lower case.
     client_banner: str = ""
     server_banner: str = ""
-    #: Every algorithm either side offered, one per line, lower case ("" for a summary
-    #: record, which carries no offers).
+    #: Every algorithm either side offered, one per line, lower case (a store's summary
+    #: record gives all but the host key lists, from its HASSH inputs).
     offers: str = ""
 
     @classmethod
@@ -171,8 +171,15 @@ def offered_text(record: SessionRecord) -> str:
     computed for each of 10,000 sessions when a filter first needs them.
     """
     names: list[object] = []
-    for kexinit in (record.client_kexinit, record.server_kexinit):
+    for kexinit, hassh in (
+        (record.client_kexinit, record.hassh_algorithms),
+        (record.server_kexinit, record.hassh_server_algorithms),
+    ):
         if not kexinit:
+            # A store's summary keeps only the HASSH inputs: the kex, cipher, MAC and
+            # compression lists as "a,b;c;d;e" (all but the host key list).
+            if isinstance(hassh, str):
+                names += hassh.replace(";", ",").split(",")
             continue
         for field in _OFFER_FIELDS:
             offered = kexinit.get(field)

@@ -193,3 +193,27 @@ async def test_a_store_written_by_a_kexproxy_proxy_process(tmp_path: Path) -> No
                 assert "✗ curve25519-sha256" in flat
         finally:
             kill_tree(proxy)
+
+
+async def test_a_store_is_searched_by_what_was_offered(tmp_path: Path) -> None:
+    """Issue 11 item 4 over a store: its rows are summaries without the KEXINITs, but they
+    keep the HASSH inputs, so `offers:` and free text still find a name only offered."""
+    from kexproxy.filtering import Subject, parse_filter
+
+    db = tmp_path / "sessions.db"
+    subprocess.run(
+        [sys.executable, "-m", "tests.tui.store_writer", str(db), str(DASHBOARD_PCAP)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    app = create_app(store_feed(str(db)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.sessions_screen.table.row_count == 3)
+        summaries = list(app.index)
+        assert all(r.client_kexinit is None for r in summaries)
+        # The failing client offered only diffie-hellman-group14-sha1; nobody chose it.
+        for text in ("offers:diffie-hellman-group14-sha1", "diffie-hellman-group14-sha1"):
+            matched = [r for r in summaries if parse_filter(text).matches(Subject.of(r))]
+            assert [r.failing_lists for r in matched] == [["kex_algorithms"]], text

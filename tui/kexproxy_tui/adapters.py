@@ -36,8 +36,6 @@ _SUMMARY_DROPS = (
     "$.client_kexinit",
     "$.server_kexinit",
     "$.timeline",
-    "$.hassh_algorithms",
-    "$.hassh_server_algorithms",
     "$.failures",
     "$.rejections",
     "$.notes",
