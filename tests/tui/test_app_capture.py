@@ -197,6 +197,12 @@ async def test_every_key_after_slash_goes_to_the_filter_however_fast(
         await wait_for(pilot, lambda: app.focused is not field and screen.table.row_count == 0)
         assert field.value == "list:kex client:10.0.0.0/8"
         assert app.screen is screen
+        # `send-keys / C-u "text" Enter`: Ctrl-U clears what was there, in order, and the
+        # text typed after it in the same burst is the new filter.
+        burst(("slash", "/"), ("ctrl+u", None), *((c, c) for c in "list"), ("colon", ":"))
+        burst(("k", "k"), ("e", "e"), ("x", "x"), ("enter", "\r"))
+        await wait_for(pilot, lambda: app.focused is not field and screen.table.row_count == 1)
+        assert field.value == "list:kex"
 
 
 async def test_typing_applies_the_filter_after_a_pause(
@@ -480,3 +486,23 @@ async def test_a_policy_judges_each_session_and_the_detail_lists_violations() ->
         assert "policy modern: violated" in flat
         first = record.policy["violations"][0]["message"]
         assert " ".join(first.split()) in flat
+
+
+async def test_ctrl_u_clears_the_filter_in_key_order(
+    dashboard_records: list[SessionRecord],
+) -> None:
+    """In a real terminal, Ctrl-U as a binding ran after printable keys queued behind it
+    (tmux send-keys "/" C-u "text" Enter lost the text): the filter handles it with the
+    key itself, so it takes effect before the next key is read."""
+    from textual import events
+
+    app = create_app(RecordsFeed(dashboard_records))
+    async with app.run_test(size=(120, 24)) as pilot:
+        await settle(pilot, app)
+        field = app.sessions_screen.query_one(FilterInput)
+        await pilot.press("slash")
+        await type_text(pilot, "list:kex")
+        field.cursor_position = len(field.value)
+        key = events.Key("ctrl+u", None)
+        await field._on_key(key)  # the handler alone, no message loop in between
+        assert field.value == "" and key._stop_propagation and key._no_default_action

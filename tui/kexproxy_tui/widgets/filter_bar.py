@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.widgets import Input
 
@@ -25,6 +26,16 @@ class FilterInput(Input):
         super().__init__(placeholder=PLACEHOLDER, id=id, compact=True, select_on_focus=False)
         self.history: list[str] = []
         self._position = 0
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Ctrl-U as a binding runs after the printable keys already queued behind it
+        # (tmux send-keys "/" C-u "text" Enter lost the text): clear here, in order.
+        if event.key == "ctrl+u":
+            event.stop()
+            event.prevent_default()
+            self.delete(0, self.cursor_position)
+            return
+        await super()._on_key(event)
 
     def remember(self, text: str) -> None:
         text = text.strip()
