@@ -20,6 +20,8 @@ from tests.builders import assert_valid_record
 from tests.peers import Sshd, run_go_client, run_jsch_client, skip_or_fail
 from tests.peers.base import run_command
 from tests.peers.library_clients import (
+    GO_PROGRAM,
+    JAVA_PROGRAM,
     build_go_program,
     build_java_class,
     debian_package_version,
@@ -104,62 +106,6 @@ def fill(template: str, names: Sequence[str]) -> str:
     )
 
 
-GO_PROGRAM = """package main
-
-import (
-\t"fmt"
-\t"net"
-\t"os"
-\t"time"
-
-\t"golang.org/x/crypto/ssh"
-)
-
-func main() {
-\thostKeyType := ""
-\tconfig := &ssh.ClientConfig{
-\t\tUser: "kexproxy-test",
-\t\tHostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-\t\t\thostKeyType = key.Type()
-\t\t\treturn nil
-\t\t},
-\t\tTimeout: 15 * time.Second,
-\t}
-STEPS
-\t_, err := ssh.Dial("tcp", net.JoinHostPort(os.Args[1], os.Args[2]), config)
-\tif hostKeyType == "" {
-\t\tfmt.Fprintln(os.Stderr, err)
-\t\tos.Exit(1)
-\t}
-\tfmt.Fprintln(os.Stderr, "kex complete; host key", hostKeyType)
-}
-"""
-
-JAVA_PROGRAM = """import com.jcraft.jsch.JSch;
-import com.jcraft.jsch.JSchException;
-import com.jcraft.jsch.Session;
-
-public final class TemplateSteps {
-  public static void main(String[] args) throws Exception {
-    Session session = new JSch().getSession("kexproxy-test", args[0], Integer.parseInt(args[1]));
-    session.setConfig("StrictHostKeyChecking", "no");
-    session.setConfig("PreferredAuthentications", "none");
-STEPS
-    try {
-      session.connect(15000);
-    } catch (JSchException e) {
-      if (session.getHostKey() == null) {
-        System.err.println(e.getMessage());
-        System.exit(1);
-      }
-    } finally {
-      session.disconnect();
-    }
-    System.err.println("kex complete; host key " + session.getHostKey().getType());
-  }
-}
-"""
-
 #: One name per list for the steps, each one the installed release can offer, and the
 #: sshd_config lines that make a local sshd accept only those.
 GO_CHOICE: dict[Category, str] = {
@@ -213,7 +159,7 @@ def test_go_client_steps_replace_each_list_with_what_they_name() -> None:
     release = installed_release(go, "golang-golang-x-crypto-dev")
     for category, name in GO_CHOICE.items():
         assert name in release.can[category], (category, name)
-    binary = build_go_program(GO_PROGRAM.replace("STEPS", steps(go, GO_CHOICE, "\t")), "steps")
+    binary = build_go_program(GO_PROGRAM.replace("SETTINGS", steps(go, GO_CHOICE, "\t")), "steps")
     record = run_relayed_program([str(binary)], GO_CHOICE)
     assert_exactly(record, GO_CHOICE)
     assert record.negotiated is not None
@@ -225,7 +171,9 @@ def test_jsch_steps_replace_each_list_with_what_they_name() -> None:
     release = installed_release(jsch, "libjsch-java")
     for category, name in JSCH_CHOICE.items():
         assert name in release.can[category], (category, name)
-    source = JAVA_PROGRAM.replace("STEPS", steps(jsch, JSCH_CHOICE, "    "))
+    source = JAVA_PROGRAM.replace("CLASS", "TemplateSteps").replace(
+        "SETTINGS", steps(jsch, JSCH_CHOICE, "    ")
+    )
     classes = build_java_class(source, "TemplateSteps")
     record = run_relayed_program(java_command(classes, "TemplateSteps"), JSCH_CHOICE)
     assert_exactly(record, JSCH_CHOICE)

@@ -28,7 +28,13 @@ from tests.integration.recipe_checks import (
 )
 from tests.peers import LOOPBACK, PeerResult, Sshd, run_dbclient
 from tests.peers.base import run_command
-from tests.peers.library_clients import build_go_program, build_java_class, java_command
+from tests.peers.library_clients import (
+    GO_PROGRAM,
+    JAVA_PROGRAM,
+    build_go_program,
+    build_java_class,
+    java_command,
+)
 
 pytestmark = pytest.mark.peers
 
@@ -76,36 +82,6 @@ def test_top_client_recipe_run_as_printed_makes_dbclient_negotiate(
 
 # -- Go x/crypto/ssh: fields of ssh.ClientConfig in the program -----------------------------
 
-GO_PROGRAM = """package main
-
-import (
-\t"fmt"
-\t"net"
-\t"os"
-\t"time"
-
-\t"golang.org/x/crypto/ssh"
-)
-
-func main() {
-\thostKeyType := ""
-\tconfig := &ssh.ClientConfig{
-\t\tUser: "kexproxy-test",
-\t\tHostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-\t\t\thostKeyType = key.Type()
-\t\t\treturn nil
-\t\t},
-\t\tTimeout: 15 * time.Second,
-\t}
-SETTINGS
-\t_, err := ssh.Dial("tcp", net.JoinHostPort(os.Args[1], os.Args[2]), config)
-\tif hostKeyType == "" {
-\t\tfmt.Fprintln(os.Stderr, err)
-\t\tos.Exit(1)
-\t}
-\tfmt.Fprintln(os.Stderr, "kex complete; host key", hostKeyType)
-}
-"""
 
 GO_CASES = [
     # The library's defaults, and an sshd that takes only a CBC cipher Go can be set to.
@@ -172,30 +148,6 @@ def test_top_client_recipe_pasted_into_a_go_program_makes_it_negotiate(
 
 # -- JSch: Session.setConfig in the Java program --------------------------------------------
 
-JAVA_PROGRAM = """import com.jcraft.jsch.JSch;
-import com.jcraft.jsch.JSchException;
-import com.jcraft.jsch.Session;
-
-public final class CLASS {
-  public static void main(String[] args) throws Exception {
-    Session session = new JSch().getSession("kexproxy-test", args[0], Integer.parseInt(args[1]));
-    session.setConfig("StrictHostKeyChecking", "no");
-    session.setConfig("PreferredAuthentications", "none");
-SETTINGS
-    try {
-      session.connect(15000);
-    } catch (JSchException e) {
-      if (session.getHostKey() == null) {
-        System.err.println(e.getMessage());
-        System.exit(1);
-      }
-    } finally {
-      session.disconnect();
-    }
-    System.err.println("kex complete; host key " + session.getHostKey().getType());
-  }
-}
-"""
 
 JSCH_CASES = [
     pytest.param(

@@ -183,3 +183,64 @@ def run_jsch_client(
     argv = java_command(jsch_client(), "JschClient")
     argv += [LOOPBACK, str(port), *(f"{k}={v}" for k, v in (settings or {}).items())]
     return run_command(argv, timeout=timeout + 10)
+
+
+#: A Go client whose ssh.ClientConfig settings stand where SETTINGS is (a tab indents them):
+#: it exits 0 once the key exchange completes (the host key was seen), else 1 with the error.
+GO_PROGRAM = """package main
+
+import (
+\t"fmt"
+\t"net"
+\t"os"
+\t"time"
+
+\t"golang.org/x/crypto/ssh"
+)
+
+func main() {
+\thostKeyType := ""
+\tconfig := &ssh.ClientConfig{
+\t\tUser: "kexproxy-test",
+\t\tHostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+\t\t\thostKeyType = key.Type()
+\t\t\treturn nil
+\t\t},
+\t\tTimeout: 15 * time.Second,
+\t}
+SETTINGS
+\t_, err := ssh.Dial("tcp", net.JoinHostPort(os.Args[1], os.Args[2]), config)
+\tif hostKeyType == "" {
+\t\tfmt.Fprintln(os.Stderr, err)
+\t\tos.Exit(1)
+\t}
+\tfmt.Fprintln(os.Stderr, "kex complete; host key", hostKeyType)
+}
+"""
+
+#: A JSch client, class CLASS, whose Session.setConfig calls stand where SETTINGS is (four
+#: spaces indent them): exit 0 once the key exchange completes, else 1 with JSch's message.
+JAVA_PROGRAM = """import com.jcraft.jsch.JSch;
+import com.jcraft.jsch.JSchException;
+import com.jcraft.jsch.Session;
+
+public final class CLASS {
+  public static void main(String[] args) throws Exception {
+    Session session = new JSch().getSession("kexproxy-test", args[0], Integer.parseInt(args[1]));
+    session.setConfig("StrictHostKeyChecking", "no");
+    session.setConfig("PreferredAuthentications", "none");
+SETTINGS
+    try {
+      session.connect(15000);
+    } catch (JSchException e) {
+      if (session.getHostKey() == null) {
+        System.err.println(e.getMessage());
+        System.exit(1);
+      }
+    } finally {
+      session.disconnect();
+    }
+    System.err.println("kex complete; host key " + session.getHostKey().getType());
+  }
+}
+"""
