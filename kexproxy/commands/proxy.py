@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kexproxy import exitcodes
+from kexproxy.core.diagnosis import preload
 
 if TYPE_CHECKING:
     from kexproxy.pipeline import Pipeline
@@ -188,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             return exitcodes.BAD_INPUT
 
     def outputs() -> tuple[Pipeline, StoreSink | None]:
+        preload()  # before the first session, not on the first failed handshake
         sinks: list[Sink] = []
         store = None if args.no_store else StoreSink(args.store, warn=_err)
         if store is not None:

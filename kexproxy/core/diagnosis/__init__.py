@@ -26,6 +26,7 @@ from kexproxy.core.diagnosis.verdicts import (
     post_quantum,
     terrapin,
 )
+from kexproxy.core.implementations import implementations
 from kexproxy.core.lists import FIELD_BY_RFC, Direction, lists_for
 from kexproxy.core.negotiation import Role
 from kexproxy.core.record import JSONDict, SessionRecord
@@ -100,6 +101,13 @@ def diagnose(record: SessionRecord, cat: Catalogue | None = None) -> JSONDict:
         },
     }
     return out
+
+
+def preload() -> None:
+    """Loads the algorithm and implementation catalogues now (about 0.15 s), so that a
+    long-running recorder does not pay for them on its first failed handshake."""
+    catalogue()
+    implementations()
 
 
 def diagnosed(record: SessionRecord, cat: Catalogue | None = None) -> SessionRecord:
