@@ -356,15 +356,26 @@ async def serve(
     clock: Callable[[], float] = time.time,
     warn: Warn = _stderr,
     shutdown_reason: Callable[[], str] = lambda: "the proxy was shut down",
+    drain: asyncio.Event | None = None,
 ) -> Proxy:
-    """Runs the proxy on the running loop until `stop` is set, then ends every session."""
+    """Runs the proxy on the running loop until `stop` is set, then ends every session;
+    once `drain` is set it takes no new connection and relays the open ones on."""
     proxy = Proxy(config, publish, recorder=recorder, clock=clock, warn=warn)
     address = proxy.start(asyncio.get_running_loop())
     if ready is not None:
         ready(address)
+
+    async def drained() -> None:
+        assert drain is not None
+        await drain.wait()
+        proxy.stop_accepting()
+
+    draining = asyncio.create_task(drained()) if drain is not None else None
     try:
         await stop.wait()
     finally:
+        if draining is not None:
+            draining.cancel()
         proxy.shutdown(shutdown_reason())
     return proxy
 

@@ -76,6 +76,15 @@ async def relayed_client(app: KexproxyApp, feed: ProxyFeed) -> socket.socket:
     return client
 
 
+def refused(port: int) -> bool:
+    """Whether a new connection to the relay's port is refused."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def asking(app: KexproxyApp) -> bool:
     """Whether the quit question is up (a call, so that no earlier narrowing sticks)."""
     return isinstance(app.screen, QuitScreen)
@@ -122,6 +131,10 @@ async def test_keep_relaying_lets_an_open_session_finish_then_quits_by_itself(
                 await pilot.pause(0.3)
                 assert await asyncio.to_thread(round_trip, client, b"more") == b"more"
                 assert app.is_running
+                # While it waits, no new connection can keep it open.
+                assert feed.address is not None
+                port = feed.address.port
+                await wait_for(pilot, lambda: refused(port))
             # The client ends its session: the app saves and quits on its own.
             await wait_for(pilot, lambda: app.return_code is not None)
         saved = list(tmp_path.glob("kexproxy-sessions-*.jsonl"))

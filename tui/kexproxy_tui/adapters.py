@@ -226,6 +226,12 @@ class ProxyFeed:
         #: Where the proxy really listens (port 0 resolved), once it does.
         self.address: Endpoint | None = None
         self.ready = threading.Event()
+        #: Set by `stop_accepting`: the relay takes no new connection, the open ones go on.
+        self.draining = threading.Event()
+
+    def stop_accepting(self) -> None:
+        """Takes no new connection from now on (the dashboard waits for the open ones)."""
+        self.draining.set()
 
     @property
     def _target(self) -> str:
@@ -262,10 +268,13 @@ class ProxyFeed:
 
         async def main() -> None:
             halt = asyncio.Event()
+            drain = asyncio.Event()
 
             async def watch() -> None:
                 # The app's stop is a thread Event; a few checks a second cost nothing.
                 while not stop.is_set():
+                    if self.draining.is_set():
+                        drain.set()
                     await asyncio.sleep(STOP_POLL)
                 halt.set()
 
@@ -278,6 +287,7 @@ class ProxyFeed:
                     ready=ready,
                     warn=warn,
                     shutdown_reason=lambda: "the dashboard was closed while the session was open",
+                    drain=drain,
                 )
             finally:
                 watcher.cancel()

@@ -149,10 +149,15 @@ class KexproxyApp(App[None]):
         if choice is None:
             if self.quit_after is not None:
                 self.quit_after = None
-                self.sessions_screen.set_status(self._status)
+                self.sessions_screen.set_status(
+                    f"{self._status} · takes no new connections since quit was asked"
+                )
             return
         if choice.when == "after" and self.live:
             self.quit_after = choice
+            if isinstance(self.feed, Relay):
+                # Waiting for the open sessions must not let new ones keep it open.
+                self.feed.stop_accepting()
             self.sessions_screen.set_status(self._waiting_status())
             return
         self._begin_quit(choice)
@@ -160,7 +165,7 @@ class KexproxyApp(App[None]):
     def _waiting_status(self) -> str:
         count = len(self.live)
         verb = "ends" if count == 1 else "end"
-        return f"quitting once {sessions(count)} {verb} · q asks again"
+        return f"quitting once {sessions(count)} {verb}; no new connections · q asks again"
 
     def _begin_quit(self, choice: QuitChoice) -> None:
         """Closes the relay in a worker, so that the final records it publishes while

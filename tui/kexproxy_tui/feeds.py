@@ -58,6 +58,9 @@ class Relay(Protocol):
     listen: tuple[str, int]
     store: str | None
 
+    def stop_accepting(self) -> None:
+        """Takes no new connection; the open ones are relayed on."""
+
 
 class MessageSink:
     """The bridge from the pipeline to the app: a `kexproxy.sinks.base.Sink` that posts messages.
