@@ -29,12 +29,10 @@ from kexproxy.core.diagnosis.steps import Change, Target, write
 from kexproxy.core.diagnosis.warned import Warned, above_warn, below_warn, explanation
 from kexproxy.core.implementations import Peer, identify
 from kexproxy.core.limits import OPENSSH_MAX_PROPOSAL_ENTRIES
-from kexproxy.core.lists import BY_RFC, KIND
+from kexproxy.core.lists import KIND, kind_of
 from kexproxy.core.negotiation import Role
 from kexproxy.core.record import JSONDict, SessionRecord
 
-#: Each negotiated list's kind ("cipher" for both cipher lists).
-KIND_OF: dict[str, str] = {rfc: str(n.kind) for rfc, n in BY_RFC.items() if n.kind is not None}
 #: The keywords OpenSSH cannot set per client with Match (sshd_config(5), "Match").
 UNMATCHABLE = "KexAlgorithms, Ciphers, MACs or HostKeyAlgorithms"
 
@@ -107,7 +105,7 @@ def _over_warn(
     server_picks: list[Candidate] = []
     for rfc in lists:
         found = candidates(
-            "server", Unit(KIND_OF[rfc], (rfc,)), replay, cat=cat, peer=peers["server"]
+            "server", Unit(kind_of(rfc).kind, (rfc,)), replay, cat=cat, peer=peers["server"]
         )
         usable = [c for c in found if c.cost < 2]
         if not usable:
