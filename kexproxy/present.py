@@ -195,6 +195,17 @@ def _looks_like_http(line: str) -> bool:
 
 def verdict_line(record: SessionRecord) -> str:
     """One line for the sessions table: the grade and its weakest part, or the top recipe."""
+    return _verdict(record, short=False)
+
+
+def verdict_short(record: SessionRecord) -> str:
+    """`verdict_line` in a column headed "fix": ``client: add aes128-ctr``, without the word
+    "fix" and the recipe's grade (the detail screen has both), so that the side and the
+    names fit a narrow terminal."""
+    return _verdict(record, short=True)
+
+
+def _verdict(record: SessionRecord, *, short: bool) -> str:
     diagnosis = record.diagnosis or {}
     words: list[str] = []
     recipes = [r for r in diagnosis.get("recipes") or [] if isinstance(r, Mapping)]
@@ -202,6 +213,8 @@ def verdict_line(record: SessionRecord) -> str:
         top = recipes[0] if recipes else None  # the strongest, as `explain` ranks them
         if top is None:
             words.append("no fix: upgrade a side" if record.failures else "")
+        elif short:
+            words.append(recipe_short(top))
         else:
             words.append(f"fix {recipe_short(top)} ({top.get('grade')})")
     elif diagnosis.get("grade"):
@@ -220,17 +233,6 @@ def verdict_line(record: SessionRecord) -> str:
             "policy ok" if count == 0 else f"policy: {count} violation{'s' * (count != 1)}"
         )
     return "; ".join(w for w in words if w)
-
-
-def verdict_short(record: SessionRecord) -> str:
-    """`verdict_line` in a column headed "fix": ``client: add aes128-ctr``, without the word
-    "fix" and the recipe's grade (the detail screen has both), so that the side and the
-    names fit a narrow terminal."""
-    line = verdict_line(record)
-    recipes = [r for r in (record.diagnosis or {}).get("recipes") or [] if isinstance(r, Mapping)]
-    if not recipes or not line.startswith("fix "):
-        return line
-    return "; ".join([recipe_short(recipes[0]), *line.split("; ")[1:]])
 
 
 #: How a recipe's side is said in a heading.
