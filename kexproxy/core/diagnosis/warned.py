@@ -51,10 +51,6 @@ def below_warn(record: SessionRecord, peer: Peer, cat: Catalogue) -> list[Warned
         return []
     if record.outcome not in ("aborted", "incomplete"):
         return []
-    release = impl.release(peer.version)
-    warn = release.extra.get("below_warn", {}) if release is not None else {}
-    if not isinstance(warn, dict):
-        return []
     negotiated = record.negotiated or {}
     out: list[Warned] = []
     for category, rfc in CHECKED:
@@ -64,18 +60,24 @@ def below_warn(record: SessionRecord, peer: Peer, cat: Catalogue) -> list[Warned
             mine = peer.defaults("client", category, cat) or ()
             theirs = set(offered(record.server_kexinit, rfc))
             chosen = next((name for name in mine if name in theirs), None)
-        if isinstance(chosen, str) and chosen in warn.get(category, ()):
+        if isinstance(chosen, str) and chosen in _below(peer, category):
             out.append(Warned(category, rfc, chosen))
     return out
 
 
 def above_warn(peer: Peer, category: Category, cat: Catalogue) -> list[str]:
     """What PuTTY offers untouched for `category` without asking first, in its order."""
+    below = _below(peer, category)
+    return [n for n in peer.defaults("client", category, cat) or () if n not in below]
+
+
+def _below(peer: Peer, category: Category) -> frozenset[str]:
+    """The names PuTTY's release keeps below its WARN line for `category` by default."""
     impl = peer.implementation
     release = impl.release(peer.version) if impl is not None else None
     warn = release.extra.get("below_warn", {}) if release is not None else {}
-    below = set(warn.get(category, ())) if isinstance(warn, dict) else set()
-    return [n for n in peer.defaults("client", category, cat) or () if n not in below]
+    names = warn.get(category, ()) if isinstance(warn, dict) else ()
+    return frozenset(n for n in names if isinstance(n, str))
 
 
 def explanation(record: SessionRecord, peer: Peer, warned: list[Warned]) -> str:
