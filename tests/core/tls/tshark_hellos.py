@@ -67,7 +67,9 @@ def decoded_hellos(capture: Path) -> list[DecodedHello]:
         version = _ints(row["tls.handshake.version"])[0]
         if kinds[0] == "1":
             sslv2 = bool(row["tls.handshake.cipherspec"])
-            suites = _ints(row["tls.handshake.cipherspec" if sslv2 else "tls.handshake.ciphersuite"])
+            suites = _ints(
+                row["tls.handshake.cipherspec" if sslv2 else "tls.handshake.ciphersuite"]
+            )
             hello: ClientHello | ServerHello = client_hello(
                 version=version,
                 cipher_suites=suites,
