@@ -11,13 +11,15 @@ import hashlib
 import warnings
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
 from kexproxy.core.record import rfc3339
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 #: Signature algorithm OIDs by the long name OpenSSL prints for them (`openssl x509 -text`,
 #: "Signature Algorithm: ..."; crypto/objects/objects.txt). Others are given as dotted OIDs.
@@ -99,6 +101,10 @@ def describe(der: bytes) -> dict[str, object] | None:
     `cryptography` warns about what it will stop accepting (DSA keys, non-positive serial
     numbers); what a peer sent is still a fact to report, so those warnings are silenced here.
     """
+    # cryptography.x509 imports email.utils, which imports socket: loaded only when a
+    # certificate is read, so importing the core still loads no I/O module (test_import_hygiene)
+    from cryptography import x509
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         try:
