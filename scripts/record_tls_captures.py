@@ -161,7 +161,10 @@ def run_client(scenario: TlsScenario, port: int, pki: tls_peers.Pki) -> peers.Pe
         return tls_peers.run_gnutls_cli(port, *options)
     if scenario.client == "curl":
         return tls_peers.run_curl(port, *options)
-    kwargs = {key: fill([value], pki, pki.leaf(scenario.leaf))[0] for key, value in scenario.python_options}
+    kwargs = {
+        key: fill([value], pki, pki.leaf(scenario.leaf))[0]
+        for key, value in scenario.python_options
+    }
     return tls_peers.run_python_ssl(port, **kwargs)  # type: ignore[arg-type]
 
 
@@ -173,9 +176,13 @@ def client_says(client: str, result: peers.PeerResult) -> str | None:
     if client == "gnutls-cli":
         return tls_peers.gnutls_error(text)
     if client == "curl":
-        found = re.search(r"curl: \(\d+\) .*?error:[0-9A-Fa-f]{8}:SSL routines:[^:]*:(.*)$", text, re.M)
+        found = re.search(
+            r"curl: \(\d+\) .*?error:[0-9A-Fa-f]{8}:SSL routines:[^:]*:(.*)$", text, re.M
+        )
         return found.group(1).strip() if found else None
-    found = re.search(r"^ssl\.\w+: \[SSL: [A-Z0-9_]+\] ([^:(]+?)(?::[^(]*)? \(_ssl\.c:\d+\)$", text, re.M)
+    found = re.search(
+        r"^ssl\.\w+: \[SSL: [A-Z0-9_]+\] ([^:(]+?)(?::[^(]*)? \(_ssl\.c:\d+\)$", text, re.M
+    )
     return found.group(1).strip() if found else None
 
 
@@ -256,21 +263,28 @@ def record(scenario: TlsScenario, out_dir: Path, versions: dict[str, str]) -> di
         }
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.move(str(pcap_tmp), out_dir / f"{name}.pcap")
-        (out_dir / f"{name}.json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+        (out_dir / f"{name}.json").write_text(
+            json.dumps(metadata, indent=2, ensure_ascii=False) + "\n"
+        )
         return metadata
 
 
 def client_port(pcap: Path, server_port: int) -> int:
     """The client's ephemeral port, from the capture's first SYN."""
     rows = peers.tshark_fields(
-        pcap, None, f"tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == {server_port}", ("tcp.srcport",)
+        pcap,
+        None,
+        f"tcp.flags.syn == 1 && tcp.flags.ack == 0 && tcp.dstport == {server_port}",
+        ("tcp.srcport",),
     )
     if not rows:
         raise RecordError("no SYN to the server port in the capture")
     return int(rows[0]["tcp.srcport"])
 
 
-def check(scenario: TlsScenario, result: peers.PeerResult, server_output: str, decode: dict[str, Any]) -> dict[str, Any]:
+def check(
+    scenario: TlsScenario, result: peers.PeerResult, server_output: str, decode: dict[str, Any]
+) -> dict[str, Any]:
     """Check that the peers and the wire did what ``scenario`` says; return ``expected`` as seen.
 
     Raises RecordError with the evidence when anything differs.
@@ -291,7 +305,9 @@ def check(scenario: TlsScenario, result: peers.PeerResult, server_output: str, d
     if not decode["client_hellos"]:
         problems.append("tshark decodes no ClientHello")
     if len(decode["server_hellos"]) != scenario.server_hellos:
-        problems.append(f"tshark decodes {len(decode['server_hellos'])} ServerHellos, expected {scenario.server_hellos}")
+        problems.append(
+            f"tshark decodes {len(decode['server_hellos'])} ServerHellos, expected {scenario.server_hellos}"
+        )
     fatal = [a for a in decode["alerts"] if a["level"] == "fatal"]
     if scenario.alert is None and fatal:
         problems.append(f"unexpected fatal alert(s) {fatal}")
@@ -301,10 +317,15 @@ def check(scenario: TlsScenario, result: peers.PeerResult, server_output: str, d
         if scenario.alert_encrypted:
             if clear:
                 problems.append(f"alert expected encrypted, tshark decodes {clear}")
-            if not any(r["from"] == scenario.refused_by and r["opaque_types"] for r in decode["records"][2:]):
+            if not any(
+                r["from"] == scenario.refused_by and r["opaque_types"]
+                for r in decode["records"][2:]
+            ):
                 problems.append("no encrypted record from the refusing side")
         elif [a["description"] for a in clear] != [code]:
-            problems.append(f"fatal alerts from {scenario.refused_by}: {clear}, expected one {scenario.alert} ({code})")
+            problems.append(
+                f"fatal alerts from {scenario.refused_by}: {clear}, expected one {scenario.alert} ({code})"
+            )
         received = server_alert_number(server_output)
         if scenario.refused_by == "client" and scenario.server == "s_server" and received != code:
             problems.append(f"s_server says it received alert {received}, expected {code}")
@@ -369,7 +390,14 @@ def write_readme_section(out_dir: Path) -> None:
             want = meta["expected"]
             refused = f"{want['refused_by']} ({want['list']})" if want["refused_by"] else ""
             alert = (want["alert"] or "") + (" (encrypted)" if want.get("alert_encrypted") else "")
-            cells = [f"`{meta['name']}`", want["outcome"], refused, alert, f"`{want['server_says'] or ''}`", f"`{want['client_says'] or ''}`"]
+            cells = [
+                f"`{meta['name']}`",
+                want["outcome"],
+                refused,
+                alert,
+                f"`{want['server_says'] or ''}`",
+                f"`{want['client_says'] or ''}`",
+            ]
             rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     readme.write_text((head + "\n\n" if head else "") + README_HEAD + "\n".join(rows) + "\n")
 
@@ -383,7 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", nargs="+", metavar="NAME", help="record only these scenarios")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    parser.add_argument("--out", type=Path, default=REPO / "captures", help="output directory (default: captures/)")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "captures", help="output directory (default: captures/)"
+    )
     parser.add_argument("--attempts", type=int, default=2, help="tries per scenario (default 2)")
     args = parser.parse_args(argv)
     if args.list:
@@ -393,7 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_name = {scenario.name: scenario for scenario in SCENARIOS}
     unknown = [name for name in args.only or () if name not in by_name]
     if unknown:
-        print(f"record_tls_captures: unknown scenario(s): {', '.join(unknown)}; see --list", file=sys.stderr)
+        print(
+            f"record_tls_captures: unknown scenario(s): {', '.join(unknown)}; see --list",
+            file=sys.stderr,
+        )
         return 2
     selected = [by_name[name] for name in args.only] if args.only else list(SCENARIOS)
     if os.geteuid() != 0:
@@ -415,7 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{scenario.name}: attempt {attempt} failed: {exc}", file=sys.stderr)
                 continue
             want = meta["expected"]
-            print(f"{scenario.name:36} {meta['pcap_bytes']:6} bytes  {want['outcome']:10} {want['alert'] or ''} {want['server_says'] or ''}")
+            print(
+                f"{scenario.name:36} {meta['pcap_bytes']:6} bytes  {want['outcome']:10} {want['alert'] or ''} {want['server_says'] or ''}"
+            )
             break
         else:
             failed.append(scenario.name)

@@ -14,7 +14,10 @@ ServerKind = Literal["s_server", "gnutls-serv"]
 ClientKind = Literal["s_client", "gnutls-cli", "python-ssl", "curl"]
 Outcome = Literal["negotiated", "failed", "aborted"]
 
-SERVER_TOOLS: dict[str, tuple[str, ...]] = {"s_server": ("openssl",), "gnutls-serv": ("gnutls-serv", "gcc")}
+SERVER_TOOLS: dict[str, tuple[str, ...]] = {
+    "s_server": ("openssl",),
+    "gnutls-serv": ("gnutls-serv", "gcc"),
+}
 CLIENT_TOOLS: dict[str, tuple[str, ...]] = {
     "s_client": ("openssl",),
     "gnutls-cli": ("gnutls-cli",),

@@ -24,7 +24,15 @@ from tests.peers import tls_peers
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"
 TLS_NAMES = sorted(p.stem for p in CAPTURES.glob("tls-*.json"))
-LISTS = {"versions", "cipher_suites", "supported_groups", "signature_algorithms", "server_name", "alpn", "certificate"}
+LISTS = {
+    "versions",
+    "cipher_suites",
+    "supported_groups",
+    "signature_algorithms",
+    "server_name",
+    "alpn",
+    "certificate",
+}
 
 
 def tls_recorder() -> ModuleType:
@@ -48,7 +56,14 @@ def metadata(name: str) -> dict[str, Any]:
 
 def test_there_are_tls_captures_for_every_kind_of_failure() -> None:
     """Every list the issue names a failure for has a capture, and there are successes."""
-    wanted = {"versions", "cipher_suites", "supported_groups", "signature_algorithms", "server_name", "certificate"}
+    wanted = {
+        "versions",
+        "cipher_suites",
+        "supported_groups",
+        "signature_algorithms",
+        "server_name",
+        "certificate",
+    }
     seen = {metadata(name)["expected"]["list"] for name in TLS_NAMES}
     assert wanted <= seen
     assert sum(metadata(name)["expected"]["outcome"] == "negotiated" for name in TLS_NAMES) >= 6
@@ -84,7 +99,9 @@ def test_expected_agrees_with_the_wire_and_the_peers(name: str) -> None:
         from_refuser = [a for a in fatal if a["from"] == want["refused_by"]]
         if want["alert_encrypted"]:
             assert from_refuser == []
-            assert any(r["from"] == want["refused_by"] and r["opaque_types"] for r in wire["records"])
+            assert any(
+                r["from"] == want["refused_by"] and r["opaque_types"] for r in wire["records"]
+            )
         else:
             assert [a["description"] for a in from_refuser] == [codes[want["alert"]]]
     if want["hello_retry_request"]:
@@ -105,7 +122,9 @@ def test_live_success_and_failure_through_the_helpers(tmp_path: Path) -> None:
     """s_client to s_server negotiates TLS 1.3; with no common TLS 1.2 cipher s_server prints "no shared cipher" and the client gets alert 40."""
     pki = tls_peers.make_pki(tmp_path / "pki")
     with tls_peers.OpensslServer(pki.leaf("rsa")) as server:
-        ok = tls_peers.run_s_client(server.port, "-tls1_3", "-CAfile", str(pki.ca_cert), "-verify_return_error")
+        ok = tls_peers.run_s_client(
+            server.port, "-tls1_3", "-CAfile", str(pki.ca_cert), "-verify_return_error"
+        )
         server.wait_exit()
     assert ok.returncode == 0, ok.stderr
     assert "New, TLSv1.3, Cipher is " in ok.stdout
