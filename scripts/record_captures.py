@@ -390,7 +390,12 @@ shows. tshark decodes SSH only on ports 22 and 29418: use `-d tcp.port==PORT,ssh
 def write_readme(out_dir: Path) -> None:
     """Rewrite captures/README.md from the metadata files present, so it always matches the captures."""
     entries = []
-    for path in sorted(out_dir.glob("*.json")):
+    # tls-*.json are scripts/record_tls_captures.py's, and so is the README's TLS section.
+    marker = "<!-- TLS captures: written by scripts/record_tls_captures.py -->"
+    readme = out_dir / "README.md"
+    old_text = readme.read_text() if readme.exists() else ""
+    tls_section = marker + old_text.split(marker, 1)[1] if marker in old_text else ""
+    for path in sorted(p for p in out_dir.glob("*.json") if not p.name.startswith("tls-")):
         with contextlib.suppress(ValueError, KeyError):
             entries.append(json.loads(path.read_text()))
     lines = [README_HEAD, "## Captures", ""]
@@ -444,7 +449,8 @@ def write_readme(out_dir: Path) -> None:
         "  `kex-strict-*-v00@openssh.com`, which upstream 9.2 did not.",
         "",
     ]
-    (out_dir / "README.md").write_text("\n".join(lines))
+    text = "\n".join(lines)
+    (out_dir / "README.md").write_text(text + ("\n" + tls_section if tls_section else ""))
 
 
 def _short(message: str, limit: int = 110) -> str:
