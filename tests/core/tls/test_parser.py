@@ -318,7 +318,7 @@ def test_nothing_is_parsed_after_the_first_encrypted_record() -> None:
             0,
         ),
         (
-            client_hello(client_hello_body(extensions=()) + b"\x00\x08\x00\x00\x00\x10"),
+            client_hello(client_hello_body(extensions=()) + b"\x00\x04\x00\x00\x00\x10"),
             "extension server_name: length 16 overruns",
             0,
         ),
