@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from kexproxy.core.events import ParseFailed
-from kexproxy.core.tls.events import TlsEvent
+from kexproxy.core.tls.events import ClientHelloReceived, ServerHelloReceived, TlsEvent
+from kexproxy.core.tls.hello import ClientHello, ServerHello
 from kexproxy.core.tls.parser import TlsDirectionParser
 
 
@@ -44,3 +45,11 @@ def failure(data: bytes) -> ParseFailed:
     failed = events[-2]
     assert isinstance(failed, ParseFailed)
     return failed
+
+
+def client_hellos(events: Sequence[TlsEvent]) -> list[ClientHello]:
+    return [e.hello for e in events if isinstance(e, ClientHelloReceived)]
+
+
+def server_hellos(events: Sequence[TlsEvent]) -> list[ServerHello]:
+    return [e.hello for e in events if isinstance(e, ServerHelloReceived)]

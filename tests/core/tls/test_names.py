@@ -100,9 +100,7 @@ OURS: dict[str, Mapping[int, str]] = {
 def test_every_code_scapy_knows_has_the_same_iana_name(table: str) -> None:
     theirs = _scapy()[table]
     ours = OURS[table]
-    differ = {
-        code: theirs[code] for code in set(theirs) & set(ours) if theirs[code] != ours[code]
-    }
+    differ = {code: theirs[code] for code in set(theirs) & set(ours) if theirs[code] != ours[code]}
     assert differ == SCAPY_SPELLS_DIFFERENTLY.get(table, {})
     assert set(theirs) - set(ours) == SCAPY_ONLY[table]
     assert len(set(theirs) & set(ours)) >= 16  # the comparison is not vacuous
