@@ -389,3 +389,36 @@ def test_kept_entries_are_bounded() -> None:
 
 def test_change_cipher_spec_event() -> None:
     assert events_of(CCS)[0] == ChangeCipherSpecReceived(offset=0)
+
+
+def test_rarer_paths() -> None:
+    # A second (clear, one-byte) ChangeCipherSpec after the first is reported, not encrypted.
+    assert kinds(events_of(CCS + CCS))[:2] == ["ChangeCipherSpecReceived"] * 2
+    # tls12_cid records (RFC 9146) are encrypted.
+    assert events_of(record(25, b"\x00" * 9))[0] == EncryptedRecord(
+        content_type=25, length=9, offset=0
+    )
+    # An explicit-curve ServerKeyExchange has no group code.
+    flight = server_hello(server_hello_body(suite=0xC02F, extensions=()))
+    event = events_of(flight + record(22, handshake(12, b"\x01" + b"\x00" * 20)))[1]
+    assert event == ServerKeyExchangeReceived(
+        kind="ecdhe", group=None, dh_bits=None, signature_scheme=None, offset=event.offset
+    )
+    # A TLS 1.3 draft-16 ServerHello has neither session id nor compression method.
+    draft = u16(0x7F10) + b"\x02" * 32 + u16(0x1301) + vec16(ext(51, u16(0x1D) + vec16(b"k")))
+    hello = server_hellos(events_of(server_hello(draft)))[0]
+    assert hello.version == 0x7F10 and hello.session_id == b"" and hello.key_share_group == 0x1D
+    # A second ClientHello over two records after a compatibility CCS (first fragment full).
+    big = client_hello_body(suites=list(range(1, 9000)), extensions=(ext(43, vec8(u16(TLS13))),))
+    message = handshake(1, big)
+    cut = limits.TLS_MAX_PLAINTEXT
+    data = client_hello() + CCS + record(22, message[:cut]) + record(22, message[cut:])
+    assert kinds(events_of(data)).count("ClientHelloReceived") == 2
+
+
+def test_more_malformed_input() -> None:
+    assert "SSLv2 record of length 0" in failure(b"\x80\x00\x01").reason
+    two_alpn = server_hello_body(extensions=(alpn_ext("h2", "h3"),))
+    assert "2 names" in failure(server_hello(two_alpn)).reason
+    bad_sni = client_hello_body(extensions=(ext(0, b"\x00\x05\x00\x00\x09ab"),))
+    assert "server_name: length 9 overruns" in failure(client_hello(bad_sni)).reason
