@@ -43,3 +43,19 @@ MAX_DISCONNECTS = 8
 #: Plaintext lines (refusals sent where packets belong) kept per side; the first is the one
 #: that matters, and a peer may send millions.
 MAX_PLAINTEXT_LINES = 8
+
+# -- TLS ------------------------------------------------------------------------------------
+#: RFC 8446 section 5.1 (and RFC 5246 6.2.1): a plaintext record fragment is at most 2^14 bytes.
+TLS_MAX_PLAINTEXT = 1 << 14
+#: RFC 5246 section 6.2.3: a TLS 1.2 ciphertext record is at most 2^14 + 2048 bytes (RFC 8446
+#: 5.2 allows 2^14 + 256 in TLS 1.3); a longer record header means "not TLS" or hostile.
+TLS_MAX_RECORD = (1 << 14) + 2048
+#: Bytes of one handshake message: OpenSSL's SSL_MAX_CERT_LIST_DEFAULT (100 KiB, ssl.h) bounds
+#: the largest one it accepts, a Certificate chain, plus its 4-byte header; the 24-bit length
+#: field would otherwise let a peer make the parser buffer 16 MiB.
+TLS_MAX_HANDSHAKE_MESSAGE = 100 * 1024 + 4
+#: Entries of one list (cipher suites, groups, extensions, ALPN names...) a hello keeps: real
+#: ones have under 200, a 64 KiB ClientHello can hold 32,000 suites.
+TLS_KEPT_ENTRIES = 1024
+#: Certificates of one Certificate message kept (DER); real chains have 2 to 4.
+TLS_KEPT_CERTIFICATES = 16
