@@ -105,6 +105,12 @@ def _pick(list_name: str, offer: Sequence[str], client_versions: Sequence[str]) 
     return tuple(out)
 
 
+def _family_offered(suite: str, client_versions: Sequence[str]) -> bool:
+    if is_tls13_suite(suite):
+        return "TLS 1.3" in client_versions
+    return any(v != "TLS 1.3" for v in client_versions)
+
+
 def _change(adds: Mapping[str, tuple[str, ...]]) -> Change:
     suites = adds.get("cipher_suites", ())
     return Change(
@@ -135,7 +141,10 @@ def _adds(
             picked = _pick(list_name, _names(server_offer), MODERN["versions"])
         else:
             lacking = [n for n in MODERN.get(list_name, ()) if n not in client_offer]
-            picked = tuple(lacking) if list_name != "versions" else tuple(lacking) or ()
+            if list_name == "cipher_suites":
+                # Suites of a version the client does not offer would be dead weight.
+                lacking = [n for n in lacking if _family_offered(n, client_versions)]
+            picked = tuple(lacking)
         if not picked:
             return None
         out[list_name] = picked

@@ -31,9 +31,20 @@ OPENSSL_TLS13_DEFAULT = (
 #: JDK 17/21's jdk.tls.disabledAlgorithms (conf/security/java.security); JDK 24+ adds TLS_RSA_* and
 #: SHA-1 handshake signatures, which a note says.
 JAVA_DISABLED = (
-    "SSLv3", "TLSv1", "TLSv1.1", "DTLSv1.0", "RC4", "DES", "MD5withRSA", "DH keySize < 1024",
-    "EC keySize < 224", "3DES_EDE_CBC", "anon", "NULL", "ECDH",
-)  # fmt: skip
+    "SSLv3",
+    "TLSv1",
+    "TLSv1.1",
+    "DTLSv1.0",
+    "RC4",
+    "DES",
+    "MD5withRSA",
+    "DH keySize < 1024",
+    "EC keySize < 224",
+    "3DES_EDE_CBC",
+    "anon",
+    "NULL",
+    "ECDH",
+)
 #: The override file a Java recipe writes, named on the command line by -Djava.security.properties=.
 JAVA_OVERRIDE = "tls-override.security"
 #: The configuration file an OpenSSL recipe writes, named by the OPENSSL_CONF environment variable.
@@ -95,14 +106,14 @@ class Change:
         return any(v in LOW_VERSIONS for v in self.versions)
 
     def version_range(self) -> tuple[str, str] | None:
-        """The lowest and highest version the side ends up allowing: the added ones and TLS 1.2 up."""
+        """The lowest and highest version the side ends up allowing: the added ones and TLS 1.2 up to 1.3."""
         if not self.versions:
             return None
         known = [v for v in self.versions if v in _ORDER]
         if not known:
             return None
         lo = min(known, key=_ORDER.index)
-        hi = max((*known, "TLS 1.2"), key=_ORDER.index)
+        hi = max((*known, "TLS 1.3"), key=_ORDER.index)
         return lo, hi
 
 
@@ -163,8 +174,14 @@ def server_steps(software: str, change: Change) -> Written:
     tls13 = _tls13(change)
     groups = _groups(change)
     if software.startswith("OpenSSL"):
-        lines = ["openssl_conf = openssl_init", "[openssl_init]", "ssl_conf = ssl_sect", "[ssl_sect]",
-                 "system_default = system_default_sect", "[system_default_sect]"]  # fmt: skip
+        lines = [
+            "openssl_conf = openssl_init",
+            "[openssl_init]",
+            "ssl_conf = ssl_sect",
+            "[ssl_sect]",
+            "system_default = system_default_sect",
+            "[system_default_sect]",
+        ]
         if span:
             lines += [
                 f"MinProtocol = {_OPENSSL_VERSION[span[0]]}",
@@ -184,11 +201,10 @@ def server_steps(software: str, change: Change) -> Written:
     elif software == "nginx":
         lines = []
         if span:
-            lines.append(f"ssl_protocols {' '.join(_span(span))};")
+            lines.append(f"ssl_protocols {' '.join(_span(change))};")
         lines += [f"ssl_ciphers {ciphers};"] if ciphers else []
         lines += [f"ssl_conf_command Ciphersuites {tls13};"] if tls13 else []
         lines += [f"ssl_ecdh_curve {groups};"] if groups else []
-        lines += ["ssl_certificate fullchain.pem;"] if change.full_chain else []
         if lines:
             out.step("nginx_conf", "\n".join(lines))
             out.persist = {"file": "the server block of nginx.conf", "reload": "nginx -s reload"}
@@ -198,23 +214,39 @@ def server_steps(software: str, change: Change) -> Written:
     elif software == "Apache httpd":
         lines = []
         if span:
-            lines.append("SSLProtocol -all " + " ".join(f"+{v}" for v in _span(span)))
+            lines.append("SSLProtocol -all " + " ".join(f"+{v}" for v in _span(change)))
         lines += [f"SSLCipherSuite {ciphers}"] if ciphers else []
         lines += [f"SSLCipherSuite TLSv1.3 {tls13}"] if tls13 else []
         lines += [f"SSLOpenSSLConfCmd Curves {groups}"] if groups else []
-        lines += ["SSLCertificateFile fullchain.pem"] if change.full_chain else []
         if lines:
             out.step("apache_conf", "\n".join(lines))
             out.persist = {"file": "the VirtualHost of the site", "reload": "apachectl graceful"}
             out.notes.append(
                 "Replace the VirtualHost's existing lines with the same directives; reload Apache."
             )
-    if change.full_chain and not software.startswith(("nginx", "Apache")):
-        out.step("note", "Serve the leaf certificate followed by its intermediate CA certificates.")
+    if change.full_chain:
+        # Offline, an incomplete chain and an untrusted root look the same (TLS 1.3 encrypts the
+        # chain), so the server is told what to check, not given a line to paste.
+        out.step(
+            "note",
+            "If the server sends its certificate without the intermediate CA certificates, serve "
+            "the full chain: the leaf followed by its intermediates (nginx ssl_certificate, Apache "
+            "SSLCertificateFile, OpenSSL -cert_chain). A certificate from a private CA needs the "
+            "client to trust that CA instead.",
+        )
     return out
 
 
-def _span(span: tuple[str, str]) -> list[str]:
+def _span(change: Change) -> list[str]:
+    """The versions a server that lists them (nginx, Apache) enables: from the lowest needed to TLS 1.3.
+
+    A contiguous range, because Apache's mod_ssl turns a list with holes into its top run only
+    (ssl_engine_init.c, ssl_init_ctx_protocol: "we do not allow holes between max and min"):
+    `+TLSv1 +TLSv1.2` would still refuse TLS 1.0.
+    """
+    span = change.version_range()
+    if span is None:
+        return []
     lo, hi = _ORDER.index(span[0]), _ORDER.index(span[1])
     return [_OPENSSL_VERSION[v] for v in _ORDER[lo : hi + 1]]
 
@@ -256,8 +288,10 @@ def client_steps(software: str, change: Change, target: str) -> Written:
     elif software == "Python ssl":
         lines = []
         if span:
-            lines += [f"ctx.minimum_version = ssl.TLSVersion.{_PYTHON_VERSION[span[0]]}",
-                      f"ctx.maximum_version = ssl.TLSVersion.{_PYTHON_VERSION[span[1]]}"]  # fmt: skip
+            lines += [
+                f"ctx.minimum_version = ssl.TLSVersion.{_PYTHON_VERSION[span[0]]}",
+                f"ctx.maximum_version = ssl.TLSVersion.{_PYTHON_VERSION[span[1]]}",
+            ]
         lines += [f'ctx.set_ciphers("{ciphers}")'] if ciphers else []
         if change.groups:
             lines.append(
@@ -268,8 +302,11 @@ def client_steps(software: str, change: Change, target: str) -> Written:
             out.step("python_ssl", "\n".join(lines))
             out.notes.append("ctx is the program's ssl.SSLContext, set before it wraps the socket.")
         if tls13:
-            out.step("note", f"Python's ssl cannot choose TLS 1.3 suites: set Ciphersuites = {tls13} in {OPENSSL_FILE} "
-                             "and run the program with OPENSSL_CONF pointing at it.")  # fmt: skip
+            out.step(
+                "note",
+                f"Python's ssl cannot choose TLS 1.3 suites: set Ciphersuites = {tls13} in {OPENSSL_FILE} "
+                "and run the program with OPENSSL_CONF pointing at it.",
+            )
     elif software == "Java":
         _java(out, change)
     return out
@@ -297,8 +334,14 @@ def _java(out: Written, change: Change) -> None:
                 "A Java client offers TLS 1.0/1.1 again only with this line; TLS 1.2 and 1.3 stay first."
             )
     elif change.trust_ca:
-        out.step("note", f"Import {CA_FILE} into a trust store (keytool -importcert -file {CA_FILE} -keystore "
-                         "trust.p12) and run with -Djavax.net.ssl.trustStore=trust.p12.")  # fmt: skip
+        out.step(
+            "note",
+            f"Import {CA_FILE} into a trust store (keytool -importcert -file {CA_FILE} -keystore "
+            "trust.p12) and run with -Djavax.net.ssl.trustStore=trust.p12.",
+        )
     elif change.versions or change.suites12 or change.suites13 or change.groups:
-        out.step("note", "Java enables modern TLS by default: the program's own setEnabledProtocols / "
-                         "setEnabledCipherSuites calls, or -Djdk.tls.namedGroups, limit it.")  # fmt: skip
+        out.step(
+            "note",
+            "Java enables modern TLS by default: the program's own setEnabledProtocols / "
+            "setEnabledCipherSuites calls, or -Djdk.tls.namedGroups, limit it.",
+        )
