@@ -39,8 +39,18 @@ from tests.peers.tls import (
 
 pytestmark = pytest.mark.peers
 
-VERSION_FLAGS = {"TLS 1.0": "-tls1", "TLS 1.1": "-tls1_1", "TLS 1.2": "-tls1_2", "TLS 1.3": "-tls1_3"}
-ALERT_NAMES = {40: "handshake_failure", 48: "unknown_ca", 70: "protocol_version", 80: "internal_error"}
+VERSION_FLAGS = {
+    "TLS 1.0": "-tls1",
+    "TLS 1.1": "-tls1_1",
+    "TLS 1.2": "-tls1_2",
+    "TLS 1.3": "-tls1_3",
+}
+ALERT_NAMES = {
+    40: "handshake_failure",
+    48: "unknown_ca",
+    70: "protocol_version",
+    80: "internal_error",
+}
 
 
 def record_from_peers(
@@ -70,9 +80,16 @@ def record_from_peers(
         "server_hello": None,
         "negotiated": None,
         "alerts": [
-            {"from": "server", "level": "fatal", "description": ALERT_NAMES.get(alert), "code": alert,
-             "encrypted": False}
-        ] if alert is not None else [],  # fmt: skip
+            {
+                "from": "server",
+                "level": "fatal",
+                "description": ALERT_NAMES.get(alert),
+                "code": alert,
+                "encrypted": False,
+            }
+        ]
+        if alert is not None
+        else [],  # fmt: skip
         "failures": failures,
     }
 
@@ -97,7 +114,9 @@ class Pair:
     applied: list[str] = field(default_factory=list)
 
 
-def apply_all(pair: Pair, diagnosis: Mapping[str, Any], *, server_kind: str, client_kind: str) -> None:
+def apply_all(
+    pair: Pair, diagnosis: Mapping[str, Any], *, server_kind: str, client_kind: str
+) -> None:
     """Apply every recipe of `diagnosis` that this pair's harness can run; fail on an unknown kind.
 
     `server_kind` is the kind of server this pair runs (a server recipe for another server software is
@@ -109,7 +128,9 @@ def apply_all(pair: Pair, diagnosis: Mapping[str, Any], *, server_kind: str, cli
             continue
         (step,) = steps
         kind, text = step["kind"], step["text"]
-        assert kind in (*pair.server_kinds, *pair.client_kinds), f"no harness proves {kind}: {recipe}"
+        assert kind in (*pair.server_kinds, *pair.client_kinds), (
+            f"no harness proves {kind}: {recipe}"
+        )
         if kind not in (server_kind, client_kind):
             continue
         if recipe["side"] == "server":
@@ -131,7 +152,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def _servers(pki: Pki, tmp: Path, failing: Mapping[str, str]) -> Callable[[str, str | None], contextlib.AbstractContextManager[int]]:
+def _servers(
+    pki: Pki, tmp: Path, failing: Mapping[str, str]
+) -> Callable[[str, str | None], contextlib.AbstractContextManager[int]]:
     """A server starter: `failing[kind]` is the failing configuration of that server kind."""
 
     def start(kind: str, text: str | None) -> contextlib.AbstractContextManager[int]:
@@ -156,7 +179,9 @@ def _conf(lines: str) -> str:
     )
 
 
-def _client(kind: str, pki: Pki, failing: str, base: str = "") -> Callable[[int, str | None], PeerResult]:
+def _client(
+    kind: str, pki: Pki, failing: str, base: str = ""
+) -> Callable[[int, str | None], PeerResult]:
     """A client runner: `failing` its failing settings, `base` what it keeps (trust), a recipe replaces `failing`."""
 
     def run(port: int, text: str | None) -> PeerResult:
@@ -211,7 +236,9 @@ def test_tls10_client_fixed_on_either_side(pki: Pki, tmp_path: Path, client_kind
     client = _client(client_kind, pki, TLS10_CLIENT[client_kind], TRUST[client_kind])
     pair = Pair(pki, tmp_path, servers, client, SERVER_KINDS, CLIENT_KINDS)
     diagnosis = _fail_then_diagnose(pair, ["versions"])
-    assert diagnosis["recipes"][0]["side"] == "client" and diagnosis["recipes"][0]["grade"] == "good"
+    assert (
+        diagnosis["recipes"][0]["side"] == "client" and diagnosis["recipes"][0]["grade"] == "good"
+    )
     server_recipes = [r for r in diagnosis["recipes"] if r["side"] == "server"]
     assert {r["grade"] for r in server_recipes} == {"broken"}
     assert all("TLS 1.0 is broken" in r["warnings"][0] for r in server_recipes)
@@ -237,7 +264,9 @@ def probe_versions(pki: Pki, port: int) -> list[str]:
 
 
 @pytest.mark.parametrize("client_kind", list(MODERN_CLIENT))
-def test_modern_client_reaches_tls10_only_server(pki: Pki, tmp_path: Path, client_kind: str) -> None:
+def test_modern_client_reaches_tls10_only_server(
+    pki: Pki, tmp_path: Path, client_kind: str
+) -> None:
     """Without the server's offer no client recipe guesses; with a probe's, the client re-enables TLS 1.0."""
     servers = _servers(pki, tmp_path, {"serve": "openssl_conf", "openssl_conf": _conf(""),
                                        "s_server_args": "-tls1 -cipher DEFAULT:@SECLEVEL=0"})  # fmt: skip
@@ -283,10 +312,11 @@ GROUP_SERVER = {
     "nginx_conf": "ssl_ecdh_curve x25519;",
     "apache_conf": "SSLOpenSSLConfCmd Curves x25519",
 }
+# TLS 1.3 only, so that the pair cannot fall back to TLS 1.2 with static RSA and no group at all.
 GROUP_CLIENT = {
-    "s_client_option": "-groups secp521r1",
-    "curl_option": "--curves secp521r1",
-    "python_ssl": 'ctx.set_ecdh_curve("secp521r1")',
+    "s_client_option": "-tls1_3 -groups secp521r1",
+    "curl_option": "--tlsv1.3 --curves secp521r1",
+    "python_ssl": 'ctx.minimum_version = ssl.TLSVersion.TLSv1_3\nctx.set_ecdh_curve("secp521r1")',
 }
 CASES = {
     "cipher_suites 1.2": (SUITE12_SERVER, SUITE12_CLIENT, "weak"),
@@ -297,7 +327,9 @@ CASES = {
 
 @pytest.mark.parametrize("server_kind", SERVER_KINDS)
 @pytest.mark.parametrize("case", list(CASES))
-def test_list_failures_fixed_on_either_side(pki: Pki, tmp_path: Path, case: str, server_kind: str) -> None:
+def test_list_failures_fixed_on_either_side(
+    pki: Pki, tmp_path: Path, case: str, server_kind: str
+) -> None:
     """Each server software's recipe adds the client's strongest name; each client's adds the modern names."""
     server_conf, clients, server_grade = CASES[case]
     servers = _servers(pki, tmp_path, {"serve": server_kind, **server_conf})
@@ -319,14 +351,18 @@ CERT_CLIENT = {"s_client_option": "", "curl_option": "", "python_ssl": ""}
 
 
 @pytest.mark.parametrize("client_kind", list(CERT_CLIENT))
-def test_refused_certificate_fixed_by_trusting_the_ca(pki: Pki, tmp_path: Path, client_kind: str) -> None:
+def test_refused_certificate_fixed_by_trusting_the_ca(
+    pki: Pki, tmp_path: Path, client_kind: str
+) -> None:
     servers = _servers(pki, tmp_path, {"serve": "openssl_conf", "openssl_conf": _conf("")})
     client = _client(client_kind, pki, CERT_CLIENT[client_kind])
     pair = Pair(pki, tmp_path, servers, client, SERVER_KINDS, CLIENT_KINDS)
     diagnosis = _fail_then_diagnose(pair, ["certificate"])
     texts = " ".join(s["text"] for r in diagnosis["recipes"] for s in r["steps"])
     assert "-k " not in texts and "--insecure" not in texts and "CERT_NONE" not in texts
-    assert all("Never turn certificate verification off" in " ".join(r["warnings"]) for r in diagnosis["recipes"])
+    assert all(
+        "Never turn certificate verification off" in " ".join(r["warnings"])
+        for r in diagnosis["recipes"]
+    )
     apply_all(pair, diagnosis, server_kind="-", client_kind=client_kind)
     assert pair.applied == [client_kind]
-

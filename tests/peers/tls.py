@@ -33,7 +33,13 @@ from tests.peers.base import (
 TLS_PACKAGES = {"openssl": "openssl", "curl": "curl", "nginx": "nginx", "apache2": "apache2"}
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 
-VERSION_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+VERSION_NAMES = {
+    0x0300: "SSL 3.0",
+    0x0301: "TLS 1.0",
+    0x0302: "TLS 1.1",
+    0x0303: "TLS 1.2",
+    0x0304: "TLS 1.3",
+}
 GROUP_NAMES = {
     0x0017: "secp256r1", 0x0018: "secp384r1", 0x0019: "secp521r1", 0x001D: "x25519", 0x001E: "x448",
     0x0100: "ffdhe2048", 0x0101: "ffdhe3072", 0x0102: "ffdhe4096", 0x0103: "ffdhe6144", 0x0104: "ffdhe8192",
@@ -49,7 +55,9 @@ def suite_names() -> dict[int, str]:
         [openssl, "ciphers", "-V", "-stdname", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    names = {}
+    # TLS 1.3 suites OpenSSL does not enable by default, and the renegotiation SCSV.
+    names = {0x1304: "TLS_AES_128_CCM_SHA256", 0x1305: "TLS_AES_128_CCM_8_SHA256",
+             0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"}  # fmt: skip
     for line in out.splitlines():
         parts = line.split()
         hi, lo = parts[0].split(",")
@@ -88,7 +96,9 @@ def client_hello_offer(data: bytes) -> dict[str, object]:
             if kind == 43:
                 versions = [struct.unpack_from(">H", ext, 1 + i)[0] for i in range(0, ext[0], 2)]
             elif kind == 10:
-                groups = [struct.unpack_from(">H", ext, 2 + i)[0] for i in range(0, len(ext) - 2, 2)]
+                groups = [
+                    struct.unpack_from(">H", ext, 2 + i)[0] for i in range(0, len(ext) - 2, 2)
+                ]
             pos += 4 + size
     return {
         "versions": [_name(VERSION_NAMES, v) for v in (versions or [legacy]) if not _grease(v)],
@@ -218,7 +228,9 @@ def _server(argv: Sequence[str], port: int, what: str, log: Path, env: dict[str,
         kill_tree(proc)
 
 
-def s_server(pki: Pki, folder: Path, args: Sequence[str] = (), conf: Path | None = None) -> contextlib.AbstractContextManager[int]:
+def s_server(
+    pki: Pki, folder: Path, args: Sequence[str] = (), conf: Path | None = None
+) -> contextlib.AbstractContextManager[int]:
     """openssl s_server -www with `args`; `conf` is given as OPENSSL_CONF (an openssl_conf recipe)."""
     import os
 
@@ -300,13 +312,23 @@ DocumentRoot {root}
 def s_client(port: int, args: Sequence[str], cwd: Path) -> PeerResult:
     """openssl s_client that verifies (aborts on a bad certificate) and sends one request."""
     openssl = which_or_skip("openssl")
-    argv = [openssl, "s_client", "-connect", f"{LOOPBACK}:{port}", "-verify_return_error", "-quiet", *args]
+    argv = [
+        openssl,
+        "s_client",
+        "-connect",
+        f"{LOOPBACK}:{port}",
+        "-verify_return_error",
+        "-quiet",
+        *args,
+    ]
     return run_command(argv, stdin=b"GET / HTTP/1.0\r\n\r\n", cwd=cwd, timeout=15)
 
 
 def curl(port: int, args: Sequence[str], cwd: Path) -> PeerResult:
     binary = which_or_skip("curl")
-    return run_command([binary, "-sS", "--max-time", "10", *args, f"https://{LOOPBACK}:{port}/"], cwd=cwd)
+    return run_command(
+        [binary, "-sS", "--max-time", "10", *args, f"https://{LOOPBACK}:{port}/"], cwd=cwd
+    )
 
 
 PYTHON_CLIENT = """
@@ -359,11 +381,22 @@ def java_client() -> Path:
     javac = which_or_skip("javac")
     folder = Path(tempfile.mkdtemp(prefix="kexproxy-tls-java-"))
     (folder / "TlsClient.java").write_text(JAVA_CLIENT)
-    subprocess.run([javac, "-d", str(folder), str(folder / "TlsClient.java")], check=True, capture_output=True)
+    subprocess.run(
+        [javac, "-d", str(folder), str(folder / "TlsClient.java")], check=True, capture_output=True
+    )
     return folder
 
 
 def java(port: int, ca: Path, java_options: Sequence[str], cwd: Path) -> PeerResult:
     binary = which_or_skip("java")
-    argv = [binary, *java_options, "-cp", str(java_client()), "TlsClient", LOOPBACK, str(port), str(ca)]
+    argv = [
+        binary,
+        *java_options,
+        "-cp",
+        str(java_client()),
+        "TlsClient",
+        LOOPBACK,
+        str(port),
+        str(ca),
+    ]
     return run_command(argv, cwd=cwd, timeout=30)

@@ -111,7 +111,7 @@ def _family_offered(suite: str, client_versions: Sequence[str]) -> bool:
     return any(v != "TLS 1.3" for v in client_versions)
 
 
-def _change(adds: Mapping[str, tuple[str, ...]]) -> Change:
+def _change(adds: Mapping[str, tuple[str, ...]], client_versions: Sequence[str]) -> Change:
     suites = adds.get("cipher_suites", ())
     return Change(
         versions=adds.get("versions", ()),
@@ -120,6 +120,7 @@ def _change(adds: Mapping[str, tuple[str, ...]]) -> Change:
         groups=adds.get("supported_groups", ()),
         trust_ca="certificate" in adds and "client" in adds["certificate"],
         full_chain="certificate" in adds and "server" in adds["certificate"],
+        client_tls13="TLS 1.3" in client_versions,
     )
 
 
@@ -249,7 +250,7 @@ def plan(record: Mapping[str, Any]) -> tuple[list[JSONDict], list[str]]:
                 "`kexproxy probe HOST:PORT --tls` finds it."
             )
             continue
-        change = _change(adds)
+        change = _change(adds, client_versions)
         softwares = SERVER_SOFTWARE if side == "server" else CLIENT_SOFTWARE
         for software in softwares:
             written = (

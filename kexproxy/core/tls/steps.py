@@ -100,6 +100,8 @@ class Change:
     groups: tuple[str, ...] = ()
     trust_ca: bool = False
     full_chain: bool = False
+    #: The client offers TLS 1.3: nginx before 1.23.4 leaves TLS 1.3 out of its default protocols.
+    client_tls13: bool = False
 
     @property
     def low(self) -> bool:
@@ -202,6 +204,10 @@ def server_steps(software: str, change: Change) -> Written:
         lines = []
         if span:
             lines.append(f"ssl_protocols {' '.join(_span(change))};")
+        elif change.client_tls13:
+            # nginx's default ssl_protocols gained TLSv1.3 only in 1.23.4 (CHANGES: "TLSv1.3 is
+            # now enabled by default"); Debian 12 ships 1.22.
+            lines.append("ssl_protocols TLSv1.2 TLSv1.3;")
         lines += [f"ssl_ciphers {ciphers};"] if ciphers else []
         lines += [f"ssl_conf_command Ciphersuites {tls13};"] if tls13 else []
         lines += [f"ssl_ecdh_curve {groups};"] if groups else []
