@@ -13,6 +13,7 @@ new kind cannot go unproven.
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,8 @@ from typing import Any
 import pytest
 
 from kexproxy.core.tls.advice import diagnose_tls
-from kexproxy.core.tls.steps import CA_FILE, JAVA_OVERRIDE, OPENSSL_FILE
-from tests.peers.base import PeerResult
+from kexproxy.core.tls.steps import CA_FILE, JAVA_OVERRIDE, OPENSSL_FILE, openssl_cipher_names
+from tests.peers.base import PeerResult, which_or_skip
 from tests.peers.tls import (
     Pki,
     Tap,
@@ -89,7 +90,7 @@ def record_from_peers(
             }
         ]
         if alert is not None
-        else [],  # fmt: skip
+        else [],
         "failures": failures,
     }
 
@@ -268,8 +269,15 @@ def test_modern_client_reaches_tls10_only_server(
     pki: Pki, tmp_path: Path, client_kind: str
 ) -> None:
     """Without the server's offer no client recipe guesses; with a probe's, the client re-enables TLS 1.0."""
-    servers = _servers(pki, tmp_path, {"serve": "openssl_conf", "openssl_conf": _conf(""),
-                                       "s_server_args": "-tls1 -cipher DEFAULT:@SECLEVEL=0"})  # fmt: skip
+    servers = _servers(
+        pki,
+        tmp_path,
+        {
+            "serve": "openssl_conf",
+            "openssl_conf": _conf(""),
+            "s_server_args": "-tls1 -cipher DEFAULT:@SECLEVEL=0",
+        },
+    )
     client = _client(client_kind, pki, MODERN_CLIENT[client_kind], TRUST[client_kind])
     pair = Pair(pki, tmp_path, servers, client, SERVER_KINDS, CLIENT_KINDS)
     blind = _fail_then_diagnose(pair, ["versions"])
@@ -336,7 +344,7 @@ def test_list_failures_fixed_on_either_side(
     for client_kind, failing in clients.items():
         client = _client(client_kind, pki, failing, TRUST[client_kind])
         pair = Pair(pki, tmp_path, servers, client, SERVER_KINDS, CLIENT_KINDS)
-        diagnosis = _fail_then_diagnose(pair, [case.split()[0]])
+        diagnosis = _fail_then_diagnose(pair, [case.split(maxsplit=1)[0]])
         grades = {r["grade"] for r in diagnosis["recipes"] if r["side"] == "server"}
         assert grades == {server_grade}, diagnosis["recipes"]
         apply_all(pair, diagnosis, server_kind=server_kind, client_kind=client_kind)
@@ -366,3 +374,15 @@ def test_refused_certificate_fixed_by_trusting_the_ca(
     )
     apply_all(pair, diagnosis, server_kind="-", client_kind=client_kind)
     assert pair.applied == [client_kind]
+
+
+def test_openssl_names_match_the_installed_openssl() -> None:
+    """data/tls-software/openssl-ciphers.toml says what this machine's openssl says."""
+    out = subprocess.run(
+        [which_or_skip("openssl"), "ciphers", "-stdname", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pairs = {line.split()[0]: line.split()[2] for line in out.splitlines() if "TLSv1.3" not in line}
+    assert pairs == dict(openssl_cipher_names())

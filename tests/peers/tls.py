@@ -41,10 +41,18 @@ VERSION_NAMES = {
     0x0304: "TLS 1.3",
 }
 GROUP_NAMES = {
-    0x0017: "secp256r1", 0x0018: "secp384r1", 0x0019: "secp521r1", 0x001D: "x25519", 0x001E: "x448",
-    0x0100: "ffdhe2048", 0x0101: "ffdhe3072", 0x0102: "ffdhe4096", 0x0103: "ffdhe6144", 0x0104: "ffdhe8192",
+    0x0017: "secp256r1",
+    0x0018: "secp384r1",
+    0x0019: "secp521r1",
+    0x001D: "x25519",
+    0x001E: "x448",
+    0x0100: "ffdhe2048",
+    0x0101: "ffdhe3072",
+    0x0102: "ffdhe4096",
+    0x0103: "ffdhe6144",
+    0x0104: "ffdhe8192",
     0x11EC: "X25519MLKEM768",
-}  # fmt: skip
+}
 
 
 @cache
@@ -53,11 +61,16 @@ def suite_names() -> dict[int, str]:
     openssl = which_or_skip("openssl")
     out = subprocess.run(
         [openssl, "ciphers", "-V", "-stdname", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     # TLS 1.3 suites OpenSSL does not enable by default, and the renegotiation SCSV.
-    names = {0x1304: "TLS_AES_128_CCM_SHA256", 0x1305: "TLS_AES_128_CCM_8_SHA256",
-             0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"}  # fmt: skip
+    names = {
+        0x1304: "TLS_AES_128_CCM_SHA256",
+        0x1305: "TLS_AES_128_CCM_8_SHA256",
+        0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
+    }
     for line in out.splitlines():
         parts = line.split()
         hi, lo = parts[0].split(",")
@@ -73,7 +86,7 @@ def _name(table: dict[int, str], code: int) -> str:
     return table.get(code, f"0x{code:04X}")
 
 
-def client_hello_offer(data: bytes) -> dict[str, object]:
+def client_hello_offer(data: bytes) -> dict[str, list[str]]:
     """The ClientHello's lists, by name, read from the client's first bytes (one record is enough here)."""
     assert data[:1] == b"\x16", f"not a TLS handshake record: {data[:8].hex()}"
     body = data[5 + 4 :]
@@ -133,7 +146,7 @@ class Tap:
                 for pump in pumps:
                     pump.join(timeout=20)
 
-    def offer(self) -> dict[str, object]:
+    def offer(self) -> dict[str, list[str]]:
         return client_hello_offer(bytes(self.client_bytes))
 
     def server_alert(self) -> int | None:
@@ -202,12 +215,50 @@ def make_pki(folder: Path) -> Pki:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=kexproxy test CA")  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=localhost")  # fmt: skip
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kexproxy test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
     return Pki(folder)
 
 
@@ -216,11 +267,25 @@ def make_pki(folder: Path) -> Pki:
 
 
 @contextlib.contextmanager
-def _server(argv: Sequence[str], port: int, what: str, log: Path, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> Iterator[int]:  # fmt: skip
+def _server(
+    argv: Sequence[str],
+    port: int,
+    what: str,
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[int]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=cwd, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     try:
         _wait_listening(port, proc, 10.0, what, log)
         yield port
@@ -239,8 +304,18 @@ def s_server(
     env = dict(os.environ)
     if conf is not None:
         env["OPENSSL_CONF"] = str(conf)
-    argv = [openssl, "s_server", "-accept", f"{LOOPBACK}:{port}", "-cert", str(pki.cert), "-key", str(pki.key),
-            "-www", *args]  # fmt: skip
+    argv = [
+        openssl,
+        "s_server",
+        "-accept",
+        f"{LOOPBACK}:{port}",
+        "-cert",
+        str(pki.cert),
+        "-key",
+        str(pki.key),
+        "-www",
+        *args,
+    ]
     return _server(argv, port, "s_server", folder / f"s_server-{port}.log", env=env, cwd=folder)
 
 

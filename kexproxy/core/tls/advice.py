@@ -18,6 +18,7 @@ from typing import Any
 from kexproxy.core.catalogue import GRADE_ORDER
 from kexproxy.core.tls.grades import GRADED_LISTS, Graded, grade, overall
 from kexproxy.core.tls.steps import (
+    ANY_SERVER,
     CLIENT_SOFTWARE,
     SERVER_SOFTWARE,
     Change,
@@ -251,7 +252,9 @@ def plan(record: Mapping[str, Any]) -> tuple[list[JSONDict], list[str]]:
             )
             continue
         change = _change(adds, client_versions)
-        softwares = SERVER_SOFTWARE if side == "server" else CLIENT_SOFTWARE
+        softwares: tuple[str, ...] = SERVER_SOFTWARE if side == "server" else CLIENT_SOFTWARE
+        if side == "server" and set(adds) == {"certificate"}:
+            softwares = (ANY_SERVER,)
         for software in softwares:
             written = (
                 server_steps(software, change)

@@ -20,6 +20,8 @@ from typing import Any
 JSONDict = dict[str, Any]
 
 SERVER_SOFTWARE = ("OpenSSL (openssl.cnf)", "nginx", "Apache httpd")
+#: The software named when the change is the same words for every server (a certificate chain).
+ANY_SERVER = "the server's TLS software"
 CLIENT_SOFTWARE = ("openssl s_client", "curl", "Python ssl", "Java")
 
 #: OpenSSL 3.0's built-in TLS 1.3 suite list (ssl/ssl_ciph.c TLS_DEFAULT_CIPHERSUITES).
@@ -204,7 +206,7 @@ def server_steps(software: str, change: Change) -> Written:
         lines = []
         if span:
             lines.append(f"ssl_protocols {' '.join(_span(change))};")
-        elif change.client_tls13:
+        elif change.client_tls13 and (change.suites13 or change.groups):
             # nginx's default ssl_protocols gained TLSv1.3 only in 1.23.4 (CHANGES: "TLSv1.3 is
             # now enabled by default"); Debian 12 ships 1.22.
             lines.append("ssl_protocols TLSv1.2 TLSv1.3;")
