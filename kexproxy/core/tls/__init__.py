@@ -1,1 +1,1 @@
-"""TLS on the same engine (issue 12): parsing, the record's TLS parts, grades and advice, sans-I/O."""
+"""TLS handshakes on the same engine as SSH: sans-I/O parsing, fingerprints and certificates."""

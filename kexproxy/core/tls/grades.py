@@ -94,12 +94,15 @@ GROUPS: Mapping[str, Graded] = {
             HYBRID,
             True,
         ),
-        _g(
-            "X25519Kyber768Draft00",
-            "good",
-            "pre-standard Kyber hybrid, since replaced by X25519MLKEM768",
-            HYBRID,
-            True,
+        *(
+            _g(
+                n,
+                "good",
+                "pre-standard Kyber hybrid, since replaced by the ML-KEM hybrids",
+                HYBRID,
+                True,
+            )
+            for n in ("X25519Kyber768Draft00", "SecP256r1Kyber768Draft00")
         ),
         _g("x25519", "good", "128-bit classical ECDH", RFC9325),
         _g("x448", "good", "224-bit classical ECDH", RFC9325),
@@ -193,6 +196,15 @@ SIGNATURE_SCHEMES: Mapping[str, Graded] = {
             for h in ("sha256", "sha384", "sha512")
         ),
         *(
+            _g(
+                f"rsa_pkcs1_{h}_legacy",
+                "good",
+                "RSA PKCS#1 v1.5 in TLS 1.3, only for client keys on hardware that cannot sign PSS",
+                "draft-ietf-tls-tls13-pkcs1",
+            )
+            for h in ("sha256", "sha384", "sha512")
+        ),
+        *(
             _g(f"rsa_pss_{k}_{h}", "good", "RSA-PSS", "RFC 8446 4.2.3")
             for k in ("rsae", "pss")
             for h in ("sha256", "sha384", "sha512")
@@ -238,11 +250,33 @@ TLS13_SUITES: Mapping[str, Graded] = {
             "RFC 8446 B.4; IANA",
         ),
         *(
+            _g(n, "strong", "TLS 1.3 AEAD suite (AEGIS)", "draft-irtf-cfrg-aegis-aead")
+            for n in ("TLS_AEGIS_128L_SHA256", "TLS_AEGIS_256_SHA512")
+        ),
+        *(
+            _g(n, "good", "TLS 1.3 suite with SM4, rarely supported outside China", "RFC 8998")
+            for n in ("TLS_SM4_GCM_SM3", "TLS_SM4_CCM_SM3")
+        ),
+        *(
             _g(n, "broken", "integrity only: no encryption", "RFC 9150")
             for n in ("TLS_SHA256_SHA256", "TLS_SHA384_SHA384")
         ),
     )
 }
+
+#: Registry names kexproxy does not grade: national or niche algorithms (GOST, SM2, ECCPWD, IBS)
+#: with no review it can cite; they are named ungraded rather than guessed.
+UNGRADED_PREFIXES = (
+    "GC256",
+    "GC512",
+    "curveSM2",
+    "gostr",
+    "eccsi",
+    "iso_",
+    "sm2sig",
+    "TLS_GOSTR",
+    "TLS_ECCPWD_",
+)
 
 #: Suites that signal, not encrypt (RFC 5746, RFC 7507): never graded, never recommended.
 SIGNALLING = frozenset({"TLS_EMPTY_RENEGOTIATION_INFO_SCSV", "TLS_FALLBACK_SCSV"})

@@ -117,3 +117,20 @@ def test_negotiated_set_is_strong_only_over_tls13_and_a_post_quantum_group() -> 
     assert grade_ == "weak" and "TLS_RSA_WITH_AES_128_CBC_SHA is weak" in reasons[0]
     assert overall(parts("TLS 1.0", "TLS_RSA_WITH_AES_128_CBC_SHA", "x25519"))[0] == "broken"  # type: ignore[arg-type]
     assert overall({}) == (None, [])
+
+
+def test_every_registry_name_is_graded_or_named_ungraded() -> None:
+    """Each IANA name the parser can put in a record (tls/names.py) gets a grade, or is knowingly left out."""
+    names = pytest.importorskip("kexproxy.core.tls.names")
+    from kexproxy.core.tls.grades import SIGNALLING, UNGRADED_PREFIXES
+
+    tables = {
+        "cipher_suites": names.CIPHER_SUITES,
+        "supported_groups": names.GROUPS,
+        "signature_algorithms": names.SIGNATURE_SCHEMES,
+    }
+    for list_name, table in tables.items():
+        for name in table.values():
+            if name in SIGNALLING or name.startswith(UNGRADED_PREFIXES):
+                continue
+            assert grade(list_name, name) is not None, f"{list_name}: {name} is not graded"
