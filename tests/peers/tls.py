@@ -451,10 +451,13 @@ public final class TlsClient {
 @cache
 def java_client() -> Path:
     """The Java SSLSocket client compiled once; returns its class folder."""
+    import atexit
+    import shutil
     import tempfile
 
     javac = which_or_skip("javac")
     folder = Path(tempfile.mkdtemp(prefix="kexproxy-tls-java-"))
+    atexit.register(shutil.rmtree, folder, True)
     (folder / "TlsClient.java").write_text(JAVA_CLIENT)
     subprocess.run(
         [javac, "-d", str(folder), str(folder / "TlsClient.java")], check=True, capture_output=True
