@@ -250,6 +250,13 @@ STEP_LABEL = {
     "host_key": "host key, then its sshd_config line",
     "upgrade": "upgrade",
     "note": "by hand",
+    "openssl_conf": "OpenSSL configuration file (OPENSSL_CONF)",
+    "nginx_conf": "nginx server block",
+    "apache_conf": "Apache VirtualHost lines",
+    "s_client_option": "openssl s_client options",
+    "curl_option": "curl options",
+    "python_ssl": "in the program's Python ssl.SSLContext code",
+    "java_security": "java.security override file (-Djava.security.properties=)",
 }
 
 

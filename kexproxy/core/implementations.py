@@ -59,6 +59,14 @@ StepKind = Literal[
     "host_key",
     "upgrade",
     "note",
+    # TLS (kexproxy/core/tls/steps.py)
+    "openssl_conf",
+    "nginx_conf",
+    "apache_conf",
+    "s_client_option",
+    "curl_option",
+    "python_ssl",
+    "java_security",
 ]
 STEP_KINDS: tuple[str, ...] = get_args(StepKind)
 #: The categories a configuration can change (markers are the implementation's own business).
