@@ -78,9 +78,22 @@ def native_words(record: SessionRecord, role: str) -> tuple[str, str] | None:
     return software_name(banner), native
 
 
+#: Labels of the TLS lists (the record's list names are the TLS registries' own words).
+TLS_LIST_LABEL: dict[str, str] = {
+    "versions": "version",
+    "cipher_suites": "cipher suite",
+    "supported_groups": "group",
+    "signature_algorithms": "signature scheme",
+    "server_name": "SNI",
+    "alpn": "ALPN",
+    "certificate": "certificate",
+}
+
+
 def list_label(rfc: str) -> str:
-    """The short label of an RFC list name (``cipher c2s``); an unknown name as it is."""
-    return LIST_LABEL.get(rfc, rfc)
+    """The short label of an RFC list name (``cipher c2s``) or a TLS list (``cipher suite``);
+    an unknown name as it is."""
+    return LIST_LABEL.get(rfc) or TLS_LIST_LABEL.get(rfc, rfc)
 
 
 def kind_label(rfc: str) -> str:
@@ -88,8 +101,45 @@ def kind_label(rfc: str) -> str:
     count both directions once; an unknown name as it is."""
     entry = BY_RFC.get(rfc)
     if entry is None or entry.kind is None:
-        return rfc
+        return TLS_LIST_LABEL.get(rfc, rfc)
     return KIND_LABEL[entry.kind]
+
+
+def side_label(record: SessionRecord, role: str) -> str:
+    """Who a side is, in a few cells: the SSH software from its banner; for TLS, which
+    carries no software name, the client's newest version offered and the server's name
+    as the client asked for it (SNI)."""
+    if record.protocol != "tls":
+        return software_name(record.client_banner if role == "client" else record.server_banner)
+    hello = record.client_hello if isinstance(record.client_hello, Mapping) else {}
+    if role == "client":
+        versions = [v for v in hello.get("versions") or [] if isinstance(v, str)]
+        return versions[0] if versions else "TLS"
+    name = hello.get("server_name")
+    return str(name) if isinstance(name, str) and name else "TLS server"
+
+
+def tls_summary(record: SessionRecord) -> str:
+    """The TLS line of `summary`: the refused list and who refused it, or what was chosen."""
+    if record.outcome == "failed":
+        parts = []
+        for role in ("client", "server"):
+            rejection = record.rejections.get(role)
+            if isinstance(rejection, Mapping):
+                sure = "" if rejection.get("certain") else ", inferred"
+                parts.append(f"{list_label(str(rejection.get('list')))} ({role}{sure})")
+        return "refused: " + ", ".join(parts or [list_label(n) for n in record.failing_lists])
+    neg = record.negotiated
+    if isinstance(neg, Mapping) and neg.get("cipher_suites"):
+        words = [neg.get("versions"), neg.get("cipher_suites"), neg.get("supported_groups")]
+        return " ".join(str(w) for w in words if w)
+    for alert in record.alerts:
+        if isinstance(alert, Mapping) and alert.get("level") == "fatal":
+            return f"{alert.get('from')} sent {alert.get('description')}"
+    for key in ("aborted", "timeout"):
+        if record.evidence.get(key):
+            return str(record.evidence[key])
+    return ""
 
 
 def failing_kinds(record: SessionRecord) -> str:
@@ -101,6 +151,8 @@ def failing_kinds(record: SessionRecord) -> str:
 def summary(record: SessionRecord) -> str:
     """One line on what happened: the failing lists, what an ending means where the record
     shows it (`ending`), or the chosen kex and cipher."""
+    if record.protocol == "tls":
+        return tls_summary(record)
     if record.outcome == "failed":
         return "no match: " + ", ".join(list_label(name) for name in record.failing_lists)
     meaning = ending(record)
@@ -284,6 +336,15 @@ def recipe_heading(recipe: Mapping[str, Any]) -> str:
 def _action(recipe: Mapping[str, Any]) -> str:
     adds = _adds(recipe)
     steps = _steps(recipe)
+    lists = {
+        str(name)
+        for add in recipe.get("adds") or []
+        if isinstance(add, Mapping)
+        for name in add.get("lists") or []
+    }
+    if len(adds) > 1 and len(lists) == 1 and lists <= TLS_LIST_LABEL.keys():
+        # TLS names are long (TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384): a cell says how many.
+        return f"add {len(adds)} {TLS_LIST_LABEL[lists.pop()]}s"
     if adds:
         return "add " + ", ".join(adds)
     if steps and steps[0].get("kind") == "upgrade":

@@ -26,6 +26,23 @@ OUTCOMES: tuple[Outcome, ...] = (
 )
 
 JSONDict = dict[str, Any]
+Protocol = Literal["ssh", "tls"]
+PROTOCOLS: tuple[Protocol, ...] = ("ssh", "tls")
+#: The fields only a TLS record carries (`SessionRecord.to_dict` leaves them out of SSH ones).
+TLS_FIELDS = frozenset(
+    {
+        "client_hello",
+        "server_hello",
+        "hello_retry_request",
+        "alerts",
+        "certificate",
+        "ja3",
+        "ja3_string",
+        "ja3s",
+        "ja3s_string",
+        "ja4",
+    }
+)
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -79,10 +96,25 @@ class SessionRecord:
     timeline: list[JSONDict] = field(default_factory=list)
     diagnosis: JSONDict | None = None
     policy: JSONDict | None = None
+    #: "ssh" or "tls"; the fields below it are TLS's, and an SSH record does not carry them.
+    protocol: Protocol = "ssh"
+    client_hello: JSONDict | None = None
+    server_hello: JSONDict | None = None
+    hello_retry_request: JSONDict | None = None
+    alerts: list[JSONDict] = field(default_factory=list)
+    certificate: JSONDict | None = None
+    ja3: str | None = None
+    ja3_string: str | None = None
+    ja3s: str | None = None
+    ja3s_string: str | None = None
+    ja4: str | None = None
 
     def to_dict(self) -> JSONDict:
-        out: JSONDict = {"schema": SCHEMA}
+        out: JSONDict = {"schema": SCHEMA, "protocol": self.protocol}
+        tls = self.protocol == "tls"
         for f in fields(self):
+            if f.name == "protocol" or (not tls and f.name in TLS_FIELDS):
+                continue
             value = getattr(self, f.name)
             if f.name in ("diagnosis", "policy") and value is None:
                 continue
@@ -107,6 +139,8 @@ class SessionRecord:
                 continue
             if not isinstance(kept[name], kinds):
                 raise ValueError(f"field {name!r} has the wrong type")
+        if kept.get("protocol", "ssh") not in PROTOCOLS:
+            raise ValueError(f"field 'protocol' is not one of {', '.join(PROTOCOLS)}")
         if kept["outcome"] not in OUTCOMES:
             raise ValueError(f"field 'outcome' is not one of {', '.join(OUTCOMES)}")
         try:
@@ -158,6 +192,17 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "timeline": (list,),
     "diagnosis": (dict, _NONE),
     "policy": (dict, _NONE),
+    "protocol": (str,),
+    "client_hello": (dict, _NONE),
+    "server_hello": (dict, _NONE),
+    "hello_retry_request": (dict, _NONE),
+    "alerts": (list,),
+    "certificate": (dict, _NONE),
+    "ja3": (str, _NONE),
+    "ja3_string": (str, _NONE),
+    "ja3s": (str, _NONE),
+    "ja3s_string": (str, _NONE),
+    "ja4": (str, _NONE),
 }
 #: The fields a record's JSON must have: those without a default.
 _REQUIRED = frozenset(

@@ -13,6 +13,7 @@ from kexproxy.present import (
     endpoint,
     kind_label,
     native_words,
+    side_label,
     software_name,
     summary,
     verdict_line,
@@ -157,8 +158,7 @@ def stacked_cells(
     if not software:
         return (endpoints, outcome, detail)
     software_cell = Text(
-        f"{printable(software_name(record.client_banner))}\n"
-        f"{printable(software_name(record.server_banner))}"
+        f"{printable(side_label(record, 'client'))}\n{printable(side_label(record, 'server'))}"
     )
     return (endpoints, software_cell, outcome, detail)
 
@@ -170,8 +170,13 @@ def print_messages(console: Console, records: list[SessionRecord]) -> None:
         for role in ("client", "server"):
             rejection = record.rejections.get(role)
             if rejection:
+                sure = rejection.get("certain", True)
                 lines.append(
-                    Text.assemble((f"  {role}: ", "bold"), printable(rejection["message"]))
+                    Text.assemble(
+                        (f"  {role}: ", "bold"),
+                        printable(rejection["message"]),
+                        ("" if sure else " (inferred: the wire does not name the list)", "dim"),
+                    )
                 )
                 words = native_words(record, role)
                 if words is not None:
@@ -188,6 +193,20 @@ def print_messages(console: Console, records: list[SessionRecord]) -> None:
             lines.append(
                 Text(f"  closed first by the {evidence['first_close']} ({how})", style="dim")
             )
+        for alert in record.alerts:
+            if alert.get("level") == "fatal" or alert.get("encrypted"):
+                said = "an encrypted alert" if alert.get("encrypted") else alert.get("description")
+                heard = (
+                    f"; the peer's OpenSSL prints {alert['message']}"
+                    if alert.get("message")
+                    else ""
+                )
+                lines.append(
+                    Text(
+                        f"  alert from the {alert.get('from')}: {printable(str(said))}{printable(heard)}",
+                        style="dim",
+                    )
+                )
         for dis in evidence.get("disconnects", []):
             lines.append(
                 Text(
@@ -224,9 +243,10 @@ def print_totals(
         for kind in dict.fromkeys(kind_label(name) for name in r.failing_lists)
     )
     troubled = [r for r in records if r.outcome in ("failed", "aborted")]
-    clients = Counter(_who(r.client_banner) for r in troubled)
-    servers = Counter(_who(r.server_banner) for r in troubled)
-    what = "SSH connections" if ssh_only else "connections"
+    clients = Counter(_who(r, "client") for r in troubled)
+    servers = Counter(_who(r, "server") for r in troubled)
+    protocols = sorted({r.protocol.upper() for r in records}) or ["SSH"]
+    what = f"{' and '.join(protocols)} connections" if ssh_only else "connections"
     where = f"{files} capture{'s' * (files != 1)}"
     console.print(Rule(Text(f"{len(records)} {what} in {where}", "bold")))
     line = Text()
@@ -247,5 +267,8 @@ def print_totals(
             console.print(Text.assemble((f"{label}: ", "bold"), text))
 
 
-def _who(banner: str | None) -> str:
+def _who(record: SessionRecord, role: str) -> str:
+    if record.protocol == "tls":
+        return printable(side_label(record, role))
+    banner = record.client_banner if role == "client" else record.server_banner
     return printable(software_name(banner)) if banner else "(no banner)"

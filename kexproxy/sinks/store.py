@@ -56,6 +56,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sessions_server ON sessions (server_ip, server_port, started);
     CREATE INDEX sessions_hassh ON sessions (hassh);
     """,
+    # TLS (issue 12): rows stored before it are SSH; the fingerprints and the name the
+    # client asked for are columns so that a store of many sites can be searched by them.
+    """
+    ALTER TABLE sessions ADD COLUMN protocol TEXT NOT NULL DEFAULT 'ssh';
+    ALTER TABLE sessions ADD COLUMN ja3 TEXT;
+    ALTER TABLE sessions ADD COLUMN ja4 TEXT;
+    ALTER TABLE sessions ADD COLUMN server_name TEXT;
+    CREATE INDEX sessions_protocol ON sessions (protocol, started);
+    CREATE INDEX sessions_ja3 ON sessions (ja3);
+    CREATE INDEX sessions_ja4 ON sessions (ja4);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long the writer lets records gather before a transaction (visibility delay).
@@ -89,6 +100,10 @@ _COLUMNS = (
     "hassh_server",
     "final",
     "record",
+    "protocol",
+    "ja3",
+    "ja4",
+    "server_name",
 )
 _UPSERT = (
     f"INSERT INTO sessions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -136,7 +151,17 @@ def row_of(record: SessionRecord, *, final: bool) -> Row:
         record.hassh_server,
         1 if final else 0,
         dumps(record),
+        record.protocol,
+        record.ja3,
+        record.ja4,
+        _server_name(record),
     )
+
+
+def _server_name(record: SessionRecord) -> str | None:
+    hello = record.client_hello
+    name = hello.get("server_name") if isinstance(hello, dict) else None
+    return name if isinstance(name, str) else None
 
 
 class SessionStore:

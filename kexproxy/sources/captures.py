@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kexproxy.core.connection import ConnectionTracker
 from kexproxy.core.observer import Endpoint, InitiatorEvidence
 from kexproxy.core.record import SessionRecord
-from kexproxy.core.tracker import SessionTracker
 
 if TYPE_CHECKING:
     from kexproxy.sources.capfile import CaptureStats
@@ -53,8 +53,8 @@ class Collector:
         initiator: InitiatorEvidence,
         flow_index: int,
         first_ts: float,
-    ) -> SessionTracker:
-        return SessionTracker(
+    ) -> ConnectionTracker:
+        return ConnectionTracker(
             a=a,
             b=b,
             initiator=initiator,
@@ -67,12 +67,12 @@ class Collector:
         if record.outcome != "not_ssh" or self.include_non_ssh:
             self.emit(record)
 
-    def on_decided(self, observer: SessionTracker) -> None:
+    def on_decided(self, observer: ConnectionTracker) -> None:
         if self.early and id(observer) not in self._emitted:
             self._emitted.add(id(observer))
             self._hand_on(observer.record())
 
-    def on_finished(self, observer: SessionTracker) -> None:
+    def on_finished(self, observer: ConnectionTracker) -> None:
         if id(observer) in self._emitted:
             self._emitted.discard(id(observer))
             return

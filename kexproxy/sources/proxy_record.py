@@ -19,10 +19,10 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kexproxy.core.connection import ConnectionTracker
 from kexproxy.core.negotiation import rejection_message
 from kexproxy.core.observer import Endpoint, Leg, other_leg
 from kexproxy.core.record import JSONDict, Outcome, SessionRecord, rfc3339
-from kexproxy.core.tracker import SessionTracker
 from kexproxy.worker import Worker
 
 Publish = Callable[[SessionRecord, bool], None]
@@ -57,7 +57,7 @@ class RecordJob:
     """Make the session's record: live (`final` False) or the last one."""
 
     #: The tracker, or a pickled copy of it for a live record.
-    tracker: SessionTracker | bytes
+    tracker: ConnectionTracker | bytes
     final: bool
     relay: RelayFacts
 
@@ -84,7 +84,7 @@ class SessionStarted:
 RecorderItem = RecordJob | BytesMoved | SessionStarted
 
 
-def live_job(tracker: SessionTracker, relay: RelayFacts) -> RecordJob:
+def live_job(tracker: ConnectionTracker, relay: RelayFacts) -> RecordJob:
     """A job for a live record: a copy of the tracker, which the loop goes on feeding."""
     return RecordJob(
         tracker=pickle.dumps(tracker, protocol=pickle.HIGHEST_PROTOCOL), final=False, relay=relay

@@ -3,7 +3,7 @@
 Theory of operation. A session starts when the proxy accepts a client: the upstream connect
 is already under way (`dial`, started first so that it overlaps the rest), then a pump
 starts each way, the server's side read first. Every
-byte is forwarded first and shown to the `SessionTracker` second; every tracker call is
+byte is forwarded first and shown to the `ConnectionTracker` second; every tracker call is
 guarded, so an unexpected exception ends inspection (with a note in the record) and never
 the relay. Records are made by the recorder from what the session hands it (`RecordJob`,
 `SessionStarted`, `BytesMoved`): a first one (`in_progress`) as the connection is accepted,
@@ -30,8 +30,8 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
+from kexproxy.core.connection import ConnectionTracker
 from kexproxy.core.observer import CloseKind, Endpoint, Leg
-from kexproxy.core.tracker import SessionTracker
 from kexproxy.sources.proxy_record import (
     BytesMoved,
     RecorderItem,
@@ -129,7 +129,7 @@ class Session:
         self._bytes: dict[Leg, int] = {"a": 0, "b": 0}
         self._last: dict[Leg, float | None] = {"a": None, "b": None}
         self.ended = False
-        self._tracker = SessionTracker(
+        self._tracker = ConnectionTracker(
             a=client_ep, b=upstream, initiator="accept", session_id=self.id, source="proxy"
         )
         # The connection starts when it is accepted, before any byte: a refused upstream

@@ -156,7 +156,7 @@ def test_several_captures_end_with_totals() -> None:
         json.loads(line) for line in kexproxy("read", "--json", *captures).stdout.splitlines()
     ]
     out = table.stdout.decode()
-    tail = out[out.index(f"{len(records)} SSH connections in {len(captures)} captures") :]
+    tail = out[out.index(f"{len(records)} SSH and TLS connections in {len(captures)} captures") :]
     outcomes = Counter(r["outcome"] for r in records)
     assert f"{outcomes['failed']} failed" in tail and f"{outcomes['negotiated']} negotiated" in tail
     kex_failures = sum(any(f["list"] == "kex_algorithms" for f in r["failures"]) for r in records)

@@ -83,6 +83,8 @@ def test_no_algorithm_name_is_split_from_80_columns(
         if (record.negotiated or {}).get(key)
     }
     for record in records:  # the top recipe's names: the verdict shows that one
+        if record.protocol == "tls":
+            continue  # TLS verdicts count long names ("add 4 cipher suites"): test_tls_*
         recipes = (record.diagnosis or {}).get("recipes") or [{}]
         names |= {str(add.get("name")) for add in recipes[0].get("adds") or []}
     assert "diffie-hellman-group-exchange-sha256" in names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sqlite3
 import stat
@@ -390,4 +391,43 @@ def test_a_failed_commit_is_rolled_back_so_the_next_write_works(tmp_path: Path) 
     store.put(failed_record("kept"), final=True)
     store._db = real
     assert [s.record.id for s in store.sessions()] == ["kept"]
+    store.close()
+
+
+def test_a_store_from_before_tls_is_migrated_and_its_rows_read_as_ssh(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, MIGRATIONS[:1])
+    old = failed_record("old1")
+    data = old.to_dict()
+    del data["protocol"]  # a record written before TLS had no such field
+    db.execute(
+        "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            old.id,
+            old.source,
+            old.started,
+            old.ended,
+            old.outcome,
+            "127.0.0.1",
+            1,
+            "127.0.0.1",
+            22,
+            None,
+            None,
+            "kex_algorithms",
+            None,
+            None,
+            1,
+            json.dumps(data),
+        ),
+    )
+    db.close()
+    store = SessionStore.open(path)
+    assert store.version == SCHEMA_VERSION
+    (stored,) = store.get("old1")
+    assert stored.record.protocol == "ssh"
+    assert stored.record.failing_lists == old.failing_lists
+    row = sqlite3.connect(path).execute("SELECT protocol, ja3 FROM sessions").fetchone()
+    assert row == ("ssh", None)
     store.close()

@@ -112,4 +112,8 @@ def preload() -> None:
 
 def diagnosed(record: SessionRecord, cat: Catalogue | None = None) -> SessionRecord:
     """`record` with its ``diagnosis`` filled: the stage between the tracker and the policy."""
+    if record.protocol == "tls":
+        from kexproxy.core.tls.advice import diagnose_tls
+
+        return replace(record, diagnosis=diagnose_tls(record.to_dict()))
     return replace(record, diagnosis=diagnose(record, cat))

@@ -1,0 +1,256 @@
+"""The TLS session tracker: both directions of one TLS connection joined into one record.
+
+Theory of operation: the same observer interface as the SSH tracker (`receive`, `count`,
+`receive_gap`, `receive_close`, `receive_timeout`, `abort`), one `TlsDirectionParser` per TCP
+leg. Each leg keeps what its events said (hellos, certificate, key exchange, alerts, the
+first encrypted record); the roles are decided late, when the record is asked for: the leg
+that sent a ClientHello is the client. `tls.recordbuild` names the outcome and who refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kexproxy.core import limits
+from kexproxy.core.events import Anomaly, ParseFailed, StreamEnded
+from kexproxy.core.observer import LEGS, CloseKind, Endpoint, InitiatorEvidence, Leg, other_leg
+from kexproxy.core.record import SessionRecord
+from kexproxy.core.tls.events import (
+    AlertReceived,
+    CertificateReceived,
+    ChangeCipherSpecReceived,
+    ClientHelloReceived,
+    EncryptedRecord,
+    HandshakeReceived,
+    ServerHelloReceived,
+    ServerKeyExchangeReceived,
+    Ssl2Message,
+)
+from kexproxy.core.tls.hello import ClientHello, ServerHello
+from kexproxy.core.tls.names import alert_name, handshake_name
+from kexproxy.core.tls.parser import TlsDirectionParser
+
+#: Hellos kept per leg: a ClientHello and its retry after a HelloRetryRequest; more is a
+#: peer repeating itself (renegotiation is encrypted), and only the first two matter.
+MAX_HELLOS = 2
+#: Alerts kept per leg: the first fatal one ends the handshake; a peer may send many warnings.
+MAX_ALERTS = 8
+
+
+@dataclass(slots=True)
+class TlsLeg:
+    """What one TCP leg sent, as far as the TLS parser understood it."""
+
+    parser: TlsDirectionParser = field(default_factory=TlsDirectionParser)
+    client_hellos: list[tuple[ClientHello, float]] = field(default_factory=list)
+    server_hellos: list[tuple[ServerHello, float]] = field(default_factory=list)
+    certificates: tuple[bytes, ...] | None = None
+    key_exchange: ServerKeyExchangeReceived | None = None
+    alerts: list[tuple[AlertReceived, float]] = field(default_factory=list)
+    ccs: float | None = None
+    encrypted: tuple[EncryptedRecord, float] | None = None
+    handshakes: list[int] = field(default_factory=list)
+    failed: str | None = None
+    ssl2: bool = False
+    gap: bool = False
+    close: tuple[CloseKind, float] | None = None
+    bytes: int = 0
+
+
+class TlsTracker:
+    """Implements `ConnectionObserver` for TLS: bytes of both legs in, a record out."""
+
+    def __init__(
+        self,
+        *,
+        a: Endpoint,
+        b: Endpoint,
+        initiator: InitiatorEvidence,
+        session_id: str,
+        source: str = "pcap",
+        capture: str | None = None,
+    ) -> None:
+        self.endpoints: dict[Leg, Endpoint] = {"a": a, "b": b}
+        self.initiator = initiator
+        self.session_id = session_id
+        self.source = source
+        self.capture = capture
+        self.legs: dict[Leg, TlsLeg] = {"a": TlsLeg(), "b": TlsLeg()}
+        self.notes: list[str] = []
+        self.timeline: list[tuple[float, Leg | None, str, str | None]] = []
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.timeout: tuple[float, str] | None = None
+        self.abort_reason: str | None = None
+        self.close_order: list[Leg] = []
+
+    # -- the observer interface ----------------------------------------------------------
+
+    @property
+    def inspecting(self) -> bool:
+        return self.legs["a"].parser.parsing or self.legs["b"].parser.parsing
+
+    @property
+    def outcome_known(self) -> bool:
+        """A fatal alert was sent, or both sides went on to encrypted records."""
+        for leg in self.legs.values():
+            if any(alert.level == 2 or alert.encrypted for alert, _ts in leg.alerts):
+                return True
+        return all(leg.encrypted is not None for leg in self.legs.values())
+
+    @property
+    def decided(self) -> bool:
+        if self.timeout is not None or self.outcome_known:
+            return True
+        a, b = self.legs["a"], self.legs["b"]
+        return a.close is not None or b.close is not None
+
+    def receive(self, leg: Leg, data: bytes, ts: float) -> None:
+        d = self.legs[leg]
+        self._touch(d, ts, len(data))
+        if d.parser.parsing:
+            for event in d.parser.receive_data(data):
+                self._apply(leg, event, ts)
+
+    def count(self, leg: Leg, nbytes: int, ts: float) -> None:
+        self._touch(self.legs[leg], ts, nbytes)
+
+    def receive_gap(self, leg: Leg, nbytes: int, ts: float) -> None:
+        d = self.legs[leg]
+        self._touch(d, ts, 0)
+        if d.gap:
+            return
+        d.gap = True
+        if d.parser.parsing:
+            self._note(
+                f"the capture is missing {nbytes} bytes sent by the {{{leg}}} at stream offset "
+                f"{d.bytes}; inspection of that direction stopped"
+            )
+            for event in d.parser.receive_eof():
+                self._apply(leg, event, ts)
+
+    def receive_close(self, leg: Leg, kind: CloseKind, ts: float) -> None:
+        d = self.legs[leg]
+        self._touch(d, ts, 0)
+        if d.close is not None:
+            return
+        d.close = (kind, ts)
+        self.close_order.append(leg)
+        self._event(ts, leg, kind.upper(), None)
+        for end_leg in (leg, other_leg(leg)) if kind == "rst" else (leg,):
+            parser = self.legs[end_leg].parser
+            if parser.parsing:
+                for event in parser.receive_eof():
+                    self._apply(end_leg, event, ts)
+
+    def receive_timeout(self, ts: float, reason: str) -> None:
+        if self.timeout is None:
+            self.timeout = (ts, reason)
+            self.last_ts = ts
+            self._event(ts, None, "timeout", reason)
+
+    def abort(self, reason: str, ts: float) -> None:
+        if self.abort_reason is None:
+            self.abort_reason = reason
+            self.last_ts = max(ts, self.last_ts or ts)
+            self.notes.append(reason)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _touch(self, d: TlsLeg, ts: float, nbytes: int) -> None:
+        d.bytes += nbytes
+        if self.first_ts is None:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+
+    def _note(self, text: str) -> None:
+        if len(self.notes) < limits.MAX_NOTES:
+            self.notes.append(text)
+
+    def _event(self, ts: float, leg: Leg | None, name: str, detail: str | None) -> None:
+        if len(self.timeline) < limits.MAX_TIMELINE:
+            self.timeline.append((ts, leg, name, detail))
+
+    def _apply(self, leg: Leg, event: object, ts: float) -> None:
+        d = self.legs[leg]
+        match event:
+            case ClientHelloReceived(hello=hello):
+                if len(d.client_hellos) < MAX_HELLOS:
+                    d.client_hellos.append((hello, ts))
+                self._event(ts, leg, "ClientHello", "SSLv2 format" if hello.sslv2 else None)
+            case ServerHelloReceived(hello=hello):
+                if len(d.server_hellos) < MAX_HELLOS:
+                    d.server_hellos.append((hello, ts))
+                self._event(ts, leg, "HelloRetryRequest" if hello.retry else "ServerHello", None)
+            case CertificateReceived(certificates=certificates):
+                if d.certificates is None:
+                    d.certificates = certificates
+                self._event(ts, leg, "Certificate", f"{len(certificates)} certificate(s)")
+            case ServerKeyExchangeReceived():
+                if d.key_exchange is None:
+                    d.key_exchange = event
+                self._event(ts, leg, "ServerKeyExchange", event.kind)
+            case HandshakeReceived(msg_type=msg_type):
+                if len(d.handshakes) < limits.MAX_TIMELINE:
+                    d.handshakes.append(msg_type)
+                self._event(ts, leg, handshake_name(msg_type), None)
+            case AlertReceived():
+                if len(d.alerts) < MAX_ALERTS:
+                    d.alerts.append((event, ts))
+                if event.encrypted:
+                    detail = "encrypted"
+                else:
+                    level = {1: "warning", 2: "fatal"}.get(event.level or 0, str(event.level))
+                    detail = f"{level} {alert_name(event.description or 0)}"
+                self._event(ts, leg, "Alert", detail)
+            case ChangeCipherSpecReceived():
+                if d.ccs is None:
+                    d.ccs = ts
+                self._event(ts, leg, "ChangeCipherSpec", None)
+            case EncryptedRecord():
+                if d.encrypted is None:
+                    d.encrypted = (event, ts)
+                self._event(ts, leg, "encrypted", f"{event.length} bytes")
+            case Ssl2Message(msg_type=msg_type):
+                d.ssl2 = True
+                self._note(
+                    f"the {{{leg}}} went on in SSL 2.0 (message type {msg_type}); kexproxy reads "
+                    "SSL 2.0 no further than the hello"
+                )
+                self._event(ts, leg, "SSL 2.0", f"message type {msg_type}")
+            case Anomaly(text=text):
+                self._note(f"{{{leg}}}: {text}")
+            case ParseFailed(reason=reason):
+                d.failed = reason
+                self._note(f"inspection of the {{{leg}}}'s bytes stopped: {reason}")
+            case StreamEnded():
+                pass
+            case _:
+                raise AssertionError(f"unhandled event {event!r}")
+
+    # -- the record ------------------------------------------------------------------------
+
+    def client_leg(self) -> tuple[Leg, str]:
+        """Which leg is the TLS client, and what showed it."""
+        for leg in LEGS:
+            if self.legs[leg].client_hellos:
+                return leg, "hello"
+        for leg in LEGS:
+            if self.legs[leg].server_hellos:
+                return other_leg(leg), "hello"
+        return "a", "tcp" if self.initiator != "first-packet" else "port"
+
+    def finish(self) -> SessionRecord:
+        ts = self.last_ts if self.last_ts is not None else 0.0
+        for leg in LEGS:
+            parser = self.legs[leg].parser
+            if parser.parsing:
+                for event in parser.receive_eof():
+                    self._apply(leg, event, ts)
+        return self.record()
+
+    def record(self) -> SessionRecord:
+        from kexproxy.core.tls.recordbuild import build_tls_record
+
+        return build_tls_record(self)
