@@ -16,10 +16,10 @@ from kexproxy import __version__, exitcodes
 from kexproxy.commands import read as read_command
 
 DESCRIPTION = """\
-kexproxy shows, from the wire, why an SSH handshake fails: what each side offered, which
-name-list had no match, which side gave up and how, in OpenSSH's own words.
+kexproxy shows, from the wire, why an SSH or TLS handshake fails: what each side offered,
+which list had no match, which side gave up and how, in OpenSSH's (or OpenSSL's) own words.
 
-  kexproxy read capture.pcap            one row per SSH connection in a capture
+  kexproxy read capture.pcap            one row per SSH or TLS connection in a capture
   kexproxy read --json capture.pcap     one JSON record per connection (schema kexproxy/session/1)
   tcpdump -i eth0 -U -s 0 -w - | kexproxy read -   records as handshakes finish, live
 """

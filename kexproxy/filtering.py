@@ -15,7 +15,7 @@ from typing import Literal, get_args
 from kexproxy.core.catalogue import GRADES
 from kexproxy.core.lists import KIND, NEGOTIATED, rfc_names_of
 from kexproxy.core.record import OUTCOMES, SessionRecord
-from kexproxy.present import endpoint, list_label, summary
+from kexproxy.present import TLS_LIST_LABEL, endpoint, list_label, side_label, summary
 
 FILTER_HELP = """\
 Terms are separated by spaces and must all match; `!` before a term negates it.
@@ -29,6 +29,12 @@ Terms are separated by spaces and must all match; `!` before a term negates it.
   csw:PuTTY  ssw:dropbear the client's / the server's banner only
   offers:hmac-md5         an algorithm either side OFFERED (not only the chosen one)
   hassh:ec7378c1          the start of the client's HASSH or the server's HASSHServer
+  protocol:tls            ssh or tls
+  ja3:e7d705a3            the start of the client's JA3 or the server's JA3S (TLS)
+  ja4:t13d1516h2          the start of the client's JA4 (TLS)
+  list:cipher_suites      TLS lists too: versions, cipher_suites (suites), groups, sigalgs,
+                          sni, alpn, certificate
+  software:example.com    for TLS, the name the client asked for (SNI) and its newest version
   capture:ssh.pcap        text in the capture file's name
   id:40e4f3a6             the start of the session id
   grade:weak              the grade of what was negotiated: strong, good, weak, broken
@@ -52,6 +58,9 @@ Key = Literal[
     "ssw",
     "offers",
     "hassh",
+    "protocol",
+    "ja3",
+    "ja4",
     "capture",
     "id",
     "grade",
@@ -76,6 +85,18 @@ LIST_NAMES: dict[str, frozenset[str]] = {
     **{n.rfc: frozenset({n.rfc}) for n in NEGOTIATED},
     "hostkey": rfc_names_of("host_key"),
     "comp": rfc_names_of("compression"),
+    # TLS lists (issue 12): the record's names and what a user types.
+    **{name: frozenset({name}) for name in TLS_LIST_LABEL},
+    "version": frozenset({"versions"}),
+    "suites": frozenset({"cipher_suites"}),
+    "suite": frozenset({"cipher_suites"}),
+    "groups": frozenset({"supported_groups"}),
+    "group": frozenset({"supported_groups"}),
+    "curves": frozenset({"supported_groups"}),
+    "sigalgs": frozenset({"signature_algorithms"}),
+    "sigalg": frozenset({"signature_algorithms"}),
+    "sni": frozenset({"server_name"}),
+    "cert": frozenset({"certificate"}),
 }
 
 
@@ -123,12 +144,24 @@ class Subject:
     #: Every algorithm either side offered, one per line, lower case (a store's summary
     #: record gives all but the host key lists, from its HASSH inputs).
     offers: str = ""
+    protocol: str = "ssh"
+    #: JA3 and JA3S, and JA4, lower case (TLS).
+    ja3: tuple[str, ...] = ()
+    ja4: str = ""
 
     @classmethod
     def of(cls, record: SessionRecord) -> Subject:
         failing = frozenset(record.failing_lists)
         hassh = tuple(h.lower() for h in (record.hassh, record.hassh_server) if h)
-        banners = "\n".join(b for b in (record.client_banner, record.server_banner) if b)
+        if record.protocol == "tls":
+            # TLS has no banners: who a side is, as the tables say it (SNI, newest version).
+            client_banner = side_label(record, "client")
+            server_banner = side_label(record, "server")
+        else:
+            client_banner = record.client_banner or ""
+            server_banner = record.server_banner or ""
+        banners = "\n".join(b for b in (client_banner, server_banner) if b)
+        ja3 = tuple(h.lower() for h in (record.ja3, record.ja3s) if h)
         negotiated = [str(v) for v in (record.negotiated or {}).values() if v]
         offers = offered_text(record)
         words = [
@@ -142,6 +175,8 @@ class Subject:
             *(list_label(name) for name in failing),
             *negotiated,
             *hassh,
+            *ja3,
+            record.ja4 or "",
             record.capture or "",
         ]
         return cls(
@@ -157,9 +192,12 @@ class Subject:
             text="\n".join(words).lower() + "\n" + offers,
             grade=str((record.diagnosis or {}).get("grade") or ""),
             policy=_policy_state(record),
-            client_banner=(record.client_banner or "").lower(),
-            server_banner=(record.server_banner or "").lower(),
+            client_banner=client_banner.lower(),
+            server_banner=server_banner.lower(),
             offers=offers,
+            protocol=record.protocol,
+            ja3=ja3,
+            ja4=(record.ja4 or "").lower(),
         )
 
 
@@ -171,6 +209,12 @@ def offered_text(record: SessionRecord) -> str:
     computed for each of 10,000 sessions when a filter first needs them.
     """
     names: list[object] = []
+    hello = record.client_hello
+    if isinstance(hello, dict):
+        for field in _TLS_OFFER_FIELDS:
+            offered = hello.get(field)
+            if isinstance(offered, list):
+                names += offered
     for kexinit, hassh in (
         (record.client_kexinit, record.hassh_algorithms),
         (record.server_kexinit, record.hassh_server_algorithms),
@@ -190,6 +234,15 @@ def offered_text(record: SessionRecord) -> str:
 
 #: The KEXINIT name-lists, looked up once rather than per record.
 _OFFER_FIELDS: tuple[str, ...] = tuple(n.rfc for n in NEGOTIATED)
+#: The ClientHello's lists (a TLS record's offers).
+_TLS_OFFER_FIELDS = (
+    "versions",
+    "cipher_suites",
+    "supported_groups",
+    "signature_algorithms",
+    "alpn",
+    "extensions",
+)
 
 
 def _policy_state(record: SessionRecord) -> str:
@@ -278,6 +331,12 @@ class Term:
                 return any(v in s.offers for v in self.values)
             case "hassh":
                 return any(h.startswith(v) for v in self.values for h in s.hassh)
+            case "protocol":
+                return s.protocol in self.values
+            case "ja3":
+                return any(h.startswith(v) for v in self.values for h in s.ja3)
+            case "ja4":
+                return any(s.ja4.startswith(v) for v in self.values)
             case "capture":
                 return any(v in s.capture for v in self.values)
             case "id":
@@ -351,7 +410,7 @@ def _term(word: str) -> Term:
         word = word[1:]
     name, sep, value = _split_key(word)
     key = _ALIASES.get(name.lower(), name.lower())
-    if not sep or not name.isalpha():
+    if not sep or not (name.isalpha() or key in ("ja3", "ja4")):
         # Addresses (10.0.0.1:22) and algorithm names with colons are free text.
         return Term("text", (word.lower(),), negate)
     if key not in KEYS:
@@ -366,7 +425,7 @@ def _term(word: str) -> Term:
             return Term(key, values, negate, lists=_lists(values))
         case "client" | "server":
             return Term(key, values, negate, addresses=tuple(map(AddressMatch.parse, values)))
-        case "grade" | "policy":
+        case "grade" | "policy" | "protocol":
             return Term(key, _choices(key, values), negate)
         case _:
             return Term(key, tuple(v.lower() for v in values), negate)
@@ -390,6 +449,9 @@ _EXAMPLES: dict[str, str] = {
     "ssw": "ssw:dropbear",
     "offers": "offers:hmac-md5",
     "hassh": "hassh:ec7378c1",
+    "protocol": "protocol:tls",
+    "ja3": "ja3:e7d705a3",
+    "ja4": "ja4:t13d1516h2",
     "capture": "capture:ssh.pcap",
     "id": "id:40e4",
     "grade": "grade:weak",
@@ -397,6 +459,7 @@ _EXAMPLES: dict[str, str] = {
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "protocol": ("ssh", "tls"),
     "grade": GRADES,
     "policy": ("violated", "ok"),
 }
@@ -430,7 +493,8 @@ def _lists(values: tuple[str, ...]) -> frozenset[str]:
         if names is None:
             raise FilterError(
                 f"list:{value}: use kex, hostkey, cipher, mac, compression, "
-                "cipher_c2s, cipher_s2c, ... or an RFC list name"
+                "cipher_c2s, cipher_s2c, ... or an RFC list name; for TLS versions, "
+                "cipher_suites, groups, sigalgs, sni, alpn, certificate"
             )
         out.update(names)
     return frozenset(out)

@@ -1,4 +1,4 @@
-"""``kexproxy read``: every SSH connection in pcap/pcapng files, as a table or JSON lines."""
+"""``kexproxy read``: every SSH and TLS connection in pcap/pcapng files, as a table or JSON lines."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ examples:
   kexproxy read captures/openssh-kex-fail.pcap
       a table: one row per SSH connection, then each failure's messages as the real
       OpenSSH client and sshd print them ("Unable to negotiate with ...")
+  kexproxy read captures/tls-tls12-no-shared-cipher.pcap
+      TLS too: which side refused which list (inferred, and said so, where the wire does
+      not show it), in OpenSSL's words ("no shared cipher"), and the alert it sent
   kexproxy read --json captures/*.pcap | jq 'select(.outcome == "failed") | .failures'
       one JSON record per line (schema kexproxy/session/1), nothing else on stdout
   tcpdump -i eth0 -U -s 0 -w - 'tcp' | kexproxy read --json -
@@ -36,8 +39,8 @@ examples:
   kexproxy read --one-table captures/
       every capture in the folder (and any files named) as one table with a capture column
 
-SSH is found by its identification line on any port. Non-SSH TCP streams are skipped
-unless --all is given. Files may be pcap (micro or nanosecond), pcapng, or gzip of either.
+SSH is found by its identification line and TLS by its first record (a ClientHello, or an
+SSLv2-compatible one), on any port. Other TCP streams are skipped unless --all is given. Files may be pcap (micro or nanosecond), pcapng, or gzip of either.
 
 exit status: 0 all inputs read; 1 with --policy, a session violates the policy (any session
 read, shown or not); 2 an input was missing or not a capture, the policy file is unusable, or
@@ -49,8 +52,8 @@ everything read so far is printed).
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "read",
-        help="analyse SSH handshakes in pcap/pcapng files",
-        description="Read captures and report every SSH handshake in them.",
+        help="analyse SSH and TLS handshakes in pcap/pcapng files",
+        description="Read captures and report every SSH and TLS handshake in them.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -225,7 +228,7 @@ def _print_table(
 ) -> None:
     if not records:
         matching = " match the filter" if filtered else ""
-        out.print(f"{label}: no SSH connections{matching}", markup=False)
+        out.print(f"{label}: no SSH or TLS connections{matching}", markup=False)
         return
     out.print(table(records, title=label, width=out.width))
     messages(out, records)
@@ -240,7 +243,9 @@ def _print_one_table(
     from kexproxy.sinks.console import stacked_cells, stacked_table
 
     if not labelled:
-        out.print("no SSH connections" + (" match the filter" if filtered else ""), markup=False)
+        out.print(
+            "no SSH or TLS connections" + (" match the filter" if filtered else ""), markup=False
+        )
         return
     software = out.width >= 80
     table = stacked_table("#", "capture", software=software)

@@ -248,6 +248,8 @@ def print_totals(
     protocols = sorted({r.protocol.upper() for r in records}) or ["SSH"]
     what = f"{' and '.join(protocols)} connections" if ssh_only else "connections"
     where = f"{files} capture{'s' * (files != 1)}"
+    if len(records) == 1:
+        what = what[:-1]  # "1 TLS connection"
     console.print(Rule(Text(f"{len(records)} {what} in {where}", "bold")))
     line = Text()
     for outcome in OUTCOMES:

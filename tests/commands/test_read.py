@@ -265,7 +265,7 @@ def test_filter_keeps_the_matching_sessions_in_json_and_tables() -> None:
         ids = [json.loads(line)["id"] for line in result.stdout.decode().splitlines()]
         assert ids == [record["id"]], expr
     table = kexproxy("read", "--filter", "outcome=negotiated", *files).stdout.decode()
-    assert "paramiko-kex-fail.pcap: no SSH connections match the filter" in table
+    assert "paramiko-kex-fail.pcap: no SSH or TLS connections match the filter" in table
     assert "negotiated" in table and "paramiko_" not in table
 
 
@@ -293,7 +293,7 @@ def test_one_table_reads_a_folder_with_a_capture_column(tmp_path: Path) -> None:
     # One table: each capture's name in a row, numbered on across captures.
     rows = [r for r in map(str.split, out.splitlines()) if len(r) > 1 and r[1].endswith(".pcap")]
     assert [row[:2] for row in rows] == [[str(i), n] for i, n in enumerate(sorted(names), 1)]
-    assert "no SSH connections" not in out
+    assert "no SSH or TLS connections" not in out
     assert "#1 " in out and "Unable to negotiate" in out  # the messages, under the table
     filtered = kexproxy("read", "--one-table", "--filter", "csw:putty", str(tmp_path))
     lines = filtered.stdout.decode().splitlines()

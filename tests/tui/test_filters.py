@@ -260,3 +260,36 @@ def test_equals_works_as_colon(kex_fail: Subject, ok: Subject) -> None:
     assert matches(f"server=127.0.0.1:{port}", kex_fail)  # the first separator splits
     with pytest.raises(FilterError, match="unknown key 'outcom'"):
         parse_filter("outcom=failed")
+
+
+def test_tls_keys_match_tls_records() -> None:
+    """protocol:, ja3:, ja4:, the TLS list names and SNI as the server's software."""
+    from pathlib import Path
+
+    from kexproxy.filtering import Subject, parse_filter
+    from kexproxy.pipeline import capture_records
+
+    root = Path(__file__).resolve().parents[2] / "captures"
+    sni, tls13 = (
+        capture_records(str(root / f"tls-{name}.pcap"))[0]
+        for name in ("sni-unrecognized-name", "openssl-tls13-success")
+    )
+    ssh = capture_records(str(root / "openssh-kex-fail.pcap"))[0]
+    subjects = {"sni": Subject.of(sni), "tls13": Subject.of(tls13), "ssh": Subject.of(ssh)}
+
+    def matching(text: str) -> set[str]:
+        query = parse_filter(text)
+        return {name for name, subject in subjects.items() if query.matches(subject)}
+
+    assert matching("protocol:tls") == {"sni", "tls13"}
+    assert matching("protocol:ssh") == {"ssh"}
+    assert matching("list:sni") == {"sni"} == matching("list:server_name")
+    assert matching("ssw:bad.example") == {"sni"}
+    assert tls13.ja3 and tls13.ja4
+    assert matching(f"ja3:{tls13.ja3[:8]}") >= {"tls13"}
+    assert matching(f"ja4:{tls13.ja4[:10]}") >= {"tls13"}
+    assert "ssh" not in matching(f"ja4:{tls13.ja4[:4]}")
+    assert matching("offers:tls_aes_128_gcm_sha256") >= {"tls13"}
+    assert "ssh" not in matching("offers:tls_aes_128_gcm_sha256")
+    with pytest.raises(FilterError, match="use one of ssh, tls"):
+        parse_filter("protocol:quic")

@@ -76,6 +76,8 @@ class Alert:
     encrypted: bool
     at: float
     before_server_hello: bool
+    #: Not an alert record but a TLS 1.3 encrypted record of exactly an alert's size.
+    sized: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,24 +137,10 @@ def judge(h: Handshake) -> Judgement:
     notes: list[str] = []
     fatal = next((a for a in h.alerts if a.level == 2 or a.encrypted), None)
     tls13 = h.server_hello is not None and h.server_hello.version == TLS13
-    encrypted = h.client_encrypted
-    if (
-        fatal is None
-        and tls13
-        and encrypted is not None
-        and _alert_sized(encrypted, h.server_hello)
-    ):
-        fatal = Alert(
-            sender="client",
-            level=None,
-            description=None,
-            encrypted=True,
-            at=0.0,
-            before_server_hello=False,
-        )
+    if fatal is not None and fatal.sized:
         notes.append(
-            f"the client's first encrypted record is {h.client_encrypted} bytes, the size "
-            "of an encrypted TLS 1.3 alert (2 bytes, the content type and the AEAD tag)"
+            f"the client's first encrypted record is {h.client_encrypted} bytes, the size of "
+            "an encrypted TLS 1.3 alert (2 bytes, the content type and the AEAD tag)"
         )
     if h.client_hello is None:
         return Judgement(outcome="incomplete", failures=[], rejections=_none(), notes=notes)
@@ -169,7 +157,7 @@ def _none() -> JSONDict:
     return {"client": None, "server": None}
 
 
-def _alert_sized(length: int, server_hello: ServerHello | None) -> bool:
+def alert_sized(length: int, server_hello: ServerHello | None) -> bool:
     """A TLS 1.3 record holding only an alert: 2 bytes, the inner content type, the tag."""
     tag = 8 if server_hello is not None and server_hello.cipher_suite == 0x1305 else 16
     return length == 2 + 1 + tag

@@ -23,7 +23,7 @@ from kexproxy.core.tls.names import (
     suite_name,
     version_name,
 )
-from kexproxy.core.tls.outcome import Alert, Handshake, judge
+from kexproxy.core.tls.outcome import TLS13, Alert, Handshake, alert_sized, judge
 
 if TYPE_CHECKING:
     from kexproxy.core.tls.tracker import TlsLeg, TlsTracker
@@ -60,6 +60,23 @@ def build_tls_record(t: TlsTracker) -> SessionRecord:
         )
         for ts, leg, a in alerts
     ]
+    if server_hello is not None and server_hello.version == TLS13 and c.encrypted is not None:
+        record_, ts = c.encrypted
+        if alert_sized(record_.length, server_hello) and not any(
+            a.sender == "client" for a in view_alerts
+        ):
+            view_alerts.append(
+                Alert(
+                    sender="client",
+                    level=None,
+                    description=None,
+                    encrypted=True,
+                    at=ts,
+                    before_server_hello=False,
+                    sized=True,
+                )
+            )
+            view_alerts.sort(key=lambda a: a.at)
     kx = s.key_exchange
     handshake = Handshake(
         client_hello=hello,
