@@ -271,7 +271,7 @@ def _verdict(record: SessionRecord, *, short: bool) -> str:
             words.append(f"fix {recipe_short(top)} ({top.get('grade')})")
     elif diagnosis.get("grade"):
         text = str(diagnosis["grade"])
-        weakest = diagnosis.get("weakest") or []
+        weakest = diagnosis.get("weakest") or _tls_weakest(diagnosis)
         if weakest:
             first = weakest[0]
             text += f": {first.get('name') or first.get('what')}"
@@ -285,6 +285,15 @@ def _verdict(record: SessionRecord, *, short: bool) -> str:
             "policy ok" if count == 0 else f"policy: {count} violation{'s' * (count != 1)}"
         )
     return "; ".join(w for w in words if w)
+
+
+def _tls_weakest(diagnosis: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A TLS diagnosis's parts of its overall grade, worst first (SSH's `weakest`)."""
+    parts = diagnosis.get("parts")
+    if not isinstance(parts, Mapping) or diagnosis.get("grade") in (None, "good", "strong"):
+        return []
+    grade = diagnosis.get("grade")
+    return [p for p in parts.values() if isinstance(p, Mapping) and p.get("grade") == grade]
 
 
 #: How a recipe's side is said in a heading.

@@ -25,6 +25,9 @@ RECOGNISE_BYTES = 6
 #: Bytes of both sides held at most while waiting for those six (the other side may talk).
 RECOGNISE_HOLD = 64 * 1024
 
+#: Byte counts kept before the protocol is known (the relay's first is of 0 bytes).
+RECOGNISE_COUNTS = 16
+
 Kind = Literal["ssh", "tls"]
 
 
@@ -65,6 +68,7 @@ class ConnectionTracker:
         self._inner: SessionTracker | TlsTracker | None = None
         self._held: list[tuple[Leg, bytes, float]] = []
         self._held_bytes = 0
+        self._counted: list[tuple[Leg, int, float]] = []
 
     @property
     def protocol(self) -> Kind | None:
@@ -100,6 +104,11 @@ class ConnectionTracker:
             self._start(kind)
 
     def count(self, leg: Leg, nbytes: int, ts: float) -> None:
+        if self._inner is None and len(self._counted) < RECOGNISE_COUNTS:
+            # The relay counts a connection in (0 bytes) as it accepts it, before either
+            # side has said anything: that must not decide the protocol.
+            self._counted.append((leg, nbytes, ts))
+            return
         self._ready().count(leg, nbytes, ts)
 
     def receive_gap(self, leg: Leg, nbytes: int, ts: float) -> None:
@@ -146,6 +155,9 @@ class ConnectionTracker:
             source=self._source,
             capture=self._capture,
         )
+        counted, self._counted = self._counted, []
+        for leg, nbytes, ts in counted:
+            self._inner.count(leg, nbytes, ts)
         held, self._held = self._held, []
         for leg, data, ts in held:
             self._inner.receive(leg, data, ts)

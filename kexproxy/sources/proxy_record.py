@@ -157,7 +157,8 @@ def adjust(record: SessionRecord, relay: RelayFacts, broken: str | None) -> Sess
     for role, side in sides.items():
         rejection = rejections.get(role)
         view = views[side]
-        if isinstance(rejection, dict) and view is not None:
+        # OpenSSH's line names the peer's address, as each side saw it; OpenSSL's (TLS) does not.
+        if isinstance(rejection, dict) and view is not None and record.protocol == "ssh":
             # Rebuilt, not edited: the peer's address changes the line's length, and
             # OpenSSH cuts long lines at a fixed length.
             message = rejection_message(

@@ -97,6 +97,9 @@ class Handshake:
     closed: bool
     server_group: int | None  # TLS 1.2 ServerKeyExchange's named group
     server_scheme: int | None  # TLS 1.2 ServerKeyExchange's signature scheme
+    #: Each side went on in SSL 2.0 (the server's SERVER-HELLO, the client's next message).
+    server_ssl2: bool = False
+    client_ssl2: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,6 +149,9 @@ def judge(h: Handshake) -> Judgement:
         return Judgement(outcome="incomplete", failures=[], rejections=_none(), notes=notes)
     if fatal is not None:
         return _refused(h, fatal, notes)
+    if h.server_ssl2 and h.client_ssl2:
+        notes.append("the server answered in SSL 2.0 and the client went on in it")
+        return Judgement(outcome="negotiated", failures=[], rejections=_none(), notes=notes)
     if h.server_hello is not None and _went_on(h, tls13):
         return Judgement(outcome="negotiated", failures=[], rejections=_none(), notes=notes)
     if h.closed or any(a.level is not None for a in h.alerts):

@@ -92,6 +92,8 @@ def build_tls_record(t: TlsTracker) -> SessionRecord:
         closed=c.close is not None or s.close is not None or t.abort_reason is not None,
         server_group=kx.group if kx is not None else None,
         server_scheme=kx.signature_scheme if kx is not None else None,
+        server_ssl2=s.ssl2,
+        client_ssl2=c.ssl2,
     )
     verdict = judge(handshake)
     if how == "port":
@@ -139,7 +141,9 @@ def build_tls_record(t: TlsTracker) -> SessionRecord:
         client_kexinit=None,
         server_kexinit=None,
         outcome=verdict.outcome,
-        negotiated=_negotiated(server_hello, kx) if verdict.outcome == "negotiated" else None,
+        negotiated=(
+            _negotiated(server_hello, kx, ssl2=s.ssl2) if verdict.outcome == "negotiated" else None
+        ),
         failures=verdict.failures,
         rejections=verdict.rejections,
         evidence=_evidence(t, role, view_alerts),
@@ -196,9 +200,18 @@ def _server_hellos(s: TlsLeg) -> tuple[ServerHello | None, ServerHello | None]:
     return real, retry
 
 
-def _negotiated(sh: ServerHello | None, kx: object) -> JSONDict | None:
+def _negotiated(sh: ServerHello | None, kx: object, *, ssl2: bool = False) -> JSONDict | None:
     if sh is None:
-        return None
+        if not ssl2:
+            return None
+        # SSL 2.0's SERVER-HELLO is not parsed further: the version is all that is known.
+        return {
+            "versions": "SSL 2.0",
+            "cipher_suites": None,
+            "supported_groups": None,
+            "signature_algorithms": None,
+            "alpn": None,
+        }
     group = sh.key_share_group
     scheme = None
     if kx is not None:
