@@ -139,9 +139,13 @@ def diagnosis_stage(record: SessionRecord) -> SessionRecord:
 
 
 def stages(*, policy: str | None = None) -> list[Stage]:
-    """The stages every front end runs, in order: the diagnosis, then the policy's verdict
-    (which reads the diagnosis). Raises `PolicyFileError` for a bad policy file."""
-    out: list[Stage] = [diagnosis_stage]
+    """The stages every front end runs, in order: what earlier TLS handshakes with the same
+    server say of a refusal the wire does not name (`ServerMemory`: state, so one per
+    pipeline), the diagnosis, then the policy's verdict (which reads the diagnosis). Raises
+    `PolicyFileError` for a bad policy file."""
+    from kexproxy.core.tls.history import ServerMemory
+
+    out: list[Stage] = [ServerMemory(), diagnosis_stage]
     if policy:
         out.append(policy_stage(policy))
     return out

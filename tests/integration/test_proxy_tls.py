@@ -61,3 +61,25 @@ def test_a_refused_tls_handshake_through_the_relay_names_the_side_and_list(
     assert rejection["message"].endswith("::unsupported protocol")
     assert record.evidence["first_close"] == "server" and record.evidence["how"] == "alert"
     assert (record.diagnosis or {}).get("recipes"), "a failure gets recipes"
+
+
+def test_an_earlier_success_with_the_same_server_names_the_refused_group(tmp_path: Path) -> None:
+    """TLS 1.3 with no common group is a bare handshake_failure before any ServerHello; the
+    same server negotiated a moment before with a client that offered what this one offers,
+    except the group: so the group is the list left standing (still inferred, and said why)."""
+    pki = tls_peers.make_pki(tmp_path / "pki", ("rsa",))
+    with (
+        tls_peers.OpensslServer(pki.leaf("rsa"), "-groups", "secp384r1", "-naccept", "2") as server,
+        RunningProxy(config(server.port)) as proxy,
+    ):
+        ok = tls_peers.run_s_client(proxy.port, "-tls1_3", "-groups", "secp384r1")
+        proxy.wait_finals(1, timeout=30)
+        refused = tls_peers.run_s_client(proxy.port, "-tls1_3", "-groups", "x25519")
+        first, second = proxy.wait_finals(2, timeout=30)
+        server.wait_output("no suitable key share")
+    assert ok.returncode == 0 and refused.returncode != 0
+    assert first.outcome == "negotiated" and second.outcome == "failed"
+    rejection = second.rejections["server"]
+    assert rejection["list"] == "supported_groups" and rejection["certain"] is False
+    assert first.id in rejection["reason"]
+    assert rejection["message"].endswith("::no suitable key share")
