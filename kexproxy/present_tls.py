@@ -82,7 +82,7 @@ def offer_rows(record: SessionRecord) -> list[OfferRow]:
     for label, key, graded_as, list_name in OFFER_LISTS:
         if key == "server_name":
             name = hello.get("server_name")
-            client = (str(name),) if isinstance(name, str) else ()
+            client: tuple[str, ...] = (str(name),) if isinstance(name, str) else ()
         else:
             client = _strings(hello.get(key))
         chosen = negotiated.get(key) if key != "key_share_groups" else None
@@ -155,7 +155,9 @@ def hello_retry_line(record: SessionRecord) -> str | None:
 def alert_lines(record: SessionRecord) -> list[tuple[str, str | None]]:
     """Each alert in order: who sent what, and the line OpenSSL prints on receiving it."""
     out: list[tuple[str, str | None]] = []
-    for alert in record.alerts:
+    # A stored record is checked only at its top level: an alert may be of any shape.
+    found: list[object] = list(record.alerts)
+    for alert in found:
         if not isinstance(alert, Mapping):
             continue
         who = alert.get("from") or "?"
