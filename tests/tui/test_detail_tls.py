@@ -18,7 +18,7 @@ from kexproxy_tui.feeds import CaptureFeed, RecordsFeed
 from kexproxy_tui.rows import row_texts
 from kexproxy_tui.screens.detail import DetailScreen
 
-from .conftest import CAPTURES, screen_lines, settle
+from .conftest import CAPTURES, screen_lines, settle, wait_for
 
 TLS_CAPTURES = sorted(CAPTURES.glob("tls-*.pcap"))
 #: Tall enough that the whole detail of a TLS session is on screen at once.
@@ -158,3 +158,30 @@ async def test_strangers_strings_in_the_detail_are_literal(
         assert "[link=x]h2[/link]" in text
         assert "CN=[blink]x[/blink]\\u202e" in text
         assert "\x1b" not in text and "\u202e" not in text
+
+
+async def test_tls_sessions_from_a_store(tls_records: list[SessionRecord], tmp_path: Path) -> None:
+    """The table holds summaries (no rejections, no timeline); opening one loads it whole."""
+    from kexproxy.sinks.store import SessionStore
+    from kexproxy_tui.adapters import store_feed
+
+    db = tmp_path / "tls.db"
+    store = SessionStore.open(db)
+    for record in tls_records:
+        store.put(record, final=True)
+    store.close()
+    failed = _by_capture(tls_records, "tls-tls12-no-shared-cipher.pcap")
+    app = create_app(store_feed(str(db)))
+    async with app.run_test(size=TALL) as pilot:
+        await wait_for(pilot, lambda: app.sessions_screen.table.row_count == len(tls_records))
+        assert app.index.is_partial(failed.id)
+        summary = next(r for r in app.index if r.id == failed.id)
+        assert row_texts(summary)["client_software"] == "TLS 1.2"
+        assert row_texts(summary)["detail"] == "cipher suite"
+        app.sessions_screen.table.move_to(failed.id)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen) and app.screen.record.rejections
+        text = text_of(app)
+        assert "the server refused the cipher suite: error:0A0000C1" in text
+        assert "TLS_RSA_WITH_AES_128_CBC_SHA" in text
