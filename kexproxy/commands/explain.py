@@ -20,6 +20,7 @@ from kexproxy.core.lists import DIRECTIONAL_PAIRS, NEGOTIATED, NameList
 from kexproxy.core.record import JSONDict, SessionRecord
 from kexproxy.core.textsafe import printable
 from kexproxy.present import STEP_LABEL, list_label
+from kexproxy.present_tls import name_grade
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 examples:
-  kexproxy explain capture.pcap                 every SSH connection in the capture
+  kexproxy explain capture.pcap                 every SSH or TLS connection in the capture
   kexproxy explain capture.pcap --connection 2  the second one (numbered as in `read`)
   kexproxy explain 4de92dfa                     a session the proxy stored (an id prefix)
   kexproxy explain capture.pcap --policy policies/modern.toml
@@ -55,13 +56,15 @@ GRADE_STYLE = {
     "unknown": "magenta",
     "marker": "dim italic",
 }
+#: The styles of present_tls's tones.
+TONE_STYLE = {"bad": "bold red", "warn": "yellow", "muted": "dim", "plain": ""}
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "explain",
         help="explain one handshake: offers, rejections, fixes, security verdicts",
-        description="Explain SSH handshakes from a capture file or the session store.",
+        description="Explain SSH and TLS handshakes from a capture file or the session store.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -236,6 +239,8 @@ def report(record: SessionRecord, index: int) -> list[RenderableType]:
     parts.append(
         _t(f"capture {record.capture or '-'}   id {record.id}   started {record.started}", "dim")
     )
+    if record.protocol == "tls":
+        return parts + _tls_report(record, diagnosis)
     for role in ("client", "server"):
         banner = record.client_banner if role == "client" else record.server_banner
         line = _t(f"{role} banner: ", "bold")
@@ -516,3 +521,77 @@ def _labelled(label: str, text: str, style: str) -> Text:
     line = _t(f"{label}: ", "bold")
     line.append_text(_t(text, style))
     return line
+
+
+# -- a TLS record ----------------------------------------------------------------------------
+
+
+def _tls_report(record: SessionRecord, diagnosis: JSONDict) -> list[RenderableType]:
+    """A TLS handshake: the hellos, the recipes, the offers beside the choices, then the
+    alerts, the rejection, the evidence and the facts (present_tls words them all)."""
+    from rich.rule import Rule
+
+    from kexproxy import present_tls as tls
+
+    parts: list[RenderableType] = [
+        _labelled("client", tls.client_line(record), ""),
+        _labelled("server", tls.server_line(record), ""),
+    ]
+    if record.failures or diagnosis.get("recipes") or diagnosis.get("real_fix"):
+        parts += _recipes(diagnosis)
+    if record.client_hello:
+        parts.append(_tls_offers(record))
+    for line, tone in tls.event_lines(record):
+        parts.append(_t(line, TONE_STYLE[tone], run=MAX_LINE))
+    for title, rows in tls.fact_sections(record):
+        parts.append(Rule(_t(title, "bold"), style="dim"))
+        parts += [_labelled(label, value, "") for label, value in rows]
+    parts.append(Rule(_t("security verdicts", "bold"), style="dim"))
+    grade = diagnosis.get("grade")
+    shown = grade or "not graded (nothing complete was negotiated)"
+    parts.append(_labelled("negotiated set", shown, GRADE_STYLE.get(grade or "", "")))
+    parts += [_t(f"  - {reason}") for reason in diagnosis.get("reasons") or []]
+    for label, grade, why in tls.part_rows(diagnosis):
+        parts.append(_labelled(f"  {label}", f"{grade}: {why}", GRADE_STYLE.get(grade, "")))
+    pq = tls.post_quantum_line(diagnosis)
+    if pq:
+        parts.append(_labelled("post-quantum key exchange", pq, ""))
+    return parts + [_t(f"note: {note}", "dim") for note in record.notes]
+
+
+def _tls_offers(record: SessionRecord) -> RenderableType:
+    from rich.table import Table
+    from rich.text import Text
+
+    from kexproxy.present_tls import offer_rows
+
+    table = Table(
+        title=_t("offers: [chosen], colour = grade, 'refused' = the list a side refused", "italic"),
+        show_lines=True,
+        expand=True,
+    )
+    table.add_column("list", style="bold", no_wrap=True)
+    table.add_column("client offers", ratio=3, overflow="fold")
+    table.add_column("server chose", ratio=2, min_width=10, overflow="fold")
+    for row in offer_rows(record):
+        names = Text()
+        for i, name in enumerate(row.client[:MAX_SHOWN]):
+            style = GRADE_STYLE.get(name_grade(row.graded_as, name) or "", "")
+            names.append("\n" if i else "")
+            shown = (
+                _t(f"[{name}]", f"{style} bold reverse") if name == row.chosen else _t(name, style)
+            )
+            names.append_text(shown)
+        if len(row.client) > MAX_SHOWN:
+            names.append(f"\n... {len(row.client) - MAX_SHOWN} more", style="dim")
+        if not row.client:
+            names.append("(none)", style="dim")
+        if row.refused:
+            choice = _t("refused", "bold red")
+        elif row.chosen is None:
+            choice = _t("-", "dim")
+        else:
+            grade = name_grade(row.graded_as, row.chosen) or ""
+            choice = _t(row.chosen, f"{GRADE_STYLE.get(grade, '')} bold")
+        table.add_row(row.label, names, choice)
+    return table

@@ -24,10 +24,15 @@ from .conftest import CAPTURES, screen_lines, settle
 
 @pytest.fixture(scope="module")
 def failed_records(dashboard_records: list[SessionRecord]) -> list[SessionRecord]:
-    """Every failed handshake of the bundled captures: OpenSSH, dropbear, PuTTY, paramiko..."""
+    """Every failed SSH handshake of the bundled captures: OpenSSH, dropbear, PuTTY, paramiko...
+
+    TLS recipes copy differently (their command or first step): test_detail_tls.py.
+    """
     out = [r for r in dashboard_records if r.outcome == "failed"]
     for path in sorted(CAPTURES.glob("*.pcap")):
-        out += [r for r in capture_records(str(path)) if r.outcome == "failed"]
+        out += [
+            r for r in capture_records(str(path)) if r.outcome == "failed" and r.protocol == "ssh"
+        ]
     return out
 
 

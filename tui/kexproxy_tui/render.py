@@ -20,6 +20,7 @@ from kexproxy.core.negotiation import IMPLICIT_MAC
 from kexproxy.core.record import SessionRecord, parse_rfc3339
 from kexproxy.core.textsafe import printable
 from kexproxy.present import STEP_LABEL, endpoint, recipe_heading, software, summary
+from kexproxy.present_tls import client_line, server_line
 from kexproxy_tui.palette import GRADE_ROLE, Palette
 from kexproxy_tui.recipes import IN_COMMAND, PROSE, strings
 
@@ -59,9 +60,10 @@ def overview(record: SessionRecord, palette: Palette) -> Text:
         out.append_text(lit(line, palette.outcome(record.outcome)))
     out.append("\n")
     out.append("client ", palette["muted"])
-    out.append_text(lit(record.client_banner or "(no banner)"))
+    tls = record.protocol == "tls"
+    out.append_text(lit(client_line(record) if tls else record.client_banner or "(no banner)"))
     out.append("\nserver ", palette["muted"])
-    out.append_text(lit(record.server_banner or "(no banner)"))
+    out.append_text(lit(server_line(record) if tls else record.server_banner or "(no banner)"))
     out.append("\n")
     out.append(f"{_when(record.started)} → {_when(record.ended)} UTC", palette["muted"])
     out.append("\n")

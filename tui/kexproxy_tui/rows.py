@@ -24,6 +24,7 @@ from kexproxy.present import (
     endpoint,
     failing_kinds,
     recipe_action,
+    side_label,
     software_short,
     summary,
     verdict_short,
@@ -155,12 +156,19 @@ def row_texts(record: SessionRecord, *, long_dates: bool = False) -> dict[str, s
         "detail": printable(why(record)),
         "client": printable(endpoint(record.client)),
         "server": printable(endpoint(record.server)),
-        "client_software": printable(software_short(record.client_banner)),
-        "server_software": printable(software_short(record.server_banner)),
+        "client_software": printable(_side(record, "client")),
+        "server_software": printable(_side(record, "server")),
         "verdict": printable(verdict_short(shaped)) or "-",
         "command": printable(fix_command(shaped)) or "-",
         "hassh": printable(record.hassh) or "-",
     }
+
+
+def _side(record: SessionRecord, role: str) -> str:
+    """Who a side is: its SSH software, or for TLS its newest version or the SNI."""
+    if record.protocol == "tls":
+        return side_label(record, role)
+    return software_short(record.client_banner if role == "client" else record.server_banner)
 
 
 def why(record: SessionRecord) -> str:

@@ -14,7 +14,8 @@ from textual.widgets.option_list import Option
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.present import recipe_action
-from kexproxy_tui import render
+from kexproxy.present_tls import recipe_copy
+from kexproxy_tui import render, render_tls
 from kexproxy_tui.palette import Palette
 from kexproxy_tui.recipes import lasting, notes, recipe_options
 
@@ -62,6 +63,7 @@ class DetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         palette = self.palette
         record = self.record
+        tls = record.protocol == "tls"
         with VerticalScroll(id="detail"):
             yield Static(render.overview(record, palette), id="overview", markup=False)
             yield Static(
@@ -72,7 +74,11 @@ class DetailScreen(Screen[None]):
                 classes="heading",
                 markup=False,
             )
-            yield Static(render.rejections(record, palette), id="rejections", markup=False)
+            yield Static(
+                render_tls.events(record, palette) if tls else render.rejections(record, palette),
+                id="rejections",
+                markup=False,
+            )
             if record.diagnosis:
                 yield Static(render.heading("Diagnosis", palette), classes="heading", markup=False)
                 yield Static(
@@ -103,21 +109,36 @@ class DetailScreen(Screen[None]):
                 judged = render.policy_verdict(record, palette)
                 if judged is not None:
                     yield Static(judged, id="policy", markup=False)
-                verdicts = render.diagnosis_verdicts(record.diagnosis, palette)
+                verdicts = (
+                    render_tls.verdicts(record.diagnosis, palette)
+                    if tls
+                    else render.diagnosis_verdicts(record.diagnosis, palette)
+                )
                 if verdicts is not None:
                     yield Static(verdicts, id="verdicts", markup=False)
-            yield Static(
-                render.heading("Offers (KEXINIT)", palette), classes="heading", markup=False
+            offers_title = (
+                "Offers (ClientHello, the server's choice)" if tls else "Offers (KEXINIT)"
             )
-            yield Static(render.offers(record, palette), id="offers", markup=False)
+            yield Static(render.heading(offers_title, palette), classes="heading", markup=False)
+            yield Static(
+                render_tls.offers(record, palette) if tls else render.offers(record, palette),
+                id="offers",
+                markup=False,
+            )
             yield Static(render.heading("Timeline", palette), classes="heading", markup=False)
             yield Static(render.timeline(record, palette), id="timeline", markup=False)
             yield Static(
-                render.heading("Host key and fingerprints", palette),
+                render.heading(
+                    "Certificate and fingerprints" if tls else "Host key and fingerprints", palette
+                ),
                 classes="heading",
                 markup=False,
             )
-            yield Static(render.facts(record, palette), id="facts", markup=False)
+            yield Static(
+                render_tls.facts(record, palette) if tls else render.facts(record, palette),
+                id="facts",
+                markup=False,
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -144,7 +165,8 @@ class DetailScreen(Screen[None]):
     def action_copy_recipe(self) -> None:
         recipe = self._chosen_recipe()
         if recipe is not None:
-            self._copy(recipe_action(recipe))
+            tls = self.record.protocol == "tls"
+            self._copy(recipe_copy(recipe) if tls else recipe_action(recipe))
 
     def action_copy_recipe_lasting(self) -> None:
         recipe = self._chosen_recipe()
