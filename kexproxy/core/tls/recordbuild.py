@@ -7,14 +7,17 @@ SSH fields of the record are empty. Pure: the same tracker state always gives th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from kexproxy.core import limits
-from kexproxy.core.observer import LEGS, Leg, other_leg
+from kexproxy.core.observer import LEGS, Endpoint, InitiatorEvidence, Leg, other_leg
 from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
 from kexproxy.core.tls.certificate import describe
+from kexproxy.core.tls.events import AlertReceived, ServerKeyExchangeReceived
 from kexproxy.core.tls.fingerprints import ja3, ja3s, ja4
 from kexproxy.core.tls.hello import ClientHello, ServerHello
+from kexproxy.core.tls.legs import TlsLeg
 from kexproxy.core.tls.names import (
     alert_name,
     group_name,
@@ -25,8 +28,26 @@ from kexproxy.core.tls.names import (
 )
 from kexproxy.core.tls.outcome import TLS13, Alert, Handshake, alert_sized, judge
 
-if TYPE_CHECKING:
-    from kexproxy.core.tls.tracker import TlsLeg, TlsTracker
+
+class TlsTracker(Protocol):
+    """What the builder reads of a `tls.tracker.TlsTracker` (named structurally, so that the
+    tracker may import the builder)."""
+
+    endpoints: dict[Leg, Endpoint]
+    initiator: InitiatorEvidence
+    session_id: str
+    source: str
+    capture: str | None
+    legs: dict[Leg, TlsLeg]
+    notes: list[str]
+    timeline: list[tuple[float, Leg | None, str, str | None]]
+    first_ts: float | None
+    last_ts: float | None
+    timeout: tuple[float, str] | None
+    abort_reason: str | None
+    close_order: list[Leg]
+
+    def client_leg(self) -> tuple[Leg, str]: ...
 
 
 def build_tls_record(t: TlsTracker) -> SessionRecord:
@@ -44,7 +65,7 @@ def build_tls_record(t: TlsTracker) -> SessionRecord:
     hello, retry_hello = _hellos(c)
     server_hello, retry = _server_hellos(s)
     sh_ts = next((ts for h, ts in s.server_hellos if not h.retry), None)
-    alerts: list[tuple[float, Leg, object]] = []
+    alerts: list[tuple[float, Leg, AlertReceived]] = []
     for leg in LEGS:
         for alert, ts in t.legs[leg].alerts:
             alerts.append((ts, leg, alert))
@@ -52,9 +73,9 @@ def build_tls_record(t: TlsTracker) -> SessionRecord:
     view_alerts = [
         Alert(
             sender=role(leg) or "client",
-            level=a.level,  # type: ignore[attr-defined]
-            description=a.description,  # type: ignore[attr-defined]
-            encrypted=a.encrypted,  # type: ignore[attr-defined]
+            level=a.level,
+            description=a.description,
+            encrypted=a.encrypted,
             at=ts,
             before_server_hello=sh_ts is None or ts < sh_ts,
         )
@@ -200,7 +221,9 @@ def _server_hellos(s: TlsLeg) -> tuple[ServerHello | None, ServerHello | None]:
     return real, retry
 
 
-def _negotiated(sh: ServerHello | None, kx: object, *, ssl2: bool = False) -> JSONDict | None:
+def _negotiated(
+    sh: ServerHello | None, kx: ServerKeyExchangeReceived | None, *, ssl2: bool = False
+) -> JSONDict | None:
     if sh is None:
         if not ssl2:
             return None
@@ -215,8 +238,8 @@ def _negotiated(sh: ServerHello | None, kx: object, *, ssl2: bool = False) -> JS
     group = sh.key_share_group
     scheme = None
     if kx is not None:
-        group = group if group is not None else kx.group  # type: ignore[attr-defined]
-        scheme = kx.signature_scheme  # type: ignore[attr-defined]
+        group = group if group is not None else kx.group
+        scheme = kx.signature_scheme
     return {
         "versions": version_name(sh.version),
         "cipher_suites": suite_name(sh.cipher_suite),
@@ -243,7 +266,9 @@ def _alert_dict(a: Alert) -> JSONDict:
     }
 
 
-def _evidence(t: TlsTracker, role: object, alerts: list[Alert]) -> JSONDict:
+def _evidence(
+    t: TlsTracker, role: Callable[[Leg | None], str | None], alerts: list[Alert]
+) -> JSONDict:
     closes = [(close[1], leg, close[0]) for leg in LEGS if (close := t.legs[leg].close) is not None]
     closes.sort(key=lambda item: (item[0], t.close_order.index(item[1])))
     fatal = next((a for a in alerts if a.level == 2 or a.encrypted), None)
@@ -252,7 +277,7 @@ def _evidence(t: TlsTracker, role: object, alerts: list[Alert]) -> JSONDict:
     if fatal is not None and (not closes or fatal.at <= closes[0][0]):
         first_close, how = fatal.sender, "alert"
     elif closes:
-        first_close, how = role(closes[0][1]), closes[0][2]  # type: ignore[operator]
+        first_close, how = role(closes[0][1]), closes[0][2]
     elif t.timeout is not None:
         how = "timeout"
     return {
@@ -260,10 +285,7 @@ def _evidence(t: TlsTracker, role: object, alerts: list[Alert]) -> JSONDict:
         "how": how,
         "disconnects": [],
         "banner_error": None,
-        "closes": [
-            {"side": role(leg), "how": kind, "at": rfc3339(ts)}  # type: ignore[operator]
-            for ts, leg, kind in closes
-        ],
+        "closes": [{"side": role(leg), "how": kind, "at": rfc3339(ts)} for ts, leg, kind in closes],
         "timeout": t.timeout[1] if t.timeout else None,
         "aborted": t.abort_reason,
     }

@@ -9,8 +9,6 @@ that sent a ClientHello is the client. `tls.recordbuild` names the outcome and w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from kexproxy.core import limits
 from kexproxy.core.events import Anomaly, ParseFailed, StreamEnded
 from kexproxy.core.observer import LEGS, CloseKind, Endpoint, InitiatorEvidence, Leg, other_leg
@@ -26,35 +24,9 @@ from kexproxy.core.tls.events import (
     ServerKeyExchangeReceived,
     Ssl2Message,
 )
-from kexproxy.core.tls.hello import ClientHello, ServerHello
+from kexproxy.core.tls.legs import MAX_ALERTS, MAX_HELLOS, TlsLeg
 from kexproxy.core.tls.names import alert_name, handshake_name
-from kexproxy.core.tls.parser import TlsDirectionParser
-
-#: Hellos kept per leg: a ClientHello and its retry after a HelloRetryRequest; more is a
-#: peer repeating itself (renegotiation is encrypted), and only the first two matter.
-MAX_HELLOS = 2
-#: Alerts kept per leg: the first fatal one ends the handshake; a peer may send many warnings.
-MAX_ALERTS = 8
-
-
-@dataclass(slots=True)
-class TlsLeg:
-    """What one TCP leg sent, as far as the TLS parser understood it."""
-
-    parser: TlsDirectionParser = field(default_factory=TlsDirectionParser)
-    client_hellos: list[tuple[ClientHello, float]] = field(default_factory=list)
-    server_hellos: list[tuple[ServerHello, float]] = field(default_factory=list)
-    certificates: tuple[bytes, ...] | None = None
-    key_exchange: ServerKeyExchangeReceived | None = None
-    alerts: list[tuple[AlertReceived, float]] = field(default_factory=list)
-    ccs: float | None = None
-    encrypted: tuple[EncryptedRecord, float] | None = None
-    handshakes: list[int] = field(default_factory=list)
-    failed: str | None = None
-    ssl2: bool = False
-    gap: bool = False
-    close: tuple[CloseKind, float] | None = None
-    bytes: int = 0
+from kexproxy.core.tls.recordbuild import build_tls_record
 
 
 class TlsTracker:
@@ -251,6 +223,4 @@ class TlsTracker:
         return self.record()
 
     def record(self) -> SessionRecord:
-        from kexproxy.core.tls.recordbuild import build_tls_record
-
         return build_tls_record(self)
