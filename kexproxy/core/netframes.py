@@ -125,6 +125,11 @@ _IPV4_HEAD: Final = struct.Struct("!BxHxxHxB").unpack_from
 #: Ethernet type, then the IPv4 fields above, then TCP seq, ack, data offset and flags,
 #: for an untagged frame whose IPv4 header has no options.
 _ETH_IPV4_TCP: Final = struct.Struct("!12xH" + "BxHxxHxB10x" + "4xIIBB").unpack_from
+#: The same fields for a reader's own fast path (`kexproxy.sources.pcap` counts the frames
+#: of connections past their handshake without building a segment).
+ETH_IPV4_TCP: Final = _ETH_IPV4_TCP
+ETHERTYPE_IPV4: Final = 0x0800
+PROTO_TCP: Final = 6
 #: TCP sequence number, acknowledgment number, data offset, flags (RFC 9293 section 3.1).
 _TCP_HEAD: Final = struct.Struct("!IIBB").unpack_from
 
