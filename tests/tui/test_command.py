@@ -93,11 +93,12 @@ def test_what_would_fail_inside_the_app_fails_before_it(
 def test_policy_and_transparent_modes(ran: Ran, tmp_path: Path) -> None:
     policy = str(ROOT / "policies" / "modern.toml")
     assert cli.main(["tui", str(DASHBOARD_PCAP), "--policy", policy]) == exitcodes.OK
-    assert isinstance(ran.feed, CaptureFeed) and len(ran.feed.stages) == 2
+    # The TLS server memory, the diagnosis, then the policy (kexproxy.pipeline.stages).
+    assert isinstance(ran.feed, CaptureFeed) and len(ran.feed.stages) == 3
     code = cli.main(["tui", "--listen", "0.0.0.0:2222", "--transparent", "--policy", policy])
     assert code == exitcodes.OK
     assert isinstance(ran.feed, ProxyFeed)
-    assert ran.feed.upstream is None and len(ran.feed.stages) == 2
+    assert ran.feed.upstream is None and len(ran.feed.stages) == 3
     assert ran.feed.label == "proxy 0.0.0.0:2222 → original destinations"
 
 
