@@ -1,3 +1,5 @@
+# scapy's packet classes are untyped; calling them is this module's purpose.
+# mypy: disable-error-code="no-untyped-call"
 """The I/O of a TLS probe: ClientHellos built with scapy, one bounded connection at a time.
 
 The questions and what answers mean live in the core (kexproxy/core/tls/probing.py); this
@@ -67,10 +69,20 @@ class Unreachable(Exception):
 def _public_key(group: int) -> bytes:
     """A fresh key share for `group` (RFC 8446 4.2.8.2): raw for X25519/X448, uncompressed points for NIST curves."""
     if group == 29:
-        return x25519.X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return (
+            x25519.X25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
     if group == 30:
-        return x448.X448PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    curves: dict[int, ec.EllipticCurve] = {23: ec.SECP256R1(), 24: ec.SECP384R1(), 25: ec.SECP521R1()}
+        return (
+            x448.X448PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
+    curves: dict[int, ec.EllipticCurve] = {
+        23: ec.SECP256R1(),
+        24: ec.SECP384R1(),
+        25: ec.SECP521R1(),
+    }
     key = ec.generate_private_key(curves[group]).public_key()
     return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
 
@@ -95,7 +107,9 @@ def client_hello_bytes(spec: HelloSpec) -> bytes:
 
     ext: list[object] = []
     if spec.server_name:
-        ext.append(TLS_Ext_ServerName(servernames=[ServerName(servername=spec.server_name.encode())]))
+        ext.append(
+            TLS_Ext_ServerName(servernames=[ServerName(servername=spec.server_name.encode())])
+        )
     ext.append(TLS_Ext_SupportedGroups(groups=list(spec.groups)))
     ext.append(TLS_Ext_SupportedPointFormat(ecpl=[0]))
     if spec.version >= TLS12:
@@ -157,7 +171,7 @@ def handshake(host: str, port: int, hello: bytes, timeout: float) -> Answer:
 class Pacer:
     """Spaces connection starts at least 1/rate seconds apart."""
 
-    __slots__ = ("_interval", "_last", "_sleep", "_clock")
+    __slots__ = ("_clock", "_interval", "_last", "_sleep")
 
     def __init__(
         self,

@@ -155,9 +155,11 @@ def answer_complete(events: Sequence[object]) -> bool:
         match event:
             case ServerHelloReceived(hello=hello) if hello.retry or hello.version == TLS13:
                 return True
-            case HandshakeReceived(msg_type=SERVER_HELLO_DONE):
+            case HandshakeReceived(msg_type=msg_type) if msg_type == SERVER_HELLO_DONE:
                 return True
-            case AlertReceived() | EncryptedRecord() | ParseFailed() | StreamEnded() | Ssl2Message():
+            case (
+                AlertReceived() | EncryptedRecord() | ParseFailed() | StreamEnded() | Ssl2Message()
+            ):
                 return True
             case _:
                 pass
@@ -283,7 +285,9 @@ class TlsProbePlan:
     def _versions(self) -> Generator[HelloSpec, Answer, None]:
         refusals = []
         for version in PROBED_VERSIONS:
-            answer = self._read((yield self._spec(version, f"versions, {names.version_name(version)}")))
+            answer = self._read(
+                (yield self._spec(version, f"versions, {names.version_name(version)}"))
+            )
             sh = answer.server_hello
             if sh is not None and sh.version == version:
                 self.found.versions.append(version)
@@ -302,7 +306,9 @@ class TlsProbePlan:
         offered = list(suites_for(version))
         accepted: list[int] = []
         while offered:
-            answer = self._read((yield self._spec(version, f"cipher suites, {label}", suites=offered)))
+            answer = self._read(
+                (yield self._spec(version, f"cipher suites, {label}", suites=offered))
+            )
             sh = answer.server_hello
             if sh is None or sh.version != version:
                 break
@@ -372,7 +378,11 @@ class TlsProbePlan:
             offered = list(ALL_SCHEMES)
             while signed and offered:
                 answer = self._read(
-                    (yield self._spec(TLS12, "signature schemes, TLS 1.2", suites=signed, schemes=offered))
+                    (
+                        yield self._spec(
+                            TLS12, "signature schemes, TLS 1.2", suites=signed, schemes=offered
+                        )
+                    )
                 )
                 kx = answer.key_exchange
                 if answer.hello is None or kx is None or kx.signature_scheme is None:
