@@ -94,7 +94,9 @@ def client_hello_bytes(spec: HelloSpec) -> bytes:
     expressible in scapy 2.5+, so no byte here is written by hand.
     """
     from scapy.layers.tls.extensions import (
+        ProtocolName,
         ServerName,
+        TLS_Ext_ALPN,
         TLS_Ext_ServerName,
         TLS_Ext_SignatureAlgorithms,
         TLS_Ext_SupportedGroups,
@@ -110,12 +112,19 @@ def client_hello_bytes(spec: HelloSpec) -> bytes:
         ext.append(
             TLS_Ext_ServerName(servernames=[ServerName(servername=spec.server_name.encode())])
         )
-    ext.append(TLS_Ext_SupportedGroups(groups=list(spec.groups)))
-    ext.append(TLS_Ext_SupportedPointFormat(ecpl=[0]))
-    if spec.version >= TLS12:
+    if spec.groups:
+        ext.append(TLS_Ext_SupportedGroups(groups=list(spec.groups)))
+        ext.append(TLS_Ext_SupportedPointFormat(ecpl=[0]))
+    if spec.version >= TLS12 and spec.signature_algorithms:
         ext.append(TLS_Ext_SignatureAlgorithms(sig_algs=list(spec.signature_algorithms)))
-    if spec.version == TLS13:
+    if spec.alpn:
+        protocols = [ProtocolName(protocol=p.encode("latin-1")) for p in spec.alpn]
+        ext.append(TLS_Ext_ALPN(protocols=protocols))
+    if spec.versions:
+        ext.append(TLS_Ext_SupportedVersion_CH(versions=list(spec.versions)))
+    elif spec.version == TLS13:
         ext.append(TLS_Ext_SupportedVersion_CH(versions=[TLS13]))
+    if spec.version == TLS13:
         shares = [KeyShareEntry(group=g, key_exchange=_public_key(g)) for g in spec.key_shares]
         ext.append(TLS_Ext_KeyShare_CH(client_shares=shares))
     hello = TLSClientHello(

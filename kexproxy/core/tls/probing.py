@@ -116,6 +116,10 @@ class HelloSpec:
     server_name: str | None
     #: What this handshake asks, for progress lines ("cipher suites, TLS 1.2").
     purpose: str
+    #: supported_versions as sent, when more than `version` is offered (a client's own
+    #: offer replayed by `proxy --probe-failures`); `version` is then the highest.
+    versions: tuple[int, ...] = ()
+    alpn: tuple[str, ...] = ()
 
 
 Ending = Literal["answered", "closed", "timeout", "not_tls", "refused_connection"]
