@@ -26,6 +26,8 @@ RECOGNISE_BYTES = 6
 RECOGNISE_HOLD = 64 * 1024
 
 Kind = Literal["ssh", "tls"]
+#: Zero-byte counts (the relay's "accepted at") kept until the protocol is known.
+_HELD_COUNTS = 4
 
 
 def recognise(data: bytes, *, final: bool) -> Kind | None:
@@ -65,6 +67,7 @@ class ConnectionTracker:
         self._inner: SessionTracker | TlsTracker | None = None
         self._held: list[tuple[Leg, bytes, float]] = []
         self._held_bytes = 0
+        self._counts: list[tuple[Leg, int, float]] = []
 
     @property
     def protocol(self) -> Kind | None:
@@ -100,6 +103,11 @@ class ConnectionTracker:
             self._start(kind)
 
     def count(self, leg: Leg, nbytes: int, ts: float) -> None:
+        if self._inner is None and nbytes == 0 and len(self._counts) < _HELD_COUNTS:
+            # The relay counts a connection when it is accepted, before any byte: deciding
+            # the protocol then would make every relayed connection SSH.
+            self._counts.append((leg, nbytes, ts))
+            return
         self._ready().count(leg, nbytes, ts)
 
     def receive_gap(self, leg: Leg, nbytes: int, ts: float) -> None:
@@ -146,6 +154,9 @@ class ConnectionTracker:
             source=self._source,
             capture=self._capture,
         )
+        counts, self._counts = self._counts, []
+        for leg, nbytes, ts in counts:
+            self._inner.count(leg, nbytes, ts)
         held, self._held = self._held, []
         for leg, data, ts in held:
             self._inner.receive(leg, data, ts)

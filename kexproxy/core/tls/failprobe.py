@@ -108,15 +108,24 @@ def variant(offer: HelloSpec, list_name: str) -> HelloSpec | None:
     purpose = f"the client's offer, only {list_name} widened"
     match list_name:
         case "versions":
-            versions = _widened(offer.versions or (offer.version,), PROBED_VERSIONS)
+            # Only versions the client's own suites can negotiate: a server picks the version
+            # first, and TLS 1.3 chosen with no TLS 1.3 suite offered fails on the suites.
+            suites = set(offer.cipher_suites)
+            usable = [
+                v
+                for v in PROBED_VERSIONS
+                if suites & set(TLS13_SUITES if v == TLS13 else LEGACY_SUITES)
+            ]
+            versions = _widened(offer.versions or (offer.version,), usable)
+            top = max(versions)
             schemes = offer.signature_algorithms
             if offer.version < TLS12 and not schemes:
                 # Without signature_algorithms TLS 1.2 means SHA-1 (RFC 5246 7.4.1.4.1), which
                 # OpenSSL 3 refuses: the versions would look refused when they are not.
                 schemes = ALL_SCHEMES
             return HelloSpec(
-                version=TLS13,
-                versions=versions,
+                version=top,
+                versions=versions if top == TLS13 else (),
                 cipher_suites=offer.cipher_suites,
                 groups=offer.groups,
                 key_shares=offer.key_shares,
@@ -176,8 +185,10 @@ def rejection(found: Sequence[str], hello: JSONDict, previous: JSONDict | None) 
             "probes of the upstream with the client's own offer got a ServerHello when any "
             f"one of {', '.join(found)} was widened"
         )
-    if previous is not None and previous.get("list") == lst and previous.get("message"):
-        message = previous["message"]
+    kept = previous.get("message") if previous is not None and previous.get("list") == lst else None
+    if isinstance(kept, str) and kept.startswith("error:"):
+        # The record's own line came from the alert on the wire (OpenSSL's exact words).
+        message = kept
     else:
         message = openssl_line(*_openssl_reason(lst, hello))
     return {"list": lst, "reason": reason, "message": message, "certain": len(found) == 1}
