@@ -9,11 +9,17 @@ accepts) shows that list was the one refused, for certain. This module is the pu
 the variants, what the answers mean, and the record's new rejection.
 
 What is kept of the client's offer: every list the record names (versions, suites, groups,
-key-share groups, schemes, ALPN, SNI), in the client's order. Extensions that carry no list
-(session_ticket, extended_master_secret, ...) are not replayed: a server does not refuse a
-handshake over their absence. One exception, said in the variant's docstring: widening the
-versions of a pre-TLS-1.2 client adds kexproxy's signature schemes too, because TLS 1.2
-without that extension means SHA-1 (RFC 5246 7.4.1.4.1), which OpenSSL 3 refuses.
+key-share groups, schemes, ALPN, SNI), in the client's order; a widened list keeps the
+client's names first. Extensions that carry no list (session_ticket, extended_master_secret,
+...) are not replayed: a server does not refuse a handshake over their absence. A widened
+list sometimes needs a companion the client never sent because it had no use for it, and
+gets it only then (a list the client sent is never changed, except as said here):
+versions bring kexproxy's suites for the older versions when the client offered none, and
+signature schemes when it sent none (TLS 1.2 without them means SHA-1, RFC 5246 7.4.1.4.1,
+which OpenSSL 3 refuses); suites bring groups (OpenSSL chooses no ECDHE suite without them)
+and schemes likewise; and since up to TLS 1.2 a suite names its signature algorithm too,
+widening the schemes adds each offered suite's twin with the other signature
+(ECDHE_ECDSA <-> ECDHE_RSA). Each was found necessary on a real OpenSSL server.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ from kexproxy.core.tls.probing import (
     KEY_SHARE_GROUPS,
     LEGACY_SUITES,
     PROBED_VERSIONS,
-    TLS12,
     TLS13,
     TLS13_SUITES,
     Answer,
@@ -108,26 +113,23 @@ def variant(offer: HelloSpec, list_name: str) -> HelloSpec | None:
     purpose = f"the client's offer, only {list_name} widened"
     match list_name:
         case "versions":
-            # Only versions the client's own suites can negotiate: a server picks the version
-            # first, and TLS 1.3 chosen with no TLS 1.3 suite offered fails on the suites.
-            suites = set(offer.cipher_suites)
-            usable = [
-                v
-                for v in PROBED_VERSIONS
-                if suites & set(TLS13_SUITES if v == TLS13 else LEGACY_SUITES)
-            ]
+            # A server picks the version first: TLS 1.3 added for a client with no TLS 1.3
+            # suite (or key share) could only fail on those, so it is added only when the
+            # client's suites can use it. Older versions bring kexproxy's suites along when
+            # the client offered none for them (it had no use for any).
+            suites = offer.cipher_suites
+            has13 = any(c in TLS13_SUITES for c in suites)
+            usable = [v for v in PROBED_VERSIONS if v != TLS13 or has13]
+            if not any(c in LEGACY_SUITES for c in suites):
+                suites = _widened(suites, LEGACY_SUITES)
             versions = _widened(offer.versions or (offer.version,), usable)
             top = max(versions)
-            schemes = offer.signature_algorithms
-            if offer.version < TLS12 and not schemes:
-                # Without signature_algorithms TLS 1.2 means SHA-1 (RFC 5246 7.4.1.4.1), which
-                # OpenSSL 3 refuses: the versions would look refused when they are not.
-                schemes = ALL_SCHEMES
+            schemes = offer.signature_algorithms or ALL_SCHEMES
             return HelloSpec(
                 version=top,
                 versions=versions if top == TLS13 else (),
-                cipher_suites=offer.cipher_suites,
-                groups=offer.groups,
+                cipher_suites=suites,
+                groups=offer.groups or ALL_GROUPS,
                 key_shares=offer.key_shares,
                 signature_algorithms=schemes,
                 server_name=offer.server_name,
@@ -135,13 +137,26 @@ def variant(offer: HelloSpec, list_name: str) -> HelloSpec | None:
                 purpose=purpose,
             )
         case "cipher_suites":
+            # ECDHE suites need supported_groups and signed ones signature_algorithms: a
+            # client that offered no such suite may have sent neither, so they come along
+            # (only when the client sent none of that list; a list it sent is never changed).
             suites = _widened(offer.cipher_suites, (*TLS13_SUITES, *LEGACY_SUITES))
-            return _replace(offer, purpose, cipher_suites=suites)
+            return _replace(
+                offer,
+                purpose,
+                cipher_suites=suites,
+                groups=offer.groups or ALL_GROUPS,
+                signature_algorithms=offer.signature_algorithms or ALL_SCHEMES,
+            )
         case "supported_groups":
             return _replace(offer, purpose, groups=_widened(offer.groups, ALL_GROUPS))
         case "signature_algorithms":
+            # Up to TLS 1.2 a suite names its signature too (ECDHE_ECDSA, ECDHE_RSA): a
+            # client that can verify only ECDSA offers only ECDSA suites, so widening the
+            # schemes adds each offered suite's twin with the other signature.
             schemes = _widened(offer.signature_algorithms, ALL_SCHEMES)
-            return _replace(offer, purpose, signature_algorithms=schemes)
+            suites = _widened(offer.cipher_suites, _signature_twins(offer.cipher_suites))
+            return _replace(offer, purpose, signature_algorithms=schemes, cipher_suites=suites)
         case "server_name":
             if offer.server_name is None:
                 return None
@@ -152,6 +167,24 @@ def variant(offer: HelloSpec, list_name: str) -> HelloSpec | None:
             return _replace(offer, "the client's offer without ALPN", alpn=())
         case _:
             return None
+
+
+#: The signature halves of TLS 1.2 suite names that are interchangeable (RFC 8422, RFC 5246).
+_TWINS = (("_ECDHE_ECDSA_", "_ECDHE_RSA_"), ("_DHE_DSS_", "_DHE_RSA_"))
+
+
+def _signature_twins(suites: Sequence[int]) -> tuple[int, ...]:
+    """Each suite's twin with the other signature algorithm, where the registry has one."""
+    codes = _CODES["cipher_suites"]
+    out: list[int] = []
+    for code in suites:
+        name = names.suite_name(code)
+        for left, right in _TWINS:
+            for a, b in ((left, right), (right, left)):
+                twin = codes.get(name.replace(a, b)) if a in name else None
+                if twin is not None and twin not in out:
+                    out.append(twin)
+    return tuple(out)
 
 
 def _replace(offer: HelloSpec, purpose: str, **changes: object) -> HelloSpec:
