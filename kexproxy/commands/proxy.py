@@ -12,6 +12,7 @@ from kexproxy import exitcodes
 from kexproxy.core.diagnosis import preload
 
 if TYPE_CHECKING:
+    from kexproxy.core.record import SessionRecord
     from kexproxy.pipeline import Pipeline
     from kexproxy.sinks.store import StoreSink
 
@@ -105,6 +106,15 @@ def register(sub: Any) -> None:
         help="give up on an upstream that does not answer (default 10)",
     )
     parser.add_argument(
+        "--probe-failures",
+        action="store_true",
+        help="when a TLS handshake fails on the server's side, ask the upstream (and nothing "
+        "else) which list it refused: the client's own offer with one list widened at a "
+        "time, at most 5 handshakes a second and 200 per upstream, cached per offer; the "
+        "session's final record then names the list with certain: true (it is published "
+        "a few seconds later; relaying is never delayed)",
+    )
+    parser.add_argument(
         "--no-splice", action="store_true", help=argparse.SUPPRESS
     )  # for measurements: the copy path instead of splice
     parser.add_argument("--no-uvloop", action="store_true", help=argparse.SUPPRESS)
@@ -115,6 +125,22 @@ def register(sub: Any) -> None:
         "--record-delay", type=float, default=None, help=argparse.SUPPRESS
     )  # for measurements: how long record items gather on the relay's loop  # for measurements: records made in a thread of the relay's process
     parser.set_defaults(run=run)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _publisher(
+    pipeline: Pipeline, probe_failures: bool
+) -> tuple[Callable[[SessionRecord, bool], None], Callable[[], object]]:
+    """The pipeline's publish, behind the failure prober when ``--probe-failures``; and how to close it."""
+    if not probe_failures:
+        return pipeline.publish, _nothing
+    from kexproxy.sources.tls_failure_probe import FailureProber
+
+    prober = FailureProber(pipeline.publish, warn=_err)
+    return prober.publish, prober.close
 
 
 def _seconds(text: str) -> float:
@@ -203,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
     def setup() -> tuple[Callable[[RecorderItem], None], Callable[[], Tally]]:
         """Runs in the recording process: the pipeline and its sinks live there."""
         pipeline, store = outputs()
-        recorder = Recorder(pipeline.publish, warn=_err)
+        publish, close_prober = _publisher(pipeline, args.probe_failures)
+        recorder = Recorder(publish, warn=_err)
 
         def handle(item: RecorderItem) -> None:
             try:
@@ -212,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
                 _err(f"kexproxy: could not finish a session's record: {exc!r}")
 
         def finish() -> Tally:
+            close_prober()
             pipeline.close()
             return Tally.of(pipeline, store)
 
@@ -231,9 +259,11 @@ def run(args: argparse.Namespace) -> int:
     lost = 0
     pipeline, store = None, None
     recorder: Any
+    close_prober: Callable[[], object] = _nothing
     if args.recorder == "thread":
         pipeline, store = outputs()
-        recorder = InThreadRecorder(pipeline.publish, warn=_err)
+        publish, close_prober = _publisher(pipeline, args.probe_failures)
+        recorder = InThreadRecorder(publish, warn=_err)
     else:
         # The recording process runs on CPU time the relay does not want: on a busy machine a
         # record comes a little later (queued, never lost below the queue's bound), while a
@@ -248,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.BAD_INPUT
     if pipeline is not None:
         recorder.close()
+        close_prober()
         pipeline.close()
         tally = Tally.of(pipeline, store)
     else:
