@@ -162,13 +162,11 @@ def _from_capture(args: argparse.Namespace, target: str) -> tuple[Found, str | N
     numbered = list(enumerate(records, 1))
     if args.connection is not None:
         if not 1 <= args.connection <= len(records):
-            where = (
-                f"{target} has {len(records)} SSH connection(s); no connection {args.connection}"
-            )
+            where = f"{target} has {len(records)} connection(s); no connection {args.connection}"
             return [], f"{where}{' (' + problem + ')' if problem else ''}"
         numbered = [numbered[args.connection - 1]]
     if not numbered and problem is None:
-        problem = f"{target}: no SSH connections"
+        problem = f"{target}: no SSH or TLS connections"
     return numbered, problem
 
 

@@ -1,4 +1,4 @@
-"""``kexproxy proxy``: a transparent relay in front of SSH servers that records every handshake."""
+"""``kexproxy proxy``: a transparent relay in front of SSH (or TLS) servers that records every handshake."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ listen address cannot be used.
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "proxy",
-        help="relay SSH connections and record every handshake",
-        description="Relay TCP connections to an SSH server and record every handshake.",
+        help="relay SSH or TLS connections and record every handshake",
+        description="Relay TCP connections to an SSH (or TLS) server and record every handshake.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

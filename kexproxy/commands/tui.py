@@ -36,8 +36,8 @@ filter: outcome:failed list:kex client:10.0.0.0/8 server:db1 software:PuTTY hass
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "tui",
-        help="a live dashboard of SSH handshakes (captures, a store, or a built-in proxy)",
-        description="A terminal dashboard of SSH handshakes: how many fail, on which list, "
+        help="a live dashboard of SSH and TLS handshakes (captures, a store, or a built-in proxy)",
+        description="A terminal dashboard of SSH and TLS handshakes: how many fail, on which list, "
         "between whom, since when, and what to change.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

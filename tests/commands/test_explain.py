@@ -122,7 +122,7 @@ def test_one_connection_of_many(capsys: pytest.CaptureFixture[str]) -> None:
     assert "#2 " in out and "#1 " not in out and "#3 " not in out
     status, _out, err = explain(capsys, str(MANY), "--connection", str(count + 1))
     assert status == 2
-    assert f"has {count} SSH connection(s); no connection {count + 1}" in err
+    assert f"has {count} connection(s); no connection {count + 1}" in err
 
 
 def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
