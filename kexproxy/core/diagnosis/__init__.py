@@ -13,6 +13,7 @@ beyond the catalogue's package data.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from kexproxy.core.catalogue import Catalogue, Category, catalogue
@@ -116,4 +117,56 @@ def diagnosed(record: SessionRecord, cat: Catalogue | None = None) -> SessionRec
         from kexproxy.core.tls.advice import diagnose_tls
 
         return replace(record, diagnosis=diagnose_tls(record.to_dict()))
-    return replace(record, diagnosis=diagnose(record, cat))
+    if cat is not None:
+        return replace(record, diagnosis=diagnose(record, cat))
+    basis = _basis(record)
+    key = json.dumps(basis.to_dict(), sort_keys=True, separators=(",", ":"))
+    known = _MEMO.get(key)
+    if known is None:
+        known = json.dumps(diagnose(basis))
+        _MEMO[key] = known
+        while len(_MEMO) > MEMO_SIZE:
+            del _MEMO[next(iter(_MEMO))]
+    # A fresh copy each time: records are values, and no two may share a mutable part.
+    return replace(record, diagnosis=json.loads(known))
+
+
+#: Diagnoses kept by what they are computed from: a capture or a relay sees the same few
+#: offers thousands of times (each took about a millisecond, the reader's largest cost
+#: per session after the frames themselves).
+MEMO_SIZE = 512
+_MEMO: dict[str, str] = {}
+
+
+def _basis(record: SessionRecord) -> SessionRecord:
+    """The record cut down to what the SSH diagnosis reads, so that the memo's key is the
+    whole of its input by construction: a field the diagnosis does not get here, it cannot
+    depend on (and tests would show it missing)."""
+    return SessionRecord(
+        id="",
+        source=record.source,
+        capture=None,
+        started=None,
+        ended=None,
+        client={},
+        server=record.server,
+        client_banner=record.client_banner,
+        server_banner=record.server_banner,
+        client_kexinit=record.client_kexinit,
+        server_kexinit=record.server_kexinit,
+        outcome=record.outcome,
+        negotiated=record.negotiated,
+        failures=record.failures,
+        rejections={"client": None, "server": None},
+        evidence={},
+        host_key=record.host_key,
+        hassh=None,
+        hassh_server=None,
+        hassh_algorithms=None,
+        hassh_server_algorithms=None,
+        strict_kex=record.strict_kex,
+        bytes={},
+        notes=[],
+        kex_family=record.kex_family,
+        dh_gex=record.dh_gex,
+    )
