@@ -9,8 +9,10 @@ lets the decoder work on offsets into one large read buffer instead of one copy 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import mmap
 import os
 import stat
 import struct
@@ -18,7 +20,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final, cast
 
 #: Bytes asked of the input per read: large enough that a read costs little per frame,
 #: small enough to stay a rounding error in the memory budget.
@@ -124,6 +126,8 @@ class CaptureInput:
         #: Packet blocks naming an interface the file never described, or overrunning their block.
         self.bad_records = 0
         self.bad_timestamps = 0
+        self._mapped: mmap.mmap | None = None
+        self._mapped_pos = 0
         if isinstance(source, (str, os.PathLike)):
             name = os.fspath(source)
             if name == "-":
@@ -154,12 +158,34 @@ class CaptureInput:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._mapped is not None:
+            # A frame still referenced keeps the map until its last reference goes.
+            with contextlib.suppress(BufferError):
+                self._mapped.close()
         if self._owned is not None:
             self._owned.close()
 
     def consumed(self) -> int:
         """Bytes of the input read so far (compressed bytes for gzip), for progress."""
+        if self._mapped is not None:
+            return self._mapped_pos
         return self._raw.tell() if self._seekable else self._decompressed
+
+    def _map(self) -> mmap.mmap | None:
+        """The whole file mapped read-only, for a plain pcap file kexproxy opened itself.
+
+        Frames are then read in place: no read calls and no copies of the file into a
+        buffer, about a third of the reader's time on a large capture. Pipes, gzip and
+        files handed in open (their position is theirs) are read as streams.
+        """
+        if self._owned is None or self._gzip or not self._seekable:
+            return None
+        try:
+            mapped = mmap.mmap(self._owned.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None  # an empty or special file: the stream reader says what it is
+        self._mapped = mapped
+        return mapped
 
     def _fail(self, what: str) -> CaptureError:
         return CaptureError(f"{self.label}: {what}")
@@ -232,6 +258,13 @@ class CaptureInput:
         self.format = f"{fmt}+gzip" if self._gzip else fmt
         self.link_types.add(linktype)
         unpack = struct.Struct(endian + "IIII").unpack_from
+        mapped = self._map()
+        if mapped is not None:
+            return self._pcap_mapped(mapped, linktype, unpack, scale)
+        return self._pcap_stream(linktype, unpack, scale)
+
+    def _pcap_stream(self, linktype: int, unpack: Any, scale: float) -> Iterator[Record]:
+        """`_pcap`'s records read from a stream (a pipe, gzip, a file handed in open)."""
         buf = b""
         pos = 0
         index = 0
@@ -265,6 +298,43 @@ class CaptureInput:
             raise
         except Exception as exc:
             raise self._bug(index, exc) from exc
+
+    def _pcap_mapped(
+        self, buf: mmap.mmap, linktype: int, unpack: Any, scale: float
+    ) -> Iterator[Record]:
+        """`_pcap`'s records from the mapped file: the same records, checks and errors."""
+        size = len(buf)
+        # Typed as bytes for the decoders: what they do with a frame's buffer (index it,
+        # slice it into bytes, struct.unpack_from it) a map does the same.
+        frames = cast(bytes, buf)
+        pos = 24  # the magic and the file header
+        index = 0
+        try:
+            while True:
+                if size - pos < 16:
+                    if size == pos:
+                        return
+                    raise self._truncated(index, "record header")
+                sec, frac, caplen, wirelen = unpack(buf, pos)
+                start = pos + 16
+                end = start + caplen
+                if end > size or caplen > MAX_RECORD:
+                    if caplen > MAX_RECORD:
+                        raise self._fail(
+                            f"record {index + 1} claims {caplen} captured bytes (corrupt file)"
+                        )
+                    raise self._truncated(index, "frame")
+                yield linktype, frames, start, end, wirelen, sec + frac * scale
+                pos = end
+                index += 1
+                if not index & 0xFFF:
+                    self._mapped_pos = pos
+        except (CaptureError, MemoryError):
+            raise
+        except Exception as exc:
+            raise self._bug(index, exc) from exc
+        finally:
+            self._mapped_pos = pos
 
     def _clock(self, ts: float, previous: float) -> float:
         """A pcapng timestamp, or the previous one when it is outside what a date can be.

@@ -86,10 +86,14 @@ def _run(
     truncated = 0
     table = conns.table
     slow = conns.segment
+    # Locals, not globals, in the loop below: it runs once a frame, and a global's lookup
+    # costs as much as the arithmetic it feeds.
+    eth_ipv4_tcp, ethernet, ipv4, tcp = ETH_IPV4_TCP, LINKTYPE_ETHERNET, ETHERTYPE_IPV4, PROTO_TCP
+    special, mod_mask, half, every = SYN | FIN | RST, MOD_MASK, HALF, PROGRESS_EVERY
     try:
         for linktype, buf, start, end, wirelen, ts in inp.records():
             frames += 1
-            if not frames % PROGRESS_EVERY:
+            if not frames % every:
                 if progress is not None:
                     progress(inp.consumed(), inp.total)
                 conns.sweep(ts)
@@ -97,22 +101,22 @@ def _run(
             # No exception from one frame may end the read (the class of issue 9's LAND
             # crash); a `try` costs nothing in the loop until something raises.
             try:
-                if linktype == LINKTYPE_ETHERNET and end - start >= 54:
+                if linktype == ethernet and end - start >= 54:
                     # Nearly every frame of a large capture: untagged Ethernet, IPv4 without
                     # options, TCP, of a connection past its handshake, neither SYN, FIN nor
                     # RST. Counted here without building a segment; the checks are
                     # decode_frame's, and any frame they do not pass goes the general way.
-                    etype, vihl, total, frag, proto, seq, _ack, doff, flags = ETH_IPV4_TCP(
+                    etype, vihl, total, frag, proto, seq, _ack, doff, flags = eth_ipv4_tcp(
                         buf, start
                     )
                     if (
-                        etype == ETHERTYPE_IPV4
+                        etype == ipv4
                         and vihl == 0x45
-                        and proto == PROTO_TCP
+                        and proto == tcp
                         and total != 0
                         and not frag & 0x3FFF
                         and doff >= 0x50
-                        and not flags & (SYN | FIN | RST)
+                        and not flags & special
                     ):
                         d = table.get(buf[start + 26 : start + 38])
                         payload = start + 34 + ((doff >> 4) << 2)
@@ -124,9 +128,9 @@ def _run(
                                 truncated += 1
                             d.last_ts = ts
                             if plen:
-                                e = (seq + plen) & MOD_MASK
-                                delta = (e - d.hi) & MOD_MASK
-                                if delta and delta < HALF:
+                                e = (seq + plen) & mod_mask
+                                delta = (e - d.hi) & mod_mask
+                                if delta and delta < half:
                                     d.hi = e
                                     d.pending += delta if delta < plen else plen
                                     d.pending_ts = ts

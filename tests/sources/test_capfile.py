@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import struct
+import types
 from pathlib import Path
 from typing import Any
 
@@ -445,6 +446,37 @@ def test_options_that_fit_their_block_are_read(tmp_path: Path) -> None:
     assert rec.first_ts == pytest.approx(conv.frames[0][0], abs=1e-6)
 
 
+def test_an_unforeseen_exception_in_the_mapped_reader_is_one_flagged_capture_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain pcap file named by its path is mapped and read in place; a failure there is
+    the same one flagged line, after the records before it were delivered."""
+    conv = ssh_conversation().close()
+
+    class Faulty:
+        def __init__(self, fmt: str) -> None:
+            self.real = struct.Struct(fmt)
+            self.calls = 0
+
+        def unpack_from(self, buf: Any, offset: int = 0) -> tuple[Any, ...]:
+            self.calls += 1
+            if self.calls == 3:
+                raise struct.error("unpack requires a buffer of 16 bytes\nsecond line")
+            return self.real.unpack_from(buf, offset)
+
+    fake = types.SimpleNamespace(
+        Struct=lambda fmt: Faulty(fmt) if fmt.endswith("IIII") else struct.Struct(fmt),
+        unpack=struct.unpack,
+        error=struct.error,
+    )
+    monkeypatch.setattr(capfile, "struct", fake)
+    result = run(write(tmp_path, "bug.pcap", conv.pcap()))
+    assert result.error is not None and result.error.internal
+    message = str(result.error)
+    assert "\n" not in message
+    assert "unreadable record 3" in message and "error: unpack requires" in message
+
+
 @pytest.mark.parametrize("kind", ["pcap", "pcapng"])
 def test_an_unforeseen_exception_in_the_reader_is_one_flagged_capture_error(
     tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
@@ -460,10 +492,31 @@ def test_an_unforeseen_exception_in_the_reader_is_one_flagged_capture_error(
 
     monkeypatch.setattr(capfile, "READ_CHUNK", 64)  # so that the reader refills often
     monkeypatch.setattr(capfile.CaptureInput, "_refill", refill)
-    result = run(write(tmp_path, "bug.cap", blob))
+    # An open file is read as a stream (a path to a plain pcap is mapped: the next test).
+    with open(write(tmp_path, "bug.cap", blob), "rb") as handle:
+        result = run(handle)
     assert result.error is not None
     assert result.error.internal
     message = str(result.error)
     assert "\n" not in message
     assert "unreadable record" in message and "error: unpack requires" in message
     assert "kexproxy bug" in message
+
+
+def test_a_mapped_file_and_the_same_file_as_a_stream_give_the_same_calls() -> None:
+    """A path to a plain pcap is read in place (mmap), an open file as a stream: every
+    observer call, its bytes and its timestamp are the same either way."""
+    root = Path(__file__).resolve().parents[2] / "captures"
+    for name in ("openssh-dh-gex.pcap", "tls-tls13-hello-retry-success.pcap"):
+        mapped = run(str(root / name))
+        with open(root / name, "rb") as handle:
+            assert capfile.CaptureInput(handle, None)._map() is None  # never mapped
+            handle.seek(0)
+            streamed = run(handle)
+        assert mapped.error is None and streamed.error is None
+        assert len(mapped.finished) == len(streamed.finished) > 0
+        for one, other in zip(mapped.finished, streamed.finished, strict=True):
+            assert one.calls == other.calls
+            assert one.data == other.data and one.counted == other.counted
+        assert mapped.stats is not None and streamed.stats is not None
+        assert mapped.stats.frames == streamed.stats.frames

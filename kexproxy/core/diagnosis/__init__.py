@@ -138,6 +138,13 @@ MEMO_SIZE = 512
 _MEMO: dict[str, str] = {}
 
 
+def _without_cookie(kexinit: JSONDict | None) -> JSONDict | None:
+    """A KEXINIT without its cookie: 16 random bytes per session, which no verdict reads."""
+    if kexinit is None:
+        return None
+    return {k: v for k, v in kexinit.items() if k != "cookie"}
+
+
 def _basis(record: SessionRecord) -> SessionRecord:
     """The record cut down to what the SSH diagnosis reads, so that the memo's key is the
     whole of its input by construction: a field the diagnosis does not get here, it cannot
@@ -152,8 +159,8 @@ def _basis(record: SessionRecord) -> SessionRecord:
         server=record.server,
         client_banner=record.client_banner,
         server_banner=record.server_banner,
-        client_kexinit=record.client_kexinit,
-        server_kexinit=record.server_kexinit,
+        client_kexinit=_without_cookie(record.client_kexinit),
+        server_kexinit=_without_cookie(record.server_kexinit),
         outcome=record.outcome,
         negotiated=record.negotiated,
         failures=record.failures,
