@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal, cast
 
 from kexproxy.core.lists import NEGOTIATED
@@ -448,8 +446,9 @@ def ranges_all(history: DefaultsHistory) -> str:
 
 
 def _load_toml(name: str) -> dict[str, Any]:
-    text = resources.files("kexproxy.core.data").joinpath(name).read_text("utf-8")
-    return tomllib.loads(text)
+    from kexproxy.core.data import load_toml
+
+    return load_toml(name)
 
 
 def _history(data: Mapping[str, Any]) -> DefaultsHistory:

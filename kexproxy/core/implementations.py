@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal, cast, get_args
 
 from kexproxy.core.catalogue import CATEGORIES, Catalogue, Category, catalogue, version_key
+from kexproxy.core.data import load_toml
 from kexproxy.core.negotiation import Role
 
 #: The ways a recipe step is applied (issue 10): each is written by the recipes' syntax module.
@@ -307,5 +307,5 @@ def implementations() -> Mapping[str, Implementation]:
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
             stem = entry.name.removesuffix(".toml")
-            out[stem] = load(stem, tomllib.loads(entry.read_text("utf-8")))
+            out[stem] = load(stem, load_toml(f"implementations/{entry.name}"))
     return out

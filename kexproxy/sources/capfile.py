@@ -29,6 +29,8 @@ READ_CHUNK: Final = 1 << 20
 #: 262,144 bytes and Linux BIG TCP super-frames stay under 512 KiB; a larger caplen or
 #: block length means a corrupt file, and reading it would allocate whatever it claims.
 MAX_RECORD: Final = 16 << 20
+#: Bytes of a mapped file read between two releases of its pages (`CaptureInput._release`).
+_RELEASE_EVERY: Final = 32 << 20
 #: 9999-12-31T23:59:59Z, the last second a date in a record can show.
 _MAX_TIMESTAMP: Final = 253402300799.0
 _PCAP_MAGICS: Final = {
@@ -308,6 +310,7 @@ class CaptureInput:
         # slice it into bytes, struct.unpack_from it) a map does the same.
         frames = cast(bytes, buf)
         pos = 24  # the magic and the file header
+        released = 0
         index = 0
         try:
             while True:
@@ -329,12 +332,25 @@ class CaptureInput:
                 index += 1
                 if not index & 0xFFF:
                     self._mapped_pos = pos
+                    if pos - released >= _RELEASE_EVERY:
+                        released = self._release(buf, released, pos)
         except (CaptureError, MemoryError):
             raise
         except Exception as exc:
             raise self._bug(index, exc) from exc
         finally:
             self._mapped_pos = pos
+
+    @staticmethod
+    def _release(buf: mmap.mmap, released: int, pos: int) -> int:
+        """Drops the pages already read from this process (they stay in the page cache):
+        frames are copied out as they are read, so none is referenced, and without this a
+        mapped file's every page would count in the reader's resident memory."""
+        upto = pos - pos % mmap.PAGESIZE
+        if upto > released and hasattr(buf, "madvise"):
+            with contextlib.suppress(OSError, ValueError):
+                buf.madvise(mmap.MADV_DONTNEED, released, upto - released)
+        return upto
 
     def _clock(self, ts: float, previous: float) -> float:
         """A pcapng timestamp, or the previous one when it is outside what a date can be.

@@ -7,15 +7,14 @@ names, GREASE (RFC 8701) and the words OpenSSL prints when it receives an alert.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
-from importlib import resources
 from types import MappingProxyType
+
+from kexproxy.core.data import load_toml
 
 
 def _load() -> dict[str, Mapping[int, str]]:
-    text = resources.files("kexproxy.core.data").joinpath("tls-registries.toml").read_text("utf-8")
-    raw = tomllib.loads(text)
+    raw = load_toml("tls-registries.toml")
     return {
         section: MappingProxyType({int(code, 0): str(name) for code, name in table.items()})
         for section, table in raw.items()

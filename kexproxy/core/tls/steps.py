@@ -10,12 +10,12 @@ that adds them lowers the level, and says so.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
+
+from kexproxy.core.data import load_toml
 
 JSONDict = dict[str, Any]
 
@@ -78,12 +78,7 @@ SECLEVEL0 = "DEFAULT:@SECLEVEL=0"
 @cache
 def openssl_cipher_names() -> Mapping[str, str]:
     """IANA -> OpenSSL names of the TLS 1.2-and-older suites (data/tls-software/openssl-ciphers.toml)."""
-    text = (
-        resources.files("kexproxy.core.data")
-        .joinpath("tls-software/openssl-ciphers.toml")
-        .read_text("utf-8")
-    )
-    names: Mapping[str, str] = tomllib.loads(text)["cipher_names"]
+    names: Mapping[str, str] = load_toml("tls-software/openssl-ciphers.toml")["cipher_names"]
     return names
 
 
