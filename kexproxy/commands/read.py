@@ -129,23 +129,20 @@ class _OnlyMatching:
 
 def run(args: argparse.Namespace) -> int:
     from kexproxy.core.textsafe import printable
-    from kexproxy.filtering import FilterError
     from kexproxy.pipeline import CollectSink, Pipeline, PolicyFileError, stages
-    from kexproxy.sinks.console import (
-        print_messages,
-        sessions_table,
-        stderr_console,
-        stdout_console,
-    )
     from kexproxy.sinks.jsonl import JsonLinesSink
     from kexproxy.sources.captures import analyse_capture, capture_label, capture_notes
     from kexproxy.sources.pcap import CaptureError
 
-    try:
-        keep = _parse_filter(args.filter)
-    except FilterError as exc:
-        print(f"kexproxy: --filter: {printable(str(exc))}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
+    keep: Filter | None = None
+    if args.filter is not None:
+        from kexproxy.filtering import FilterError
+
+        try:
+            keep = _parse_filter(args.filter)
+        except FilterError as exc:
+            print(f"kexproxy: --filter: {printable(str(exc))}", file=sys.stderr)
+            return exitcodes.BAD_INPUT
     if args.one_table and args.json:
         print("kexproxy: --one-table prints a table; leave it out with --json", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -164,8 +161,6 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.BAD_INPUT
     violated = False
     status = exitcodes.OK
-    err = stderr_console()
-    out = stdout_console()
     # The bar shares the terminal with nothing: not with JSON lines printed on it too.
     show_progress = (
         not args.no_progress
@@ -173,6 +168,21 @@ def run(args: argparse.Namespace) -> int:
         and not (args.json and sys.stdout.isatty())
         and not os.environ.get("CI")
     )
+    out: Any = None
+    err: Any = None
+    print_messages: Any = None
+    sessions_table: Any = None
+    if not args.json or show_progress:
+        # Rich only where something is drawn: JSON lines for a script need none of it.
+        from kexproxy.sinks.console import (
+            print_messages,
+            sessions_table,
+            stderr_console,
+            stdout_console,
+        )
+
+        err = stderr_console()
+        out = stdout_console()
     everything: list[SessionRecord] = []
     labelled: list[tuple[str, SessionRecord]] = []
     read_files = 0
