@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -323,8 +324,8 @@ def nginx(pki: Pki, folder: Path, lines: str) -> contextlib.AbstractContextManag
     """An unprivileged nginx (no daemon, one process) serving TLS with `lines` in its server block."""
     binary = which_or_skip("nginx")
     port = free_port()
-    root = folder / f"nginx-{port}"
-    root.mkdir()
+    # A fresh folder even when the kernel hands the same free port out twice in one test.
+    root = Path(tempfile.mkdtemp(prefix=f"nginx-{port}-", dir=folder))
     (root / "nginx.conf").write_text(f"""
 daemon off;
 master_process off;
@@ -352,8 +353,8 @@ def apache(pki: Pki, folder: Path, lines: str) -> contextlib.AbstractContextMana
     """An unprivileged Apache httpd in the foreground serving TLS with `lines` in its VirtualHost."""
     binary = which_or_skip("apache2")
     port = free_port()
-    root = folder / f"apache-{port}"
-    root.mkdir()
+    # A fresh folder even when the kernel hands the same free port out twice in one test.
+    root = Path(tempfile.mkdtemp(prefix=f"apache-{port}-", dir=folder))
     modules = ["mpm_event", "authz_core", "ssl", "socache_shmcb"]
     loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in modules)
     (root / "httpd.conf").write_text(f"""
