@@ -31,7 +31,7 @@ from kexproxy.core.events import (
     Protocol1,
     StreamEnded,
 )
-from kexproxy.core.facts import LegFacts, SessionFacts, TimelineEntry
+from kexproxy.core.facts import LegFacts, SessionFacts
 from kexproxy.core.lists import CLIENT_MARKERS, KEX_ALGORITHMS, SERVER_MARKERS
 from kexproxy.core.messages import disconnect_reason_name
 from kexproxy.core.negotiation import Negotiation, kex_family, negotiate
@@ -39,6 +39,7 @@ from kexproxy.core.observer import LEGS, CloseKind, Endpoint, InitiatorEvidence,
 from kexproxy.core.parser import DirectionParser
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.recordbuild import build_record
+from kexproxy.core.tracking import TrackerBase
 
 #: Messages only one role sends, by KEX family (RFC 4253 8, RFC 4419, RFC 5656, RFC 4432).
 _CLIENT_ONLY = {"dh": {30}, "ecdh": {30}, "gex": {30, 32, 34}, "rsa": {31}}
@@ -91,7 +92,7 @@ class _Direction:
         )
 
 
-class SessionTracker:
+class SessionTracker(TrackerBase):
     """Implements `ConnectionObserver`: bytes of both legs in, `SessionFacts` (and a record) out."""
 
     def __init__(
@@ -104,22 +105,18 @@ class SessionTracker:
         source: str = "pcap",
         capture: str | None = None,
     ) -> None:
-        self._endpoints: dict[Leg, Endpoint] = {"a": a, "b": b}
-        self._initiator = initiator
-        self._id = session_id
-        self._source = source
-        self._capture = capture
+        super().__init__(
+            a=a, b=b, initiator=initiator, session_id=session_id, source=source, capture=capture
+        )
         self._dirs: dict[Leg, _Direction] = {"a": _Direction(), "b": _Direction()}
-        self._notes: list[str] = []
-        self._timeline: list[TimelineEntry] = []
-        self._first_ts: float | None = None
-        self._last_ts: float | None = None
-        self._timeout: tuple[float, str] | None = None
         self._cache: tuple[tuple[Leg, str], Negotiation | None] | None = None
         self._not_ssh = False
-        self._abort_reason: str | None = None
-        #: Sides in the order their FIN or RST arrived: breaks ties of equal timestamps.
-        self._close_order: list[Leg] = []
+
+    def _leg_state(self, leg: Leg) -> _Direction:
+        return self._dirs[leg]
+
+    def _inspects(self, leg: Leg) -> bool:
+        return self._dirs[leg].parser.parsing and not self._not_ssh
 
     # -- the observer interface ----------------------------------------------------------
 
@@ -133,7 +130,7 @@ class SessionTracker:
     def decided(self) -> bool:
         """The outcome will not change any more (only byte counts and the end time may)."""
         a, b = self._dirs["a"], self._dirs["b"]
-        if self._not_ssh or self._timeout is not None:
+        if self._not_ssh or self.timeout is not None:
             return True
         if a.newkeys is not None and b.newkeys is not None:
             return True
@@ -163,70 +160,7 @@ class SessionTracker:
             self._apply(leg, event, ts)
         self._check_not_ssh()
 
-    def count(self, leg: Leg, nbytes: int, ts: float) -> None:
-        self._touch(self._dirs[leg], ts, nbytes)
-
-    def receive_gap(self, leg: Leg, nbytes: int, ts: float) -> None:
-        direction = self._dirs[leg]
-        self._touch(direction, ts, 0)
-        if direction.gap:
-            return
-        direction.gap = True
-        offset = direction.bytes
-        if direction.parser.parsing and not self._not_ssh:
-            self._note(
-                leg,
-                f"the capture is missing {nbytes} bytes sent by the {{{leg}}} at stream offset "
-                f"{offset}; inspection of that direction stopped",
-            )
-            for event in direction.parser.receive_eof():
-                self._apply(leg, event, ts)
-
-    def receive_close(self, leg: Leg, kind: CloseKind, ts: float) -> None:
-        direction = self._dirs[leg]
-        self._touch(direction, ts, 0)
-        if direction.close is not None:
-            return
-        direction.close = (kind, ts)
-        self._close_order.append(leg)
-        self._event(ts, leg, kind.upper(), None)
-        for end_leg in (leg, other_leg(leg)) if kind == "rst" else (leg,):
-            parser = self._dirs[end_leg].parser
-            if parser.parsing:
-                for event in parser.receive_eof():
-                    self._apply(end_leg, event, ts)
-
-    def receive_timeout(self, ts: float, reason: str) -> None:
-        """The live source gave up waiting for the handshake (a stalled or silent peer)."""
-        if self._timeout is None:
-            self._timeout = (ts, reason)
-            self._last_ts = ts
-            self._event(ts, None, "timeout", reason)
-
-    def abort(self, reason: str, ts: float) -> None:
-        """The source could not carry the connection (upstream refused, shutdown)."""
-        if self._abort_reason is None:
-            self._abort_reason = reason
-            self._last_ts = max(ts, self._last_ts or ts)
-            self._notes.append(reason)
-
     # -- event handling ------------------------------------------------------------------
-
-    def _touch(self, direction: _Direction, ts: float, nbytes: int) -> None:
-        direction.bytes += nbytes
-        if self._first_ts is None:
-            self._first_ts = ts
-        if self._last_ts is None or ts > self._last_ts:
-            self._last_ts = ts
-
-    def _note(self, leg: Leg | None, text: str) -> None:
-        # Notes may name a leg as {a} or {b}; the role is filled in when the record is built.
-        if len(self._notes) < limits.MAX_NOTES:
-            self._notes.append(text)
-
-    def _event(self, ts: float, leg: Leg | None, name: str, detail: str | None) -> None:
-        if len(self._timeline) < limits.MAX_TIMELINE:
-            self._timeline.append((ts, leg, name, detail))
 
     def _apply(
         self,
@@ -248,7 +182,6 @@ class SessionTracker:
             case Protocol1(version=version):
                 d.protocol1 = version
                 self._note(
-                    leg,
                     f"the {{{leg}}} speaks SSH protocol {version}; kexproxy parses protocol 2 only",
                 )
             case PlaintextLine(text=text):
@@ -280,11 +213,11 @@ class SessionTracker:
             case OtherMessage(summary=summary):
                 self._event(ts, leg, summary.split(":", 1)[0], summary)
             case Anomaly(text=text):
-                self._note(leg, f"{{{leg}}}: {text}")
+                self._note(f"{{{leg}}}: {text}")
             case ParseFailed(reason=reason):
                 d.failed = reason
                 if d.ident is not None:
-                    self._note(leg, f"inspection of the {{{leg}}}'s bytes stopped: {reason}")
+                    self._note(f"inspection of the {{{leg}}}'s bytes stopped: {reason}")
             case StreamEnded():
                 pass
             case _:
@@ -316,9 +249,9 @@ class SessionTracker:
         return votes.pop() if len(votes) == 1 else None
 
     def _default_client(self) -> tuple[Leg, str]:
-        if self._initiator != "first-packet":
+        if self.initiator != "first-packet":
             return "a", "tcp"
-        a, b = self._endpoints["a"], self._endpoints["b"]
+        a, b = self.endpoints["a"], self.endpoints["b"]
         pairs: tuple[tuple[Leg, Endpoint, Endpoint], ...] = (("a", a, b), ("b", b, a))
         for leg, ep, other in pairs:
             if ep.port in _SERVER_PORTS and other.port not in _SERVER_PORTS:
@@ -353,7 +286,7 @@ class SessionTracker:
         server = other_leg(client)
         ci, si = self._dirs[client].kexinit, self._dirs[server].kexinit
         assert ci is not None and si is not None
-        c_ep, s_ep = self._endpoints[client], self._endpoints[server]
+        c_ep, s_ep = self.endpoints[client], self.endpoints[server]
         return negotiate(ci, si, client_addr=(c_ep.ip, c_ep.port), server_addr=(s_ep.ip, s_ep.port))
 
     def _negotiation(self) -> Negotiation | None:
@@ -368,7 +301,7 @@ class SessionTracker:
 
     def finish(self) -> SessionRecord:
         """Ends every direction (the capture or connection is over) and returns the record."""
-        ts = self._last_ts if self._last_ts is not None else 0.0
+        ts = self.last_ts if self.last_ts is not None else 0.0
         for leg in LEGS:
             parser = self._dirs[leg].parser
             if parser.parsing and not self._not_ssh:
@@ -385,20 +318,20 @@ class SessionTracker:
         else:
             client, how = self._roles()
         return SessionFacts(
-            session_id=self._id,
-            source=self._source,
-            capture=self._capture,
-            a=self._endpoints["a"],
-            b=self._endpoints["b"],
-            initiator=self._initiator,
+            session_id=self.session_id,
+            source=self.source,
+            capture=self.capture,
+            a=self.endpoints["a"],
+            b=self.endpoints["b"],
+            initiator=self.initiator,
             legs=(self._dirs["a"].facts(), self._dirs["b"].facts()),
-            first_ts=self._first_ts,
-            last_ts=self._last_ts,
-            notes=tuple(self._notes),
-            timeline=tuple(self._timeline),
-            close_order=tuple(self._close_order),
-            timeout=self._timeout,
-            abort_reason=self._abort_reason,
+            first_ts=self.first_ts,
+            last_ts=self.last_ts,
+            notes=tuple(self.notes),
+            timeline=tuple(self.timeline),
+            close_order=tuple(self.close_order),
+            timeout=self.timeout,
+            abort_reason=self.abort_reason,
             client=client,
             roles_by=how,
             negotiation=negotiation,

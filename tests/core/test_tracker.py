@@ -231,8 +231,8 @@ def test_ten_thousand_ignores_do_not_grow_the_record() -> None:
     assert len(r["timeline"]) <= limits.MAX_TIMELINE
     assert len(r["notes"]) <= limits.MAX_NOTES
     assert len(r["evidence"]["disconnects"]) <= limits.MAX_DISCONNECTS
-    assert len(t.tracker._timeline) <= limits.MAX_TIMELINE
-    assert len(t.tracker._notes) <= limits.MAX_NOTES
+    assert len(t.tracker.timeline) <= limits.MAX_TIMELINE
+    assert len(t.tracker.notes) <= limits.MAX_NOTES
 
 
 def test_thousands_of_pre_banner_lines_are_counted_not_kept() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from kexproxy.core import limits
 from kexproxy.core.events import Anomaly, ParseFailed, StreamEnded
-from kexproxy.core.observer import LEGS, CloseKind, Endpoint, InitiatorEvidence, Leg, other_leg
+from kexproxy.core.observer import LEGS, Endpoint, InitiatorEvidence, Leg, other_leg
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.tls.events import (
     AlertReceived,
@@ -27,9 +27,10 @@ from kexproxy.core.tls.events import (
 from kexproxy.core.tls.legs import MAX_ALERTS, MAX_HELLOS, TlsLeg
 from kexproxy.core.tls.names import alert_name, handshake_name
 from kexproxy.core.tls.recordbuild import build_tls_record
+from kexproxy.core.tracking import TrackerBase
 
 
-class TlsTracker:
+class TlsTracker(TrackerBase):
     """Implements `ConnectionObserver` for TLS: bytes of both legs in, a record out."""
 
     def __init__(
@@ -42,19 +43,13 @@ class TlsTracker:
         source: str = "pcap",
         capture: str | None = None,
     ) -> None:
-        self.endpoints: dict[Leg, Endpoint] = {"a": a, "b": b}
-        self.initiator = initiator
-        self.session_id = session_id
-        self.source = source
-        self.capture = capture
+        super().__init__(
+            a=a, b=b, initiator=initiator, session_id=session_id, source=source, capture=capture
+        )
         self.legs: dict[Leg, TlsLeg] = {"a": TlsLeg(), "b": TlsLeg()}
-        self.notes: list[str] = []
-        self.timeline: list[tuple[float, Leg | None, str, str | None]] = []
-        self.first_ts: float | None = None
-        self.last_ts: float | None = None
-        self.timeout: tuple[float, str] | None = None
-        self.abort_reason: str | None = None
-        self.close_order: list[Leg] = []
+
+    def _leg_state(self, leg: Leg) -> TlsLeg:
+        return self.legs[leg]
 
     # -- the observer interface ----------------------------------------------------------
 
@@ -84,65 +79,7 @@ class TlsTracker:
             for event in d.parser.receive_data(data):
                 self._apply(leg, event, ts)
 
-    def count(self, leg: Leg, nbytes: int, ts: float) -> None:
-        self._touch(self.legs[leg], ts, nbytes)
-
-    def receive_gap(self, leg: Leg, nbytes: int, ts: float) -> None:
-        d = self.legs[leg]
-        self._touch(d, ts, 0)
-        if d.gap:
-            return
-        d.gap = True
-        if d.parser.parsing:
-            self._note(
-                f"the capture is missing {nbytes} bytes sent by the {{{leg}}} at stream offset "
-                f"{d.bytes}; inspection of that direction stopped"
-            )
-            for event in d.parser.receive_eof():
-                self._apply(leg, event, ts)
-
-    def receive_close(self, leg: Leg, kind: CloseKind, ts: float) -> None:
-        d = self.legs[leg]
-        self._touch(d, ts, 0)
-        if d.close is not None:
-            return
-        d.close = (kind, ts)
-        self.close_order.append(leg)
-        self._event(ts, leg, kind.upper(), None)
-        for end_leg in (leg, other_leg(leg)) if kind == "rst" else (leg,):
-            parser = self.legs[end_leg].parser
-            if parser.parsing:
-                for event in parser.receive_eof():
-                    self._apply(end_leg, event, ts)
-
-    def receive_timeout(self, ts: float, reason: str) -> None:
-        if self.timeout is None:
-            self.timeout = (ts, reason)
-            self.last_ts = ts
-            self._event(ts, None, "timeout", reason)
-
-    def abort(self, reason: str, ts: float) -> None:
-        if self.abort_reason is None:
-            self.abort_reason = reason
-            self.last_ts = max(ts, self.last_ts or ts)
-            self.notes.append(reason)
-
     # -- events ----------------------------------------------------------------------------
-
-    def _touch(self, d: TlsLeg, ts: float, nbytes: int) -> None:
-        d.bytes += nbytes
-        if self.first_ts is None:
-            self.first_ts = ts
-        if self.last_ts is None or ts > self.last_ts:
-            self.last_ts = ts
-
-    def _note(self, text: str) -> None:
-        if len(self.notes) < limits.MAX_NOTES:
-            self.notes.append(text)
-
-    def _event(self, ts: float, leg: Leg | None, name: str, detail: str | None) -> None:
-        if len(self.timeline) < limits.MAX_TIMELINE:
-            self.timeline.append((ts, leg, name, detail))
 
     def _apply(self, leg: Leg, event: object, ts: float) -> None:
         d = self.legs[leg]
