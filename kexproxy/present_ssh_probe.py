@@ -13,7 +13,7 @@ from kexproxy.core.textsafe import printable
 
 
 def _grade_lines(graded: dict[str, str]) -> list[str]:
-    return [f"    {name:<48} {grade}" for name, grade in graded.items()]
+    return [f"    {printable(name):<48} {grade}" for name, grade in graded.items()]
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -44,7 +44,8 @@ def summary(report: dict[str, Any]) -> str:
     out.append("  host keys:")
     for key in report["host_keys"]:
         out.append(
-            f"    {key['algorithm']:<32} {key['key_type']} {key['bits']} bits  {key['sha256']}"
+            f"    {printable(str(key['algorithm'])):<32} {key['key_type']} {key['bits']} bits  "
+            f"{key['sha256']}"
         )
     if not report["host_keys"]:
         out.append("    none learnt")
@@ -58,7 +59,7 @@ def summary(report: dict[str, Any]) -> str:
         f"  Terrapin ({terrapin['cve']}): {'EXPOSED' if terrapin['exposed'] else 'not exposed'}: "
         f"{terrapin['reason']}"
     )
-    out.append(f"  version hint: {report['version_hint']['text']}")
+    out.append(f"  version hint: {printable(str(report['version_hint']['text']))}")
     for note in report["notes"]:
         out.append(f"  note: {printable(str(note))}")
     return "\n".join(out)
