@@ -15,7 +15,7 @@ capture's, and become a note, never an exception.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
@@ -411,9 +411,13 @@ def report(
     handshakes: int,
     notes: Sequence[str],
     cat: Catalogue,
-    diagnosis: Mapping[str, object] | None = None,
+    diagnosis: JSONDict | None = None,
 ) -> JSONDict:
-    """The probe's JSON report from the first conversation and the host keys learnt."""
+    """The probe's JSON report from the first conversation and the host keys learnt.
+
+    `diagnosis` is the usual diagnosis of the first conversation's record: what a client
+    offering everything would negotiate with this server, graded as any session is.
+    """
     ident = first.identification
     kexinit = first.kexinit
     out: JSONDict = {
@@ -437,7 +441,7 @@ def report(
                 "grade": diagnosis.get("grade"),
                 "negotiated": [
                     {"field": p["field"], "name": p["name"], "grade": p["grade"]}
-                    for p in diagnosis.get("algorithms", [])  # type: ignore[attr-defined]
+                    for p in diagnosis.get("algorithms", [])
                 ],
                 "reasons": diagnosis.get("reasons", []),
                 "post_quantum": diagnosis.get("post_quantum"),

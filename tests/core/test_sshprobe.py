@@ -243,3 +243,51 @@ def test_the_listen_offer_is_an_ordinary_server_offer() -> None:
     lists = dict(zip(RFC_NAMES, sshprobe.listen_offer(cat), strict=True))
     assert lists["kex_algorithms"][-2:] == ("ext-info-s", "kex-strict-s-v00@openssh.com")
     assert all(len(names) < 50 for names in lists.values())  # under Dropbear's limit
+
+
+def test_a_protocol_1_server_ends_the_conversation() -> None:
+    reader = PeerReader()
+    reader.receive_data(ident(proto="1.5"))
+    assert reader.done(want_reply=False)
+    assert reader.why_not() == "the server sent no SSH_MSG_KEXINIT"
+
+
+def test_a_server_that_stops_after_its_kexinit_sent_no_reply() -> None:
+    reader = PeerReader()
+    reader.receive_data(ident() + kexinit(server_offer()))
+    reader.receive_eof()
+    assert reader.done(want_reply=True)
+    assert reader.why_not() == "the server sent no key exchange reply"
+
+
+def test_the_report_carries_what_a_client_offering_everything_would_get() -> None:
+    reader = PeerReader()
+    reader.receive_data(ident() + kexinit(server_offer()))
+    diagnosis = {
+        "grade": "good",
+        "algorithms": [{"field": "kex", "name": "curve25519-sha256", "grade": "good", "x": 1}],
+        "reasons": [],
+        "post_quantum": {"post_quantum": False},
+    }
+    out = sshprobe.report(
+        target="t",
+        first=reader,
+        host_keys=[],
+        handshakes=1,
+        notes=[],
+        cat=catalogue(),
+        diagnosis=diagnosis,
+    )
+    assert out["grades"]["best_client"] == {
+        "grade": "good",
+        "negotiated": [{"field": "kex", "name": "curve25519-sha256", "grade": "good"}],
+        "reasons": [],
+        "post_quantum": {"post_quantum": False},
+    }
+
+
+def test_a_kexinit_needs_ten_lists_and_a_16_byte_cookie() -> None:
+    with pytest.raises(ValueError, match="ten name-lists"):
+        sshprobe.kexinit_payload([()] * 9, COOKIE)
+    with pytest.raises(ValueError, match="16-byte cookie"):
+        sshprobe.kexinit_payload([()] * 10, bytes(15))
