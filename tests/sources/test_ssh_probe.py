@@ -15,8 +15,22 @@ from kexproxy.core.events import Disconnect, Identification, KexInitReceived, Ke
 from kexproxy.core.hostkey import fingerprint
 from kexproxy.core.parser import DirectionParser
 from kexproxy.core.record import SessionRecord
-from kexproxy.sources.ssh_probe import ClientAudit, ListenLimits, ProbeLimits, probe_ssh
-from tests.builders import client_offer, ecdh_reply, host_key, ident, kexinit, server_offer
+from kexproxy.sources.ssh_probe import (
+    MAX_ANSWER_BYTES,
+    ClientAudit,
+    ListenLimits,
+    ProbeLimits,
+    probe_ssh,
+)
+from tests.builders import (
+    client_offer,
+    ecdh_reply,
+    host_key,
+    ident,
+    ignore,
+    kexinit,
+    server_offer,
+)
 
 LOOPBACK = "127.0.0.1"
 HOST_KEYS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-256")
@@ -132,9 +146,17 @@ def _drip(conn: socket.socket) -> None:
         time.sleep(0.1)
 
 
+def _flood(conn: socket.socket) -> None:
+    """Valid packets forever, none of them a KEXINIT (SSH_MSG_IGNORE, RFC 4253 11.2)."""
+    conn.sendall(ident())
+    for _ in range(100):
+        conn.sendall(ignore(bytes(8_000)) * 10)
+
+
 @pytest.mark.parametrize(
     ("reply", "words"),
     [
+        (_flood, f"more than {MAX_ANSWER_BYTES} bytes without a complete answer"),
         (_garbage, "binary data before any SSH identification"),
         (_silence, "no complete answer within 1 s"),
         (_huge_packet, "bad packet length"),
