@@ -204,10 +204,13 @@ def test_rate_above_the_ceiling_is_refused(capsys: pytest.CaptureFixture[str]) -
     assert "at most 20" in capsys.readouterr().err
 
 
-def test_without_tls_says_ssh_is_not_built(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["probe", f"{LOOPBACK}:22"]) == 2
+def test_without_tls_the_probe_speaks_ssh(
+    listener: Callable[..., Listener], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = listener(_alert_protocol_version)
+    assert main(["probe", f"{LOOPBACK}:{server.port}", "--timeout", "2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "SSH probing is not built yet" in err[0]
+    assert len(err) == 1 and "binary data before any SSH identification line" in err[0]
 
 
 def test_unreachable_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
