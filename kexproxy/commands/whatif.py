@@ -122,7 +122,7 @@ def register(sub: Any) -> None:
     servers.add_argument(
         "--server",
         metavar="HOST:PORT",
-        help="probe a server for its offer (needs the SSH probe; not built yet)",
+        help="the server's offer as `kexproxy probe` learns it now (bounded handshakes)",
     )
     changes = parser.add_argument_group("changes")
     changes.add_argument(
@@ -208,11 +208,6 @@ def _merged(rows: list[tuple[Group, Prediction]]) -> list[tuple[Group, Predictio
 
 
 def _populations(args: argparse.Namespace) -> tuple[list[Group], list[Group]]:
-    if args.server:
-        raise InputError(
-            "--server HOST:PORT needs the SSH probe (kexproxy probe, issue 13), not built yet: "
-            "record the server with --server-from CAPTURE or name it with --server-software"
-        )
     clients: list[Group] = []
     for path in args.clients:
         clients += group_offers(_offers(_capture(path), "client"))
@@ -229,6 +224,8 @@ def _populations(args: argparse.Namespace) -> tuple[list[Group], list[Group]]:
         servers += [_release(n, "server") for n in _names(args.server_software)]
     if args.server_from:
         servers.append(_one(args.server_from, args.store, "server"))
+    if args.server:
+        servers.append(_probed(args.server))
     if not clients:
         raise InputError(
             "no client offers: give --clients, --store, --client-software or --client-from"
@@ -241,6 +238,25 @@ def _populations(args: argparse.Namespace) -> tuple[list[Group], list[Group]]:
             "(for --server-change) or one client (for --client-change against servers)"
         )
     return clients, servers
+
+
+def _probed(target: str) -> Group:
+    """The server's offer as `kexproxy probe` learns it now (bounded handshakes, its defaults)."""
+    from kexproxy.sources.proxy import parse_address
+    from kexproxy.sources.ssh_probe import Unreachable, probe_ssh
+
+    try:
+        host, port = parse_address(target, default_host=None, default_port=None)
+        report = probe_ssh(host, port)
+    except (ValueError, Unreachable) as exc:
+        raise InputError(f"--server {target}: {exc}") from None
+    kexinit = kexinit_from_record(report.get("kexinit"))
+    if kexinit is None:
+        raise InputError(f"--server {target}: the server sent no KEXINIT")
+    banner = report.get("banner")
+    return Group(
+        banner=banner if isinstance(banner, str) else None, hassh=None, count=0, kexinit=kexinit
+    )
 
 
 def _names(text: str) -> list[str]:

@@ -64,8 +64,33 @@ def test_a_name_the_release_cannot_do_is_one_line(capsys: pytest.CaptureFixture[
     )
 
 
-def test_server_probe_is_a_clear_hook(capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["whatif", "--server", "127.0.0.1:22", "--client-software", "OpenSSH_9.2",
-                   "--server-change", "Ciphers -aes128-ctr"])  # fmt: skip
+def test_an_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.peers.base import free_port
+
+    port = free_port()  # nothing listens there
+    status = main(["whatif", "--server", f"127.0.0.1:{port}", "--client-software",
+                   "OpenSSH_9.2", "--server-change", "Ciphers -aes128-ctr"])  # fmt: skip
     assert status == exitcodes.BAD_INPUT
-    assert "needs the SSH probe" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"kexproxy whatif: --server 127.0.0.1:{port}: cannot connect")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.peers
+def test_a_probed_server_is_the_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """--server probes a real sshd now; removing its ciphers but one breaks a client that
+    offers only another, and the offer used is the one the probe saw."""
+    from tests.peers.servers import Sshd
+
+    with Sshd(host_keys=("ed25519",)) as sshd:
+        status = main(["whatif", "--server", f"127.0.0.1:{sshd.port}", "--client-software",
+                       "OpenSSH_9.2,PuTTY_0.70", "--server-change",
+                       "Ciphers aes256-gcm@openssh.com", "--json"])  # fmt: skip
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == exitcodes.CHANGE_BREAKS
+    by_software = {line["client"]["software"]: line for line in lines}
+    assert by_software["OpenSSH_9.2"]["outcome"] == "negotiated"
+    assert by_software["OpenSSH_9.2"]["negotiated"]["cipher_c2s"] == "aes256-gcm@openssh.com"
+    putty = by_software["PuTTY_Release_0.70"]
+    assert putty["outcome"] == "failed"
+    assert {f["list"] for f in putty["failures"]} >= {"encryption_algorithms_client_to_server"}
