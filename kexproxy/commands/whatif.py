@@ -13,8 +13,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from kexproxy import exitcodes
@@ -23,15 +21,15 @@ from kexproxy.core.openssh_lists import ListError
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.textsafe import printable
 from kexproxy.core.whatif import (
-    EFFECTS,
     ChangeRefused,
     Group,
     Prediction,
-    apply_changes,
     group_offers,
     kexinit_from_record,
-    predict,
+    predict_groups,
+    record_offers,
     release_side,
+    tally,
 )
 
 EPILOG = """\
@@ -152,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         clients, servers = _populations(args)
         if not args.server_change and not args.client_change:
             raise InputError("give a change: --server-change LINE or --client-change OPTION")
-        rows = _predict_all(clients, servers, args.server_change, args.client_change)
+        rows = predict_groups(clients, servers, args.server_change, args.client_change)
     except (InputError, ChangeRefused, ListError) as exc:
         print(f"kexproxy whatif: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -166,60 +164,19 @@ def run(args: argparse.Namespace) -> int:
     return exitcodes.CHANGE_BREAKS if broken else exitcodes.OK
 
 
-def _predict_all(
-    clients: list[Group], servers: list[Group], server_change: list[str], client_change: list[str]
-) -> list[tuple[Group, Prediction]]:
-    """Each group of the population against the one peer on the other side."""
-    changed_server = [apply_changes(s.side, server_change, "server") for s in servers]
-    changed_client = [apply_changes(c.side, client_change, "client") for c in clients]
-    rows: list[tuple[Group, Prediction]] = []
-    if len(servers) == 1:
-        for group, after in zip(clients, changed_client, strict=True):
-            p = predict(group.kexinit, servers[0].kexinit, after.kexinit, changed_server[0].kexinit)
-            rows.append((group, p))
-    else:
-        for group, after in zip(servers, changed_server, strict=True):
-            p = predict(clients[0].kexinit, group.kexinit, changed_client[0].kexinit, after.kexinit)
-            rows.append((group, p))
-    order = {e: i for i, e in enumerate(EFFECTS)}
-    rows = _merged(rows)
-    rows.sort(key=lambda row: (order[row[1].effect], -(row[0].count or 0)))
-    return rows
-
-
-def _merged(rows: list[tuple[Group, Prediction]]) -> list[tuple[Group, Prediction]]:
-    """Groups of one banner and HASSH whose offers differ only where it changes nothing
-    (OpenSSH reorders host key algorithms per known host) become one row, their counts added."""
-    merged: dict[tuple[object, ...], tuple[Group, Prediction]] = {}
-    for group, p in rows:
-        key = (
-            group.banner,
-            group.hassh,
-            p.effect,
-            json.dumps(_json_line(group, p, "client")["negotiated"]),
-            json.dumps([f.to_dict() for f in p.after.failures]),
-        )
-        if key in merged and group.hassh is not None:
-            kept, _ = merged[key]
-            merged[key] = (replace(kept, count=kept.count + group.count), p)
-        else:
-            merged.setdefault(key if group.hassh is not None else (id(group),), (group, p))
-    return list(merged.values())
-
-
 def _populations(args: argparse.Namespace) -> tuple[list[Group], list[Group]]:
     clients: list[Group] = []
     for path in args.clients:
-        clients += group_offers(_offers(_capture(path), "client"))
+        clients += group_offers(record_offers(_capture(path), "client"))
     if args.store and not (args.client_from or args.clients or args.client_software):
-        clients += group_offers(_offers(_store_records(args.store), "client"))
+        clients += group_offers(record_offers(_store_records(args.store), "client"))
     if args.client_software:
         clients += [_release(n, "client") for n in _names(args.client_software)]
     if args.client_from:
         clients.append(_one(args.client_from, args.store, "client"))
     servers: list[Group] = []
     for path in args.servers:
-        servers += group_offers(_offers(_capture(path), "server"))
+        servers += group_offers(record_offers(_capture(path), "server"))
     if args.server_software:
         servers += [_release(n, "server") for n in _names(args.server_software)]
     if args.server_from:
@@ -268,23 +225,6 @@ def _release(text: str, role: Role) -> Group:
     return Group(banner=side.banner, hassh=None, count=0, kexinit=side.kexinit)
 
 
-def _offers(
-    records: Sequence[SessionRecord], role: Role
-) -> list[tuple[str | None, str | None, Any]]:
-    out = []
-    for record in records:
-        if record.protocol != "ssh":
-            continue
-        raw = record.client_kexinit if role == "client" else record.server_kexinit
-        kexinit = kexinit_from_record(raw)
-        if kexinit is None:
-            continue
-        banner = record.client_banner if role == "client" else record.server_banner
-        hassh = record.hassh if role == "client" else record.hassh_server
-        out.append((banner, hassh, kexinit))
-    return out
-
-
 def _capture(path: str) -> list[SessionRecord]:
     from kexproxy.pipeline import capture_records
     from kexproxy.sources.pcap import CaptureError
@@ -311,7 +251,7 @@ def _store_records(path: str) -> list[SessionRecord]:
 def _one(where: str, store: str | None, role: Role) -> Group:
     """The most common offer of `role` in a capture, or the one of a stored session."""
     if os.path.exists(where):
-        groups = group_offers(_offers(_capture(where), role))
+        groups = group_offers(record_offers(_capture(where), role))
         if not groups:
             raise InputError(f"{where}: no {role} KEXINIT in this capture")
         if len(groups) > 1:
@@ -335,7 +275,7 @@ def _one(where: str, store: str | None, role: Role) -> Group:
         raise InputError(str(exc)) from None
     if isinstance(found, str):
         raise InputError(found)
-    groups = group_offers(_offers([found.record], role))
+    groups = group_offers(record_offers([found.record], role))
     if not groups:
         raise InputError(f"session {where}: no {role} KEXINIT recorded")
     return groups[0]
@@ -358,11 +298,7 @@ def _table(
     rows: list[tuple[Group, Prediction]], population: Role, args: argparse.Namespace
 ) -> None:
     changes = [*args.server_change, *args.client_change]
-    sessions = dict.fromkeys(EFFECTS, 0)
-    groups = dict.fromkeys(EFFECTS, 0)
-    for group, p in rows:
-        sessions[p.effect] += group.count
-        groups[p.effect] += 1
+    sessions, groups = tally(rows)
     out = sys.stdout
     out.write(f"change: {printable('; '.join(changes))}\n")
     total = sum(sessions.values())

@@ -15,6 +15,7 @@ side's release cannot do is refused with one line, as is a value its OpenSSH wou
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -33,6 +34,7 @@ from kexproxy.core.openssh_lists import (
     bad_names,
     parse_line,
 )
+from kexproxy.core.record import SessionRecord
 
 #: A change's effect on one peer: broken by it, fixed by it, or the same outcome as before.
 Effect = Literal["breaks", "still_fails", "fixed", "still_negotiates"]
@@ -319,3 +321,80 @@ def group_offers(
         Group(banner=key[0], hassh=key[1], count=n, kexinit=first[key]) for key, n in counts.items()
     ]
     return sorted(groups, key=lambda g: (-g.count, g.banner or "", g.hassh or ""))
+
+
+def record_offers(
+    records: Iterable[SessionRecord], role: Role
+) -> list[tuple[str | None, str | None, KexInit]]:
+    """(banner, HASSH, offer) of `role` in each SSH record that holds its KEXINIT."""
+    out = []
+    for record in records:
+        if record.protocol != "ssh":
+            continue
+        raw = record.client_kexinit if role == "client" else record.server_kexinit
+        kexinit = kexinit_from_record(raw)
+        if kexinit is None:
+            continue
+        banner = record.client_banner if role == "client" else record.server_banner
+        hassh = record.hassh if role == "client" else record.hassh_server
+        out.append((banner, hassh, kexinit))
+    return out
+
+
+def predict_groups(
+    clients: Sequence[Group],
+    servers: Sequence[Group],
+    server_change: Sequence[str],
+    client_change: Sequence[str],
+) -> list[tuple[Group, Prediction]]:
+    """Each group of the population against the one peer on the other side, worst first.
+
+    One server: the clients are the population; else one client against the servers.
+    Raises ChangeRefused (or ListError) when a change cannot be made.
+    """
+    changed_server = [apply_changes(s.side, server_change, "server") for s in servers]
+    changed_client = [apply_changes(c.side, client_change, "client") for c in clients]
+    rows: list[tuple[Group, Prediction]] = []
+    if len(servers) == 1:
+        for group, after in zip(clients, changed_client, strict=True):
+            p = predict(group.kexinit, servers[0].kexinit, after.kexinit, changed_server[0].kexinit)
+            rows.append((group, p))
+    else:
+        for group, after in zip(servers, changed_server, strict=True):
+            p = predict(clients[0].kexinit, group.kexinit, changed_client[0].kexinit, after.kexinit)
+            rows.append((group, p))
+    order = {e: i for i, e in enumerate(EFFECTS)}
+    rows = _merged(rows)
+    rows.sort(key=lambda row: (order[row[1].effect], -(row[0].count or 0)))
+    return rows
+
+
+def _merged(rows: list[tuple[Group, Prediction]]) -> list[tuple[Group, Prediction]]:
+    """Groups of one banner and HASSH whose offers differ only where it changes nothing
+    (OpenSSH reorders host key algorithms per known host) become one row, their counts added."""
+    merged: dict[tuple[object, ...], tuple[Group, Prediction]] = {}
+    for group, p in rows:
+        after = p.after
+        key = (
+            group.banner,
+            group.hassh,
+            p.effect,
+            json.dumps(after.to_dict() if after.ok else None),
+            json.dumps([f.to_dict() for f in after.failures]),
+        )
+        if key in merged and group.hassh is not None:
+            kept, _ = merged[key]
+            merged[key] = (replace(kept, count=kept.count + group.count), p)
+        else:
+            merged.setdefault(key if group.hassh is not None else (id(group),), (group, p))
+    return list(merged.values())
+
+
+def tally(rows: Iterable[tuple[Group, Prediction]]) -> tuple[dict[Effect, int], dict[Effect, int]]:
+    """Sessions and groups per effect, for the summary line over a prediction's rows."""
+    sessions: dict[Effect, int] = dict.fromkeys(EFFECTS, 0)
+    groups: dict[Effect, int] = dict.fromkeys(EFFECTS, 0)
+    for group, p in rows:
+        sessions[p.effect] += group.count
+        groups[p.effect] += 1
+    return sessions, groups
