@@ -277,7 +277,7 @@ async def test_export_to_an_unwritable_path_says_so(
 
 async def test_help_lists_every_key(dashboard_records: list[SessionRecord]) -> None:
     app = create_app(RecordsFeed(dashboard_records))
-    async with app.run_test(size=(120, 60)) as pilot:
+    async with app.run_test(size=(120, 64)) as pilot:
         await settle(pilot, app)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)

@@ -13,6 +13,7 @@ from kexproxy_tui.screens.detail import DetailScreen
 from kexproxy_tui.screens.export import ExportScreen
 from kexproxy_tui.screens.help import HelpScreen, help_rows, key_name
 from kexproxy_tui.screens.sessions import SessionsScreen
+from kexproxy_tui.screens.whatif import WhatIfScreen
 from kexproxy_tui.widgets.filter_bar import FilterInput
 from kexproxy_tui.widgets.sessions_table import SessionsTable
 from tests.tui.conftest import screen_lines, settle
@@ -21,6 +22,7 @@ SECTIONS = [
     ("everywhere", KexproxyApp.BINDINGS),
     ("sessions", SessionsScreen.BINDINGS),
     ("detail", DetailScreen.BINDINGS),
+    ("what-if", WhatIfScreen.BINDINGS),
 ]
 #: Every class whose bindings act somewhere in the app.
 BOUND: tuple[type[DOMNode], ...] = (
@@ -32,6 +34,7 @@ BOUND: tuple[type[DOMNode], ...] = (
     OptionList,
     ExportScreen,
     HelpScreen,
+    WhatIfScreen,
 )
 
 

@@ -31,6 +31,7 @@ from kexproxy_tui.messages import (
     FeedStatus,
     QuitReady,
     SessionsArrived,
+    WhatIfWanted,
 )
 from kexproxy_tui.model import Pending, SessionIndex
 from kexproxy_tui.palette import Palette
@@ -39,6 +40,7 @@ from kexproxy_tui.screens.export import DEFAULT_EXPORT_PATH, ExportScreen
 from kexproxy_tui.screens.help import HelpScreen
 from kexproxy_tui.screens.quit import QuitChoice, QuitScreen, sessions
 from kexproxy_tui.screens.sessions import SessionsScreen
+from kexproxy_tui.screens.whatif import WhatIfScreen
 
 #: Seconds between two batches applied to the screen: at most ten table updates a second,
 #: however fast sessions arrive.
@@ -303,6 +305,17 @@ class KexproxyApp(App[None]):
     def on_detail_wanted(self, message: DetailWanted) -> None:
         self.open_detail(message.session_id)
 
+    def on_what_if_wanted(self, message: WhatIfWanted) -> None:
+        """Opens the what-if view over every held session, summaries read whole first."""
+        if isinstance(self.screen, WhatIfScreen):
+            return
+        records = list(self.index)
+        partial = [r.id for r in records if self.index.is_partial(r.id)]
+        if partial:
+            whole = {r.id: r for r in self.load_full(partial)}
+            records = [whole.get(r.id, r) for r in records]
+        self.push_screen(WhatIfScreen(records, message.session_id, self.palette))
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
@@ -312,6 +325,7 @@ class KexproxyApp(App[None]):
                     ("everywhere", self.BINDINGS),
                     ("sessions", SessionsScreen.BINDINGS),
                     ("detail", DetailScreen.BINDINGS),
+                    ("what-if", WhatIfScreen.BINDINGS),
                 ]
             )
         )

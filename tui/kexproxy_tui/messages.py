@@ -71,6 +71,14 @@ class DetailWanted(Message):
         self.session_id = session_id
 
 
+class WhatIfWanted(Message):
+    """The user asked what a config change would break; `session_id` is the one selected."""
+
+    def __init__(self, session_id: str | None) -> None:
+        super().__init__()
+        self.session_id = session_id
+
+
 class ExportWanted(Message):
     """The user asked to export `records` (`what` says which: ``marked`` or ``shown``)."""
 

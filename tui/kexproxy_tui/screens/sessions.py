@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.filtering import MATCH_ALL, Filter, FilterError, broken_filter, parse_filter
-from kexproxy_tui.messages import DetailWanted, ExportWanted
+from kexproxy_tui.messages import DetailWanted, ExportWanted, WhatIfWanted
 from kexproxy_tui.model import Change, Counters, SessionIndex
 from kexproxy_tui.palette import Palette
 from kexproxy_tui.rows import SORTABLE
@@ -59,6 +59,12 @@ class SessionsScreen(Screen[None]):
             "export",
             "Export",
             tooltip="write the marked sessions, or all shown, as JSON lines",
+        ),
+        Binding(
+            "w",
+            "whatif",
+            "What if",
+            tooltip="type an sshd_config change, see which clients it breaks",
         ),
         Binding("s", "sort_next", "Sort", tooltip="sort by the next column"),
         Binding(
@@ -299,6 +305,9 @@ class SessionsScreen(Screen[None]):
     def action_sort_reverse(self) -> None:
         self.table.sort_by(self.table.sort_column, reverse=not self.table.sort_reverse)
         self._refresh_status()
+
+    def action_whatif(self) -> None:
+        self.post_message(WhatIfWanted(self.table.current_id))
 
     def action_export(self) -> None:
         self.post_message(ExportWanted(*self.export_selection()))
