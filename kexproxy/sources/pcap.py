@@ -14,8 +14,8 @@ connections the frame belongs to, and the next frame is read.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import BinaryIO, Final, TypeVar
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, Final, Protocol, TypeVar
 
 from kexproxy.core.netframes import (
     ETH_IPV4_TCP,
@@ -30,15 +30,37 @@ from kexproxy.core.netframes import (
     decode_frame,
 )
 from kexproxy.core.observer import ConnectionObserver
-from kexproxy.sources.capfile import CaptureError, CaptureInput, CaptureStats
+from kexproxy.sources.capfile import CaptureError, CaptureInput, CaptureStats, Record
 from kexproxy.sources.flowtable import HALF, MOD_MASK, FlowTable, ObserverFactory
 
-__all__ = ["CaptureError", "CaptureStats", "ObserverFactory", "read_capture"]
+__all__ = [
+    "CaptureError",
+    "CaptureStats",
+    "FrameInput",
+    "ObserverFactory",
+    "read_capture",
+    "run_frames",
+]
 
 #: Frames between two progress reports: a few reports a second at full speed.
 PROGRESS_EVERY: Final = 4096
 Progress = Callable[[int, int | None], None]
 Obs = TypeVar("Obs", bound=ConnectionObserver)
+
+
+class FrameInput(Protocol):
+    """Where the frame loop's frames come from: a capture file (`CaptureInput`) or a live
+    socket (`kexproxy.sources.sniff`), so both go through the same decoding and flow table."""
+
+    total: int | None
+    link_types: set[int]
+    bad_records: int
+    bad_timestamps: int
+    format: str
+
+    def records(self) -> Iterator[Record]: ...
+
+    def consumed(self) -> int: ...
 
 
 def read_capture(
@@ -63,7 +85,7 @@ def read_capture(
     with CaptureInput(source, stdin) as inp:
         error: CaptureError | None = None
         try:
-            _run(inp, conns, stats, progress)
+            run_frames(inp, conns, stats, progress)
         except CaptureError as exc:
             error = exc
         stats.bytes_read = inp.consumed()
@@ -76,10 +98,11 @@ def read_capture(
     return stats
 
 
-def _run(
-    inp: CaptureInput, conns: FlowTable, stats: CaptureStats, progress: Progress | None
+def run_frames(
+    inp: FrameInput, conns: FlowTable, stats: CaptureStats, progress: Progress | None
 ) -> None:
-    """The per-frame loop; counted-only segments never leave it, for speed."""
+    """The per-frame loop: every frame of `inp` to `conns`, what was skipped into `stats`;
+    counted-only segments never leave it, for speed."""
     skips = [0] * len(Skip)
     frames = 0
     segments = 0
