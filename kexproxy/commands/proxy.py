@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,12 @@ def register(sub: Any) -> None:
         "--json",
         action="store_true",
         help="print each record as one JSON line on stdout when its session ends",
+    )
+    parser.add_argument(
+        "--pcap",
+        metavar="DIR",
+        help="write each session's handshake (both directions until inspection stops) to a "
+        "capture file in DIR, created if missing; the record names its file",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="without --json: no line per session on stdout"
@@ -207,7 +214,14 @@ def run(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         connect_timeout=args.connect_timeout,
         splice=not args.no_splice,
+        pcap_dir=args.pcap,
     )
+    if args.pcap is not None:
+        try:
+            os.makedirs(args.pcap, exist_ok=True)
+        except OSError as exc:
+            _err(f"kexproxy: cannot use {args.pcap} for capture files: {exc.strerror or exc}")
+            return exitcodes.BAD_INPUT
     if not args.no_store:
         problem = store_problem(args.store)
         if problem is not None:
@@ -230,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         """Runs in the recording process: the pipeline and its sinks live there."""
         pipeline, store = outputs()
         publish, close_prober = _publisher(pipeline, args.probe_failures)
-        recorder = Recorder(publish, warn=_err)
+        recorder = Recorder(publish, warn=_err, capture_dir=args.pcap)
 
         def handle(item: RecorderItem) -> None:
             try:
@@ -263,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
     if args.recorder == "thread":
         pipeline, store = outputs()
         publish, close_prober = _publisher(pipeline, args.probe_failures)
-        recorder = InThreadRecorder(publish, warn=_err)
+        recorder = InThreadRecorder(publish, warn=_err, capture_dir=args.pcap)
     else:
         # The recording process runs on CPU time the relay does not want: on a busy machine a
         # record comes a little later (queued, never lost below the queue's bound), while a

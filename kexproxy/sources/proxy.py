@@ -67,6 +67,8 @@ class ProxyConfig:
     refresh: float = DEFAULT_REFRESH
     backlog: int = 1024
     splice: bool = True
+    #: Where each session's capture file goes (`--pcap`); None writes none.
+    pcap_dir: str | None = None
 
 
 def parse_address(
@@ -208,7 +210,9 @@ class Proxy:
         self._listener = listener
         self.address = endpoint_of(listener.getsockname())
         if self._publish is not None:
-            self._own_recorder = InThreadRecorder(self._publish, warn=self._warn)
+            self._own_recorder = InThreadRecorder(
+                self._publish, warn=self._warn, capture_dir=self.config.pcap_dir
+            )
             self._recorder = self._own_recorder
         assert self._recorder is not None
         self._recorder.attach(loop)
@@ -316,6 +320,7 @@ class Proxy:
             use_splice=self.config.splice,
             refuse=refuse,
             dialled=dialled,
+            keep_bytes=self.config.pcap_dir is not None,
         )
         self._sessions.add(session)
         session.start()

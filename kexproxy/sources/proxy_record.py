@@ -18,11 +18,13 @@ import dataclasses
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from kexproxy.core.connection import ConnectionTracker
 from kexproxy.core.negotiation import rejection_message
 from kexproxy.core.observer import Endpoint, Leg, other_leg
 from kexproxy.core.record import JSONDict, Outcome, SessionRecord, rfc3339
+from kexproxy.sources.proxy_tape import Tape
 from kexproxy.worker import Worker
 
 Publish = Callable[[SessionRecord, bool], None]
@@ -60,6 +62,8 @@ class RecordJob:
     tracker: ConnectionTracker | bytes
     final: bool
     relay: RelayFacts
+    #: The bytes the tracker was shown, kept for the session's capture file (final only).
+    tape: Tape | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,9 +99,11 @@ class Recorder:
     """Turns record jobs into records and hands them to `publish`; keeps each live session's
     last record so that a byte-count refresh costs a copy, not a rebuild."""
 
-    def __init__(self, publish: Publish, *, warn: Warn) -> None:
+    def __init__(self, publish: Publish, *, warn: Warn, capture_dir: str | None = None) -> None:
+        """`capture_dir`: where each session's capture file goes (`proxy --pcap`), if anywhere."""
         self._publish = publish
         self._warn = warn
+        self._capture_dir = capture_dir
         self._live: dict[str, SessionRecord] = {}
 
     def handle(self, item: RecorderItem) -> None:
@@ -108,6 +114,8 @@ class Recorder:
             self._publish(fallback_record(item.relay, outcome="in_progress"), False)
             return
         record = self.build(item)
+        if item.tape is not None and self._capture_dir is not None:
+            record = self._write_capture(record, item.tape, self._capture_dir)
         if item.final:
             self._live.pop(item.relay.session_id, None)
         else:
@@ -131,6 +139,28 @@ class Recorder:
             self._warn(f"kexproxy: session {relay.session_id}: {broken}")
             record = fallback_record(relay)
         return adjust(record, relay, broken)
+
+    def _write_capture(self, record: SessionRecord, tape: Tape, directory: str) -> SessionRecord:
+        """Writes the session's capture file and names it in the record (`capture`)."""
+        # Imported here: scapy takes a second to load, and only a recorder writing
+        # captures needs it.
+        from kexproxy.sources.proxy_pcap import capture_name, write_capture
+
+        path = str(Path(directory) / capture_name(record.id))
+        notes = list(record.notes)
+        try:
+            write_capture(tape, path)
+        except Exception as exc:  # a capture is lost, never the record
+            why = f"{type(exc).__name__}: {exc}"
+            self._warn(f"kexproxy: session {record.id}: could not write {path}: {why}")
+            notes.append(f"the capture file {path} could not be written: {why}")
+            return dataclasses.replace(record, notes=notes)
+        if tape.dropped:
+            notes.append(
+                f"the capture file holds the handshake's first bytes only: {tape.dropped} "
+                "bytes shown to the tracker were past its limit"
+            )
+        return dataclasses.replace(record, capture=path, notes=notes)
 
     def _refresh(self, moved: BytesMoved) -> None:
         last = self._live.get(moved.session_id)
@@ -245,8 +275,15 @@ class InThreadRecorder:
     events; `kexproxy proxy` records in another process instead.
     """
 
-    def __init__(self, publish: Publish, *, warn: Warn, max_queued: int = MAX_QUEUED_JOBS) -> None:
-        self._recorder = Recorder(publish, warn=warn)
+    def __init__(
+        self,
+        publish: Publish,
+        *,
+        warn: Warn,
+        max_queued: int = MAX_QUEUED_JOBS,
+        capture_dir: str | None = None,
+    ) -> None:
+        self._recorder = Recorder(publish, warn=warn, capture_dir=capture_dir)
         self._warn = warn
         self._worker: Worker[RecorderItem] = Worker(
             self._run, name="records", max_queued=max_queued, on_drop=self._dropped

@@ -42,6 +42,7 @@ from kexproxy.sources.proxy_record import (
     live_job,
 )
 from kexproxy.sources.proxy_relay import Pump
+from kexproxy.sources.proxy_tape import TapeRecorder
 
 
 class RecordSubmit(Protocol):
@@ -99,8 +100,10 @@ class Session:
         refuse: str | None = None,
         session_id: str,
         dialled: tuple[socket.socket | None, int] | None = None,
+        keep_bytes: bool = False,
     ) -> None:
-        """`dialled`: the upstream connect `dial` already started, if the caller did."""
+        """`dialled`: the upstream connect `dial` already started, if the caller did;
+        `keep_bytes`: keep what the tracker is shown, for the session's capture file."""
         self.id = session_id
         self._dialled = dialled
         self._loop = loop
@@ -135,6 +138,7 @@ class Session:
         # The connection starts when it is accepted, before any byte: a refused upstream
         # still gives a record with a start time.
         self._accepted = clock()
+        self._tape = TapeRecorder(self._accepted) if keep_bytes else None
         self._guard("count", lambda: self._tracker.count("a", 0, self._accepted))
 
     # -- start: the upstream connect -------------------------------------------------------
@@ -257,9 +261,13 @@ class Session:
             early = b""
         if early:
             self._bytes["a"] += len(early)
+            if self._tape is not None:
+                self._tape.data("a", early, ts)
             self._guard("receive", lambda: self._tracker.receive("a", early, ts))
         self._guard("abort", lambda: self._tracker.abort(reason, ts))
         if close_kind == "rst":
+            if self._tape is not None:
+                self._tape.close("b", "rst", ts, 0)
             self._guard("receive_close", lambda: self._tracker.receive_close("b", "rst", ts))
         elif close_kind == "timeout":
             self._guard("receive_timeout", lambda: self._tracker.receive_timeout(ts, reason))
@@ -283,6 +291,8 @@ class Session:
     def observe(self, side: Leg, data: bytes, ts: float) -> None:
         self._bytes[side] += len(data)
         self._last[side] = ts
+        if self._tape is not None:
+            self._tape.data(side, data, ts)
         if not self._guard("receive", lambda: self._tracker.receive(side, data, ts)):
             return
         if not self._published:
@@ -321,6 +331,8 @@ class Session:
 
     def _close_seen(self, side: Leg, kind: CloseKind, ts: float) -> None:
         self._last[side] = ts
+        if self._tape is not None:
+            self._tape.close(side, kind, ts, self._bytes[side])
         self._guard("receive_close", lambda: self._tracker.receive_close(side, kind, ts))
 
     # -- timers ----------------------------------------------------------------------------
@@ -397,7 +409,10 @@ class Session:
         relay = self._relay_facts()
         if final:
             # Nothing touches the tracker any more: the recorder may take it as it is.
-            job = RecordJob(tracker=self._tracker, final=True, relay=relay)
+            tape = None
+            if self._tape is not None:
+                tape = self._tape.tape(self.id, self._client_ep, self._upstream_ep)
+            job = RecordJob(tracker=self._tracker, final=True, relay=relay, tape=tape)
         else:
             try:
                 job = live_job(self._tracker, relay)

@@ -428,3 +428,41 @@ def test_sigterm_with_nobody_reading_stdout_still_ends(tmp_path: Path) -> None:
     assert "kexproxy: stopped; 40 sessions ended, 40 failed to negotiate" in proxy.stderr
     assert proxy.proc.stdout is not None
     proxy.proc.stdout.close()
+
+
+def test_pcap_writes_each_sessions_capture_from_the_recording_process(tmp_path: Path) -> None:
+    """`--pcap DIR` (made if missing) with the forked recorder: the JSON record names a file
+    that `read` turns back into the same outcome, lists and failures."""
+    from kexproxy.pipeline import capture_records
+    from tests.peers import Sshd, run_ssh
+
+    captures = tmp_path / "new" / "captures"
+    with Sshd(["KexAlgorithms curve25519-sha256"]) as sshd:
+        proxy = ProxyProcess(
+            "--listen", "0", "--upstream", f"127.0.0.1:{sshd.port}", "--no-store", "--json",
+            "--pcap", str(captures), cwd=tmp_path,
+        )  # fmt: skip
+        port = proxy.wait_ready()
+        run_ssh(port, "-oKexAlgorithms=diffie-hellman-group14-sha256")
+        time.sleep(0.3)
+        status, out = proxy.stop()
+    assert status == 0, proxy.stderr
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert record["outcome"] == "failed"
+    assert Path(record["capture"]).parent == captures
+    (read_back,) = capture_records(record["capture"])
+    assert read_back.outcome == "failed"
+    assert read_back.failures == record["failures"]
+    assert read_back.client_kexinit == record["client_kexinit"]
+    assert read_back.server_kexinit == record["server_kexinit"]
+
+
+def test_pcap_into_a_file_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "kexproxy", "proxy", "--listen", "0", "--upstream", "127.0.0.1:1",
+         "--no-store", "--pcap", str(tmp_path / "f")],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot use" in result.stderr and "capture files" in result.stderr
