@@ -88,6 +88,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--policy", metavar="FILE", help="also judge against a policy (TOML)")
     parser.add_argument("--json", action="store_true", help="the records as JSON lines instead")
+    parser.add_argument("--pcap", metavar="OUT", help="also write the session's capture to OUT")
     parser.set_defaults(run=run)
 
 
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.pipeline import Pipeline, PolicyFileError, stages
     from kexproxy.sinks.console import stdout_console
     from kexproxy.sinks.jsonl import JsonLinesSink
+    from kexproxy.sources.session_capture import export_capture
 
     try:
         steps = stages(policy=args.policy)
@@ -107,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline([sink], stages=steps)
     for _index, record in found:
         pipeline.publish(record)
+    if args.pcap and problem is None:  # once the session was explained
+        problem = export_capture(args.target, [record for _i, record in found], args.pcap)
     if problem is not None:  # after whatever could be explained
         return _fail(problem)
     return exitcodes.POLICY_VIOLATION if pipeline.violations else exitcodes.OK
