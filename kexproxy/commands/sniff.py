@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import time
@@ -13,6 +14,8 @@ from kexproxy import exitcodes
 
 if TYPE_CHECKING:
     from kexproxy.core.connection import ConnectionTracker
+    from kexproxy.core.observer import Endpoint, InitiatorEvidence
+    from kexproxy.core.record import SessionRecord
     from kexproxy.sources.sniff import SniffResult
 
 EPILOG = """\
@@ -98,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.sinks.jsonl import JsonLinesSink
     from kexproxy.sinks.store import StoreSink, store_problem
     from kexproxy.sinks.summary import SummarySink
-    from kexproxy.sources.captures import Collector
-    from kexproxy.sources.sniff import SniffError, sniff_interface
+    from kexproxy.sources.captures import Collector, session_id
+    from kexproxy.sources.sniff import DropLedger, SniffError, drop_note, sniff_interface
 
     if not args.no_store:
         problem = store_problem(args.store)
@@ -113,12 +116,31 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(store)
     sinks.append(JsonLinesSink(sys.stdout) if args.json else SummarySink(sys.stdout))
     pipeline = Pipeline(sinks, stages=stages())
-    collector = Collector(f"live:{args.interface}", pipeline.publish)
+    drops = DropLedger()
+    #: Session id -> the kernel timestamp of its first frame, for its drop note.
+    first_seen: dict[str, float] = {}
+
+    def noted(record: SessionRecord, *, final: bool) -> SessionRecord:
+        first = first_seen.pop(record.id, None) if final else first_seen.get(record.id)
+        dropped = 0 if first is None else drops.since(first, time.time())
+        if not dropped:
+            return record
+        return dataclasses.replace(record, notes=[*record.notes, drop_note(dropped)])
+
+    collector = Collector(
+        f"live:{args.interface}", lambda record: pipeline.publish(noted(record, final=True))
+    )
+
+    def factory(
+        a: Endpoint, b: Endpoint, initiator: InitiatorEvidence, flow_index: int, first_ts: float
+    ) -> ConnectionTracker:
+        first_seen[session_id(collector.capture, flow_index, a, b, first_ts)] = first_ts
+        return collector.factory(a, b, initiator, flow_index, first_ts)
 
     def on_decided(tracker: ConnectionTracker) -> None:
         record = tracker.record()
         if record.outcome != "not_ssh":
-            pipeline.publish(record, final=False)
+            pipeline.publish(noted(record, final=False), final=False)
 
     stopping: list[str] = []
 
@@ -142,12 +164,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = sniff_interface(
             args.interface,
-            collector.factory,
+            factory,
             bpf=args.bpf,
             on_finished=collector.on_finished,
             on_decided=on_decided,
             should_stop=should_stop,
             ready=ready,
+            drops=drops,
         )
     except SniffError as exc:
         pipeline.close()

@@ -187,6 +187,10 @@ class FlowTable:
         self.handshaking: OrderedDict[int, Flow] = OrderedDict()
         #: True while a caller's callback runs: its exceptions are the caller's to handle.
         self.calling = False
+        #: A counted direction's jump in sequence numbers is counted as bytes sent: a live
+        #: capture filters bulk segments out on purpose (`sniff_bpf`). A capture file's jump
+        #: is a hole in the capture, and only what it holds is counted.
+        self.count_jumps = False
 
     def segment(self, d: Direction | None, seg: TcpSegment, buf: bytes, ts: float) -> None:
         """Everything but counting an established direction: SYN, FIN, RST, reassembly."""
@@ -238,8 +242,8 @@ class FlowTable:
             if r.gap is not None:
                 self._stop(d, ts)
                 touched = True
-        elif plen:
-            self._count(d, seq, plen, ts)
+        elif plen or (flags & FIN and d.fast and self.count_jumps):
+            self._count(d, seq, plen, ts)  # a FIN's sequence number ends what was sent
         if flags & ACK:
             pr = d.peer.reasm
             if pr is not None:
@@ -366,7 +370,7 @@ class FlowTable:
         delta = (e - d.hi) & MOD_MASK
         if delta and delta < HALF:
             d.hi = e
-            d.flow.observer.count(d.side, min(delta, plen), ts)
+            d.flow.observer.count(d.side, delta if self.count_jumps else min(delta, plen), ts)
 
     def _count_from_here(self, d: Direction, ts: float) -> None:
         """This direction is no longer reassembled: bytes from now on are only counted."""

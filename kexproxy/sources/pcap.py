@@ -113,6 +113,7 @@ def run_frames(
     # costs as much as the arithmetic it feeds.
     eth_ipv4_tcp, ethernet, ipv4, tcp = ETH_IPV4_TCP, LINKTYPE_ETHERNET, ETHERTYPE_IPV4, PROTO_TCP
     special, mod_mask, half, every = SYN | FIN | RST, MOD_MASK, HALF, PROGRESS_EVERY
+    jumps = conns.count_jumps
     try:
         for linktype, buf, start, end, wirelen, ts in inp.records():
             frames += 1
@@ -155,7 +156,7 @@ def run_frames(
                                 delta = (e - d.hi) & mod_mask
                                 if delta and delta < half:
                                     d.hi = e
-                                    d.pending += delta if delta < plen else plen
+                                    d.pending += delta if delta < plen or jumps else plen
                                     d.pending_ts = ts
                             continue
                 seg = decode_frame(linktype, buf, start, end, wirelen)
@@ -179,7 +180,7 @@ def run_frames(
                     delta = (e - d.hi) & MOD_MASK
                     if delta and delta < HALF:
                         d.hi = e
-                        d.pending += delta if delta < plen else plen
+                        d.pending += delta if delta < plen or jumps else plen
                         d.pending_ts = ts
             except MemoryError:
                 raise

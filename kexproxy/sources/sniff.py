@@ -9,13 +9,21 @@ connection gives the record `read` gives of a capture of it. Between frames (and
 reset or abandoned connection ends without waiting for more traffic.
 
 On loopback the kernel shows a packet socket every packet twice, going out and coming in;
-as libpcap does, only the incoming copy is kept. The kernel's own counters
-(PACKET_STATISTICS) are read at the end: frames the socket's buffer had no room for are
-dropped before kexproxy sees them, and the caller must say so.
+as libpcap does, only the incoming copy is kept.
+Bulk traffic is kept out of Python by that filter too: `sniff_bpf` explains how, and why
+no connection still in its handshake ever loses a segment to it. Measured with
+scripts/bench_sniff (a loopback transfer of 1 GB or more while sniff watches lo): the
+figures are in the README.
+
+The kernel's own counters (PACKET_STATISTICS) are read every `POLL_SECONDS` and whenever a
+session ends (`DropLedger`): frames the socket's buffer had no room for are dropped before
+kexproxy sees them, so every record whose session was open while some were dropped gets a
+note saying so, and the last line counts them all.
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
 import logging
 import select
@@ -31,10 +39,14 @@ from kexproxy.core.observer import ConnectionObserver
 from kexproxy.sources.capfile import CaptureStats, Record
 from kexproxy.sources.flowtable import FlowTable, ObserverFactory
 from kexproxy.sources.pcap import run_frames
+from kexproxy.sources.sniff_bpf import BulkFilter, FilterError, attach, compile_user_filter, drain
 
 #: Bytes asked of the socket per frame: libpcap's largest snap length. scapy's default
 #: (65,535) would cut loopback frames, whose MTU is 65,536 plus the Ethernet header.
 SNAPLEN: Final = 262_144
+#: Kernel drop readings kept (one per reading that found drops): older ones are merged,
+#: which can only make a record's drop count larger, never hide one.
+MAX_DROP_READINGS: Final = 4096
 #: Seconds between two looks at the stop condition and the flow table's timers on a quiet
 #: link: short enough for Ctrl-C to feel immediate, long enough to cost nothing.
 POLL_SECONDS: Final = 0.25
@@ -74,6 +86,47 @@ class SniffResult:
     kernel_frames: int
     #: Frames the kernel dropped because the socket's buffer was full: never seen here.
     kernel_drops: int
+
+
+class DropLedger:
+    """The kernel's drops over time, so a record can say how many frames were dropped while
+    its session was open: the count since the last reading before its first frame, which
+    is never less than the truth (a reading lags the drops it finds, never leads them)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._times: list[float] = [float("-inf")]
+        self._totals: list[int] = [0]
+        self._read: Callable[[], int] | None = None
+
+    def attach(self, read: Callable[[], int]) -> None:
+        """`read` returns the drops since its previous call (the kernel resets on reading)."""
+        self._read = read
+
+    def poll(self, now: float) -> int:
+        """Reads the counter; returns the total so far."""
+        if self._read is not None:
+            dropped = self._read()
+            if dropped:
+                self.total += dropped
+                self._times.append(now)
+                self._totals.append(self.total)
+                if len(self._times) > MAX_DROP_READINGS:
+                    del self._times[1], self._totals[1]
+        return self.total
+
+    def since(self, first_ts: float, now: float) -> int:
+        """Frames dropped from before `first_ts` (a frame's kernel timestamp) until `now`."""
+        self.poll(now)
+        i = bisect.bisect_right(self._times, first_ts) - 1
+        return self.total - self._totals[max(i, 0)]
+
+
+def drop_note(dropped: int) -> str:
+    return (
+        f"the kernel dropped {dropped} frame{'s' * (dropped != 1)} while this session was "
+        "open: its record may miss packets"
+    )
 
 
 class LiveFrames:
@@ -127,11 +180,14 @@ class LiveFrames:
             yield linktype, frame, 0, size, size, ts if ts is not None else now
 
 
-def open_socket(interface: str, bpf: str | None) -> Any:
-    """scapy's listening socket on `interface` with `bpf` in the kernel; `SniffError` with
-    one line when it cannot be opened (no privilege, no such interface, a bad filter)."""
-    from scapy.error import Scapy_Exception
-
+def open_socket(interface: str, bpf: str | None) -> tuple[Any, BulkFilter]:
+    """scapy's listening socket on `interface` with `bpf` in the kernel (behind the bulk
+    prefix of `sniff_bpf`); `SniffError` with one line when it cannot be opened (no
+    privilege, no such interface, a bad filter)."""
+    try:
+        user = compile_user_filter(bpf)
+    except FilterError as exc:
+        raise SniffError(f"--bpf {bpf!r}: {exc}") from None
     try:
         # The class conf.L2listen names on Linux, imported directly: `conf` fills that in
         # only once scapy.all (seconds of imports) has run. Packet sockets are Linux's.
@@ -144,7 +200,7 @@ def open_socket(interface: str, bpf: str | None) -> Any:
     level = runtime_log.level
     runtime_log.setLevel(logging.ERROR)
     try:
-        sock = L2ListenSocket(iface=interface, filter=bpf, promisc=False)
+        sock = L2ListenSocket(iface=interface, promisc=False)
     except PermissionError:
         raise SniffError(
             f"capturing on {interface} needs root or CAP_NET_RAW "
@@ -154,8 +210,6 @@ def open_socket(interface: str, bpf: str | None) -> Any:
         if exc.errno in (errno.ENODEV, errno.ENXIO):
             raise SniffError(f"no interface named {interface}") from None
         raise SniffError(f"cannot capture on {interface}: {exc.strerror or exc}") from None
-    except Scapy_Exception as exc:
-        raise SniffError(f"--bpf {bpf!r}: {exc}") from None
     except ValueError as exc:  # scapy's name lookup of an unknown interface
         raise SniffError(f"no interface named {interface} ({exc})") from None
     finally:
@@ -164,7 +218,18 @@ def open_socket(interface: str, bpf: str | None) -> Any:
         sock.ins.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RCVBUF_BYTES)
     except OSError:
         sock.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-    return sock
+    try:
+        # Frames queued before a filter is attached were never filtered: as libpcap does,
+        # drop everything, empty the queue, then attach the real program.
+        attach(sock.ins, [(0x06, 0, 0, 0)])
+        drain(sock.ins)
+        bulk = BulkFilter(sock.ins, user)
+        bulk.update(())
+    except (OSError, FilterError) as exc:
+        sock.close()
+        raise SniffError(f"cannot attach the capture filter on {interface}: {exc}") from None
+    kernel_counts(sock)  # counters start now, not at the socket's opening
+    return sock, bulk
 
 
 def kernel_counts(sock: Any) -> tuple[int, int]:
@@ -183,12 +248,23 @@ def sniff_interface(
     on_decided: Callable[[Obs], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     ready: Callable[[], None] | None = None,
+    drops: DropLedger | None = None,
 ) -> SniffResult:
     """Feeds every TCP connection seen on `interface` to an observer made by `factory`
     until `should_stop()` (asked between frames, and every `POLL_SECONDS`); connections
     still open then are handed to `on_finished` too; `ready` is called once the socket
-    captures. Raises `SniffError` before capturing."""
-    sock = open_socket(interface, bpf)
+    captures; `drops` is kept current (every `POLL_SECONDS` and whenever asked), so the
+    callbacks can note the kernel's drops on a record. Raises `SniffError` before capturing."""
+    sock, bulk = open_socket(interface, bpf)
+    ledger = drops if drops is not None else DropLedger()
+    passed = [0]
+
+    def read_drops() -> int:
+        packets, dropped = kernel_counts(sock)
+        passed[0] += packets
+        return dropped
+
+    ledger.attach(read_drops)
     try:
         hatype = sock.ins.getsockname()[3]
         linktype = _LINK_TYPES.get(hatype)
@@ -199,12 +275,21 @@ def sniff_interface(
             )
         stats = CaptureStats()
         conns = FlowTable(factory, on_finished, on_decided, stats)
+        conns.count_jumps = True  # the bulk filter's jumps are bytes sent (see sniff_bpf)
+        bulk_capable = linktype == LINKTYPE_ETHERNET
+
+        def tick(now: float) -> None:
+            conns.sweep(now)
+            ledger.poll(now)
+            if bulk_capable:
+                bulk.update(_bulk_keys(conns))
+
         frames = LiveFrames(
             sock,
             linktype,
             loopback=hatype == _ARPHRD_LOOPBACK,
             should_stop=should_stop,
-            tick=conns.sweep,
+            tick=tick,
         )
         if ready is not None:
             ready()
@@ -213,7 +298,19 @@ def sniff_interface(
         finally:
             stats.bytes_read = frames.consumed()
             conns.finish_all()
-        kernel_frames, kernel_drops = kernel_counts(sock)
+        ledger.poll(time.time())
     finally:
+        ledger.attach(lambda: 0)  # the socket is closed below: no reading after
         sock.close()
-    return SniffResult(stats=stats, kernel_frames=kernel_frames, kernel_drops=kernel_drops)
+    return SniffResult(stats=stats, kernel_frames=passed[0], kernel_drops=ledger.total)
+
+
+def _bulk_keys(conns: FlowTable) -> list[bytes]:
+    """Flow keys of the connections only counted in both directions: past inspection, so
+    their large segments may stay in the kernel."""
+    return [
+        key
+        for flow in conns.flows.values()
+        if flow.a.reasm is None and flow.b.reasm is None
+        for key in flow.keys
+    ]

@@ -1,0 +1,100 @@
+"""The bulk filter's program and the kernel-drop bookkeeping of the live source."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+
+import pytest
+
+from kexproxy.sources.sniff import DropLedger, drop_note
+from kexproxy.sources.sniff_bpf import BULK_SEGMENT_BYTES, attach, bulk_prefix, compile_user_filter
+
+
+def test_a_session_open_while_frames_were_dropped_counts_them() -> None:
+    readings = iter([0, 3, 0, 2])
+    ledger = DropLedger()
+    ledger.attach(lambda: next(readings))
+    assert ledger.poll(10.0) == 0
+    assert ledger.poll(11.0) == 3  # dropped in (10, 11]
+    assert ledger.since(10.5, 12.0) == 3  # started after the reading before the drops
+    assert ledger.since(11.5, 13.0) == 2  # only what was dropped after its first frame
+
+
+def test_a_session_after_the_drops_gets_no_note() -> None:
+    readings = iter([4, 0])
+    ledger = DropLedger()
+    ledger.attach(lambda: next(readings))
+    ledger.poll(5.0)
+    assert ledger.since(6.0, 7.0) == 0
+    assert ledger.total == 4
+
+
+def test_the_note_says_how_many_and_what_it_means() -> None:
+    assert drop_note(1) == (
+        "the kernel dropped 1 frame while this session was open: its record may miss packets"
+    )
+    assert "dropped 5 frames" in drop_note(5)
+
+
+def test_no_bulk_flows_leaves_the_users_program_alone() -> None:
+    assert bulk_prefix([]) == []
+    assert compile_user_filter(None) == [(0x06, 0, 0, 262_144)]
+
+
+def test_the_users_accept_length_becomes_the_snap_length() -> None:
+    prog = compile_user_filter("tcp port 22")
+    accepts = {k for code, _jt, _jf, k in prog if code == 0x06}
+    assert accepts == {0, 262_144}
+
+
+def _tcp_frame(src_port: int, dst_port: int, payload: int, flags: int = 0x18) -> bytes:
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 40 + payload, 0, 0, 64, 6, 0, b"\x7f\0\0\1", b"\x7f\0\0\1"
+    )
+    tcp = struct.pack("!HHIIBBHHH", src_port, dst_port, 1, 0, 0x50, flags, 65535, 0, 0)
+    return b"\0" * 12 + b"\x08\x00" + ip + tcp + b"x" * payload
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="attaching to a packet socket needs root")
+def test_the_kernel_drops_only_large_plain_segments_of_bulk_flows() -> None:
+    """Runs the program in the kernel: frames sent on a packet socket to lo come back to a
+    second one only if its filter passes them."""
+    key = socket.inet_aton("127.0.0.1") * 2 + struct.pack("!HH", 40000, 22)
+    rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        rx.bind(("lo", 0))
+        attach(rx, bulk_prefix([key]) + compile_user_filter("tcp port 22 or tcp port 23"))
+        while True:  # frames from before the filter
+            try:
+                rx.recv(70000, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        tx.bind(("lo", 0))
+        big = BULK_SEGMENT_BYTES
+        sent = {
+            "bulk large": _tcp_frame(40000, 22, big),
+            "bulk small": _tcp_frame(40000, 22, 100),
+            "bulk large FIN": _tcp_frame(40000, 22, big, flags=0x11),
+            "other large": _tcp_frame(40001, 22, big),
+            "not the user's": _tcp_frame(40000, 80, 10),
+            "reverse large": _tcp_frame(22, 40000, big),
+        }
+        for frame in sent.values():
+            tx.send(frame)
+        got: list[bytes] = []
+        rx.settimeout(0.3)
+        done = threading.Event()
+        while not done.is_set():
+            try:
+                got.append(rx.recv(70000))
+            except TimeoutError:
+                done.set()
+        passed = {name for name, frame in sent.items() if frame in got}
+        assert passed == {"bulk small", "bulk large FIN", "other large", "reverse large"}
+    finally:
+        rx.close()
+        tx.close()
