@@ -215,33 +215,34 @@ async def test_the_relay_is_not_held_up_by_a_busy_screen(
         async with app.run_test(size=(160, 50)) as pilot:
             await asyncio.to_thread(feed.ready.wait, 10)
             quiet = await asyncio.to_thread(round_trips, port, 0.5)
-            flooding = True
             # Built before the clock starts, so that the pace is the screen's to keep up with
-            # and not the cost of copying records (which grew with the TLS fields).
+            # and not the cost of copying records; all of them are posted, however busy the
+            # machine (a loaded CI worker once posted only 9 batches in the window).
             batches = [
                 tuple(
                     replace(r, id=f"busy-{i}-{j}-{r.id}")
                     for j in range(9)
                     for r in sshguess_records
                 )
-                for i in range(30)
+                for i in range(10)
             ]
+            posted = sum(len(batch) for batch in batches)
 
             def flood() -> None:
                 import time
 
                 for batch in batches:
-                    if not flooding:
-                        break
                     app.post_message(SessionsArrived(batch))
                     time.sleep(0.1)
 
             flooder = threading.Thread(target=flood, daemon=True)
             flooder.start()
             busy = await asyncio.to_thread(round_trips, port, 1.5)
-            flooding = False
-            flooder.join()
-            await pilot.pause()
+            await asyncio.to_thread(flooder.join)
+            for _ in range(100):  # the screen takes in what was posted
+                if app.sessions_screen.table.row_count >= posted:
+                    break
+                await pilot.pause(0.05)
             shown = app.sessions_screen.table.row_count
         quiet.sort()
         busy.sort()
@@ -250,7 +251,7 @@ async def test_the_relay_is_not_held_up_by_a_busy_screen(
             f"quiet, {busy[len(busy) // 2] * 1000:.2f} ms while {shown} sessions arrived; "
             f"99% under {busy[int(len(busy) * 0.99)] * 1000:.1f} ms"
         )
-        assert shown > 900
+        assert shown >= posted > 900  # and the round trips' own sessions
         assert busy[len(busy) // 2] < 0.02
 
 
