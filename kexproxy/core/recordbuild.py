@@ -22,6 +22,7 @@ from kexproxy.core.native import Failed, native_line
 from kexproxy.core.negotiation import Role, kex_family, strict_kex
 from kexproxy.core.observer import LEGS, Leg, other_leg
 from kexproxy.core.record import JSONDict, Outcome, SessionRecord, rfc3339
+from kexproxy.core.tracking import ordered_closes
 
 
 def build_record(facts: SessionFacts) -> SessionRecord:
@@ -242,10 +243,7 @@ class _RecordBuilder:
             for dis, ts in t.leg(leg).disconnects:
                 disconnects.append((ts, leg, dis))
         disconnects.sort(key=lambda item: item[0])
-        closes = [
-            (close[1], leg, close[0]) for leg in LEGS if (close := t.leg(leg).close) is not None
-        ]
-        closes.sort(key=lambda item: (item[0], t.close_order.index(item[1])))
+        closes = ordered_closes({leg: t.leg(leg).close for leg in LEGS}, t.close_order)
         first_close: str | None = None
         how: str | None = None
         # A DISCONNECT closes first only if it came no later than the first FIN or RST.

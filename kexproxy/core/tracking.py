@@ -36,6 +36,16 @@ class LegState(Protocol):
     close: tuple[CloseKind, float] | None
 
 
+def ordered_closes(
+    closes: dict[Leg, tuple[CloseKind, float] | None], order: Sequence[Leg]
+) -> list[tuple[float, Leg, CloseKind]]:
+    """Each side's FIN or RST as (time, side, kind), earliest first; equal times in the order
+    they arrived (`TrackerBase.close_order`). Both record builders say who closed first."""
+    out = [(close[1], leg, close[0]) for leg, close in closes.items() if close is not None]
+    out.sort(key=lambda item: (item[0], order.index(item[1])))
+    return out
+
+
 class TrackerBase:
     """Endpoints, times, notes, timeline, closes, timeout and abort of one connection."""
 
@@ -144,4 +154,4 @@ class TrackerBase:
             self.timeline.append((ts, leg, name, detail))
 
 
-__all__ = ["LegState", "TrackerBase"]
+__all__ = ["LegState", "TrackerBase", "ordered_closes"]

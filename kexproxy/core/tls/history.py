@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from kexproxy.core.record import JSONDict, SessionRecord
-from kexproxy.core.tls.outcome import OPENSSL_REASONS, openssl_line
+from kexproxy.core.tls.outcome import openssl_line, openssl_reason
 
 #: Servers remembered at most (one entry is a few names); the oldest is forgotten first.
 MAX_SERVERS = 4096
@@ -99,12 +99,14 @@ class ServerMemory:
             f"the {lst.replace('_', ' ')} (the server's own list is not on the wire)"
         )
         changed = {**rejection, "list": lst, "reason": why}
-        words = lst
-        if lst in ("supported_groups", "signature_algorithms") and "TLS 1.3" not in (
-            hello.get("versions") or ()
-        ):
-            words = "cipher_suites"  # OpenSSL's TLS 1.2 words for both (see tls.outcome)
-        changed["message"] = openssl_line(*OPENSSL_REASONS[words])
+        fatal = next((a for a in record.alerts if a.get("level") == "fatal"), {})
+        changed["message"] = openssl_line(
+            *openssl_reason(
+                lst,
+                tls13="TLS 1.3" in (hello.get("versions") or ()),
+                alert_code=fatal.get("code"),
+            )
+        )
         failures = [
             {**f, "list": lst, "client_offer": hello.get(lst), "server_offer": None}
             if f.get("list") == rejection.get("list")

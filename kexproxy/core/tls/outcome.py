@@ -21,7 +21,14 @@ from dataclasses import dataclass
 
 from kexproxy.core.record import JSONDict, Outcome
 from kexproxy.core.tls.hello import ClientHello, ServerHello
-from kexproxy.core.tls.names import group_name, is_grease, scheme_name, suite_name, version_name
+from kexproxy.core.tls.names import (
+    alert_name,
+    group_name,
+    is_grease,
+    scheme_name,
+    suite_name,
+    version_name,
+)
 
 Role = str  # "client" | "server"
 
@@ -187,7 +194,11 @@ def _refused(h: Handshake, alert: Alert, notes: list[str]) -> Judgement:
     rejection = {
         "list": lst,
         "reason": why,
-        "message": openssl_line(*_openssl_reason(lst, hello, alert)),
+        "message": openssl_line(
+            *openssl_reason(
+                lst, tls13=TLS13 in client_versions(hello), alert_code=alert.description
+            )
+        ),
         "certain": certain,
     }
     rejections = _none()
@@ -200,11 +211,11 @@ def _refused(h: Handshake, alert: Alert, notes: list[str]) -> Judgement:
     return Judgement(outcome="failed", failures=[failure], rejections=rejections, notes=notes)
 
 
-def _openssl_reason(lst: str, hello: ClientHello, alert: Alert) -> tuple[int, str]:
-    """What OpenSSL 3 itself prints when it refuses `lst`, which is not always the list's
-    own name: recorded from s_server (captures/tls-*.json, `server_says`)."""
-    tls13 = TLS13 in client_versions(hello)
-    if lst == "versions" and alert.description == 80:
+def openssl_reason(lst: str, *, tls13: bool, alert_code: int | None) -> tuple[int, str]:
+    """What OpenSSL 3 itself prints when it refuses `lst` (to a client that offers TLS 1.3
+    or not, with this alert), which is not always the list's own name: recorded from
+    s_server (captures/tls-*.json, `server_says`)."""
+    if lst == "versions" and alert_code == 80:
         # A TLS 1.0/1.1 client at OpenSSL 3's default security level: no SHA-1 signature
         # is allowed, so the server finds nothing to sign with (captures/tls-tls10-vs-openssl3).
         return OPENSSL_REASONS["signature_algorithms"]
@@ -266,8 +277,6 @@ def _which_list(h: Handshake, hello: ClientHello, alert: Alert) -> tuple[str | N
 
 
 def _alert_label(code: int | None) -> str:
-    from kexproxy.core.tls.names import alert_name
-
     return "an alert" if code is None else f"a {alert_name(code)} alert"
 
 

@@ -27,6 +27,7 @@ from kexproxy.core.tls.names import (
     version_name,
 )
 from kexproxy.core.tls.outcome import TLS13, Alert, Handshake, alert_sized, judge
+from kexproxy.core.tracking import ordered_closes
 
 
 class TlsTracker(Protocol):
@@ -269,8 +270,7 @@ def _alert_dict(a: Alert) -> JSONDict:
 def _evidence(
     t: TlsTracker, role: Callable[[Leg | None], str | None], alerts: list[Alert]
 ) -> JSONDict:
-    closes = [(close[1], leg, close[0]) for leg in LEGS if (close := t.legs[leg].close) is not None]
-    closes.sort(key=lambda item: (item[0], t.close_order.index(item[1])))
+    closes = ordered_closes({leg: t.legs[leg].close for leg in LEGS}, t.close_order)
     fatal = next((a for a in alerts if a.level == 2 or a.encrypted), None)
     first_close: str | None = None
     how: str | None = None
