@@ -48,6 +48,11 @@ _SERVER_ONLY = {"dh": {31}, "ecdh": {31}, "gex": {31, 33}, "rsa": {30, 32}}
 _MAX_KEX_MESSAGES = 8
 #: With no identification on either leg after this much text, the stream is not SSH.
 _NOT_SSH_TEXT_BYTES = 64 * 1024
+#: With no identification on either leg after this many bytes in all, the stream is not SSH
+#: either: an SSH server sends its identification as soon as it accepts (RFC 4253 4.2), so
+#: one leg's binary bytes met by silence (an HTTP download whose request went by, a
+#: one-way stream) would otherwise be reassembled to their end waiting for it.
+_NOT_SSH_BYTES = 64 * 1024
 #: Ports that name the server when the capture does not show who connected.
 _SERVER_PORTS = frozenset({22, 2222, 2200, 830, 8022, 29418})
 _EPHEMERAL_MIN = 32768
@@ -155,6 +160,8 @@ class SessionTracker(TrackerBase):
         direction = self._dirs[leg]
         self._touch(direction, ts, len(data))
         if not direction.parser.parsing or self._not_ssh:
+            if not self._not_ssh:
+                self._check_not_ssh()  # a failed leg's bytes still count against the silence
             return
         for event in direction.parser.receive_data(data):
             self._apply(leg, event, ts)
@@ -230,7 +237,11 @@ class SessionTracker(TrackerBase):
         # One leg's binary bytes say nothing of the other's: a TLS client may still meet an
         # SSH server, whose banner must not be dropped because the client's bytes came first.
         both_failed = a.failed is not None and b.failed is not None
-        if both_failed or a.pre_banner_bytes + b.pre_banner_bytes > _NOT_SSH_TEXT_BYTES:
+        if (
+            both_failed
+            or a.pre_banner_bytes + b.pre_banner_bytes > _NOT_SSH_TEXT_BYTES
+            or a.bytes + b.bytes > _NOT_SSH_BYTES
+        ):
             self._not_ssh = True
 
     # -- roles, negotiation, decoding ------------------------------------------------------

@@ -191,6 +191,9 @@ class FlowTable:
         #: capture filters bulk segments out on purpose (`sniff_bpf`). A capture file's jump
         #: is a hole in the capture, and only what it holds is counted.
         self.count_jumps = False
+        #: Bumped whenever a connection stops being reassembled in both directions, so a
+        #: live source can move it to its kernel filter at once (`sniff_bpf`).
+        self.counted_changes = 0
 
     def segment(self, d: Direction | None, seg: TcpSegment, buf: bytes, ts: float) -> None:
         """Everything but counting an established direction: SYN, FIN, RST, reassembly."""
@@ -380,6 +383,7 @@ class FlowTable:
         d.reasm = None
         if d.peer.reasm is None:
             self.handshaking.pop(d.flow.index, None)
+            self.counted_changes += 1
         hi = r.highest_seq()
         if hi is not None:
             d.hi = hi

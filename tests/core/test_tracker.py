@@ -80,6 +80,21 @@ def test_binary_from_one_side_does_not_hide_the_others_banner() -> None:
     assert first["outcome"] == second["outcome"] == "incomplete"
 
 
+def test_binary_met_by_silence_stops_inspection_after_64_kib() -> None:
+    """An HTTP download whose request went by, or any one-way stream: one leg's binary bytes
+    and no identification from the other would otherwise be reassembled to their end."""
+    t = Transcript()
+    chunk = b"\0" * 4096
+    for _ in range(16):
+        t.client(chunk)
+    assert t.tracker.inspecting  # 64 KiB: an SSH server would have spoken by now, but wait
+    t.client(b"\0")
+    assert not t.tracker.inspecting
+    r = t.finish()
+    assert r["outcome"] == "not_ssh"
+    assert r["bytes"]["c2s"] == 16 * 4096 + 1
+
+
 def test_a_lot_of_text_and_no_identification_is_not_ssh() -> None:
     t = Transcript()
     line = b"x" * 1000 + b"\r\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -86,3 +88,58 @@ def test_a_stopped_capture_reports_the_kernels_counts() -> None:
     )
     assert result.kernel_drops == 0
     assert result.stats.frames == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="capturing needs root")
+def test_a_connection_leaving_inspection_leaves_python_at_once() -> None:
+    """400 MB of a connection no longer inspected (binary met by silence: not SSH after
+    64 KiB) reach Python as a few hundred frames, not the 6,400 segments sent: the kernel
+    filter takes the connection as soon as the flow table counts it, not at the next tick
+    (the whole transfer takes less than one here)."""
+    from kexproxy.sources.captures import Collector
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    started = threading.Event()
+    done = threading.Event()
+    records: list[Any] = []
+    collector = Collector("live:lo", records.append, include_non_ssh=True)
+    results: list[Any] = []
+
+    def capture() -> None:
+        results.append(
+            sniff_interface(
+                "lo",
+                collector.factory,
+                bpf=f"tcp port {port}",
+                on_finished=collector.on_finished,
+                should_stop=done.is_set,
+                ready=started.set,
+            )
+        )
+
+    thread = threading.Thread(target=capture)
+    thread.start()
+    try:
+        assert started.wait(10)
+        client = socket.create_connection(("127.0.0.1", port))
+        peer, _ = server.accept()
+        sink = threading.Thread(
+            target=lambda: [None for _ in iter(lambda: peer.recv(1 << 20), b"")]
+        )
+        sink.start()
+        block = bytes(1 << 20)
+        for _ in range(400):
+            client.sendall(block)
+        client.close()
+        sink.join(30)
+        peer.close()
+        time.sleep(0.5)
+    finally:
+        done.set()
+        thread.join(30)
+        server.close()
+    (result,) = results
+    (record,) = records
+    assert record.bytes == {"c2s": 400 << 20, "s2c": 0}
+    assert result.stats.frames < 1600, result.stats.frames

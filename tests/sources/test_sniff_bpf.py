@@ -9,7 +9,13 @@ import threading
 
 import pytest
 
-from kexproxy.sources.sniff_bpf import BULK_SEGMENT_BYTES, attach, bulk_prefix, compile_user_filter
+from kexproxy.sources.sniff_bpf import (
+    ACK_SAMPLE,
+    BULK_SEGMENT_BYTES,
+    attach,
+    bulk_prefix,
+    compile_user_filter,
+)
 
 
 def test_no_bulk_flows_leaves_the_users_program_alone() -> None:
@@ -23,11 +29,13 @@ def test_the_users_accept_length_becomes_the_snap_length() -> None:
     assert accepts == {0, 262_144}
 
 
-def _tcp_frame(src_port: int, dst_port: int, payload: int, flags: int = 0x18) -> bytes:
+def _tcp_frame(
+    src_port: int, dst_port: int, payload: int, flags: int = 0x18, ack: int = 0
+) -> bytes:
     ip = struct.pack(
         "!BBHHHBBH4s4s", 0x45, 0, 40 + payload, 0, 0, 64, 6, 0, b"\x7f\0\0\1", b"\x7f\0\0\1"
     )
-    tcp = struct.pack("!HHIIBBHHH", src_port, dst_port, 1, 0, 0x50, flags, 65535, 0, 0)
+    tcp = struct.pack("!HHIIBBHHH", src_port, dst_port, 1, ack, 0x50, flags, 65535, 0, 0)
     return b"\0" * 12 + b"\x08\x00" + ip + tcp + b"x" * payload
 
 
@@ -51,12 +59,18 @@ def test_the_kernel_drops_only_large_plain_segments_of_bulk_flows() -> None:
         sent = {
             "bulk large": _tcp_frame(40000, 22, big),
             "bulk small": _tcp_frame(40000, 22, 100),
+            "bulk one byte": _tcp_frame(40000, 22, 1),
+            "other ACK": _tcp_frame(40001, 22, 0, flags=0x10),
             "bulk large FIN": _tcp_frame(40000, 22, big, flags=0x11),
             "other large": _tcp_frame(40001, 22, big),
             "not the user's": _tcp_frame(40000, 80, 10),
             "reverse large": _tcp_frame(22, 40000, big),
         }
         for frame in sent.values():
+            tx.send(frame)
+        # A bulk connection's pure ACKs: each differs (its ack number), so each is found.
+        acks = [_tcp_frame(40000, 22, 0, flags=0x10, ack=n) for n in range(32 * ACK_SAMPLE)]
+        for frame in acks:
             tx.send(frame)
         got: list[bytes] = []
         rx.settimeout(0.3)
@@ -67,7 +81,18 @@ def test_the_kernel_drops_only_large_plain_segments_of_bulk_flows() -> None:
             except TimeoutError:
                 done.set()
         passed = {name for name, frame in sent.items() if frame in got}
-        assert passed == {"bulk small", "bulk large FIN", "other large", "reverse large"}
+        assert passed == {
+            "bulk small",
+            "bulk one byte",
+            "bulk large FIN",
+            "other large",
+            "reverse large",
+            "other ACK",
+        }
+        # One in ACK_SAMPLE passes: 32 expected of 2,048; none or 96 and more would each
+        # take a chance below 1e-13.
+        sampled = sum(frame in got for frame in acks)
+        assert 0 < sampled < 96
     finally:
         rx.close()
         tx.close()
