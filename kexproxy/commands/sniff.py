@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
 import signal
 import sys
 import time
@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING, Any
 from kexproxy import exitcodes
 
 if TYPE_CHECKING:
-    from kexproxy.core.connection import ConnectionTracker
-    from kexproxy.core.observer import Endpoint, InitiatorEvidence
-    from kexproxy.core.record import SessionRecord
     from kexproxy.sources.sniff import SniffResult
+    from kexproxy.sources.sniff_records import SessionFrames
 
 EPILOG = """\
 examples:
@@ -24,6 +22,10 @@ examples:
       one line per SSH session on eth0 as it ends; records in ./kexproxy.db
   kexproxy sniff -i lo --json --no-store --count 3
       the JSON record of each of the next three sessions on loopback, then stop
+  kexproxy sniff -i eth0 --bpf 'tcp port 22' --pcap captures/
+      also one pcap per session in captures/, its frames as sniffed until the
+      handshake is inspected (kexproxy read or Wireshark open it); the record's
+      `capture` names the file
 
 Capture goes through a packet socket (scapy's, with the BPF filter in the kernel): root or
 CAP_NET_RAW is needed, tcpdump is not. Frames go through the same decoding, reassembly and
@@ -64,6 +66,11 @@ def register(sub: Any) -> None:
     )
     store.add_argument("--no-store", action="store_true", help="keep no store")
     parser.add_argument(
+        "--pcap",
+        metavar="DIR",
+        help="write each session's handshake frames as DIR/kexproxy-ID.pcap (the record names it)",
+    )
+    parser.add_argument(
         "--count",
         type=_positive_int,
         metavar="N",
@@ -101,14 +108,25 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.sinks.jsonl import JsonLinesSink
     from kexproxy.sinks.store import StoreSink, store_problem
     from kexproxy.sinks.summary import SummarySink
-    from kexproxy.sources.captures import Collector, session_id
-    from kexproxy.sources.sniff import DropLedger, SniffError, drop_note, sniff_interface
+    from kexproxy.sources.sniff import SniffError
+    from kexproxy.sources.sniff_records import SessionFrames, SniffRecords
 
     if not args.no_store:
         problem = store_problem(args.store)
         if problem is not None:
             _err(f"kexproxy: {problem} (--no-store to run without one)")
             return exitcodes.BAD_INPUT
+    captures = None
+    if args.pcap is not None:
+        try:
+            os.makedirs(args.pcap, exist_ok=True)
+        except OSError as exc:
+            _err(
+                f"kexproxy: cannot use {printable(args.pcap)} for capture files: "
+                f"{exc.strerror or exc}"
+            )
+            return exitcodes.BAD_INPUT
+        captures = SessionFrames(args.pcap)
     preload()  # before the first session, not while its frames wait in the kernel
     sinks: list[Sink] = []
     store = None if args.no_store else StoreSink(args.store, warn=_err)
@@ -116,31 +134,12 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(store)
     sinks.append(JsonLinesSink(sys.stdout) if args.json else SummarySink(sys.stdout))
     pipeline = Pipeline(sinks, stages=stages())
-    drops = DropLedger()
-    #: Session id -> the kernel timestamp of its first frame, for its drop note.
-    first_seen: dict[str, float] = {}
-
-    def noted(record: SessionRecord, *, final: bool) -> SessionRecord:
-        first = first_seen.pop(record.id, None) if final else first_seen.get(record.id)
-        dropped = 0 if first is None else drops.since(first, time.time())
-        if not dropped:
-            return record
-        return dataclasses.replace(record, notes=[*record.notes, drop_note(dropped)])
-
-    collector = Collector(
-        f"live:{args.interface}", lambda record: pipeline.publish(noted(record, final=True))
+    sniffed = SniffRecords(
+        args.interface,
+        lambda record, final: pipeline.publish(record, final=final),
+        warn=lambda text: _err(printable(text)),
+        frames=captures,
     )
-
-    def factory(
-        a: Endpoint, b: Endpoint, initiator: InitiatorEvidence, flow_index: int, first_ts: float
-    ) -> ConnectionTracker:
-        first_seen[session_id(collector.capture, flow_index, a, b, first_ts)] = first_ts
-        return collector.factory(a, b, initiator, flow_index, first_ts)
-
-    def on_decided(tracker: ConnectionTracker) -> None:
-        record = tracker.record()
-        if record.outcome != "not_ssh":
-            pipeline.publish(noted(record, final=False), final=False)
 
     stopping: list[str] = []
 
@@ -162,16 +161,7 @@ def run(args: argparse.Namespace) -> int:
         _err(f"kexproxy: capturing on {interface}{_filter_text(args.bpf)}; {where}")
 
     try:
-        result = sniff_interface(
-            args.interface,
-            factory,
-            bpf=args.bpf,
-            on_finished=collector.on_finished,
-            on_decided=on_decided,
-            should_stop=should_stop,
-            ready=ready,
-            drops=drops,
-        )
+        result = sniffed.run(bpf=args.bpf, should_stop=should_stop, ready=ready)
     except SniffError as exc:
         pipeline.close()
         _err(f"kexproxy: {printable(str(exc))}")
@@ -180,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     stored = pipeline.close()
-    _err(_last_line(pipeline, result, store is not None and stored, args))
+    _err(_last_line(pipeline, result, store is not None and stored, args, captures))
     return exitcodes.OK
 
 
@@ -194,7 +184,13 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' * (count != 1)}"
 
 
-def _last_line(pipeline: Any, result: SniffResult, stored: bool, args: argparse.Namespace) -> str:
+def _last_line(
+    pipeline: Any,
+    result: SniffResult,
+    stored: bool,
+    args: argparse.Namespace,
+    captures: SessionFrames | None,
+) -> str:
     """Sessions, failures, frames and the kernel's drops: a gap is never silent."""
     from kexproxy.core.textsafe import printable
     from kexproxy.sources.captures import capture_notes
@@ -214,6 +210,10 @@ def _last_line(pipeline: Any, result: SniffResult, stored: bool, args: argparse.
             if stored
             else f"; some records could not be stored in {printable(args.store)}"
         )
+    if captures is not None:
+        where += f"; {_plural(captures.written, 'capture file')} in {printable(captures.directory)}"
+        if captures.failed:
+            where += f", {captures.failed} could not be written"
     return (
         f"kexproxy: stopped; {_plural(pipeline.finished, 'session')} ended, "
         f"{pipeline.failed} failed to negotiate; {_plural(result.stats.frames, 'frame')} read, "

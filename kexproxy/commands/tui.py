@@ -24,6 +24,9 @@ three ways in:
       (with --store, the sessions are also recorded there, as kexproxy proxy does)
   kexproxy tui --listen 0.0.0.0:2222 --transparent
       the same for connections redirected by iptables REDIRECT (see the README)
+  kexproxy tui --interface eth0 --bpf 'tcp port 22'
+      capture eth0 live, as kexproxy sniff does (root or CAP_NET_RAW); records also
+      go to ./kexproxy.db unless --store FILE or --no-store says otherwise
 
 --policy FILE judges captures and the built-in proxy's sessions (a watched store holds the
 verdicts of the `kexproxy proxy --policy` that wrote it); the detail screen lists violations.
@@ -62,7 +65,73 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--policy", metavar="FILE", help="policy (TOML, see policies/) to judge each session by"
     )
+    _add_sniff_options(parser)
     parser.set_defaults(run=run)
+
+
+#: Where `tui --interface` records when neither --store nor --no-store is given: sniff's own.
+SNIFF_STORE = "kexproxy.db"
+
+
+def _add_sniff_options(parser: Any) -> None:
+    """`--interface`: the dashboard fed by a live capture, as `kexproxy sniff` makes it."""
+    parser.add_argument(
+        "-i",
+        "--interface",
+        metavar="IFACE",
+        help="capture this interface live, as kexproxy sniff does (records into --store, "
+        f"default ./{SNIFF_STORE})",
+    )
+    parser.add_argument(
+        "--bpf", metavar="FILTER", help="with --interface: kernel capture filter (tcpdump syntax)"
+    )
+    parser.add_argument("--no-store", action="store_true", help="with --interface: keep no store")
+
+
+def _run_sniffing(args: argparse.Namespace) -> int:
+    """`tui --interface`: every check a line can still say (the store, the capture
+    itself), then the dashboard over the live capture."""
+    from kexproxy.core.textsafe import printable
+
+    def fail(text: str) -> int:
+        print(f"kexproxy tui: {printable(text)}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+
+    if args.files or args.listen is not None or args.upstream is not None or args.transparent:
+        return fail("--interface is not used with capture files, --listen or --upstream")
+    if args.no_store and args.store is not None:
+        return fail("give --store FILE or --no-store, not both")
+    steps: list[Stage] | None = None
+    if args.policy:
+        from kexproxy.pipeline import PolicyFileError, stages
+
+        try:
+            steps = stages(policy=args.policy)
+        except PolicyFileError as exc:
+            return fail(str(exc))
+    store = None if args.no_store else (args.store or SNIFF_STORE)
+    from kexproxy.sources.sniff import SniffError, open_socket
+
+    # Opened once here and closed: no privilege, no such interface or a filter that does
+    # not compile is one line on the terminal, not a notice inside the screen.
+    problem = None
+    try:
+        sock, _bulk = open_socket(args.interface, args.bpf)
+        sock.close()
+    except SniffError as exc:
+        problem = str(exc)
+    if problem is None and store is not None:
+        from kexproxy.sinks.store import store_problem
+
+        problem = store_problem(store)
+    problem = problem or terminal_problem()
+    if problem is not None:
+        return fail(problem)
+    from kexproxy_tui.app import create_app
+    from kexproxy_tui.sniff_feed import SniffFeed
+
+    create_app(SniffFeed(args.interface, bpf=args.bpf, store=store, stages=steps)).run()
+    return exitcodes.OK
 
 
 def _before_the_screen(args: argparse.Namespace, proxied: bool) -> str | None:
@@ -123,6 +192,11 @@ def _is_tty(stream: object) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.interface is not None:
+        return _run_sniffing(args)
+    if args.bpf is not None or args.no_store:
+        print("kexproxy tui: --bpf and --no-store go with --interface", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     proxied = args.listen is not None
     modes = sum([bool(args.files), args.store is not None and not proxied, proxied])
     relayed = args.upstream is not None or args.transparent

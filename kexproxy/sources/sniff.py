@@ -37,6 +37,7 @@ from typing import Any, Final, TypeVar
 from kexproxy.core.netframes import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from kexproxy.core.observer import ConnectionObserver
 from kexproxy.sources.capfile import CaptureStats, Record
+from kexproxy.sources.connection_frames import FrameTap, Keep
 from kexproxy.sources.flowtable import FlowTable, ObserverFactory
 from kexproxy.sources.pcap import run_frames
 from kexproxy.sources.sniff_bpf import BulkFilter, FilterError, attach, compile_user_filter, drain
@@ -257,12 +258,15 @@ def sniff_interface(
     should_stop: Callable[[], bool] = lambda: False,
     ready: Callable[[], None] | None = None,
     drops: DropLedger | None = None,
+    keep: Keep | None = None,
 ) -> SniffResult:
     """Feeds every TCP connection seen on `interface` to an observer made by `factory`
     until `should_stop()` (asked between frames, and every `POLL_SECONDS`); connections
     still open then are handed to `on_finished` too; `ready` is called once the socket
     captures; `drops` is kept current (every `POLL_SECONDS` and whenever asked), so the
-    callbacks can note the kernel's drops on a record. Raises `SniffError` before capturing."""
+    callbacks can note the kernel's drops on a record; `keep`, when given, gets every TCP
+    frame with its connection's observer (a `connection_frames.FrameTap`), before that
+    connection is handed to `on_finished`. Raises `SniffError` before capturing."""
     sock, bulk = open_socket(interface, bpf)
     ledger = drops if drops is not None else DropLedger()
     passed = [0]
@@ -282,7 +286,8 @@ def sniff_interface(
                 "kexproxy sniffs Ethernet, loopback and raw IP interfaces"
             )
         stats = CaptureStats()
-        conns = FlowTable(factory, on_finished, on_decided, stats)
+        tap = None if keep is None else FrameTap(keep, on_finished)
+        conns = FlowTable(factory, on_finished if tap is None else tap.finished, on_decided, stats)
         conns.count_jumps = True  # the bulk filter's jumps are bytes sent (see sniff_bpf)
         bulk_capable = linktype == LINKTYPE_ETHERNET
 
@@ -313,7 +318,7 @@ def sniff_interface(
         if ready is not None:
             ready()
         try:
-            run_frames(frames, conns, stats, None)
+            run_frames(frames if tap is None else tap.wrap(frames, conns), conns, stats, None)
         finally:
             stats.bytes_read = frames.consumed()
             conns.finish_all()
