@@ -305,8 +305,7 @@ class SshdLogReader:
         key = self._key(line, peer)
         conn = _Open(first_ts=line.ts, peer=peer)
         if line.pid is None:
-            conn.lines += self._waiting
-            self._waiting = []
+            self._waiting = []  # an earlier connection's, whose verdict never came
         self._open.pop(key, None)
         self._open[key] = conn
         while len(self._open) > MAX_OPEN_CONNECTIONS:
@@ -322,7 +321,8 @@ class SshdLogReader:
             return None
         if line.pid is None and self._waiting:
             conn = conn or _Open(first_ts=line.ts, peer=peer)
-            conn.lines = self._waiting + conn.lines
+            # They came after the connection's first line (`_start` drops any before it).
+            conn.lines = (conn.lines + self._waiting)[:MAX_CONTEXT_LINES]
             self._waiting = []
         return conn
 
