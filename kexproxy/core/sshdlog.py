@@ -72,8 +72,16 @@ _BANNER = re.compile(
     r"banner exchange: Connection from " + _ADDR + r" port (?P<port>\d{1,5}): (?P<why>.*)",
     re.DOTALL,
 )
+#: OpenSSH up to 8.0 refused an identification line in sshd.c:sshd_exchange_identification.
+_OLD_BANNER = re.compile(
+    r"(?:Bad protocol version identification '.*' from|Protocol major versions differ for) "
+    + _ADDR
+    + r" port (?P<port>\d{1,5})(?:: .*)?",
+    re.DOTALL,
+)
 _ENDED = re.compile(
-    r"(?:Connection closed by|Connection reset by|Disconnected from|Received disconnect from)"
+    r"(?:Connection closed by|Connection reset by|Disconnected from|Received disconnect from"
+    r"|Did not receive identification string from)"
     r"(?: .{0,260}?)? " + _ADDR + r" port (?P<port>\d{1,5})\b.*",
     re.DOTALL,
 )
@@ -237,7 +245,7 @@ class SshdLogReader:
                     notes=tuple(notes),
                 )
             ]
-        if m := _BANNER.fullmatch(message):
+        if (m := _BANNER.fullmatch(message)) or (m := _OLD_BANNER.fullmatch(message)):
             peer = (m["ip"], int(m["port"]))
             ended = self._take(line, peer)
             return [

@@ -111,6 +111,19 @@ banner exchange: Connection from 127.0.0.1 port 2: invalid format
     )
 
 
+def test_openssh_before_8_1_refused_identification_lines() -> None:
+    text = """\
+Dec  7 18:01:49 old sshd[5]: Connection from 10.0.0.5 port 1 on 10.0.0.1 port 22
+Dec  7 18:01:49 old sshd[5]: Bad protocol version identification 'GET / from x port 9' from 10.0.0.5 port 1
+Dec  7 18:01:49 old sshd[6]: Protocol major versions differ for 10.0.0.6 port 2: SSH-2.0-OpenSSH_7.4 vs. SSH-1.5-x
+Dec  7 18:01:49 old sshd[7]: Connection from 10.0.0.7 port 3 on 10.0.0.1 port 22
+Dec  7 18:01:49 old sshd[7]: Did not receive identification string from 10.0.0.7 port 3
+"""
+    bad, major = read(text)
+    assert (bad.kind, bad.peer_ip, bad.peer_port, bad.local_port) == ("banner", "10.0.0.5", 1, 22)
+    assert (major.kind, major.peer_ip, major.peer_port) == ("banner", "10.0.0.6", 2)
+
+
 def test_a_verdict_without_its_connection_line_stands_alone() -> None:
     (only,) = read(
         "Dec  7 18:01:49 h sshd[5]: Unable to negotiate with 10.0.0.5 port 7: "
