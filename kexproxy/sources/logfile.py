@@ -108,7 +108,12 @@ class _Opened:
         self.raw: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
         self.owned = path != "-"
         self.stream: BinaryIO = self.raw
-        head = self.raw.peek(2)[:2] if hasattr(self.raw, "peek") else b""
+        try:
+            head = self.raw.peek(2)[:2] if hasattr(self.raw, "peek") else b""
+        except OSError:
+            if self.owned:
+                self.raw.close()
+            raise
         if head == _GZIP_MAGIC:
             self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")  # type: ignore[assignment]
 

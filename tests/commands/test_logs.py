@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -286,3 +287,28 @@ def test_help_teaches() -> None:
     assert result.returncode == 0
     assert b"journalctl -u ssh -o json" in result.stdout
     assert b"--year" in result.stdout
+
+
+def test_records_come_out_while_the_log_is_still_being_written() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kexproxy", "logs", "--json", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(
+            b"Unable to negotiate with 10.0.0.5 port 7: no matching MAC found. "
+            b"Their offer: hmac-sha1 [preauth]\r\n"
+        )
+        proc.stdin.flush()
+        ready, _w, _x = select.select([proc.stdout], [], [], 30)
+        assert ready, "no record before the end of the input"
+        record = json.loads(proc.stdout.readline())
+        assert record["client"] == {"ip": "10.0.0.5", "port": 7}
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert proc.returncode == 0
