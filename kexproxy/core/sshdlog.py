@@ -22,6 +22,7 @@ A hostile line is text like any other: it matches a pattern or is skipped, never
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ MAX_CONTEXT_LINES: Final = 8
 MAX_OFFER_NAMES: Final = 256
 #: Longest algorithm name kept (OpenSSH's names are under 64 characters).
 MAX_NAME_CHARS: Final = 255
+MAX_PORT: Final = 65_535
 #: sshd's syslog line is cut at 500 characters (log.c:do_log "%.500s"): an offer that fills it
 #: may be cut.
 SYSLOG_CUT_CHARS: Final = 500
@@ -208,13 +210,16 @@ class SshdLogReader:
     # -- OpenSSH ----------------------------------------------------------------------------
 
     def _openssh(self, line: LogLine, message: str) -> list[LogFinding]:
-        if m := _CONNECTION_FROM.fullmatch(message):
-            conn = self._start(line, (m["ip"], int(m["port"])))
-            conn.local = (m["lip"], int(m["lport"]))
+        if (m := _CONNECTION_FROM.fullmatch(message)) and (peer := _peer(m["ip"], m["port"])):
+            conn = self._start(line, peer)
+            conn.local = _peer(m["lip"], m["lport"])
             conn.add(message)
             return []
-        if m := _UNABLE.fullmatch(message):
-            peer = (m["who"].rsplit(" ", 1)[-1], int(m["port"]))
+        if (
+            (m := _UNABLE.fullmatch(message))
+            and (peer := _peer(m["who"].rsplit(" ", 1)[-1], m["port"]))
+            and (listname := list_of_reason(m["reason"])) is not None
+        ):
             taken = self._take(line, peer)
             offer, cut = _names(m["offer"])
             notes: list[str] = []
@@ -225,8 +230,7 @@ class SshdLogReader:
                     "the log line may be cut (syslog keeps 500 characters of an sshd line): "
                     "their offer may be longer than logged"
                 )
-            listname = list_of_reason(m["reason"])
-            if listname is not None and listname.endswith("client_to_server"):
+            if listname.endswith("client_to_server"):
                 notes.append(
                     "sshd's line does not say the direction: client to server is the one sshd "
                     "checks first (kex.c:kex_choose_conf)"
@@ -245,16 +249,17 @@ class SshdLogReader:
                     notes=tuple(notes),
                 )
             ]
-        if (m := _BANNER.fullmatch(message)) or (m := _OLD_BANNER.fullmatch(message)):
-            peer = (m["ip"], int(m["port"]))
+        if (m := _BANNER.fullmatch(message) or _OLD_BANNER.fullmatch(message)) and (
+            peer := _peer(m["ip"], m["port"])
+        ):
             ended = self._take(line, peer)
             return [
                 self._finding(
                     line, ended, server="openssh", kind="banner", peer=peer, message=message
                 )
             ]
-        if m := _ENDED.fullmatch(message):
-            self._take(line, (m["ip"], int(m["port"])))
+        if (m := _ENDED.fullmatch(message)) and (peer := _peer(m["ip"], m["port"])):
+            self._take(line, peer)
             return []
         if line.pid is None:
             if message.startswith("kex_exchange_identification: ") and len(self._waiting) < 4:
@@ -270,13 +275,15 @@ class SshdLogReader:
     # -- dropbear ---------------------------------------------------------------------------
 
     def _dropbear(self, line: LogLine, message: str) -> list[LogFinding]:
-        if m := _DROPBEAR_CHILD.fullmatch(message):
-            self._start(line, (m["ip6"] or m["ip"], int(m["port"]))).add(message)
+        if (m := _DROPBEAR_CHILD.fullmatch(message)) and (
+            child := _peer(m["ip6"] or m["ip"], m["port"])
+        ):
+            self._start(line, child).add(message)
             return []
         m = _DROPBEAR_EXIT.fullmatch(message)
-        if m is None:
+        peer = _peer(m["ip6"] or m["ip"], m["port"]) if m is not None else None
+        if m is None or peer is None:
             return []
-        peer = (m["ip6"] or m["ip"], int(m["port"]))
         conn = self._take(line, peer)
         algo = _DROPBEAR_ALGO.fullmatch(m["why"])
         if algo is not None and algo["algo"] in DROPBEAR_LISTS:
@@ -368,6 +375,18 @@ class SshdLogReader:
             notes=notes,
             line_number=self.lines,
         )
+
+
+def _peer(ip: str | None, port: str) -> tuple[str, int] | None:
+    """An address and port from a line, or None when they are not one (a stranger's text)."""
+    if ip is None:
+        return None
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    number = int(port)
+    return (ip, number) if number <= MAX_PORT else None
 
 
 def _server_of(line: LogLine) -> Server | None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from kexproxy.core import sshdlog
 from kexproxy.core.diagnosis import diagnosed
+from kexproxy.core.lists import KIND
 from kexproxy.core.sshdlog import LogFinding, SshdLogReader, list_of_reason
 from kexproxy.core.sshdlog_record import finding_record
 from tests.builders import assert_valid_record
@@ -235,6 +236,11 @@ def test_hostile_lines_never_raise_and_give_nothing() -> None:
         "Dec 99 99:99:99 h sshd[99999999999]: Unable to negotiate",
         '{"MESSAGE": "Unable to negotiate", "_PID": 5}',
         "banner exchange: Connection from " + "9" * 5000,
+        "Unable to negotiate with 10.0.0.5 port 70000: no matching MAC found. Their offer: a",
+        "Unable to negotiate with evil.example port 7: no matching MAC found. Their offer: a",
+        "Exit before auth from <10.0.0.5:99999>: No matching algo kex",
+        "banner exchange: Connection from 999.1.1.1 port 7: invalid format",
+        "Unable to negotiate with 10.0.0.5 port 7: no matching flux found. Their offer: a",
     ]
     assert read("\n".join(hostile)) == []
 
@@ -246,6 +252,22 @@ def test_any_lines_never_raise(lines: list[str]) -> None:
     for line in lines:
         reader.receive_line("Unable to negotiate with " + line)
         reader.receive_line(line)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ip=st.sampled_from(["10.0.0.5", "::1", "fe80::1%eth0"]),
+    port=st.integers(0, 65535),
+    reason=st.sampled_from([k.reason for k in KIND.values()]),
+    offer=st.text(max_size=300),
+    host=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1),
+)
+def test_any_verdict_line_makes_a_record_the_schema_accepts(
+    ip: str, port: int, reason: str, offer: str, host: str
+) -> None:
+    line = f"Dec  7 18:01:49 {host} sshd[5]: Unable to negotiate with {ip} port {port}: {reason}. Their offer: {offer}"
+    for finding in read(line):
+        assert_valid_record(diagnosed(finding_record(finding, capture=None)))
 
 
 # -- records ------------------------------------------------------------------------------------
