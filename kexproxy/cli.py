@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kexproxy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     read_command.register(sub)
-    for name in ("proxy", "sniff", "sessions", "explain", "probe", "whatif", "tui"):
+    for name in ("proxy", "sniff", "sessions", "explain", "probe", "whatif", "tui", "logs"):
         module = _optional_command(name)
         if module is not None:
             module.register(sub)

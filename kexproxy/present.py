@@ -32,8 +32,10 @@ def address(host: object, port: object) -> str:
 
 
 def endpoint(ep: Mapping[str, object]) -> str:
-    """A record's ``client`` or ``server`` object as an address (``?`` for a missing IP)."""
-    return address(ep.get("ip", "?"), ep.get("port"))
+    """A record's ``client`` or ``server`` object as an address (``?`` for a missing IP or
+    port: a record from a server's log may not know the server's)."""
+    ip, port = ep.get("ip"), ep.get("port")
+    return address("?" if ip is None else ip, "?" if port is None else port)
 
 
 def software(banner: str | None) -> str:

@@ -66,7 +66,7 @@ class SessionRecord:
     """One connection's handshake as seen on the wire; see docs/session-record.md."""
 
     id: str
-    source: Literal["proxy", "pcap", "probe"]
+    source: Literal["proxy", "pcap", "probe", "log"]
     capture: str | None
     started: str | None
     ended: str | None
@@ -96,6 +96,9 @@ class SessionRecord:
     timeline: list[JSONDict] = field(default_factory=list)
     diagnosis: JSONDict | None = None
     policy: JSONDict | None = None
+    #: The server's host name as its own log names it (`source` "log"); left out of the JSON
+    #: when None, so records of other sources are unchanged.
+    server_host: str | None = None
     #: "ssh" or "tls"; the fields below it are TLS's, and an SSH record does not carry them.
     protocol: Protocol = "ssh"
     client_hello: JSONDict | None = None
@@ -116,7 +119,7 @@ class SessionRecord:
             if f.name == "protocol" or (not tls and f.name in TLS_FIELDS):
                 continue
             value = getattr(self, f.name)
-            if f.name in ("diagnosis", "policy") and value is None:
+            if f.name in ("diagnosis", "policy", "server_host") and value is None:
                 continue
             out[f.name] = value
         return out
@@ -192,6 +195,7 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "timeline": (list,),
     "diagnosis": (dict, _NONE),
     "policy": (dict, _NONE),
+    "server_host": (str, _NONE),
     "protocol": (str,),
     "client_hello": (dict, _NONE),
     "server_hello": (dict, _NONE),

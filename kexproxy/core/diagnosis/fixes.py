@@ -104,7 +104,11 @@ def candidates(
 ) -> list[Candidate]:
     """Names the other side offers on every list of `unit` that `side` could add, ranked."""
     other = record.server_kexinit if side == "client" else record.client_kexinit
-    offers = [offered(other, rfc) for rfc in unit.lists]
+    if other is None:
+        # A record from a server's log has no KEXINITs: the peer's offer is in `failures`.
+        offers = [_failure_offer(record, _other_role(side), rfc) for rfc in unit.lists]
+    else:
+        offers = [offered(other, rfc) for rfc in unit.lists]
     category = LIST_CATEGORY[unit.lists[0]]
     can = peer.can_offer(category, cat)
     defaults = peer.defaults(side, category, cat)
@@ -137,6 +141,19 @@ def candidates(
         )
     out.sort(key=lambda c: c.key(cat))
     return out
+
+
+def _other_role(side: Role) -> Role:
+    return "server" if side == "client" else "client"
+
+
+def _failure_offer(record: SessionRecord, role: Role, rfc: str) -> list[str]:
+    """`role`'s offer for the failing list `rfc` as `failures` keeps it (empty if unknown)."""
+    for failure in record.failures:
+        if failure.get("list") == rfc:
+            names = failure.get(f"{role}_offer") or []
+            return [n for n in names if isinstance(n, str)]
+    return []
 
 
 def can_add(

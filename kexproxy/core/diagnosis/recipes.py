@@ -71,6 +71,9 @@ def plan(record: SessionRecord, cat: Catalogue) -> tuple[list[JSONDict], list[JS
             if made is not None:
                 recipes.append(made)
                 continue
+        if _offer_unknown(record, _other(side)):
+            advice.append(_unknown_offer(side))
+            continue
         lacking = [u for u, p in zip(failing, picks, strict=True) if p is None]
         upgrade = _upgrade(side, peers[side], failing, record, cat)
         if upgrade is not None:
@@ -415,6 +418,20 @@ def _upgrade(
                 "notes": [],
             }
     return None
+
+
+def _offer_unknown(record: SessionRecord, role: Role) -> bool:
+    """True when the record holds none of `role`'s offer: a record from the other side's log."""
+    kexinit = record.client_kexinit if role == "client" else record.server_kexinit
+    return kexinit is None and not any(f.get(f"{role}_offer") for f in record.failures)
+
+
+def _unknown_offer(side: Role) -> str:
+    old = _other(side)
+    return (
+        f"The {old}'s own list is not in this record (it comes from the {old}'s log): "
+        f"probe the {old} (kexproxy probe) to know what the {side} could add."
+    )
 
 
 def _cannot(side: Role, peer: Peer, lacking: Sequence[Unit], *, upgrade: bool) -> str:

@@ -1,0 +1,111 @@
+"""A `LogFinding` (sshd's or dropbear's own log lines) as a session record with source "log".
+
+Why a record: the store, the dashboard, the diagnosis and the what-if population all read
+records, so a failure known only from a server's log joins the ones seen on the wire. Such a
+record has no wire bytes: no KEXINITs, no banners, no HASSH. What the server's line gives is
+the peer (the SSH client), the list that failed and the client's offer for it, so `failures`
+holds the client's offer and an empty server offer (the log does not show the server's own
+list; a probe of the server does), and `rejections.server` holds the line itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
+from kexproxy.core.sshdlog import LogFinding
+
+#: What sshd sends a client whose identification line it refuses (kex.c:
+#: kex_exchange_identification, send_error), by the reason it logs.
+_OPENSSH_BANNER_REPLY = {
+    "invalid format": "Invalid SSH identification string.",
+    "Protocol major versions differ": "Protocol major versions differ.",
+}
+
+
+def finding_record(finding: LogFinding, *, capture: str | None) -> SessionRecord:
+    """The record of one finding; `capture` names the log file (None for standard input)."""
+    failures: list[JSONDict] = []
+    rejection: JSONDict | None = None
+    if finding.kind == "negotiation" and finding.list is not None and finding.reason is not None:
+        offer = list(finding.their_offer)
+        failures.append({"list": finding.list, "client_offer": offer, "server_offer": []})
+        openssh_words = (
+            finding.message
+            if finding.server == "openssh"
+            else f"Unable to negotiate with {finding.peer_ip} port {finding.peer_port}: "
+            f"{finding.reason}. Their offer: "
+        )
+        rejection = {
+            "list": finding.list,
+            "reason": finding.reason,
+            "their_offer": offer,
+            "message": openssh_words,
+            "native": finding.message if finding.server == "dropbear" else None,
+        }
+    name = "sshd" if finding.server == "openssh" else "dropbear"
+    notes = [f"from {name}'s log: {line}" for line in finding.context]
+    notes.append(f"from {name}'s log: {finding.message}")
+    notes += finding.notes
+    if finding.server == "dropbear" and rejection is not None:
+        notes.append(
+            "`message` is OpenSSH's wording for this failure; dropbear's own line is `native`"
+        )
+    if finding.local_ip is None:
+        notes.append(
+            "the log does not name the server's address (sshd logs it at LogLevel VERBOSE: "
+            '"Connection from A port P on B port Q")'
+        )
+    banner_error = None
+    if finding.kind == "banner" and finding.server == "openssh":
+        banner_error = _OPENSSH_BANNER_REPLY.get(finding.message.rsplit(": ", 1)[-1])
+    return SessionRecord(
+        id=_record_id(finding, capture),
+        source="log",
+        capture=capture,
+        started=rfc3339(finding.first_ts),
+        ended=rfc3339(finding.ts),
+        client={"ip": finding.peer_ip, "port": finding.peer_port},
+        server={"ip": finding.local_ip, "port": finding.local_port},
+        server_host=finding.host,
+        client_banner=None,
+        server_banner=None,
+        client_kexinit=None,
+        server_kexinit=None,
+        outcome="failed" if finding.kind == "negotiation" else "not_ssh",
+        negotiated=None,
+        failures=failures,
+        rejections={"client": None, "server": rejection},
+        evidence={
+            "first_close": None,  # a log does not show who closed first, or how
+            "how": None,
+            "disconnects": [],
+            "banner_error": banner_error,
+        },
+        host_key=None,
+        hassh=None,
+        hassh_server=None,
+        hassh_algorithms=None,
+        hassh_server_algorithms=None,
+        strict_kex={"client": False, "server": False},
+        bytes={"c2s": 0, "s2c": 0},
+        notes=notes,
+        roles={"determined_by": "log", "tcp_initiator": "client"},
+        pre_banner_lines={"client": [], "server": []},
+    )
+
+
+def _record_id(finding: LogFinding, capture: str | None) -> str:
+    """Stable across runs on the same file: the verdict line, where it is, and who wrote it."""
+    key = "\0".join(
+        str(part)
+        for part in (
+            capture,
+            finding.line_number,
+            finding.host,
+            finding.pid,
+            finding.ts,
+            finding.message,
+        )
+    )
+    return "log-" + hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:16]
