@@ -24,6 +24,8 @@ three ways in:
       (with --store, the sessions are also recorded there, as kexproxy proxy does)
   kexproxy tui --listen 0.0.0.0:2222 --transparent
       the same for connections redirected by iptables REDIRECT (see the README)
+  kexproxy tui --listen 0.0.0.0:2222 --tproxy
+      the same for connections steered by iptables TPROXY, the client's address kept
 
 --policy FILE judges captures and the built-in proxy's sessions (a watched store holds the
 verdicts of the `kexproxy proxy --policy` that wrote it); the detail screen lists violations.
@@ -58,6 +60,11 @@ def register(sub: Any) -> None:
         "--transparent",
         action="store_true",
         help="with --listen: relay each connection to its original destination (iptables REDIRECT)",
+    )
+    parser.add_argument(
+        "--tproxy",
+        action="store_true",
+        help="with --listen: as --transparent, for iptables TPROXY, from the client's own address",
     )
     parser.add_argument(
         "--policy", metavar="FILE", help="policy (TOML, see policies/) to judge each session by"
@@ -125,9 +132,10 @@ def _is_tty(stream: object) -> bool:
 def run(args: argparse.Namespace) -> int:
     proxied = args.listen is not None
     modes = sum([bool(args.files), args.store is not None and not proxied, proxied])
-    relayed = args.upstream is not None or args.transparent
-    if args.upstream is not None and args.transparent:
-        print("kexproxy tui: --upstream is not used with --transparent", file=sys.stderr)
+    follows = args.transparent or args.tproxy
+    relayed = args.upstream is not None or follows
+    if (args.upstream is not None and follows) or (args.transparent and args.tproxy):
+        print("kexproxy tui: give one of --upstream, --transparent and --tproxy", file=sys.stderr)
         return exitcodes.BAD_INPUT
     if modes != 1 or proxied != relayed:
         print(
@@ -187,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
         from kexproxy_tui.adapters import proxy_feed
 
         try:
-            feed = proxy_feed(args.listen, args.upstream, store=args.store, stages=steps)
+            feed = proxy_feed(
+                args.listen, args.upstream, store=args.store, stages=steps, tproxy=args.tproxy
+            )
         except ValueError as exc:
             print(f"kexproxy tui: {exc}", file=sys.stderr)
             return exitcodes.BAD_INPUT
