@@ -132,10 +132,12 @@ def _is_tty(stream: object) -> bool:
 def run(args: argparse.Namespace) -> int:
     proxied = args.listen is not None
     modes = sum([bool(args.files), args.store is not None and not proxied, proxied])
-    follows = args.transparent or args.tproxy
-    relayed = args.upstream is not None or follows
-    if (args.upstream is not None and follows) or (args.transparent and args.tproxy):
-        print("kexproxy tui: give one of --upstream, --transparent and --tproxy", file=sys.stderr)
+    relayed = args.upstream is not None or args.transparent or args.tproxy
+    if args.tproxy and (args.upstream is not None or args.transparent):
+        print("kexproxy tui: --tproxy takes neither --upstream nor --transparent", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if args.upstream is not None and args.transparent:
+        print("kexproxy tui: --upstream is not used with --transparent", file=sys.stderr)
         return exitcodes.BAD_INPUT
     if modes != 1 or proxied != relayed:
         print(
