@@ -26,8 +26,8 @@ examples:
   kexproxy proxy --transparent --listen 0.0.0.0:2222
       serve connections redirected by iptables REDIRECT; each goes to its original
       destination, so one proxy covers many servers (see the README)
-  kexproxy proxy --tproxy --listen 0.0.0.0:2222
-      serve connections steered by an iptables TPROXY rule on a router; each leaves
+  kexproxy proxy --tproxy --listen '[::]:2222'
+      serve connections (IPv4 and IPv6) steered by an iptables TPROXY rule on a router; each leaves
       for its original destination from the client's own address, so sshd logs and
       penalises the real client (root or CAP_NET_ADMIN; recipe in the README)
 
@@ -40,10 +40,11 @@ ends: `kexproxy sessions` lists them.
 Through the relay the client sees the proxy's listen address as its peer and the server
 sees the proxy's upstream-side address: each rejection message in a record names the peer
 as that side saw it, so it is the line the real client printed and the real sshd logged.
+With --tproxy both sides see each other, as if no proxy were there.
 
-Except with --tproxy, sshd sees every relayed client as the proxy's address: with OpenSSH 9.8 and later, exempt
-it from PerSourcePenalties (PerSourcePenaltyExemptList 127.0.0.1 in sshd_config), and size
-MaxStartups for all clients together.
+Except with --tproxy, sshd sees every relayed client as the proxy's address: with OpenSSH
+9.8 and later, exempt it from PerSourcePenalties (PerSourcePenaltyExemptList 127.0.0.1 in
+sshd_config), and size MaxStartups for all clients together.
 
 SIGINT or SIGTERM stops the proxy: open sessions are recorded as ended by the shutdown,
 the store is flushed, and the exit status is 0. Exit status 2: bad arguments, or the
