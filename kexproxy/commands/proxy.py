@@ -64,7 +64,8 @@ def register(sub: Any) -> None:
         "--listen",
         required=True,
         metavar="[HOST:]PORT",
-        help="address to listen on (host defaults to 127.0.0.1; port 0 picks a free one)",
+        help="address to listen on (host defaults to 127.0.0.1, or to :: with --tproxy, which "
+        "needs a wildcard address; port 0 picks a free one)",
     )
     parser.add_argument(
         "--upstream",
@@ -189,7 +190,10 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.worker_process import ChildWorker
 
     try:
-        listen = parse_address(args.listen, default_host="127.0.0.1", default_port=None)
+        # A TPROXY rule hands connections to a listener that matches their destination:
+        # only a wildcard address matches them all.
+        default_host = "::" if args.tproxy else "127.0.0.1"
+        listen = parse_address(args.listen, default_host=default_host, default_port=None)
         upstream = None
         if args.transparent and args.tproxy:
             _err("kexproxy: --transparent (REDIRECT) and --tproxy (TPROXY) exclude each other")

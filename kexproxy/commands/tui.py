@@ -91,7 +91,9 @@ def _before_the_screen(args: argparse.Namespace, proxied: bool) -> str | None:
             if problem is not None:
                 return problem
         try:
-            host, port = parse_address(args.listen, default_host="127.0.0.1", default_port=None)
+            host, port = parse_address(
+                args.listen, default_host="::" if args.tproxy else "127.0.0.1", default_port=None
+            )
         except ValueError as exc:
             return str(exc)
         if port:

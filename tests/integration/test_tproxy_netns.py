@@ -75,13 +75,15 @@ def topology() -> Iterator[Namespaces]:
         skip_or_fail(f"cannot build the namespaces and TPROXY rules here: {exc}")
 
 
-def start_proxy(topo: Namespaces, tmp: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+def start_proxy(
+    topo: Namespaces, tmp: Path, listen: str = f"[::]:{PROXY_PORT}"
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
     out, err = tmp / "proxy.out", tmp / "proxy.err"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tui'}"}
     proxy = topo.popen(
         topo.router,
         [sys.executable, "-m", "kexproxy", "proxy", "--tproxy",
-         "--listen", f"[::]:{PROXY_PORT}", "--json", "--no-store"],
+         "--listen", listen, "--json", "--no-store"],
         stdout=out.open("wb"), stderr=err.open("wb"), cwd=ROOT, env=env,
     )  # fmt: skip
     wait_until(lambda: "listening on" in err.read_text() or proxy.poll() is not None)
@@ -165,7 +167,8 @@ def test_tproxy_takes_another_port_when_the_clients_is_taken(
         stdout=subprocess.PIPE,
     )  # fmt: skip
     assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-    proxy, out, err = start_proxy(topo, tmp_path)
+    # A bare port: with --tproxy the host defaults to the wildcard "::" (both families).
+    proxy, out, err = start_proxy(topo, tmp_path, listen=str(PROXY_PORT))
     hello = run_command(
         ["ip", "netns", "exec", topo.client, sys.executable, "-c",
          "import socket; s = socket.socket(); "

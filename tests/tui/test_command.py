@@ -104,6 +104,8 @@ def test_policy_and_transparent_modes(ran: Ran, tmp_path: Path) -> None:
     assert cli.main(["tui", "--listen", "0.0.0.0:2222", "--tproxy"]) == exitcodes.OK
     assert isinstance(ran.feed, ProxyFeed)
     assert ran.feed.upstream is None and ran.feed.tproxy
+    assert cli.main(["tui", "--listen", "2222", "--tproxy"]) == exitcodes.OK
+    assert isinstance(ran.feed, ProxyFeed) and ran.feed.listen == ("::", 2222)
 
 
 @pytest.mark.parametrize(

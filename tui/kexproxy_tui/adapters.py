@@ -338,7 +338,8 @@ def proxy_feed(
     """
     from kexproxy.sources.proxy import parse_address, resolve
 
-    where = parse_address(listen, default_host="127.0.0.1", default_port=None)
+    # TPROXY hands connections to a listener matching their destination: a wildcard one.
+    where = parse_address(listen, default_host="::" if tproxy else "127.0.0.1", default_port=None)
     if upstream is None:
         return ProxyFeed(where, None, store=store, stages=stages, tproxy=tproxy)
     to = parse_address(upstream, default_host=None, default_port=22)
