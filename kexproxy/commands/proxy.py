@@ -26,6 +26,10 @@ examples:
   kexproxy proxy --transparent --listen 0.0.0.0:2222
       serve connections redirected by iptables REDIRECT; each goes to its original
       destination, so one proxy covers many servers (see the README)
+  kexproxy proxy --tproxy --listen '[::]:2222'
+      serve connections (IPv4 and IPv6) steered by an iptables TPROXY rule on a router; each leaves
+      for its original destination from the client's own address, so sshd logs and
+      penalises the real client (root or CAP_NET_ADMIN; recipe in the README)
 
 The relay passes every byte on unchanged and at once; it reads a copy of the handshake,
 then, once both sides are past NEWKEYS, moves bytes in the kernel (splice). Records go to
@@ -36,10 +40,11 @@ ends: `kexproxy sessions` lists them.
 Through the relay the client sees the proxy's listen address as its peer and the server
 sees the proxy's upstream-side address: each rejection message in a record names the peer
 as that side saw it, so it is the line the real client printed and the real sshd logged.
+With --tproxy both sides see each other, as if no proxy were there.
 
-sshd sees every relayed client as the proxy's address: with OpenSSH 9.8 and later, exempt
-it from PerSourcePenalties (PerSourcePenaltyExemptList 127.0.0.1 in sshd_config), and size
-MaxStartups for all clients together.
+Except with --tproxy, sshd sees every relayed client as the proxy's address: with OpenSSH
+9.8 and later, exempt it from PerSourcePenalties (PerSourcePenaltyExemptList 127.0.0.1 in
+sshd_config), and size MaxStartups for all clients together.
 
 SIGINT or SIGTERM stops the proxy: open sessions are recorded as ended by the shutdown,
 the store is flushed, and the exit status is 0. Exit status 2: bad arguments, or the
@@ -59,17 +64,24 @@ def register(sub: Any) -> None:
         "--listen",
         required=True,
         metavar="[HOST:]PORT",
-        help="address to listen on (host defaults to 127.0.0.1; port 0 picks a free one)",
+        help="address to listen on (host defaults to 127.0.0.1, or to :: with --tproxy, which "
+        "needs a wildcard address; port 0 picks a free one)",
     )
     parser.add_argument(
         "--upstream",
         metavar="HOST[:PORT]",
-        help="the server to relay to (port defaults to 22); not used with --transparent",
+        help="the server to relay to (port defaults to 22); not used with --transparent or --tproxy",
     )
     parser.add_argument(
         "--transparent",
         action="store_true",
         help="relay each connection to its original destination (iptables REDIRECT)",
+    )
+    parser.add_argument(
+        "--tproxy",
+        action="store_true",
+        help="relay each connection steered here by iptables TPROXY to its original "
+        "destination, from the client's own address (root or CAP_NET_ADMIN)",
     )
     parser.add_argument(
         "--store",
@@ -178,14 +190,21 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.worker_process import ChildWorker
 
     try:
-        listen = parse_address(args.listen, default_host="127.0.0.1", default_port=None)
+        # A TPROXY rule hands connections to a listener that matches their destination:
+        # only a wildcard address matches them all.
+        default_host = "::" if args.tproxy else "127.0.0.1"
+        listen = parse_address(args.listen, default_host=default_host, default_port=None)
         upstream = None
-        if args.transparent:
+        if args.transparent and args.tproxy:
+            _err("kexproxy: --transparent (REDIRECT) and --tproxy (TPROXY) exclude each other")
+            return exitcodes.BAD_INPUT
+        if args.transparent or args.tproxy:
             if args.upstream:
-                _err("kexproxy: --upstream is not used with --transparent")
+                mode = "--tproxy" if args.tproxy else "--transparent"
+                _err(f"kexproxy: --upstream is not used with {mode}")
                 return exitcodes.BAD_INPUT
         elif not args.upstream:
-            _err("kexproxy: give --upstream HOST[:PORT], or --transparent")
+            _err("kexproxy: give --upstream HOST[:PORT], or --transparent, or --tproxy")
             return exitcodes.BAD_INPUT
         else:
             upstream = parse_address(args.upstream, default_host=None, default_port=22)
@@ -211,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         listen=listen,
         upstream=upstream,
         transparent=args.transparent,
+        tproxy=args.tproxy,
         handshake_timeout=args.handshake_timeout,
         connect_timeout=args.connect_timeout,
         splice=not args.no_splice,
@@ -261,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
 
     def ready(address: Endpoint) -> None:
         target = (
-            "each connection's original destination"
+            "each connection's original destination from the client's own address"
+            if args.tproxy
+            else "each connection's original destination"
             if args.transparent
             else (present.address(*upstream) if upstream else "?")
         )

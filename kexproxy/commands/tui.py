@@ -27,6 +27,8 @@ three ways in:
   kexproxy tui --interface eth0 --bpf 'tcp port 22'
       capture eth0 live, as kexproxy sniff does (root or CAP_NET_RAW); records also
       go to ./kexproxy.db unless --store FILE or --no-store says otherwise
+  kexproxy tui --listen 0.0.0.0:2222 --tproxy
+      the same for connections steered by iptables TPROXY, the client's address kept
 
 --policy FILE judges captures and the built-in proxy's sessions (a watched store holds the
 verdicts of the `kexproxy proxy --policy` that wrote it); the detail screen lists violations.
@@ -61,6 +63,11 @@ def register(sub: Any) -> None:
         "--transparent",
         action="store_true",
         help="with --listen: relay each connection to its original destination (iptables REDIRECT)",
+    )
+    parser.add_argument(
+        "--tproxy",
+        action="store_true",
+        help="with --listen: as --transparent, for iptables TPROXY, from the client's own address",
     )
     parser.add_argument(
         "--policy", metavar="FILE", help="policy (TOML, see policies/) to judge each session by"
@@ -153,7 +160,9 @@ def _before_the_screen(args: argparse.Namespace, proxied: bool) -> str | None:
             if problem is not None:
                 return problem
         try:
-            host, port = parse_address(args.listen, default_host="127.0.0.1", default_port=None)
+            host, port = parse_address(
+                args.listen, default_host="::" if args.tproxy else "127.0.0.1", default_port=None
+            )
         except ValueError as exc:
             return str(exc)
         if port:
@@ -199,7 +208,10 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.BAD_INPUT
     proxied = args.listen is not None
     modes = sum([bool(args.files), args.store is not None and not proxied, proxied])
-    relayed = args.upstream is not None or args.transparent
+    relayed = args.upstream is not None or args.transparent or args.tproxy
+    if args.tproxy and (args.upstream is not None or args.transparent):
+        print("kexproxy tui: --tproxy takes neither --upstream nor --transparent", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     if args.upstream is not None and args.transparent:
         print("kexproxy tui: --upstream is not used with --transparent", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -261,7 +273,9 @@ def run(args: argparse.Namespace) -> int:
         from kexproxy_tui.adapters import proxy_feed
 
         try:
-            feed = proxy_feed(args.listen, args.upstream, store=args.store, stages=steps)
+            feed = proxy_feed(
+                args.listen, args.upstream, store=args.store, stages=steps, tproxy=args.tproxy
+            )
         except ValueError as exc:
             print(f"kexproxy tui: {exc}", file=sys.stderr)
             return exitcodes.BAD_INPUT

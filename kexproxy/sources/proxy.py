@@ -12,7 +12,10 @@ fed through a pipe (kexproxy/worker_process.py).
 
 In transparent mode (``--transparent``) the upstream of each connection is the address the
 client really connected to, recovered from netfilter (proxy_netfilter.py) after an
-iptables ``REDIRECT``.
+iptables ``REDIRECT``. In TPROXY mode (``--tproxy``) an iptables ``TPROXY`` rule hands the
+connection over unchanged: its original destination is the accepted socket's own address,
+and the upstream leg leaves from the client's own address (proxy_tproxy.py), so the server
+sees the real client.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from kexproxy.sources.proxy_session import (
     endpoint_of,
     prepare_client,
 )
+from kexproxy.sources.proxy_tproxy import dial_as_client, is_own_address, make_transparent
 
 #: Connections accepted per readiness callback: enough to drain a burst, few enough that
 #: relaying for the sessions already open is not held up.
@@ -57,11 +61,14 @@ _ID_MASK = (1 << 64) - 1
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProxyConfig:
-    """What the proxy listens on and relays to; `upstream` is None in transparent mode."""
+    """What the proxy listens on and relays to; `upstream` is None in transparent and TPROXY mode."""
 
     listen: tuple[str, int]
     upstream: tuple[str, int] | None
     transparent: bool = False
+    #: TPROXY mode: the original destination is the accepted socket's address, and the
+    #: upstream leg leaves from the client's own address.
+    tproxy: bool = False
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     refresh: float = DEFAULT_REFRESH
@@ -179,6 +186,11 @@ class Proxy:
         self._serial = 0
 
     @property
+    def _follows_destination(self) -> bool:
+        """True when each connection goes to its own original destination."""
+        return self.config.transparent or self.config.tproxy
+
+    @property
     def open_sessions(self) -> int:
         return len(self._sessions)
 
@@ -188,7 +200,7 @@ class Proxy:
         # The core reads its algorithm catalogue on first use; reading it now means that a
         # proxy out of file descriptors later can still build every record.
         catalogue()
-        if self.config.upstream is not None and not self.config.transparent:
+        if self.config.upstream is not None and not self._follows_destination:
             self._upstream = resolve(*self.config.upstream)
         host, port = self.config.listen
         infos = socket.getaddrinfo(
@@ -198,6 +210,8 @@ class Proxy:
         listener = socket.socket(family, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.config.tproxy:
+                make_transparent(listener)
             if family == socket.AF_INET6 and sockaddr[0] == "::":
                 # "::" serves IPv4 clients too (shown as plain IPv4 in records).
                 listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -285,7 +299,7 @@ class Proxy:
         # The upstream's connect first: its handshake and the server's greeting then
         # overlap everything else done here for the session.
         dialled = None
-        if not self.config.transparent and self._upstream is not None:
+        if not self._follows_destination and self._upstream is not None:
             dialled = dial(self._upstream)
         # accept()'s address, not getpeername(): a client that already reset while waiting
         # in the backlog has no peer name any more, and still deserves its record.
@@ -296,7 +310,14 @@ class Proxy:
         except OSError:
             local = self.address or Endpoint(ip=self.config.listen[0], port=self.config.listen[1])
         refuse: str | None = None
-        if self.config.transparent:
+        if self.config.tproxy:
+            # Both peers see each other: the client's view is the server, the server's
+            # (the upstream socket's name) the client.
+            upstream, client_view = local, local
+            refuse = self._addressed_to_proxy(local)
+            if refuse is None:
+                dialled = dial_as_client(local, client_ep)
+        elif self.config.transparent:
             upstream, refuse = self._original_destination(conn, local)
             client_view = upstream
         else:
@@ -341,6 +362,18 @@ class Proxy:
                 "relaying it would loop, so it was reset"
             )
         return dest, None
+
+    def _addressed_to_proxy(self, local: Endpoint) -> str | None:
+        """Why a TPROXY-mode connection must not be relayed: it was sent to the proxy itself
+        (not steered by a TPROXY rule), and relaying it would connect back to the proxy."""
+        if self.address is None or local.port != self.address.port:
+            return None
+        if local != self.address and not is_own_address(local.ip):
+            return None
+        return (
+            "TPROXY mode: the connection was addressed to the proxy itself; "
+            "relaying it would loop, so it was reset"
+        )
 
     def _refresh(self) -> None:
         loop = self._loop

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -175,6 +176,8 @@ def test_a_store_that_cannot_be_used_at_start_is_refused(tmp_path: Path, where: 
         (["--listen", "2222"], "give --upstream"),
         (["--listen", "2222", "--upstream", "x:99999"], "from 0 to 65535"),
         (["--listen", "2222", "--transparent", "--upstream", "h"], "not used with --transparent"),
+        (["--listen", "2222", "--tproxy", "--upstream", "h"], "not used with --tproxy"),
+        (["--listen", "2222", "--tproxy", "--transparent"], "exclude each other"),
         (["--listen", "[::1", "--upstream", "h"], "missing ']'"),
         (["--listen", "2222", "--upstream", "no-such-host.invalid"], "cannot resolve"),
     ],
@@ -201,6 +204,23 @@ def test_a_listen_address_in_use_exits_2(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.returncode == 2
     assert f"cannot listen on {port}" in result.stderr
+
+
+def test_tproxy_without_the_capability_exits_2_with_one_line(tmp_path: Path) -> None:
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv (util-linux) to run without CAP_NET_ADMIN")
+    result = subprocess.run(
+        [setpriv, "--bounding-set=-net_admin,-net_raw", sys.executable, "-m", "kexproxy",
+         "proxy", "--tproxy", "--listen", "127.0.0.1:0", "--no-store"],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "kexproxy: cannot listen on 127.0.0.1:0: --tproxy needs root or CAP_NET_ADMIN "
+        "(the kernel refused IP_TRANSPARENT)"
+    ]
 
 
 def test_the_default_store_is_kexproxy_db_in_the_working_directory(tmp_path: Path) -> None:

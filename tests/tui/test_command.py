@@ -100,6 +100,12 @@ def test_policy_and_transparent_modes(ran: Ran, tmp_path: Path) -> None:
     assert isinstance(ran.feed, ProxyFeed)
     assert ran.feed.upstream is None and len(ran.feed.stages) == 3
     assert ran.feed.label == "proxy 0.0.0.0:2222 → original destinations"
+    assert not ran.feed.tproxy
+    assert cli.main(["tui", "--listen", "0.0.0.0:2222", "--tproxy"]) == exitcodes.OK
+    assert isinstance(ran.feed, ProxyFeed)
+    assert ran.feed.upstream is None and ran.feed.tproxy
+    assert cli.main(["tui", "--listen", "2222", "--tproxy"]) == exitcodes.OK
+    assert isinstance(ran.feed, ProxyFeed) and ran.feed.listen == ("::", 2222)
 
 
 @pytest.mark.parametrize(
@@ -107,6 +113,8 @@ def test_policy_and_transparent_modes(ran: Ran, tmp_path: Path) -> None:
     [
         (["tui", "--listen", "2222", "--upstream", "x", "--transparent"], "not used with"),
         (["tui", "--transparent"], "(or --transparent)"),
+        (["tui", "--listen", "2222", "--tproxy", "--transparent"], "--tproxy takes neither"),
+        (["tui", "--listen", "2222", "--tproxy", "--upstream", "x"], "--tproxy takes neither"),
         (
             [
                 "tui",

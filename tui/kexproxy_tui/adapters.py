@@ -215,8 +215,11 @@ class ProxyFeed:
         store: str | None = None,
         use_uvloop: bool = True,
         stages: Sequence[Stage] | None = None,
+        tproxy: bool = False,
     ) -> None:
-        """`upstream` None: transparent mode, each connection to its original destination."""
+        """`upstream` None: transparent mode, each connection to its original destination
+        (iptables REDIRECT, or TPROXY with `tproxy`)."""
+        self.tproxy = tproxy
         self.listen = listen
         self.upstream = upstream
         self.store = store
@@ -258,7 +261,10 @@ class ProxyFeed:
         pipeline = Pipeline(sinks, stages=self.stages)
 
         config = ProxyConfig(
-            listen=self.listen, upstream=self.upstream, transparent=self.upstream is None
+            listen=self.listen,
+            upstream=self.upstream,
+            transparent=self.upstream is None and not self.tproxy,
+            tproxy=self.tproxy,
         )
 
         def ready(address: Endpoint) -> None:
@@ -323,6 +329,7 @@ def proxy_feed(
     *,
     store: str | None = None,
     stages: Sequence[Stage] | None = None,
+    tproxy: bool = False,
 ) -> ProxyFeed:
     """The proxy from `listen` (``[HOST:]PORT``) to `upstream` (``HOST[:PORT]``), resolved now;
     `upstream` None for transparent mode.
@@ -331,9 +338,10 @@ def proxy_feed(
     """
     from kexproxy.sources.proxy import parse_address, resolve
 
-    where = parse_address(listen, default_host="127.0.0.1", default_port=None)
+    # TPROXY hands connections to a listener matching their destination: a wildcard one.
+    where = parse_address(listen, default_host="::" if tproxy else "127.0.0.1", default_port=None)
     if upstream is None:
-        return ProxyFeed(where, None, store=store, stages=stages)
+        return ProxyFeed(where, None, store=store, stages=stages, tproxy=tproxy)
     to = parse_address(upstream, default_host=None, default_port=22)
     try:
         resolve(*to)
