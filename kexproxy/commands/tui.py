@@ -24,11 +24,11 @@ three ways in:
       (with --store, the sessions are also recorded there, as kexproxy proxy does)
   kexproxy tui --listen 0.0.0.0:2222 --transparent
       the same for connections redirected by iptables REDIRECT (see the README)
+  kexproxy tui --listen 0.0.0.0:2222 --tproxy
+      the same for connections steered by iptables TPROXY, the client's address kept
   kexproxy tui --interface eth0 --bpf 'tcp port 22'
       capture eth0 live, as kexproxy sniff does (root or CAP_NET_RAW); records also
       go to ./kexproxy.db unless --store FILE or --no-store says otherwise
-  kexproxy tui --listen 0.0.0.0:2222 --tproxy
-      the same for connections steered by iptables TPROXY, the client's address kept
 
 --policy FILE judges captures and the built-in proxy's sessions (a watched store holds the
 verdicts of the `kexproxy proxy --policy` that wrote it); the detail screen lists violations.
