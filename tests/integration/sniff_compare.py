@@ -63,9 +63,9 @@ def read_capture(path: Path, *, timeout: float = 60) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-#: How far the same packet's time may be apart in the two records: the socket's are
-#: nanosecond, tcpdump's pcap truncates them to microseconds and the record rounds, and
-#: under load the two sockets' timestamps themselves were measured 2 microseconds apart.
+#: How far the same packet's time may be apart in the two records by default: the
+#: socket's are nanosecond, tcpdump's pcap truncates them to microseconds and the record
+#: rounds. A busier machine needs more (see `same`).
 TIME_SLACK_MICROS = 2
 
 
@@ -82,31 +82,36 @@ def view(record: dict[str, Any]) -> dict[str, Any]:
     return {key: _times(value) for key, value in record.items() if key not in DIFFERENT}
 
 
-def same(x: Any, y: Any) -> bool:
-    """Equal, but for times within `TIME_SLACK_MICROS`."""
+def same(x: Any, y: Any, *, slack: int = TIME_SLACK_MICROS) -> bool:
+    """Equal, but for times within `slack` microseconds.
+
+    Each capture socket stamps a frame itself: under load (a bulk transfer beside the
+    handshakes) tcpdump's stamp was measured up to 3 microseconds after sniff's for the
+    same frame, so a test run beside one passes a larger slack, and says why.
+    """
     if isinstance(x, Instant) and isinstance(y, Instant):
-        return abs(x.micros - y.micros) <= TIME_SLACK_MICROS
+        return abs(x.micros - y.micros) <= slack
     if isinstance(x, dict) and isinstance(y, dict):
-        return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        return x.keys() == y.keys() and all(same(x[k], y[k], slack=slack) for k in x)
     if isinstance(x, list) and isinstance(y, list):
-        return len(x) == len(y) and all(same(a, b) for a, b in zip(x, y, strict=True))
+        return len(x) == len(y) and all(same(a, b, slack=slack) for a, b in zip(x, y, strict=True))
     return bool(x == y)
 
 
-def differences(x: Any, y: Any, path: str = "") -> list[str]:
+def differences(x: Any, y: Any, path: str = "", *, slack: int = TIME_SLACK_MICROS) -> list[str]:
     """Where `same(x, y)` fails: one line per differing leaf, for an assertion's message."""
     if isinstance(x, dict) and isinstance(y, dict):
         found = [f"{path}.{k}: only in one" for k in x.keys() ^ y.keys()]
         for k in x.keys() & y.keys():
-            found += differences(x[k], y[k], f"{path}.{k}")
+            found += differences(x[k], y[k], f"{path}.{k}", slack=slack)
         return found
     if isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
         return [
             d
             for i, (a, b) in enumerate(zip(x, y, strict=True))
-            for d in differences(a, b, f"{path}[{i}]")
+            for d in differences(a, b, f"{path}[{i}]", slack=slack)
         ]
-    return [] if same(x, y) else [f"{path}: {x!r} != {y!r}"]
+    return [] if same(x, y, slack=slack) else [f"{path}: {x!r} != {y!r}"]
 
 
 def at(timestamp: str) -> Instant:
