@@ -58,9 +58,9 @@ HEAD_START_BYTES: Final = 16 * CHUNK_BYTES
 #: the timing check rather than filling the disk with the capture).
 MAX_UPLOAD_BYTES: Final = 4 * UPLOAD_BYTES
 #: Microseconds the same frame's time may differ between sniff's record and read's: each
-#: socket stamps frames itself, and beside this upload tcpdump's stamps were measured up to
-#: 3 microseconds after sniff's (0 to 1 in most frames); a wrong frame or a lost one is
-#: milliseconds away, or shows as a different timeline.
+#: socket is stamped as the kernel hands it the frame (see `sniff_compare.same`), and beside
+#: this upload tcpdump's stamps were measured up to 3 microseconds after sniff's (0 to 1 in
+#: most frames); a wrong or lost frame shows as a different timeline or byte count.
 LOADED_TIME_SLACK_MICROS: Final = 10
 #: tcpdump's kernel buffer (-B, KiB), so the reference capture drops nothing of the bulk.
 TCPDUMP_BUFFER_KIB: Final = 256 * 1024
