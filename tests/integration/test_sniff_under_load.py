@@ -242,12 +242,14 @@ def test_every_handshake_during_a_200_mb_upload_is_recorded_as_read_records_it(
             f"the kernel dropped frames under this load, so the comparison with read cannot "
             f"hold: {last!r}; {len(noted)} of {len(sniffed)} records carry a drop note"
         )
-    assert f"{len(handshakes) + 1} sessions ended, 5 failed to negotiate" in last, last
 
+    ports = {sshd.port: "sshd", dropbear.port: "dropbear"}
+    signatures = [(_signature(r, ports), r["bytes"]) for r in sniffed]
     read = read_capture(pcap, timeout=120)
+    pcap.unlink()  # 200 MB: pytest keeps the temp dirs of the last runs
     by_key = {_key(r): r for r in read}
-    assert len(by_key) == len(read) == len(sniffed) == len({_key(r) for r in sniffed})
-    assert {_key(r) for r in sniffed} == set(by_key)
+    assert len(by_key) == len(read) == len(sniffed) == len({_key(r) for r in sniffed}), signatures
+    assert {_key(r) for r in sniffed} == set(by_key), signatures
     for live in sniffed:
         captured = by_key[_key(live)]
         slack = LOADED_TIME_SLACK_MICROS
@@ -255,7 +257,6 @@ def test_every_handshake_during_a_200_mb_upload_is_recorded_as_read_records_it(
             view(live), view(captured), slack=slack
         )
 
-    ports = {sshd.port: "sshd", dropbear.port: "dropbear"}
     uploads = [r for r in sniffed if r["bytes"]["c2s"] >= UPLOAD_BYTES]
     assert len(uploads) == 1, [r["bytes"] for r in sniffed]
     upload_record = uploads[0]
@@ -265,6 +266,7 @@ def test_every_handshake_during_a_200_mb_upload_is_recorded_as_read_records_it(
     assert Counter(_signature(r, ports) for r in others) == Counter(
         expected for _, expected in handshakes.values()
     )
+    assert f"{len(handshakes) + 1} sessions ended, 5 failed to negotiate" in last, last
     # OpenSSH's failing clients printed the line the record gives as the client's rejection.
     by_signature = {_signature(r, ports): r for r in others}
     for name in ("kex", "host key", "cipher at dropbear"):
