@@ -88,8 +88,8 @@ def same(x: Any, y: Any, *, slack: int = TIME_SLACK_MICROS) -> bool:
     The two packet sockets do not share a timestamp: the kernel stamps a frame for each
     socket as it hands it over, one tap after the other (the socket opened last first), so
     the same frame's times differ by what the kernel spends in between. Measured on
-    loopback: 0.4 to 1.6 microseconds idle; beside a bulk upload tcpdump's stamp was up to
-    3 microseconds after sniff's. A test run beside such a load passes a larger slack, and
+    loopback: 0.4 to 1.6 microseconds idle; beside a bulk upload on a busy VM, tens of
+    microseconds now and then. A test run beside such a load passes a larger slack, and
     says why.
     """
     if isinstance(x, Instant) and isinstance(y, Instant):
