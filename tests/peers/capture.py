@@ -42,7 +42,9 @@ class Tcpdump:
     one-second timeout expires, so a short capture stopped early holds nothing ("4 packets
     received by filter, 0 packets captured"). Snaplen 0 keeps whole packets
     (loopback's MTU is 65536); ``-Z root`` keeps tcpdump from dropping to the tcpdump user,
-    who could not write into a private temp dir.
+    who could not write into a private temp dir. ``bpf`` replaces the default filter (port
+    ``port`` on 127.0.0.1), e.g. to capture two servers in one file; ``buffer_kib`` is
+    tcpdump's ``-B``, the kernel buffer a capture of bulk traffic needs so as not to drop.
     """
 
     def __init__(
@@ -54,9 +56,13 @@ class Tcpdump:
         start_timeout: float = 10.0,
         settle: float = 0.3,
         max_settle: float = 3.0,
+        bpf: str | None = None,
+        buffer_kib: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.port = port
+        self.bpf = bpf if bpf is not None else f"tcp port {port} and host {LOOPBACK}"
+        self.buffer_kib = buffer_kib
         self.interface = interface
         self.start_timeout = start_timeout
         self.settle = settle
@@ -85,9 +91,10 @@ class Tcpdump:
             "0",
             "-Z",
             "root",
+            *(["-B", str(self.buffer_kib)] if self.buffer_kib is not None else []),
             "-w",
             str(self.path),
-            f"tcp port {self.port} and host {LOOPBACK}",
+            self.bpf,
         ]
         with open(err_path, "wb") as err:
             self._proc = subprocess.Popen(
