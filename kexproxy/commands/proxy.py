@@ -29,7 +29,7 @@ examples:
 
 The relay passes every byte on unchanged and at once; it reads a copy of the handshake,
 then, once both sides are past NEWKEYS, moves bytes in the kernel (splice). Records go to
-the SQLite store (--store, default ./kexproxy.db) when a connection is accepted (outcome
+the store (--store: a SQLite file, default ./kexproxy.db, or a postgresql:// URL) when a connection is accepted (outcome
 in_progress), as soon as its handshake's outcome is known, and again when the session
 ends: `kexproxy sessions` lists them.
 
@@ -74,8 +74,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--store",
         default="kexproxy.db",
-        metavar="FILE",
-        help="SQLite session store (default ./kexproxy.db, created with mode 0600)",
+        metavar="FILE|URL",
+        help="session store: a SQLite file (default ./kexproxy.db, created with mode 0600) or "
+        "a postgresql://user@host:port/db URL shared by several proxies",
     )
     parser.add_argument("--no-store", action="store_true", help="keep no store")
     parser.add_argument(
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.sinks.background import BackgroundSink
     from kexproxy.sinks.base import Sink
     from kexproxy.sinks.jsonl import JsonLinesSink
-    from kexproxy.sinks.store import StoreSink, store_problem
+    from kexproxy.sinks.store import StoreSink, display_name, store_problem
     from kexproxy.sinks.summary import SummarySink
     from kexproxy.sources.proxy import ProxyConfig, parse_address, resolve, run_proxy
     from kexproxy.sources.proxy_record import InThreadRecorder, Recorder, RecorderItem
@@ -265,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             if args.transparent
             else (present.address(*upstream) if upstream else "?")
         )
-        where = "no store" if args.no_store else f"store {args.store}"
+        where = "no store" if args.no_store else f"store {display_name(args.store)}"
         host = present.address(address.ip, address.port)
         _err(f"kexproxy: listening on {host}, relaying to {target}; {where}")
 
@@ -298,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         tally = recorder.close()
         lost = recorder.lost
-    _err(_last_line(tally, lost, None if args.no_store else args.store))
+    _err(_last_line(tally, lost, None if args.no_store else display_name(args.store)))
     return exitcodes.OK
 
 

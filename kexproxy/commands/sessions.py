@@ -108,8 +108,9 @@ def _store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         default="kexproxy.db",
-        metavar="FILE",
-        help="the session store (default ./kexproxy.db)",
+        metavar="FILE|URL",
+        help="the session store: a SQLite file (default ./kexproxy.db) or a "
+        "postgresql://user@host:port/db URL",
     )
 
 
