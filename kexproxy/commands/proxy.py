@@ -26,12 +26,15 @@ examples:
   kexproxy proxy --transparent --listen 0.0.0.0:2222
       serve connections redirected by iptables REDIRECT; each goes to its original
       destination, so one proxy covers many servers (see the README)
+  kexproxy proxy --listen 2222 --upstream 10.0.0.5 --store postgresql://kx@db/fleet
+      record into a PostgreSQL database that other proxies share (password from
+      PGPASSWORD or ~/.pgpass; a lost connection is retried, unstored records counted)
 
 The relay passes every byte on unchanged and at once; it reads a copy of the handshake,
 then, once both sides are past NEWKEYS, moves bytes in the kernel (splice). Records go to
-the store (--store: a SQLite file, default ./kexproxy.db, or a postgresql:// URL) when a connection is accepted (outcome
-in_progress), as soon as its handshake's outcome is known, and again when the session
-ends: `kexproxy sessions` lists them.
+the store (--store: a SQLite file, default ./kexproxy.db, or a postgresql:// URL) when a
+connection is accepted (outcome in_progress), as soon as its handshake's outcome is known,
+and again when the session ends: `kexproxy sessions` lists them.
 
 Through the relay the client sees the proxy's listen address as its peer and the server
 sees the proxy's upstream-side address: each rejection message in a record names the peer
