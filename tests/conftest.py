@@ -41,3 +41,22 @@ def _records_match_the_schema(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
     monkeypatch.setattr(Pipeline, "process", checked)
     yield
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the whole run (tests/peers/postgres.py)."""
+    from tests.peers.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Any) -> str:
+    """The URL of a new, empty database of the session's cluster."""
+    url: str = postgres_cluster.database()
+    return url

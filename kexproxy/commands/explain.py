@@ -83,8 +83,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--store",
         default="kexproxy.db",
-        metavar="FILE",
-        help="the session store an ID is looked up in (default ./kexproxy.db)",
+        metavar="FILE|URL",
+        help="the session store an ID is looked up in: a SQLite file (default ./kexproxy.db) "
+        "or a postgresql:// URL",
     )
     parser.add_argument("--policy", metavar="FILE", help="also judge against a policy (TOML)")
     parser.add_argument("--json", action="store_true", help="the records as JSON lines instead")
@@ -175,9 +176,9 @@ def _from_capture(args: argparse.Namespace, target: str) -> tuple[Found, str | N
 
 
 def _from_store(args: argparse.Namespace, target: str) -> tuple[Found, str | None]:
-    from kexproxy.sinks.store import SessionStore, StoreError
+    from kexproxy.sinks.store import SessionStore, StoreError, is_postgres_url
 
-    if not Path(args.store).exists():
+    if not is_postgres_url(args.store) and not Path(args.store).exists():
         return [], f"no file {target!r}, and no session store {args.store!r} to look it up in"
     try:
         store = SessionStore.open(args.store, readonly=True)

@@ -87,8 +87,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--store",
         default="kexproxy.db",
-        metavar="FILE",
-        help="--listen: the SQLite session store (default ./kexproxy.db)",
+        metavar="FILE|URL",
+        help="--listen: the session store, a SQLite file (default ./kexproxy.db) or a "
+        "postgresql:// URL",
     )
     parser.add_argument(
         "--max-clients",
@@ -232,7 +233,7 @@ def run_listen(args: argparse.Namespace) -> int:
     """Serves the client audit until interrupted (or --count clients), each record to the store."""
     from kexproxy.pipeline import Pipeline, stages
     from kexproxy.sinks.jsonl import JsonLinesSink
-    from kexproxy.sinks.store import StoreSink, store_problem
+    from kexproxy.sinks.store import StoreSink, display_name, store_problem
     from kexproxy.sources.proxy import parse_address
     from kexproxy.sources.ssh_probe import ClientAudit, ListenLimits
 
@@ -257,7 +258,7 @@ def run_listen(args: argparse.Namespace) -> int:
         pipeline.close()
         return _fail(f"cannot listen on {args.listen}: {exc.strerror or exc}")
     bound = audit.address
-    _note(f"listening on {bound[0]}:{bound[1]}; client records go to {args.store}")
+    _note(f"listening on {bound[0]}:{bound[1]}; client records go to {display_name(args.store)}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _sig, _frame: audit.stop())
     try:
@@ -267,7 +268,7 @@ def run_listen(args: argparse.Namespace) -> int:
     finally:
         pipeline.close()
     _note(
-        f"{audit.served} clients recorded in {args.store}"
+        f"{audit.served} clients recorded in {display_name(args.store)}"
         + (f"; {audit.refused} refused (--max-clients)" if audit.refused else "")
     )
     return exitcodes.OK

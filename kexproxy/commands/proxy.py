@@ -30,12 +30,15 @@ examples:
       serve connections (IPv4 and IPv6) steered by an iptables TPROXY rule on a router; each leaves
       for its original destination from the client's own address, so sshd logs and
       penalises the real client (root or CAP_NET_ADMIN; recipe in the README)
+  kexproxy proxy --listen 2222 --upstream 10.0.0.5 --store postgresql://kx@db/fleet
+      record into a PostgreSQL database that other proxies share (password from
+      PGPASSWORD or ~/.pgpass; a lost connection is retried, unstored records counted)
 
 The relay passes every byte on unchanged and at once; it reads a copy of the handshake,
 then, once both sides are past NEWKEYS, moves bytes in the kernel (splice). Records go to
-the SQLite store (--store, default ./kexproxy.db) when a connection is accepted (outcome
-in_progress), as soon as its handshake's outcome is known, and again when the session
-ends: `kexproxy sessions` lists them.
+the store (--store: a SQLite file, default ./kexproxy.db, or a postgresql:// URL) when a
+connection is accepted (outcome in_progress), as soon as its handshake's outcome is known,
+and again when the session ends: `kexproxy sessions` lists them.
 
 Through the relay the client sees the proxy's listen address as its peer and the server
 sees the proxy's upstream-side address: each rejection message in a record names the peer
@@ -86,8 +89,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--store",
         default="kexproxy.db",
-        metavar="FILE",
-        help="SQLite session store (default ./kexproxy.db, created with mode 0600)",
+        metavar="FILE|URL",
+        help="session store: a SQLite file (default ./kexproxy.db, created with mode 0600) or "
+        "a postgresql://user@host:port/db URL shared by several proxies",
     )
     parser.add_argument("--no-store", action="store_true", help="keep no store")
     parser.add_argument(
@@ -183,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.sinks.background import BackgroundSink
     from kexproxy.sinks.base import Sink
     from kexproxy.sinks.jsonl import JsonLinesSink
-    from kexproxy.sinks.store import StoreSink, store_problem
+    from kexproxy.sinks.store import StoreSink, display_name, store_problem
     from kexproxy.sinks.summary import SummarySink
     from kexproxy.sources.proxy import ProxyConfig, parse_address, resolve, run_proxy
     from kexproxy.sources.proxy_record import InThreadRecorder, Recorder, RecorderItem
@@ -287,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
             if args.transparent
             else (present.address(*upstream) if upstream else "?")
         )
-        where = "no store" if args.no_store else f"store {args.store}"
+        where = "no store" if args.no_store else f"store {display_name(args.store)}"
         host = present.address(address.ip, address.port)
         _err(f"kexproxy: listening on {host}, relaying to {target}; {where}")
 
@@ -320,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         tally = recorder.close()
         lost = recorder.lost
-    _err(_last_line(tally, lost, None if args.no_store else args.store))
+    _err(_last_line(tally, lost, None if args.no_store else display_name(args.store)))
     return exitcodes.OK
 
 

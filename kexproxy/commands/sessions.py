@@ -21,6 +21,8 @@ SESSIONS_EPILOG = """\
 examples:
   kexproxy sessions                         the newest sessions in ./kexproxy.db
   kexproxy sessions --outcome failed --since 1h
+  kexproxy sessions --store postgresql://reader@db/fleet
+      the sessions of a PostgreSQL store that several proxies and sniffers write
   kexproxy sessions --outcome fail,abort    more than one outcome; a prefix will do
   kexproxy sessions --filter 'csw:putty list:kex'
       the dashboard's filter language (see its help, ?): PuTTY clients that found no kex;
@@ -108,8 +110,9 @@ def _store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         default="kexproxy.db",
-        metavar="FILE",
-        help="the session store (default ./kexproxy.db)",
+        metavar="FILE|URL",
+        help="the session store: a SQLite file (default ./kexproxy.db) or a "
+        "postgresql://user@host:port/db URL",
     )
 
 

@@ -61,8 +61,9 @@ def register(sub: Any) -> None:
     store.add_argument(
         "--store",
         default="kexproxy.db",
-        metavar="FILE",
-        help="SQLite session store (default ./kexproxy.db, created with mode 0600)",
+        metavar="FILE|URL",
+        help="session store: a SQLite file (default ./kexproxy.db, created with mode 0600) or "
+        "a postgresql://user@host:port/db URL shared by several sniffers and proxies",
     )
     store.add_argument("--no-store", action="store_true", help="keep no store")
     parser.add_argument(
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.pipeline import Pipeline, stages
     from kexproxy.sinks.base import Sink
     from kexproxy.sinks.jsonl import JsonLinesSink
-    from kexproxy.sinks.store import StoreSink, store_problem
+    from kexproxy.sinks.store import StoreSink, display_name, store_problem
     from kexproxy.sinks.summary import SummarySink
     from kexproxy.sources.sniff import SniffError
     from kexproxy.sources.sniff_records import SessionFrames, SniffRecords
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     interface = printable(args.interface)
-    where = "no store" if args.no_store else f"store {printable(args.store)}"
+    where = "no store" if args.no_store else f"store {printable(display_name(args.store))}"
 
     def ready() -> None:
         _err(f"kexproxy: capturing on {interface}{_filter_text(args.bpf)}; {where}")
@@ -193,6 +194,7 @@ def _last_line(
 ) -> str:
     """Sessions, failures, frames and the kernel's drops: a gap is never silent."""
     from kexproxy.core.textsafe import printable
+    from kexproxy.sinks.store import display_name
     from kexproxy.sources.captures import capture_notes
 
     for note in capture_notes(result.stats):
@@ -206,9 +208,9 @@ def _last_line(
     where = ""
     if not args.no_store:
         where = (
-            f"; records in {printable(args.store)}"
+            f"; records in {printable(display_name(args.store))}"
             if stored
-            else f"; some records could not be stored in {printable(args.store)}"
+            else f"; some records could not be stored in {printable(display_name(args.store))}"
         )
     if captures is not None:
         where += f"; {_plural(captures.written, 'capture file')} in {printable(captures.directory)}"

@@ -250,6 +250,15 @@ def run(args: argparse.Namespace) -> int:
         for name in missing:
             print(f"kexproxy tui: {name}: no such file", file=sys.stderr)
         return exitcodes.BAD_INPUT
+    from kexproxy.sinks.store import is_postgres_url
+
+    if args.store is not None and is_postgres_url(args.store):
+        print(
+            "kexproxy tui: a PostgreSQL store is not supported by the dashboard yet "
+            "(kexproxy sessions --store URL lists it)",
+            file=sys.stderr,
+        )
+        return exitcodes.BAD_INPUT
     if args.store is not None and not proxied and not Path(args.store).is_file():
         print(f"kexproxy tui: {args.store}: no such store", file=sys.stderr)
         return exitcodes.BAD_INPUT

@@ -1,74 +1,56 @@
-"""The session store: SQLite, the embedded default, shared by the proxy, `sessions` and the TUI.
+"""The session store: one interface (`SessionStore`) over two back ends, and its writer.
 
-One row per session: the full record as JSON (the only source of truth) plus indexed
-columns copied from it for filtering. WAL mode lets other processes read while the proxy
-writes. The schema is versioned with ``PRAGMA user_version``; `MIGRATIONS` brings any
-older file up to date, and a file from a newer kexproxy is refused rather than guessed at.
+A store is named by a path (SQLite, `store_sqlite`: the embedded default, one file) or by a
+``postgresql://`` / ``postgres://`` URL (PostgreSQL, `store_postgres`: one database that
+many proxies and sniffers share); `SessionStore.open` picks the back end from the name.
+Both keep one row per session: the full record as JSON (the only source of truth) plus
+indexed columns copied from it for filtering, built by the same migrations
+(`store_schema`). Queries are written once, here, and run on either engine.
 
 `StoreSink` is the proxy's writer: it turns records into rows in the caller's thread and
-writes them from its own thread in batches, so a slow or full disk never holds up the relay.
+writes them from its own thread in batches, so a slow disk or a lost database connection
+never holds up the relay. A lost connection is dropped and made anew, with a growing pause.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from kexproxy.core.record import SessionRecord
 from kexproxy.sinks.jsonl import dumps
-from kexproxy.sinks.store_reading import (
-    BUSY_TIMEOUT_MS,
-    connect_readonly,
-    decode_record,
-    record_columns,
+from kexproxy.sinks.store_reading import decode_record
+from kexproxy.sinks.store_schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Engine,
+    Row,
+    StoreError,
+    display_name,
+    is_postgres_url,
 )
+from kexproxy.sinks.store_sqlite import SqliteEngine, migrate
 from kexproxy.worker import Worker
 
-#: Each entry upgrades the schema by one version; ``user_version`` counts those applied.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE sessions (
-        id TEXT PRIMARY KEY,
-        source TEXT NOT NULL,
-        started TEXT,
-        ended TEXT,
-        outcome TEXT NOT NULL,
-        client_ip TEXT,
-        client_port INTEGER,
-        server_ip TEXT,
-        server_port INTEGER,
-        client_banner TEXT,
-        server_banner TEXT,
-        failing TEXT NOT NULL,
-        hassh TEXT,
-        hassh_server TEXT,
-        final INTEGER NOT NULL,
-        record TEXT NOT NULL
-    );
-    CREATE INDEX sessions_started ON sessions (started);
-    CREATE INDEX sessions_outcome ON sessions (outcome, started);
-    CREATE INDEX sessions_client ON sessions (client_ip, started);
-    CREATE INDEX sessions_server ON sessions (server_ip, server_port, started);
-    CREATE INDEX sessions_hassh ON sessions (hassh);
-    """,
-    # TLS (issue 12): rows stored before it are SSH; the fingerprints and the name the
-    # client asked for are columns so that a store of many sites can be searched by them.
-    """
-    ALTER TABLE sessions ADD COLUMN protocol TEXT NOT NULL DEFAULT 'ssh';
-    ALTER TABLE sessions ADD COLUMN ja3 TEXT;
-    ALTER TABLE sessions ADD COLUMN ja4 TEXT;
-    ALTER TABLE sessions ADD COLUMN server_name TEXT;
-    CREATE INDEX sessions_protocol ON sessions (protocol, started);
-    CREATE INDEX sessions_ja3 ON sessions (ja3);
-    CREATE INDEX sessions_ja4 ON sessions (ja4);
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SessionStore",
+    "StoreError",
+    "StoreSink",
+    "StoredSession",
+    "display_name",
+    "is_postgres_url",
+    "migrate",
+    "row_of",
+    "store_problem",
+]
+
 #: How long the writer lets records gather before a transaction (visibility delay).
 BATCH_DELAY = 0.05
 #: Rows per transaction, the pause between transactions of one batch, and the batch size
@@ -78,42 +60,12 @@ SLICE_PAUSE = 0.001
 BEHIND = 512
 #: Sessions waiting for the writer thread; past this (a stuck disk) the oldest are dropped.
 MAX_PENDING = 10_000
-#: Seconds between two tries of a batch the store refused (a full disk, a lock).
+#: Seconds between two tries of a batch the store refused (a full disk, a lock, a database
+#: that is down); each further failure in a row doubles it, up to `MAX_RETRY_PAUSE`.
 RETRY_PAUSE = 0.5
+MAX_RETRY_PAUSE: Final = 4.0
 #: Seconds `StoreSink.close` goes on trying a store that refuses writes before giving up.
 CLOSE_RETRY_TIMEOUT = 5.0
-
-_COLUMNS = (
-    "id",
-    "source",
-    "started",
-    "ended",
-    "outcome",
-    "client_ip",
-    "client_port",
-    "server_ip",
-    "server_port",
-    "client_banner",
-    "server_banner",
-    "failing",
-    "hassh",
-    "hassh_server",
-    "final",
-    "record",
-    "protocol",
-    "ja3",
-    "ja4",
-    "server_name",
-)
-_UPSERT = (
-    f"INSERT INTO sessions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    "ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "id")
-    # A late non-final update (a refresh queued before the end) never undoes the final one.
-    + " WHERE sessions.final = 0 OR excluded.final = 1"
-)
-
-Row = tuple[object, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +74,6 @@ class StoredSession:
 
     record: SessionRecord
     final: bool
-
-
-class StoreError(Exception):
-    """The store cannot be opened or read; the message is fit for the command line."""
 
 
 def row_of(record: SessionRecord, *, final: bool) -> Row:
@@ -164,101 +112,53 @@ def _server_name(record: SessionRecord) -> str | None:
     return name if isinstance(name, str) else None
 
 
-class SessionStore:
-    """One open store file: migrations on open, upserts, and the queries the commands need."""
+def open_engine(target: str, *, readonly: bool) -> Engine:
+    """The back end `target` names: a PostgreSQL URL, or else a SQLite file's path."""
+    if not is_postgres_url(target):
+        return SqliteEngine.open(target, readonly=readonly)
+    try:
+        from kexproxy.sinks.store_postgres import PostgresEngine
+    except ImportError:
+        raise StoreError(
+            f"{display_name(target)}: a PostgreSQL store needs psycopg 3: "
+            "pip install 'kexproxy[postgres]'"
+        ) from None
+    return PostgresEngine.open(target, readonly=readonly)
 
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
-        self._db = connection
-        self.path = path
+
+class SessionStore:
+    """One open store: migrations on open, upserts, and the queries the commands need."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        #: The store's name as messages show it (a URL's password masked).
+        self.path = engine.name
         #: Rows whose record could not be read, left out of the results, and the first reason.
         self.damaged = 0
         self.damage: str | None = None
-        #: What a reader should know about how the file was opened (see `connect_readonly`).
-        self.note: str | None = None
+        #: What a reader should know about how the store was opened (see `connect_readonly`).
+        self.note: str | None = engine.note
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> SessionStore:
-        """Opens (and for writing creates, mode 0600, and migrates) the store at `path`."""
-        name = os.fspath(path)
-        if os.path.isdir(name):
-            raise StoreError(f"{name}: is a directory, not a session store")
-        if os.path.exists(name) and not os.path.isfile(name):
-            # A FIFO or a device: SQLite would wait on it for ever.
-            raise StoreError(f"{name}: not a regular file, so not a session store")
-        try:
-            if readonly:
-                if not os.path.exists(name):
-                    raise StoreError(f"{name}: no session store here (kexproxy proxy creates it)")
-                db, note = connect_readonly(name)
-            else:
-                # Created before SQLite sees it, so it is never readable by others, even briefly;
-                # SQLite gives the -wal and -shm files the same mode.
-                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                os.close(fd)
-                db = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
-                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                note = None
-            store = cls(db, name)
-            store.note = note
-            store._prepare(readonly=readonly)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{name}: cannot use the session store: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(
-                f"{name}: cannot open the session store: {exc.strerror or exc}"
-            ) from exc
-        return store
-
-    def _prepare(self, *, readonly: bool) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: the store has schema version {version}, newer than this "
-                f"kexproxy's {SCHEMA_VERSION}; upgrade kexproxy to read it"
-            )
-        if readonly:
-            if version < SCHEMA_VERSION:
-                if version == 0 and not self._has_table():
-                    raise StoreError(f"{self.path}: not a kexproxy session store (or an empty one)")
-                raise StoreError(
-                    f"{self.path}: the store has schema version {version}; run kexproxy proxy "
-                    "once on it to upgrade it"
-                )
-            return
-        self._db.execute("PRAGMA journal_mode = WAL")
-        # In WAL mode NORMAL syncs at checkpoints only: a power cut may lose the last
-        # records, never the file; the relay does not wait on fsync per session.
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        migrate(self._db, MIGRATIONS)
-
-    def _has_table(self) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
-        ).fetchone()
-        return row is not None
+    def open(cls, target: str | os.PathLike[str], *, readonly: bool = False) -> SessionStore:
+        """Opens the store `target` names (for writing: creates and migrates it)."""
+        return cls(open_engine(os.fspath(target), readonly=readonly))
 
     @property
     def version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return self._engine.version
+
+    @property
+    def broken(self) -> bool:
+        """The connection is lost: only a store opened anew can be written."""
+        return self._engine.broken
 
     def put(self, record: SessionRecord, *, final: bool) -> None:
         self.put_rows([row_of(record, final=final)])
 
     def put_rows(self, rows: Sequence[Row]) -> None:
         """Writes `rows` in one transaction (one commit for a whole batch)."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(_UPSERT, rows)
-            # A full disk fails the COMMIT (WAL frames are written then) and SQLite may
-            # or may not roll back by itself: left open, the transaction would make every
-            # later BEGIN fail, and the store would never be written again.
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
+        self._engine.upsert(rows)
 
     def sessions(
         self,
@@ -276,7 +176,7 @@ class SessionStore:
         if since is not None:
             clauses.append("started >= ?")
             params.append(since)
-        sql = f"SELECT {record_columns()}, final FROM sessions"
+        sql = f"SELECT {self._engine.record_columns()}, final FROM sessions"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY started DESC, id"
@@ -290,8 +190,8 @@ class SessionStore:
         `limit` of them: two tell a unique prefix from an ambiguous one."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return self._records(
-            f"SELECT {record_columns()}, final FROM sessions WHERE id LIKE ? ESCAPE '\\' "
-            "ORDER BY id LIMIT ?",
+            f"SELECT {self._engine.record_columns()}, final FROM sessions "
+            "WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
             [escaped + "%", limit],
         )
 
@@ -310,14 +210,10 @@ class SessionStore:
         return found[0]
 
     def _records(self, sql: str, params: Iterable[object]) -> list[StoredSession]:
-        try:
-            rows = self._db.execute(sql, list(params)).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot read the session store: {exc}") from exc
         out = []
-        for kind, size, raw, final in rows:
+        for kind, size, raw, final in self._engine.fetch(sql, list(params)):
             try:
-                out.append(StoredSession(decode_record(kind, size, raw), bool(final)))
+                out.append(StoredSession(decode_record(kind, size, raw), bool(final)))  # type: ignore[arg-type]
             except (ValueError, TypeError) as exc:
                 # One damaged row must not hide the others: it is counted and said once.
                 self.damaged += 1
@@ -325,46 +221,21 @@ class SessionStore:
         return out
 
     def close(self) -> None:
-        self._db.close()
+        self._engine.close()
 
 
-def store_problem(path: str) -> str | None:
-    """Why the store at `path` cannot be used (a directory, not a store, too new), or None.
+def store_problem(target: str) -> str | None:
+    """Why the store `target` names cannot be used (a directory, not a store, too new, a
+    database that refuses us), or None.
 
     Opened and closed once at start: a front end must not begin with a store it could
-    never write. A store that fails later (a full disk) is reported and retried.
+    never write. A store that fails later (a full disk, a lost connection) is retried.
     """
     try:
-        SessionStore.open(path).close()
+        SessionStore.open(target).close()
     except StoreError as exc:
         return str(exc)
     return None
-
-
-def migrate(db: sqlite3.Connection, migrations: Sequence[str]) -> int:
-    """Applies the migrations the file has not had yet, each in its own transaction."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    for number in range(version, len(migrations)):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            current = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if current > number:
-                db.execute("ROLLBACK")
-                continue
-            for statement in _statements(migrations[number]):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {number + 1}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    return len(migrations)
-
-
-def _statements(script: str) -> list[str]:
-    """A migration script split at semicolons (executescript would commit on its own)."""
-    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 class StoreSink:
@@ -376,7 +247,9 @@ class StoreSink:
     record reaches the store once space comes back; rows are dropped only when more than
     `max_pending` sessions wait, or when the store still fails at close. Those sessions are
     counted (`unstored`) so that nobody is told they are in the store when they are not.
-    Trouble is reported once through `warn`, and its recovery once.
+    A lost database connection is closed and opened anew at the next try; the pause between
+    tries doubles while they fail, up to `MAX_RETRY_PAUSE`. Trouble is reported once
+    through `warn`, and its recovery once.
     """
 
     def __init__(
@@ -388,7 +261,9 @@ class StoreSink:
         retry_pause: float = RETRY_PAUSE,
         close_timeout: float = CLOSE_RETRY_TIMEOUT,
     ) -> None:
-        self._path = os.fspath(path)
+        self._target = os.fspath(path)
+        #: The store's name in messages: a URL's password never shows.
+        self._path = display_name(self._target)
         self._warn = warn
         self._retry_pause = retry_pause
         self._close_timeout = close_timeout
@@ -397,13 +272,16 @@ class StoreSink:
         self._said_recovered = False
         self._said_dropped = False
         self._closing = False
+        #: Set by `close`, so that a pause between tries ends at once.
+        self._wake = threading.Event()
+        self._failures = 0
         #: Sessions whose newest row was dropped or could not be written, by id.
         self._lost: set[str] = set()
         self._lost_lock = threading.Lock()
         self.written = 0
         self._store: SessionStore | None = None
         try:
-            self._store = SessionStore.open(self._path)
+            self._store = SessionStore.open(self._target)
         except StoreError as exc:
             self._report(str(exc))
         # Rows are rendered (the record's JSON) by the caller, one at a time as records come:
@@ -437,6 +315,7 @@ class StoreSink:
         False when some sessions' records could not be stored (`unstored` says how many).
         """
         self._closing = True
+        self._wake.set()
         self._worker.close()
         if self._store is not None:
             self._store.close()
@@ -474,7 +353,7 @@ class StoreSink:
                     # rest of this batch with it, after a pause (a full disk stays full
                     # for a while; trying at once would only spin).
                     self._requeue(batch[start:])
-                    time.sleep(self._retry_pause)
+                    self._wake.wait(self._pause())
                     return
                 time.sleep(min(self._retry_pause, 0.2))
             if not behind and start + WRITE_SLICE < len(batch):
@@ -492,11 +371,17 @@ class StoreSink:
     def _write(self, rows: list[Row]) -> bool:
         try:
             if self._store is None:
-                self._store = SessionStore.open(self._path)
+                self._store = SessionStore.open(self._target)
             self._store.put_rows(rows)
         except (sqlite3.Error, StoreError, OSError) as exc:
+            self._failures += 1
             self._report(f"{self._path}: cannot write the session store: {exc}")
+            if self._store is not None and self._store.broken:
+                # Only a new connection can write again; it is made at the next try.
+                self._store.close()
+                self._store = None
             return False
+        self._failures = 0
         self.written += len(rows)
         with self._lost_lock:
             self._lost.difference_update(str(row[0]) for row in rows)
@@ -506,6 +391,11 @@ class StoreSink:
                 self._said_recovered = True
                 self._warn(f"kexproxy: {self._path}: writing the session store again")
         return True
+
+    def _pause(self) -> float:
+        """The pause before the next try: doubled by each failure in a row, bounded."""
+        doubled = self._retry_pause * float(2 ** min(max(self._failures - 1, 0), 16))
+        return min(doubled, max(MAX_RETRY_PAUSE, self._retry_pause))
 
     def _report(self, text: str) -> None:
         # Once per run, not once per failed write: a nearly full disk fails and succeeds

@@ -23,6 +23,7 @@ from kexproxy.sinks.store import (
     migrate,
     row_of,
 )
+from kexproxy.sinks.store_sqlite import SqliteEngine
 from tests.builders import Transcript, client_offer, ident, kexinit, server_offer
 
 
@@ -383,13 +384,15 @@ class _CommitFails:
 
 def test_a_failed_commit_is_rolled_back_so_the_next_write_works(tmp_path: Path) -> None:
     store = SessionStore.open(tmp_path / "s.db")
-    real = store._db
-    store._db = _CommitFails(real)  # type: ignore[assignment]
+    engine = store._engine
+    assert isinstance(engine, SqliteEngine)
+    real = engine._db
+    engine._db = _CommitFails(real)  # type: ignore[assignment]
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         store.put(failed_record("lost"), final=True)
     assert not real.in_transaction
     store.put(failed_record("kept"), final=True)
-    store._db = real
+    engine._db = real
     assert [s.record.id for s in store.sessions()] == ["kept"]
     store.close()
 
