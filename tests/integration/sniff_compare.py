@@ -85,12 +85,14 @@ def view(record: dict[str, Any]) -> dict[str, Any]:
 def same(x: Any, y: Any, *, slack: int = TIME_SLACK_MICROS) -> bool:
     """Equal, but for times within `slack` microseconds.
 
-    The two packet sockets do not share a timestamp: the kernel stamps a frame for each
-    socket as it hands it over, one tap after the other (the socket opened last first), so
-    the same frame's times differ by what the kernel spends in between. Measured on
-    loopback: 0.4 to 1.6 microseconds idle; beside a bulk upload on a busy VM, tens of
-    microseconds now and then. A test run beside such a load passes a larger slack, and
-    says why.
+    The two packet sockets do not share a timestamp. A loopback TCP segment carries its
+    delivery time (monotonic, for pacing), which af_packet replaces with the wall clock as it
+    queues the frame on each socket (`skb_clear_delivery_time` in `packet_rcv`), one tap
+    after the other, the socket opened last first: the same frame's times differ by what the
+    kernel spends in between. Measured on loopback: 0.4 to 1.6 microseconds idle; beside a
+    bulk upload or another test worker on a busy VM, tens of microseconds now and then, and
+    once 2.7 milliseconds. A retransmission, the nearest thing to "another frame", comes
+    200 ms or more later (Linux's minimum RTO), which bounds any slack a test may use.
     """
     if isinstance(x, Instant) and isinstance(y, Instant):
         return abs(x.micros - y.micros) <= slack

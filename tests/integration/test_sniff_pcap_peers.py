@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests import peers
-from tests.integration.test_sniff_peers import _read_capture, _start_sniff
+from tests.integration.sniff_compare import read_capture, start_sniff
 from tests.peers import tshark_kexinit_rows
 from tests.peers.base import _skip_or_fail
 
@@ -38,7 +38,7 @@ SAME = (
 
 
 def _sniffed(port: int, directory: Path, *runs: tuple[str, ...]) -> tuple[list[Any], str]:
-    sniff = _start_sniff(port, "--pcap", str(directory))
+    sniff = start_sniff(f"tcp port {port}", "--pcap", str(directory))
     try:
         for options in runs:
             peers.run_ssh(port, *options, command="echo kexproxy-ok")
@@ -68,7 +68,7 @@ def test_each_sniffed_session_has_a_capture_that_reads_back_the_same(tmp_path: P
     for record in records:
         path = Path(record["capture"])
         assert path == captures / f"kexproxy-{record['id']}.pcap"
-        (back,) = _read_capture(path)
+        (back,) = read_capture(path)
         for field in SAME:
             assert back[field] == record[field], field
     assert records[0]["host_key"] is not None
@@ -94,7 +94,7 @@ def test_a_capture_file_that_cannot_be_written_is_counted_and_the_record_kept(
     captures = tmp_path / "captures"
     captures.mkdir()
     with peers.Sshd() as sshd:
-        sniff = _start_sniff(sshd.port, "--pcap", str(captures))
+        sniff = start_sniff(f"tcp port {sshd.port}", "--pcap", str(captures))
         try:
             # The directory goes away under the running sniff: the file cannot be made.
             captures.rmdir()
@@ -133,6 +133,6 @@ def _argv() -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    from tests.integration.test_sniff_peers import _env as env
+    from tests.integration.sniff_compare import env
 
     return env()
