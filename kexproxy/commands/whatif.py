@@ -52,6 +52,10 @@ examples:
       --server-software OpenSSH_9.2 --server-change 'Ciphers aes256-gcm@openssh.com,chacha20-poly1305@openssh.com'
   kexproxy whatif --client-software OpenSSH_9.2 --servers hosts.pcap --client-change '-oKexAlgorithms=-diffie-hellman-group14-sha256'
       the reverse: one client's ssh -o option against every server in a capture
+  kexproxy logs --store fleet.db /var/log/auth.log
+  kexproxy whatif --store fleet.db --server bastion:22 --server-change 'KexAlgorithms +diffie-hellman-group14-sha1'
+      clients known only from sshd's log: does the changed server now share a name with
+      the one list sshd logged for each (their other lists are unknown)?
 
 changes: one sshd_config line (or ssh -o option) per --server-change / --client-change, for
 KexAlgorithms, Ciphers, MACs and HostKeyAlgorithms, applied to the side's current offer as
@@ -441,11 +445,11 @@ def _logged_table(rows: LoggedRows, args: argparse.Namespace, *, after_other: bo
         "their other lists are unknown):\n"
     )
     out.write(
-        f"passes the logged list {groups['passes_logged_list']} of {len(rows)} logged groups"
-        f" ({records['passes_logged_list']} of {sum(records.values())} log records);"
-        f" still failing on it {groups['still_fails_logged_list']},"
-        f" newly broken {groups['breaks_logged_list']},"
-        f" passing it already {groups['still_passes_logged_list']}\n\n"
+        f"{groups['passes_logged_list']} of {len(rows)} logged groups"
+        f" ({records['passes_logged_list']} of {sum(records.values())} log records) pass their"
+        f" logged list after the change; {groups['still_fails_logged_list']} still fail on it,"
+        f" {groups['breaks_logged_list']} newly broken,"
+        f" {groups['still_passes_logged_list']} passed it already\n\n"
     )
     lines = [("EFFECT", "RECORDS", "LIST", "THEIR OFFER (AS LOGGED)", "AFTER THE CHANGE")]
     for group, p in rows:
@@ -456,7 +460,7 @@ def _logged_table(rows: LoggedRows, args: argparse.Namespace, *, after_other: bo
                 str(group.count),
                 group.list,
                 printable(offer if len(offer) <= 40 else offer[:39] + "…"),
-                printable(logged_words(group, p)),
+                printable(logged_words(p)),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(4)]

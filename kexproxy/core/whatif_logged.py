@@ -147,14 +147,15 @@ def tally_logged(
     return records, groups
 
 
-def logged_words(group: LoggedGroup, p: LoggedPrediction) -> str:
-    """The outcome in a few words, never "negotiates": the logged list is all that is known."""
+def logged_words(p: LoggedPrediction) -> str:
+    """The outcome for the logged list in a few words, never "negotiates": that list is all
+    that is known of the client."""
     match p.effect:
         case "passes_logged_list" | "still_passes_logged_list":
-            return f"shares {p.after} on {group.list}; its other lists are unknown"
+            return f"shares {p.after}; its other lists are unknown"
         case "breaks_logged_list":
-            return f"no longer shares a name on {group.list} ({', '.join(p.removed)} removed)"
+            return f"no longer shares a name ({', '.join(p.removed)} removed)"
         case "still_fails_logged_list":
-            return f"still no common name on {group.list}"
+            return "still no common name"
         case _:
             assert_never(p.effect)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from kexproxy import exitcodes
+from kexproxy.sinks.store import SessionStore
 from tests.commands.test_logs import SSHD_CLIENTS, SSHD_CONFIG, Run, _run, kexproxy, records_of
 from tests.peers.clients import run_ssh
 from tests.peers.servers import Sshd
@@ -54,6 +55,11 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
         db = tmp / "fleet.db"
         stored = kexproxy("logs", "--store", str(db), str(log))
         assert stored.returncode == 0, stored.stderr
+        store = SessionStore.open(db, readonly=True)
+        try:
+            assert {s.record.server_software for s in store.sessions()} == {"OpenSSH"}
+        finally:
+            store.close()
         yield Logged(run=run, db=db, port=sshd.port, pcap=tmp / "openssh.pcap")
 
 
@@ -86,7 +92,8 @@ def test_adding_the_kex_clients_name_passes_its_logged_list_only(logged: Logged)
     )  # fmt: skip
     text = table.stdout.decode()
     assert "clients known only from a server's log" in text
-    assert "passes the logged list 1 of 4 logged groups (1 of 4 log records)" in text
+    assert "1 of 4 logged groups (1 of 4 log records) pass their logged list" in text
+    assert "3 still fail on it, 0 newly broken" in text
     assert "its other lists are unknown" in text
     assert "negotiates" not in text
     # The prediction holds on a real sshd with the changed line: that client gets past

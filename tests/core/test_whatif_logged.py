@@ -82,18 +82,18 @@ def test_effects_on_one_logged_list() -> None:
         None,
         "diffie-hellman-group14-sha1",
     )
-    assert "other lists are unknown" in logged_words(kex, fixed)
-    assert "negotiat" not in logged_words(kex, fixed)
+    assert "other lists are unknown" in logged_words(fixed)
+    assert "negotiat" not in logged_words(fixed)
     untouched = predict_logged(mac, server.kexinit, added.kexinit)
     assert untouched.effect == "still_passes_logged_list" and untouched.removed == ()
     removed = apply_changes(server, ["MACs -hmac-sha2-256*,hmac-sha1*"], "server")
     broken = predict_logged(mac, server.kexinit, removed.kexinit)
     assert broken.effect == "breaks_logged_list"
     assert broken.removed == ("hmac-sha2-256", "hmac-sha1")
-    assert "hmac-sha2-256, hmac-sha1 removed" in logged_words(mac, broken)
+    assert "hmac-sha2-256, hmac-sha1 removed" in logged_words(broken)
     still = predict_logged(kex, server.kexinit, removed.kexinit)
     assert still.effect == "still_fails_logged_list" and still.after is None
-    assert logged_words(kex, still) == "still no common name on kex_algorithms"
+    assert logged_words(still) == "still no common name"
     rows = predict_logged_groups([kex, mac], server.kexinit, removed.kexinit)
     assert [p.effect for _, p in rows] == ["breaks_logged_list", "still_fails_logged_list"]
     records, groups = tally_logged(rows)
