@@ -168,3 +168,21 @@ def test_a_log_records_fix_is_the_capture_records_sshd_config_line(logged: Logge
         assert log_lines == wire_lines, (listname, log_lines, wire_lines)
         compared += 1
     assert compared == len(SSHD_CLIENTS)
+
+
+def test_explain_names_the_logged_software_and_its_sshd_config_line(logged: Logged) -> None:
+    store = SessionStore.open(logged.db, readonly=True)
+    try:
+        mac = next(
+            s.record
+            for s in store.sessions()
+            if s.record.failing_lists == ["mac_algorithms_client_to_server"]
+        )
+    finally:
+        store.close()
+    result = kexproxy("explain", "--store", str(logged.db), mac.id)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    assert "server banner: (none; its log shows OpenSSH)" in text
+    assert "Server (OpenSSH)" in text and "MACs +hmac-sha1" in text
+    assert "unknown software" not in text
