@@ -247,7 +247,8 @@ def report(record: SessionRecord, index: int) -> list[RenderableType]:
     for role in ("client", "server"):
         banner = record.client_banner if role == "client" else record.server_banner
         line = _t(f"{role} banner: ", "bold")
-        line.append_text(_t(banner or "(none)"))
+        logged = record.server_software if role == "server" else None
+        line.append_text(_t(banner or (f"(none; its log shows {logged})" if logged else "(none)")))
         parts.append(line)
     if record.failures or diagnosis.get("recipes") or diagnosis.get("real_fix"):
         parts += _recipes(diagnosis)

@@ -24,12 +24,22 @@ from kexproxy.core.whatif import (
     ChangeRefused,
     Group,
     Prediction,
+    apply_changes,
     group_offers,
     kexinit_from_record,
     predict_groups,
     record_offers,
     release_side,
     tally,
+)
+from kexproxy.core.whatif_logged import (
+    LoggedGroup,
+    LoggedPrediction,
+    group_logged,
+    logged_offers,
+    logged_words,
+    predict_logged_groups,
+    tally_logged,
 )
 
 EPILOG = """\
@@ -42,6 +52,10 @@ examples:
       --server-software OpenSSH_9.2 --server-change 'Ciphers aes256-gcm@openssh.com,chacha20-poly1305@openssh.com'
   kexproxy whatif --client-software OpenSSH_9.2 --servers hosts.pcap --client-change '-oKexAlgorithms=-diffie-hellman-group14-sha256'
       the reverse: one client's ssh -o option against every server in a capture
+  kexproxy logs --store fleet.db /var/log/auth.log
+  kexproxy whatif --store fleet.db --server bastion:22 --server-change 'KexAlgorithms +diffie-hellman-group14-sha1'
+      clients known only from sshd's log: does the changed server now share a name with
+      the one list sshd logged for each (their other lists are unknown)?
 
 changes: one sshd_config line (or ssh -o option) per --server-change / --client-change, for
 KexAlgorithms, Ciphers, MACs and HostKeyAlgorithms, applied to the side's current offer as
@@ -54,16 +68,26 @@ of the keys it has (read off its offer; a release given by name has a stock inst
 population: client offers grouped by banner and HASSH (one group per distinct offer), with
 the number of sessions each group had; releases given by name have no sessions (count -).
 
+clients known only from a server's log (`kexproxy logs --store DB`, then --store DB): such
+a record holds one list of the client's, the one sshd named, and no KEXINIT, so with a
+--server-change they get a section of their own, grouped by that list and offer: passes
+logged list (the changed server's list shares a name with it; the client's other lists are
+unknown), still fails logged list, breaks logged list (the change removed the name it shared),
+still passes logged list. They are never said to negotiate. Dropbear logs no offer: its
+records are not counted.
+
 outcome: breaks (negotiated before, fails after), still_fails, fixed, still_negotiates; a
 failure names the list with no common algorithm and both sides' "Unable to negotiate" lines
 as OpenSSH would log them (CLIENT and SERVER stand for the addresses).
 
 --json: one line per group: {"client": {"software", "hassh"}, "count", "outcome",
 "effect", "negotiated", "failures", "rejections"} ("server" instead of "client" with
---client-change against servers).
+--client-change against servers). A logged group's line has "source": "log", "outcome":
+null, one of the logged effects, and "logged": {"list", "client_offer", "shared_before",
+"shared_after", "removed"}.
 
-exit status: 0 nothing breaks; 1 at least one group breaks; 2 bad arguments, an unreadable
-input, or a change refused.
+exit status: 0 nothing breaks; 1 at least one group (or logged list) breaks; 2 bad
+arguments, an unreadable input, or a change refused.
 """
 
 
@@ -145,12 +169,20 @@ class InputError(Exception):
     """An argument or input kexproxy cannot use; the message is one line for stderr."""
 
 
+LoggedRows = list[tuple[LoggedGroup, LoggedPrediction]]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        clients, servers = _populations(args)
+        clients, servers, logged = _populations(args)
         if not args.server_change and not args.client_change:
             raise InputError("give a change: --server-change LINE or --client-change OPTION")
         rows = predict_groups(clients, servers, args.server_change, args.client_change)
+        logged_rows = _logged_rows(logged, servers, args)
+        if not clients and not logged_rows:
+            raise InputError(
+                "no client offers: give --clients, --store, --client-software or --client-from"
+            )
     except (InputError, ChangeRefused, ListError) as exc:
         print(f"kexproxy whatif: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -158,18 +190,48 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         for group, prediction in rows:
             sys.stdout.write(json.dumps(_json_line(group, prediction, population)) + "\n")
+        for lgroup, lp in logged_rows:
+            sys.stdout.write(json.dumps(_logged_json_line(lgroup, lp)) + "\n")
     else:
-        _table(rows, population, args)
-    broken = any(p.effect == "breaks" for _, p in rows)
+        if rows or not logged_rows:
+            _table(rows, population, args)
+        if logged_rows:
+            _logged_table(logged_rows, args, after_other=bool(rows))
+    broken = any(p.effect == "breaks" for _, p in rows) or any(
+        p.effect == "breaks_logged_list" for _, p in logged_rows
+    )
     return exitcodes.CHANGE_BREAKS if broken else exitcodes.OK
 
 
-def _populations(args: argparse.Namespace) -> tuple[list[Group], list[Group]]:
+def _logged_rows(
+    logged: list[LoggedGroup], servers: list[Group], args: argparse.Namespace
+) -> LoggedRows:
+    """The logged lists against the one server's change; a client change says nothing of them."""
+    if not logged:
+        return []
+    if len(servers) != 1 or not args.server_change:
+        print(
+            f"kexproxy whatif: {sum(g.count for g in logged)} records from a server's log are "
+            "left out: they hold only the client's failing list, which only a --server-change "
+            "on one server can be predicted for",
+            file=sys.stderr,
+        )
+        return []
+    changed = apply_changes(servers[0].side, args.server_change, "server")
+    return predict_logged_groups(logged, servers[0].kexinit, changed.kexinit)
+
+
+def _populations(
+    args: argparse.Namespace,
+) -> tuple[list[Group], list[Group], list[LoggedGroup]]:
     clients: list[Group] = []
+    logged: list[LoggedGroup] = []
     for path in args.clients:
         clients += group_offers(record_offers(_capture(path), "client"))
     if args.store and not (args.client_from or args.clients or args.client_software):
-        clients += group_offers(record_offers(_store_records(args.store), "client"))
+        stored = _store_records(args.store)
+        clients += group_offers(record_offers(stored, "client"))
+        logged = group_logged(logged_offers(stored))
     if args.client_software:
         clients += [_release(n, "client") for n in _names(args.client_software)]
     if args.client_from:
@@ -183,18 +245,20 @@ def _populations(args: argparse.Namespace) -> tuple[list[Group], list[Group]]:
         servers.append(_one(args.server_from, args.store, "server"))
     if args.server:
         servers.append(_probed(args.server))
-    if not clients:
+    if not clients and not logged:
         raise InputError(
             "no client offers: give --clients, --store, --client-software or --client-from"
         )
     if not servers:
-        raise InputError("no server offer: give --server-from, --server-software or --servers")
+        raise InputError(
+            "no server offer: give --server-from, --server-software, --server or --servers"
+        )
     if len(servers) > 1 and len(clients) > 1:
         raise InputError(
             f"{len(clients)} client groups and {len(servers)} servers: give one server "
             "(for --server-change) or one client (for --client-change against servers)"
         )
-    return clients, servers
+    return clients, servers, logged
 
 
 def _probed(target: str) -> Group:
@@ -335,3 +399,71 @@ def _after(p: Prediction) -> str:
     rejection = after.rejections.get("server") or after.rejections.get("client")
     reason = rejection.reason if rejection else "no match"
     return printable(f"fails on {first.list}: {reason}")
+
+
+def _logged_json_line(group: LoggedGroup, p: LoggedPrediction) -> dict[str, Any]:
+    still_fails = p.after is None
+    return {
+        "client": {"software": None, "hassh": None},
+        "source": "log",
+        "count": group.count,
+        "outcome": None,  # one list is known, never the whole handshake
+        "effect": p.effect,
+        "negotiated": None,
+        "failures": (
+            [
+                {
+                    "list": group.list,
+                    "client_offer": list(group.offer),
+                    "server_offer": list(p.server_after),
+                }
+            ]
+            if still_fails
+            else []
+        ),
+        "rejections": {"client": None, "server": None},
+        "logged": {
+            "list": group.list,
+            "client_offer": list(group.offer),
+            "shared_before": p.before,
+            "shared_after": p.after,
+            "removed": list(p.removed),
+        },
+    }
+
+
+def _logged_table(rows: LoggedRows, args: argparse.Namespace, *, after_other: bool) -> None:
+    """The logged clients' own section: one list each, so its own counts and words."""
+    out = sys.stdout
+    records, groups = tally_logged(rows)
+    if after_other:
+        out.write("\n")
+    else:
+        out.write(f"change: {printable('; '.join(args.server_change))}\n")
+    out.write(
+        "clients known only from a server's log (one list each, the one sshd named; "
+        "their other lists are unknown):\n"
+    )
+    out.write(
+        f"{groups['passes_logged_list']} of {len(rows)} logged groups"
+        f" ({records['passes_logged_list']} of {sum(records.values())} log records) pass their"
+        f" logged list after the change; {groups['still_fails_logged_list']} still fail on it,"
+        f" {groups['breaks_logged_list']} newly broken,"
+        f" {groups['still_passes_logged_list']} passed it already\n\n"
+    )
+    lines = [("EFFECT", "RECORDS", "LIST", "THEIR OFFER (AS LOGGED)", "AFTER THE CHANGE")]
+    for group, p in rows:
+        offer = ",".join(group.offer)
+        lines.append(
+            (
+                p.effect.replace("_", " "),
+                str(group.count),
+                group.list,
+                printable(offer if len(offer) <= 40 else offer[:39] + "…"),
+                printable(logged_words(p)),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(4)]
+    for line in lines:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:4])]
+        out.write("  ".join([*cells, line[4]]).rstrip() + "\n")

@@ -209,6 +209,17 @@ def identify(banner: str | None) -> Peer:
     return Peer(None, None, software)
 
 
+def named(software: str | None) -> Peer:
+    """A peer known by its software's name alone (``OpenSSH``, ``Dropbear``), no release: what
+    a server's own log shows of it. An unknown name gives a `Peer` with no implementation."""
+    if not software:
+        return Peer(None, None, None)
+    for impl in implementations().values():
+        if software.lower() in (impl.key, impl.name.lower()):
+            return Peer(impl, None, impl.name)
+    return Peer(None, None, software)
+
+
 def _names(raw: Any, where: str) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
         raise ValueError(f"{where}: expected a list of algorithm names")

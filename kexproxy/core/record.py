@@ -99,6 +99,10 @@ class SessionRecord:
     #: The server's host name as its own log names it (`source` "log"); left out of the JSON
     #: when None, so records of other sources are unchanged.
     server_host: str | None = None
+    #: The server's software as its log shows it ("OpenSSH" for sshd's lines, "Dropbear" for
+    #: dropbear's): a log record has no banner, and this names whose settings a fix is written
+    #: in. Only on `source` "log" records; left out of the JSON when None.
+    server_software: str | None = None
     #: "ssh" or "tls"; the fields below it are TLS's, and an SSH record does not carry them.
     protocol: Protocol = "ssh"
     client_hello: JSONDict | None = None
@@ -119,7 +123,7 @@ class SessionRecord:
             if f.name == "protocol" or (not tls and f.name in TLS_FIELDS):
                 continue
             value = getattr(self, f.name)
-            if f.name in ("diagnosis", "policy", "server_host") and value is None:
+            if f.name in _OMITTED_WHEN_NONE and value is None:
                 continue
             out[f.name] = value
         return out
@@ -154,6 +158,10 @@ class SessionRecord:
     @property
     def failing_lists(self) -> list[str]:
         return [f["list"] for f in self.failures]
+
+
+#: Fields left out of the JSON when None, so that records without them are unchanged.
+_OMITTED_WHEN_NONE = frozenset({"diagnosis", "policy", "server_host", "server_software"})
 
 
 @cache
@@ -196,6 +204,7 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "diagnosis": (dict, _NONE),
     "policy": (dict, _NONE),
     "server_host": (str, _NONE),
+    "server_software": (str, _NONE),
     "protocol": (str,),
     "client_hello": (dict, _NONE),
     "server_hello": (dict, _NONE),

@@ -5,15 +5,21 @@ records, so a failure known only from a server's log joins the ones seen on the 
 record has no wire bytes: no KEXINITs, no banners, no HASSH. What the server's line gives is
 the peer (the SSH client), the list that failed and the client's offer for it, so `failures`
 holds the client's offer and an empty server offer (the log does not show the server's own
-list; a probe of the server does), and `rejections.server` holds the line itself.
+list; a probe of the server does), and `rejections.server` holds the line itself. Which
+program wrote the lines names the server's software (`server_software`), with no release.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
-from kexproxy.core.sshdlog import LogFinding
+from kexproxy.core.sshdlog import LogFinding, Server
+
+#: The software a server's log lines show it runs (sshd's program names and message texts are
+#: OpenSSH's, dropbear's are Dropbear's), as `implementations` names it.
+SERVER_SOFTWARE: Final[dict[Server, str]] = {"openssh": "OpenSSH", "dropbear": "Dropbear"}
 
 #: What sshd sends a client whose identification line it refuses (kex.c:
 #: kex_exchange_identification, send_error), by the reason it logs.
@@ -68,6 +74,7 @@ def finding_record(finding: LogFinding, *, capture: str | None) -> SessionRecord
         client={"ip": finding.peer_ip, "port": finding.peer_port},
         server={"ip": finding.local_ip, "port": finding.local_port},
         server_host=finding.host,
+        server_software=SERVER_SOFTWARE[finding.server],
         client_banner=None,
         server_banner=None,
         client_kexinit=None,

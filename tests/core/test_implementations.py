@@ -103,3 +103,14 @@ def test_an_unknown_banner_has_unknown_capabilities() -> None:
     peer = identify("SSH-2.0-NoSuchThing_1.0")
     assert peer.implementation is None and peer.label == "NoSuchThing_1.0"
     assert peer.can_offer("cipher") is None and peer.defaults("client", "cipher") is None
+
+
+def test_named_is_a_software_name_without_a_release() -> None:
+    from kexproxy.core.implementations import named
+
+    openssh = named("OpenSSH")
+    assert (openssh.key, openssh.version, openssh.label) == ("openssh", None, "OpenSSH")
+    assert openssh.can_offer("kex") is None  # no release: what it can do is unknown
+    assert named("dropbear").label == "Dropbear"
+    assert named("Nonesuch").implementation is None and named("Nonesuch").label == "Nonesuch"
+    assert named(None).label == "unknown software"

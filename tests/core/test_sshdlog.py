@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from kexproxy.core import sshdlog
 from kexproxy.core.diagnosis import diagnosed
 from kexproxy.core.lists import KIND
+from kexproxy.core.record import SessionRecord
 from kexproxy.core.sshdlog import LogFinding, SshdLogReader, list_of_reason
 from kexproxy.core.sshdlog_record import finding_record
 from tests.builders import assert_valid_record
@@ -290,6 +291,13 @@ def test_an_openssh_finding_as_a_record() -> None:
     fixes = out["diagnosis"]["fixes"]
     assert [(f["side"], f["add"]) for f in fixes] == [("server", "diffie-hellman-group14-sha1")]
     assert any("not in this record" in text for text in out["diagnosis"]["real_fix"])
+    # sshd wrote the line: the fix is an sshd_config line, as for a capture with a banner.
+    assert out["server_software"] == "OpenSSH"
+    (recipe,) = out["diagnosis"]["recipes"]
+    assert recipe["software"] == {"server": "OpenSSH"}
+    assert [(s["kind"], s["text"]) for s in recipe["steps"]] == [
+        ("sshd_config", "KexAlgorithms +diffie-hellman-group14-sha1")
+    ]
     banner_record = assert_valid_record(diagnosed(finding_record(banner, capture=None)))
     assert banner_record["outcome"] == "not_ssh"
     assert banner_record["evidence"]["banner_error"] == "Invalid SSH identification string."
@@ -304,6 +312,19 @@ def test_a_dropbear_finding_as_a_record_keeps_its_own_words_as_native() -> None:
     assert rejection["native"] == "Exit before auth from <127.0.0.1:42782>: No matching algo kex"
     assert rejection["message"].startswith("Unable to negotiate with 127.0.0.1 port 42782: ")
     assert record.server == {"ip": None, "port": None}
+    assert record.server_software == "Dropbear"
+    assert record.diagnosis is not None
+    assert "unknown software" not in json.dumps(record.diagnosis)
+
+
+def test_server_software_is_only_on_log_records_and_survives_the_store_shape() -> None:
+    (kex,) = read(DROPBEAR_E)
+    data = finding_record(kex, capture=None).to_dict()
+    assert data["server_software"] == "Dropbear"
+    assert SessionRecord.from_dict(data).server_software == "Dropbear"
+    data.pop("server_software")
+    again = SessionRecord.from_dict(data)
+    assert again.server_software is None and "server_software" not in again.to_dict()
 
 
 def test_a_record_names_the_server_host_and_its_id_is_stable() -> None:

@@ -134,3 +134,38 @@ async def test_strangers_text_is_shown_as_text(held: list[SessionRecord]) -> Non
         cells = [row[2] for row in texts(screen.query_one("#whatif-table", DataTable))]
         assert any(c.startswith("[bold red]x[/]") for c in cells), cells
         assert not any("\x1b" in c for c in cells)
+
+
+async def test_clients_from_a_servers_log_get_their_own_rows(held: list[SessionRecord]) -> None:
+    from datetime import UTC
+
+    from kexproxy.core.sshdlog import SshdLogReader
+    from kexproxy.core.sshdlog_record import finding_record
+
+    line = (
+        "Unable to negotiate with 10.0.0.7 port 7: no matching key exchange method found. "
+        "Their offer: diffie-hellman-group14-sha1,ext-info-c [preauth]"
+    )
+    (finding,) = SshdLogReader(year=2026, zone=UTC).receive_line(line)
+    app = create_app(RecordsFeed([*held, finding_record(finding, capture=None)]))
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("w")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, WhatIfScreen)
+        await type_text(pilot, "KexAlgorithms +diffie-hellman-group14-sha1")
+        await pilot.press("enter")
+        await pilot.pause()
+        rows = texts(screen.query_one("#whatif-table", DataTable))
+        assert rows[-1] == [
+            "passes logged list",
+            "1",
+            "(from the server's log)",
+            "-",
+            "kex_algorithms: shares diffie-hellman-group14-sha1; its other lists are unknown",
+        ]
+        assert not any("negotiates" in row[0] for row in rows if row[2].startswith("(from"))
+        assert summary(screen).endswith(
+            "; logged lists (server's log): 1 of 1 pass, 0 still fail, 0 broken"
+        )

@@ -159,6 +159,7 @@ def _basis(record: SessionRecord) -> SessionRecord:
         server=record.server,
         client_banner=record.client_banner,
         server_banner=record.server_banner,
+        server_software=record.server_software,
         client_kexinit=_without_cookie(record.client_kexinit),
         server_kexinit=_without_cookie(record.server_kexinit),
         outcome=record.outcome,

@@ -27,7 +27,7 @@ from kexproxy.core.diagnosis.fixes import (
 from kexproxy.core.diagnosis.software import ROLES, offered
 from kexproxy.core.diagnosis.steps import Change, Target, write
 from kexproxy.core.diagnosis.warned import Warned, above_warn, below_warn, explanation
-from kexproxy.core.implementations import Peer, identify
+from kexproxy.core.implementations import Peer, identify, named
 from kexproxy.core.limits import OPENSSH_MAX_PROPOSAL_ENTRIES
 from kexproxy.core.lists import KIND, kind_of
 from kexproxy.core.negotiation import Role
@@ -41,11 +41,19 @@ def _other(side: Role) -> Role:
     return "server" if side == "client" else "client"
 
 
+def server_peer(record: SessionRecord) -> Peer:
+    """The server's banner's claim; with no banner (a record from the server's own log), the
+    software its log lines show, with no release."""
+    if record.server_banner is None and record.server_software is not None:
+        return named(record.server_software)
+    return identify(record.server_banner)
+
+
 def plan(record: SessionRecord, cat: Catalogue) -> tuple[list[JSONDict], list[JSONDict], list[str]]:
     """The recipes, the per-list detail, and what no recipe can do (the "upgrade" advice)."""
     peers: dict[Role, Peer] = {
         "client": identify(record.client_banner),
-        "server": identify(record.server_banner),
+        "server": server_peer(record),
     }
     failing = units(record)
     found = {

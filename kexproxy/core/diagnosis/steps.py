@@ -116,7 +116,9 @@ def write(
 ) -> Written:
     """The steps that make `role`'s software add every change's names."""
     impl = peer.implementation
-    if impl is not None and impl.derived == "openssh" and peer.version:
+    # OpenSSH with no release is known from its own log ("Unable to negotiate ... Their
+    # offer:", sshpkt_fatal since OpenSSH 7.0): every such release takes the "+" form.
+    if impl is not None and impl.derived == "openssh" and (peer.version or impl.key == "openssh"):
         return (_openssh_client if role == "client" else _openssh_server)(
             peer, changes, target, cat
         )
@@ -198,7 +200,7 @@ def _openssh_lines(
 ) -> list[str] | None:
     """One config line per keyword (``Ciphers +a,b``), merged across directions."""
     impl = peer.implementation
-    assert impl is not None and peer.version is not None
+    assert impl is not None
     legacy = peer.predates(OPENSSH_PLUS_SYNTAX)
     merged: dict[str, list[str]] = {}
     for change in changes:

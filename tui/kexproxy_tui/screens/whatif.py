@@ -5,7 +5,9 @@ when the screen opened. A config change is made on one server at a time, so one 
 one table and one refusal read more clearly than a table per server; every client offer
 the dashboard holds is then negotiated against it (as ``kexproxy whatif --store DB
 --server-from ID`` does), and the header says how many servers the sessions hold and how
-to pick another. The prediction itself is the core's (`kexproxy.core.whatif`).
+to pick another. The prediction itself is the core's (`kexproxy.core.whatif`). Clients known
+only from a server's log get rows of their own below, about the one list sshd logged
+(`kexproxy.core.whatif_logged`): never said to negotiate.
 """
 
 from __future__ import annotations
@@ -29,10 +31,20 @@ from kexproxy.core.whatif import (
     ChangeRefused,
     Group,
     Prediction,
+    apply_changes,
     group_offers,
     predict_groups,
     record_offers,
     tally,
+)
+from kexproxy.core.whatif_logged import (
+    LoggedGroup,
+    LoggedPrediction,
+    group_logged,
+    logged_offers,
+    logged_words,
+    predict_logged_groups,
+    tally_logged,
 )
 from kexproxy.present import endpoint, software
 from kexproxy_tui.palette import Palette, Role
@@ -45,6 +57,10 @@ EFFECT_ROLE: dict[str, Role] = {
     "still_fails": "warn",
     "fixed": "ok",
     "still_negotiates": "muted",
+    "breaks_logged_list": "bad",
+    "still_fails_logged_list": "warn",
+    "passes_logged_list": "ok",
+    "still_passes_logged_list": "muted",
 }
 COLUMNS = ("effect", "sessions", "client software", "HASSH", "after the change")
 
@@ -106,6 +122,18 @@ def after_words(p: Prediction) -> str:
     return f"fails on {first.list}: {reason}"
 
 
+def logged_summary(rows: Sequence[tuple[LoggedGroup, LoggedPrediction]]) -> str:
+    """``; logged lists: 1 of 4 pass, 3 still fail, 0 broken`` (empty with no logged rows)."""
+    if not rows:
+        return ""
+    _records, groups = tally_logged(rows)
+    passing = groups["passes_logged_list"] + groups["still_passes_logged_list"]
+    return (
+        f"; logged lists (server's log): {passing} of {len(rows)} pass,"
+        f" {groups['still_fails_logged_list']} still fail, {groups['breaks_logged_list']} broken"
+    )
+
+
 def summary_line(rows: Sequence[tuple[Group, Prediction]]) -> str:
     """``breaks 2 of 5 client groups (7 of 12 sessions); 1 already failing, 0 fixed``."""
     sessions, groups = tally(rows)
@@ -134,7 +162,9 @@ class WhatIfScreen(Screen[None]):
         self.palette = palette
         self.server = choose_server(records, selected_id)
         self.clients = group_offers(record_offers(records, "client"))
+        self.logged = group_logged(logged_offers(records))
         self.rows: list[tuple[Group, Prediction]] = []
+        self.logged_rows: list[tuple[LoggedGroup, LoggedPrediction]] = []
         self.refusal: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -166,19 +196,23 @@ class WhatIfScreen(Screen[None]):
     def predict(self, text: str) -> None:
         """Applies the typed change to the server's offer and shows who breaks, or why not."""
         lines = split_changes(text)
-        self.rows, self.refusal = [], None
+        self.rows, self.logged_rows, self.refusal = [], [], None
         server = self.server.group
         if server is None:
             self.refusal = self.server.line
         elif not lines:
             self.refusal = "type a change, e.g. Ciphers -aes128-cbc"
-        elif not self.clients:
+        elif not self.clients and not self.logged:
             self.refusal = "no session holds a client's KEXINIT: nobody to predict for"
         else:
             try:
                 self.rows = predict_groups(self.clients, [server], lines, [])
+                changed = apply_changes(server.side, lines, "server")
+                self.logged_rows = predict_logged_groups(
+                    self.logged, server.kexinit, changed.kexinit
+                )
             except (ChangeRefused, ListError) as exc:
-                self.refusal = str(exc)
+                self.rows, self.refusal = [], str(exc)
         self._show(lines)
 
     def _show(self, lines: list[str]) -> None:
@@ -192,6 +226,7 @@ class WhatIfScreen(Screen[None]):
         line = Text(f"{printable('; '.join(lines))}: ", end="")
         broken = any(p.effect == "breaks" for _, p in self.rows)
         line.append(summary_line(self.rows), palette["bad" if broken else "ok"])
+        line.append(logged_summary(self.logged_rows))
         summary.update(line)
         for group, p in self.rows:
             style = palette[EFFECT_ROLE[p.effect]]
@@ -201,6 +236,15 @@ class WhatIfScreen(Screen[None]):
                 Text(printable(group.software or "(no banner)")),
                 Text(printable((group.hassh or "-")[:HASSH_CHARS])),
                 Text(printable(after_words(p)), style if p.effect == "breaks" else ""),
+            )
+        for logged, lp in self.logged_rows:
+            style = palette[EFFECT_ROLE[lp.effect]]
+            table.add_row(
+                Text(lp.effect.replace("_", " "), style),
+                Text(str(logged.count), justify="right"),
+                Text("(from the server's log)"),
+                Text("-"),
+                Text(printable(f"{logged.list}: {logged_words(lp)}")),
             )
 
     def action_back(self) -> None:
