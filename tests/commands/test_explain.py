@@ -14,9 +14,9 @@ import pytest
 from rich.console import Console
 
 from kexproxy.cli import main
-from kexproxy.commands.explain import MAX_RUN, report
 from kexproxy.core.diagnosis import diagnose
 from kexproxy.pipeline import capture_records
+from kexproxy.present_report import MAX_RUN, report
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = ROOT / "tests" / "data" / "public"

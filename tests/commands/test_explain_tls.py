@@ -10,10 +10,10 @@ import pytest
 from rich.console import Console
 
 from kexproxy.cli import main
-from kexproxy.commands.explain import report
 from kexproxy.core.record import SessionRecord
 from kexproxy.pipeline import capture_records
 from kexproxy.present import list_label
+from kexproxy.present_report import report
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"
