@@ -317,7 +317,7 @@ def _replay(
 
     if bars is not None:
         bars.done(index)
-    for record in result.records:
+    for record in result.records():
         emit(record)
     if result.error is not None:
         raise CaptureError(result.error, result.stats)

@@ -8,10 +8,13 @@ reader finished them; the caller runs the stages and sinks itself, file after fi
 ``--jobs 1`` does. That keeps the stateful stages (`ServerMemory`, which learns from every
 earlier TLS session) seeing the sessions in the same order, so the output is the same
 whatever the number of workers. Records cross the process boundary pickled (about 4 KB
-and 0.1 ms a record), cheaper than JSON, which the stages would have to parse back.
+and 0.1 ms a record), cheaper than JSON, which the stages would have to parse back, and
+through a spool file in a private temporary folder rather than the pool's pipe: a worker
+writes them in batches as the reader finishes them and the caller reads them back one
+batch at a time, so a capture of a million connections costs disk, not memory, on both
+sides, as `--jobs 1` streams them.
 
-At most `jobs + 1` files are read ahead of the one the caller waits for, so a slow sink
-holds at most that many files' records. Standard input is never given to a worker: the
+At most `jobs + 1` files are read ahead of the one the caller waits for. Standard input is never given to a worker: the
 caller reads it itself, in its turn. Workers ignore SIGINT; an interrupt (or any error)
 in the caller ends them.
 """
@@ -21,9 +24,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import queue
+import shutil
 import signal
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,6 +43,8 @@ MAX_JOBS: Final = 64
 PROGRESS_POLL: Final = 0.1
 #: Progress reports waiting in the queue at most; a worker drops a report rather than wait.
 MAX_PENDING_REPORTS: Final = 1024
+#: Records pickled at once into a spool: what the caller holds at most while reading it.
+SPOOL_BATCH: Final = 256
 
 #: Progress of one file: its index among the names, bytes read, total bytes if known.
 FileProgress = Callable[[int, int, int | None], None]
@@ -44,12 +52,51 @@ FileProgress = Callable[[int, int, int | None], None]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CaptureResult:
-    """One capture as a worker read it: its records, what the reader saw, and the
-    `CaptureError` message if the read ended in one (after the records before it)."""
+    """One capture as a worker read it: where its records wait, what the reader saw, and
+    the `CaptureError` message if the read ended in one (after the records before it)."""
 
-    records: tuple[SessionRecord, ...]
+    spool: str
+    count: int
     stats: CaptureStats | None
     error: str | None
+
+    def records(self) -> Iterator[SessionRecord]:
+        """The records in the order the reader finished them, read back batch by batch;
+        the spool is removed once they are all read."""
+        with open(self.spool, "rb") as handle:
+            left = self.count
+            while left > 0:
+                # Written by this reader's own worker, in a folder only this user can open.
+                batch: list[SessionRecord] = pickle.load(handle)
+                left -= len(batch)
+                yield from batch
+        os.unlink(self.spool)
+
+
+class _Spool:
+    """Records pickled to a file in batches: what a worker hands back."""
+
+    def __init__(self, path: str, batch: int = SPOOL_BATCH) -> None:
+        self.path = path
+        self.batch = batch
+        self.count = 0
+        self._handle = open(path, "wb")  # noqa: SIM115 (closed by `close`)
+        self._batch: list[SessionRecord] = []
+
+    def append(self, record: SessionRecord) -> None:
+        self._batch.append(record)
+        if len(self._batch) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            pickle.dump(self._batch, self._handle, protocol=pickle.HIGHEST_PROTOCOL)
+            self.count += len(self._batch)
+            self._batch = []
+
+    def close(self) -> None:
+        self._flush()
+        self._handle.close()
 
 
 def usable_cores() -> int:
@@ -60,19 +107,23 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def read_one(name: str, index: int, include_non_ssh: bool) -> CaptureResult:
-    """One capture through the source only (no stages); what a worker runs."""
+def read_one(name: str, index: int, include_non_ssh: bool, folder: str) -> CaptureResult:
+    """One capture through the source only (no stages), its records spooled into `folder`;
+    what a worker runs."""
     from kexproxy.sources.captures import analyse_capture
 
-    records: list[SessionRecord] = []
-    report = _reporter(index)
+    spool = _Spool(os.path.join(folder, f"{index}.records"))
+    stats: CaptureStats | None = None
+    error: str | None = None
     try:
         stats = analyse_capture(
-            name, records.append, include_non_ssh=include_non_ssh, progress=report
+            name, spool.append, include_non_ssh=include_non_ssh, progress=_reporter(index)
         )
     except CaptureError as exc:
-        return CaptureResult(records=tuple(records), stats=exc.stats, error=str(exc))
-    return CaptureResult(records=tuple(records), stats=stats, error=None)
+        stats, error = exc.stats, str(exc)
+    finally:
+        spool.close()
+    return CaptureResult(spool=spool.path, count=spool.count, stats=stats, error=error)
 
 
 # The progress queue reaches a worker only by inheritance (a multiprocessing queue cannot be
@@ -118,6 +169,8 @@ class ParallelReader:
         #: Worker processes: as asked, but no more than the files to read or `MAX_JOBS`.
         self.jobs = max(1, min(jobs, MAX_JOBS, len(self._todo)))
         self._futures: dict[int, Future[CaptureResult]] = {}
+        #: The workers' spool files; private to this user, removed by `close`.
+        self.folder = tempfile.mkdtemp(prefix="kexproxy-read-")
         # fork: a worker starts in milliseconds with every module already imported.
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
@@ -133,7 +186,8 @@ class ParallelReader:
     def _submit_up_to(self, count: int) -> None:
         while self._todo and len(self._futures) < count:
             index = self._todo.pop(0)
-            future = self._pool.submit(read_one, self._names[index], index, self._include)
+            name = self._names[index]
+            future = self._pool.submit(read_one, name, index, self._include, self.folder)
             self._futures[index] = future
 
     def result(self, index: int) -> CaptureResult:
@@ -172,6 +226,7 @@ class ParallelReader:
         if self._reports is not None:
             self._reports.close()
             self._reports.join_thread()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> ParallelReader:
         return self

@@ -13,23 +13,37 @@ import pytest
 from kexproxy.core.record import SessionRecord
 from kexproxy.sources.capfile import CaptureError, CaptureStats
 from kexproxy.sources.captures import analyse_capture
-from kexproxy.sources.parallel_read import CaptureResult, ParallelReader, read_one, usable_cores
+from kexproxy.sources.parallel_read import (
+    CaptureResult,
+    ParallelReader,
+    _Spool,
+    read_one,
+    usable_cores,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = sorted(str(p) for p in (ROOT / "captures").glob("*.pcap*"))
 PUBLIC = sorted(str(p) for p in (ROOT / "tests" / "data" / "public").glob("*.pcap*"))
 
 
-def _here(name: str, include_non_ssh: bool = False) -> CaptureResult:
-    """What reading `name` in this process gives, in a worker's terms."""
+Read = tuple[list[dict[str, object]], CaptureStats | None, str | None]
+
+
+def _here(name: str, include_non_ssh: bool = False) -> Read:
+    """What reading `name` in this process gives: records, stats, error."""
     records: list[SessionRecord] = []
     try:
         stats: CaptureStats | None = analyse_capture(
             name, records.append, include_non_ssh=include_non_ssh
         )
     except CaptureError as exc:
-        return CaptureResult(records=tuple(records), stats=exc.stats, error=str(exc))
-    return CaptureResult(records=tuple(records), stats=stats, error=None)
+        return [r.to_dict() for r in records], exc.stats, str(exc)
+    return [r.to_dict() for r in records], stats, None
+
+
+def _there(result: CaptureResult) -> Read:
+    """The same of a worker's result (its spool read, and so removed)."""
+    return [r.to_dict() for r in result.records()], result.stats, result.error
 
 
 def _bad_files(tmp_path: Path) -> list[str]:
@@ -44,27 +58,28 @@ def test_every_capture_reads_in_workers_as_it_reads_here(tmp_path: Path) -> None
     names = BUNDLED + _bad_files(tmp_path) + PUBLIC
     assert len(BUNDLED) >= 20 and len(PUBLIC) >= 20
     with ParallelReader(names, jobs=2, include_non_ssh=True) as reader:
-        got = [reader.result(i) for i in range(len(names))]
+        got = [_there(reader.result(i)) for i in range(len(names))]
+        folder = reader.folder
+        assert os.listdir(folder) == []  # every spool removed once read
+    assert not os.path.exists(folder)
     want = [_here(name, include_non_ssh=True) for name in names]
-    assert [r.error for r in got] == [r.error for r in want]
-    assert sum(r.error is not None for r in got) == 3
-    assert [r.stats for r in got] == [r.stats for r in want]
-    assert [[x.to_dict() for x in r.records] for r in got] == [
-        [x.to_dict() for x in r.records] for r in want
-    ]
+    assert [error for _r, _s, error in got] == [error for _r, _s, error in want]
+    assert sum(error is not None for _r, _s, error in got) == 3
+    assert [stats for _r, stats, _e in got] == [stats for _r, stats, _e in want]
+    assert [records for records, _s, _e in got] == [records for records, _s, _e in want]
     # The truncated file still gave the connections before the cut.
-    assert got[len(BUNDLED) + 2].records
+    assert got[len(BUNDLED) + 2][0]
 
 
 def test_standard_input_is_left_to_the_caller() -> None:
     names = [BUNDLED[0], "-", BUNDLED[1]]
     with ParallelReader(names, jobs=4) as reader:
-        first = reader.result(0)
-        last = reader.result(2)
+        first = _there(reader.result(0))
+        last = _there(reader.result(2))
         with pytest.raises(KeyError):
             reader.result(1)
-    assert [r.id for r in first.records] == [r.id for r in _here(BUNDLED[0]).records]
-    assert [r.id for r in last.records] == [r.id for r in _here(BUNDLED[1]).records]
+    assert first[0] == _here(BUNDLED[0])[0]
+    assert last[0] == _here(BUNDLED[1])[0]
 
 
 def test_progress_reports_reach_the_caller_for_each_file() -> None:
@@ -92,10 +107,25 @@ def test_leaving_on_an_error_ends_the_workers_at_once(tmp_path: Path) -> None:
     assert {p.pid for p in multiprocessing.active_children()} - before == set()
 
 
-def test_a_worker_reads_one_capture_as_the_source_does() -> None:
-    result = read_one(BUNDLED[0], 0, False)
-    assert [r.to_dict() for r in result.records] == [r.to_dict() for r in _here(BUNDLED[0]).records]
-    assert result.error is None
+def test_a_worker_spools_one_capture_as_the_source_reads_it(tmp_path: Path) -> None:
+    result = read_one(BUNDLED[0], 3, False, str(tmp_path))
+    assert result.spool == str(tmp_path / "3.records")
+    assert _there(result) == _here(BUNDLED[0])
+    assert not os.path.exists(result.spool)
+
+
+def test_a_spool_of_many_batches_reads_back_in_order(tmp_path: Path) -> None:
+    records: list[SessionRecord] = []
+    for name in PUBLIC:
+        analyse_capture(name, records.append)
+    assert len(records) > 30
+    spool = _Spool(str(tmp_path / "spool"), batch=3)
+    for record in records:
+        spool.append(record)
+    spool.close()
+    result = CaptureResult(spool=spool.path, count=spool.count, stats=None, error=None)
+    assert spool.count == len(records)
+    assert [r.to_dict() for r in result.records()] == [r.to_dict() for r in records]
 
 
 def test_jobs_are_bounded_by_the_files_and_cores_by_the_affinity_mask() -> None:
