@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from kexproxy.filtering import Filter
     from kexproxy.sinks.base import Sink
     from kexproxy.sources.capfile import CaptureStats
+    from kexproxy.sources.parallel_read import CaptureResult
 
 #: What `--one-table` reads in a folder: the names captures usually have.
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
@@ -38,6 +40,9 @@ examples:
       the dashboard's help, ?): who still OFFERS hmac-md5 among the failures
   kexproxy read --one-table captures/
       every capture in the folder (and any files named) as one table with a capture column
+  kexproxy read --json --jobs 4 day/*.pcap > day.jsonl
+      four captures at a time in worker processes (the default: one per usable core); the
+      records, their order and the totals are the same as with --jobs 1
 
 SSH is found by its identification line and TLS by its first record (a ClientHello, or an
 SSLv2-compatible one), on any port. Other TCP streams are skipped unless --all is given. Files may be pcap (micro or nanosecond), pcapng, or gzip of either.
@@ -84,7 +89,24 @@ def register(sub: Any) -> None:
         help="one table for all inputs, with a capture column; a FILE may be a folder "
         "(its .pcap, .pcapng, .cap and gzipped captures)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        help="read up to N captures at once in worker processes (default: the usable cores); "
+        "the output is the same as with --jobs 1",
+    )
     parser.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
 
 
 def _parse_filter(text: str | None) -> Filter | None:
@@ -132,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.pipeline import CollectSink, Pipeline, PolicyFileError, stages
     from kexproxy.sinks.jsonl import JsonLinesSink
     from kexproxy.sources.captures import analyse_capture, capture_label, capture_notes
+    from kexproxy.sources.parallel_read import ParallelReader, usable_cores
     from kexproxy.sources.pcap import CaptureError
 
     keep: Filter | None = None
@@ -186,36 +209,51 @@ def run(args: argparse.Namespace) -> int:
     everything: list[SessionRecord] = []
     labelled: list[tuple[str, SessionRecord]] = []
     read_files = 0
-    for name in args.files:
-        label = printable(capture_label(name))
-        collected = CollectSink()
-        sink: Sink = JsonLinesSink(sys.stdout) if args.json else collected
-        pipeline = Pipeline([sink if keep is None else _OnlyMatching(sink, keep)], stages=steps)
-        emit = pipeline.publish
-        failed = False
-        try:
-            if show_progress and name != "-":
-                stats = _read_with_progress(err, name, emit, args.all)
-            else:
-                stats = analyse_capture(name, emit, early=(name == "-"), include_non_ssh=args.all)
-        except CaptureError as exc:
-            print(f"kexproxy: {printable(str(exc))}", file=sys.stderr)
-            status = exitcodes.BAD_INPUT
-            failed = True
-            stats = exc.stats
-        for note in capture_notes(stats) if stats is not None else []:
-            print(f"kexproxy: {label}: {note}", file=sys.stderr)
-        violated = violated or pipeline.violations > 0
-        records = collected.records
-        read_files += not failed or bool(records)
-        if args.one_table:
-            labelled += ((label, r) for r in records)
-            everything += records
-        elif not args.json and not (failed and not records):
-            _print_table(
-                out, label, records, sessions_table, print_messages, filtered=keep is not None
-            )
-            everything += records
+    jobs = args.jobs or usable_cores()
+    bars = _Bars(err, args.files) if show_progress else None
+    reader = None
+    if jobs > 1 and sum(name != "-" for name in args.files) > 1:
+        reader = ParallelReader(
+            args.files,
+            jobs=jobs,
+            include_non_ssh=args.all,
+            progress=bars.report if bars else None,
+        )
+    with reader or contextlib.nullcontext():
+        for index, name in enumerate(args.files):
+            label = printable(capture_label(name))
+            collected = CollectSink()
+            sink: Sink = JsonLinesSink(sys.stdout) if args.json else collected
+            pipeline = Pipeline([sink if keep is None else _OnlyMatching(sink, keep)], stages=steps)
+            emit = pipeline.publish
+            failed = False
+            try:
+                if reader is not None and name != "-":
+                    stats = _replay(reader.result(index), emit, bars, index)
+                elif show_progress and name != "-":
+                    stats = _read_with_progress(err, name, emit, args.all)
+                else:
+                    stats = analyse_capture(
+                        name, emit, early=(name == "-"), include_non_ssh=args.all
+                    )
+            except CaptureError as exc:
+                print(f"kexproxy: {printable(str(exc))}", file=sys.stderr)
+                status = exitcodes.BAD_INPUT
+                failed = True
+                stats = exc.stats
+            for note in capture_notes(stats) if stats is not None else []:
+                print(f"kexproxy: {label}: {note}", file=sys.stderr)
+            violated = violated or pipeline.violations > 0
+            records = collected.records
+            read_files += not failed or bool(records)
+            if args.one_table:
+                labelled += ((label, r) for r in records)
+                everything += records
+            elif not args.json and not (failed and not records):
+                _print_table(
+                    out, label, records, sessions_table, print_messages, filtered=keep is not None
+                )
+                everything += records
     if args.one_table and not args.json:
         _print_one_table(out, labelled, print_messages, filtered=keep is not None)
     if not args.json and len(args.files) > 1 and everything:
@@ -268,6 +306,61 @@ def _print_one_table(
         )
     out.print(table)
     messages(out, [record for _label, record in labelled])
+
+
+def _replay(
+    result: CaptureResult, emit: Any, bars: _Bars | None, index: int
+) -> CaptureStats | None:
+    """A worker's records through this process's stages and sinks, as if read here; its
+    `CaptureError` raised again after them."""
+    from kexproxy.sources.pcap import CaptureError
+
+    if bars is not None:
+        bars.done(index)
+    for record in result.records():
+        emit(record)
+    if result.error is not None:
+        raise CaptureError(result.error, result.stats)
+    return result.stats
+
+
+class _Bars:
+    """Progress bars on stderr for the captures the workers are reading, shown while this
+    process waits for one (never while it prints: stdout may be the same terminal)."""
+
+    def __init__(self, err: Any, names: list[str]) -> None:
+        from kexproxy.core.textsafe import printable
+
+        self.err = err
+        self.names = [printable(Path(name).name).replace("[", "\\[") for name in names]
+        self.progress: Any = None
+        self.tasks: dict[int, Any] = {}
+
+    def report(self, index: int, done: int, total: int | None) -> None:
+        if self.progress is None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            self.progress = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=self.err,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.progress.start()
+        if index not in self.tasks:
+            self.tasks[index] = self.progress.add_task(self.names[index], total=None)
+        self.progress.update(self.tasks[index], completed=done, total=total)
+
+    def done(self, index: int) -> None:
+        """Called between two waits: the bars leave the terminal until the next report."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+            self.tasks.clear()
 
 
 def _read_with_progress(
