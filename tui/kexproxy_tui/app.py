@@ -33,7 +33,7 @@ from kexproxy_tui.messages import (
     SessionsArrived,
     WhatIfWanted,
 )
-from kexproxy_tui.model import Pending, SessionIndex
+from kexproxy_tui.model import Pending, SessionIndex, collector_paused
 from kexproxy_tui.palette import Palette
 from kexproxy_tui.screens.detail import DetailScreen
 from kexproxy_tui.screens.export import DEFAULT_EXPORT_PATH, ExportScreen
@@ -247,6 +247,10 @@ class KexproxyApp(App[None]):
         if not self.pending:
             return
         records, partial = self.pending.drain()
+        with collector_paused():
+            self._apply(records, partial)
+
+    def _apply(self, records: list[SessionRecord], partial: set[str]) -> None:
         changes = self.index.apply(records, partial=partial)
         if not changes:
             return

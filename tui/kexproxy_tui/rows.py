@@ -5,6 +5,12 @@ as markup, because banners and names come from strangers. They deliberately have
 `__rich_measure__`: column widths are computed here from the plain strings, which spares
 the DataTable a console measurement per cell and makes 10,000 rows load in well under a
 second.
+
+At 100,000 sessions the cost per row is what counts. Most cells repeat from row to row
+(the same outcome, software, fix and server for thousands of sessions), so a `CellCache`
+hands out one shared, immutable `Cell` per distinct text, role and sort key: a row then
+costs a few dictionary look-ups, and each distinct text is measured once. A cell's sort
+key, when it is its lower-cased text, is worked out on the first sort only.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, Final
 
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions
@@ -80,26 +87,45 @@ SORTABLE = tuple(k for k in COLUMN_KEYS if k != "mark")
 MARK = "●"
 
 
+#: A cell's sort key when it is its text in lower case, worked out when first sorted by.
+FROM_TEXT: Final = object()
+
+#: Distinct cells a `CellCache` keeps; past this, cells are made anew for each row (a store
+#: of strangers' banners must not grow it without end).
+CELL_CACHE_LIMIT: Final = 50_000
+
+#: Distinct banners whose short software name is remembered.
+SOFTWARE_CACHE_SIZE: Final = 4_096
+
+
 class Cell:
     """A table cell: literal text in a palette role, with the value it sorts by.
 
-    `sort_key` may be given as a `Lazy` key, worked out on the first sort only: parsing
-    10,000 addresses nobody sorts by would slow down opening a store.
+    `sort_key` may be given as a `Lazy` key, or `FROM_TEXT`, worked out on the first sort
+    only: parsing 10,000 addresses nobody sorts by would slow down opening a store. A cell
+    never changes what it shows, so one cell may stand in many rows.
     """
 
-    __slots__ = ("_key", "palette", "role", "text")
+    __slots__ = ("_key", "palette", "role", "text", "width")
 
-    def __init__(self, text: str, role: Role, sort_key: Any, palette: Palette) -> None:
+    def __init__(
+        self, text: str, role: Role, sort_key: Any, palette: Palette, width: int | None = None
+    ) -> None:
         self.text = text
         self.role: Role = role
         self._key = sort_key
         self.palette = palette
+        #: The cells the text takes (ASCII, nearly always: one a character).
+        self.width = (len(text) if text.isascii() else cell_len(text)) if width is None else width
 
     @property
     def sort_key(self) -> Any:
-        if isinstance(self._key, Lazy):
-            self._key = self._key.resolve()
-        return self._key
+        key = self._key
+        if key is FROM_TEXT:
+            key = self._key = self.text.lower()
+        elif isinstance(key, Lazy):
+            key = self._key = key.resolve()
+        return key
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
         # One segment, cut to the width with an ellipsis: what Text(no_wrap, ellipsis) would
@@ -107,7 +133,7 @@ class Cell:
         # visible cells up to ten times a second while sessions stream in).
         text = self.text
         width = options.max_width
-        if cell_len(text) > width:
+        if self.width > width:
             text = set_cell_size(text, max(0, width - 1)) + "…" if width > 0 else ""
         yield Segment(text, self.palette[self.role])
 
@@ -116,6 +142,29 @@ class Cell:
 
     def __repr__(self) -> str:
         return f"Cell({self.text!r})"
+
+
+class CellCache:
+    """Shared cells by (column, text, role, key): one object per distinct cell, bounded."""
+
+    __slots__ = ("_cells", "palette")
+
+    def __init__(self, palette: Palette) -> None:
+        self.palette = palette
+        self._cells: dict[tuple[str, str, str, Any], Cell] = {}
+
+    def get(self, column: str, text: str, role: Role, key: Any, sort_key: Any) -> Cell:
+        """The cell for `text` in `column`; `key` identifies its sort key (hashable)."""
+        cache_key = (column, text, role, key)
+        cell = self._cells.get(cache_key)
+        if cell is None:
+            cell = Cell(text, role, sort_key, self.palette)
+            if len(self._cells) < CELL_CACHE_LIMIT:
+                self._cells[cache_key] = cell
+        return cell
+
+    def __len__(self) -> int:
+        return len(self._cells)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +217,14 @@ def _side(record: SessionRecord, role: str) -> str:
     """Who a side is: its SSH software, or for TLS its newest version or the SNI."""
     if record.protocol == "tls":
         return side_label(record, role)
-    return software_short(record.client_banner if role == "client" else record.server_banner)
+    return _software_short(record.client_banner if role == "client" else record.server_banner)
+
+
+@lru_cache(maxsize=SOFTWARE_CACHE_SIZE)
+def _software_short(banner: str | None) -> str:
+    # A fleet has a few dozen distinct banners over 100,000 sessions; naming one walks the
+    # catalogue of implementations' patterns.
+    return software_short(banner)
 
 
 def why(record: SessionRecord) -> str:
@@ -194,26 +250,43 @@ def row_cells(
     marked: bool,
     long_dates: bool = False,
     texts: dict[str, str] | None = None,
+    cache: CellCache | None = None,
 ) -> list[Cell]:
-    """The cells of a record's row, in `COLUMNS` order (`texts`: its `row_texts`, if known)."""
+    """The cells of a record's row, in `COLUMNS` order (`texts`: its `row_texts`, if known;
+    `cache`: where repeating cells are shared from)."""
     if texts is None:
         texts = row_texts(record, long_dates=long_dates)
-    outcome_role: Role = _outcome_role(record.outcome)
-    keys: dict[str, Any] = {
-        "time": (record.started or "", record.id),
-        "outcome": (OUTCOMES.index(record.outcome) if record.outcome in OUTCOMES else 99),
-        "client": Lazy(record.client),
-        "server": Lazy(record.server),
-    }
+    if cache is None:
+        cache = CellCache(palette)
+    outcome = record.outcome
+    outcome_role: Role = _outcome_role(outcome)
+    verdict_role = _verdict_role(record)
     cells = [mark_cell(palette, marked=marked)]
+    get = cache.get
     for column in COLUMNS[1:]:
-        text = texts[column.key]
-        role: Role = outcome_role if column.key in ("outcome", "detail") else "plain"
-        if column.key == "verdict":
-            role = _verdict_role(record)
+        key = column.key
+        text = texts[key]
         if text == "-":
-            role = "muted"
-        cells.append(Cell(text, role, keys.get(column.key, text.lower()), palette))
+            role: Role = "muted"
+        elif key in ("outcome", "detail"):
+            role = outcome_role
+        elif key == "verdict":
+            role = verdict_role
+        else:
+            role = "plain"
+        if key == "time":
+            # Unique to the session: never shared.
+            cells.append(Cell(text, role, (record.started or "", record.id), palette))
+        elif key == "outcome":
+            rank = OUTCOMES.index(outcome) if outcome in OUTCOMES else 99
+            cells.append(get(key, text, role, rank, rank))
+        elif key in ("client", "server"):
+            ep = record.client if key == "client" else record.server
+            ip, port = ep.get("ip", ""), ep.get("port")
+            ident = (str(ip), port if isinstance(port, int) else -1)
+            cells.append(get(key, text, role, ident, Lazy(ep)))
+        else:
+            cells.append(get(key, text, role, None, FROM_TEXT))
     return cells
 
 
@@ -243,11 +316,20 @@ def row_widths(texts: dict[str, str]) -> Widths:
     )
 
 
+def cell_widths(cells: list[Cell]) -> Widths:
+    """`row_widths` of a row's cells after the mark (measured once, when each cell was made)."""
+    return tuple(
+        min(column.max_width, max(column.min_width, cell.width))
+        for column, cell in zip(COLUMNS[1:], cells, strict=True)
+    )
+
+
 def widest(rows: Iterable[Widths]) -> Widths:
     """Column by column, the widest of `rows` (the minimum widths when there are none)."""
     out = [column.min_width for column in COLUMNS[1:]]
+    # One `max` over each column's widths at C speed, not one call per row.
     for index, column_widths in enumerate(zip(*rows, strict=False)):
-        out[index] = max(out[index], *column_widths)
+        out[index] = max((out[index], *column_widths))
     return tuple(out)
 
 

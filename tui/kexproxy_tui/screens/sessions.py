@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from kexproxy.core.record import SessionRecord
 from kexproxy.filtering import MATCH_ALL, Filter, FilterError, broken_filter, parse_filter
 from kexproxy_tui.messages import DetailWanted, ExportWanted, WhatIfWanted
-from kexproxy_tui.model import Change, Counters, SessionIndex
+from kexproxy_tui.model import Change, Counters, SessionIndex, collector_paused
 from kexproxy_tui.palette import Palette
 from kexproxy_tui.rows import SORTABLE
 from kexproxy_tui.widgets.filter_bar import FilterInput
@@ -126,8 +126,9 @@ class SessionsScreen(Screen[None]):
             fresh = [c.new for c in changes if c.old is None]
             changes = [c for c in changes if c.old is not None]
             shown = [r for r in fresh if self._matches(r)]
+            facts = self.index.facts
             for record in shown:
-                self.counters.add(record)
+                self.counters.add(facts(record))
             if self._dates_changed():
                 self._rebuild()
                 changes = []
@@ -142,9 +143,9 @@ class SessionsScreen(Screen[None]):
             was = old is not None and table.has_session(old.id)
             now = self._matches(new)
             if was and old is not None:
-                self.counters.remove(old)
+                self.counters.remove(self.index.facts(old))
             if now:
-                self.counters.add(new)
+                self.counters.add(self.index.facts(new))
                 if was:
                     table.update_session(new, new.id in self.marked)
                 else:
@@ -226,14 +227,14 @@ class SessionsScreen(Screen[None]):
         return True
 
     def _rebuild(self) -> None:
+        with collector_paused():
+            self._rebuild_rows()
+
+    def _rebuild_rows(self) -> None:
         index = self.index
-        if self.filter:
-            shown = [r for r in index if self.filter.matches(index.subject(r.id))]
-        else:
-            shown = list(index)
-        self.counters = Counters()
-        for record in shown:
-            self.counters.add(record)
+        shown = index.matching(self.filter)
+        facts = index.facts
+        self.counters = Counters.of([facts(r) for r in shown])
         self._dates_changed()
         self.table.replace_rows(shown, self.marked)
         self._sort_dirty = False

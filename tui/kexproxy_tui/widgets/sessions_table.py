@@ -1,11 +1,21 @@
-"""The sessions table: one row per session, keyed by session id, sortable, updated in place."""
+"""The sessions table: one row per session, keyed by session id, sortable, updated in place.
+
+A DataTable keeps, besides the rows, a list of every line's row (`_y_offsets`), rebuilt
+after each change, and re-sorts by building a key for every row: at 100,000 sessions that
+is seconds a batch. Every row here is one line high, so the line list is replaced by a view
+of the row order itself, and a sort that would change nothing (sessions arriving in time
+order) is skipped. tests/tui/test_sessions_table.py checks the result against DataTable's
+own methods, and fails first if Textual changes these internals.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from textual._two_way_dict import TwoWayDict
 from textual.widgets import DataTable
 from textual.widgets.data_table import (
     CellDoesNotExist,
@@ -19,18 +29,37 @@ from textual.widgets.data_table import (
 from kexproxy.core.record import SessionRecord
 from kexproxy_tui.palette import Palette
 from kexproxy_tui.rows import (
+    COLUMN_KEYS,
     COLUMNS,
     SORTABLE,
     Cell,
+    CellCache,
     Widths,
+    cell_widths,
     fit_widths,
     mark_cell,
     row_cells,
     row_texts,
-    row_widths,
     widen,
     widest,
 )
+
+#: The table's column keys, in `COLUMNS` order (the mark first).
+_COLUMN_KEYS = tuple(ColumnKey(column.key) for column in COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A session's row, made once per version of its record: the texts' widths, the
+    cells after the mark, and what the DataTable keeps for a row (its key, its `Row`, its
+    cells by column, mark included)."""
+
+    record: SessionRecord
+    widths: Widths
+    cells: list[Cell]
+    key: RowKey
+    row: Row
+    cells_by_column: dict[ColumnKey, Cell]
 
 
 class SessionsTable(DataTable[Cell]):
@@ -43,10 +72,13 @@ class SessionsTable(DataTable[Cell]):
         self.sort_reverse = False
         self._widths: dict[str, int] = {}
         self._long_dates = False
-        #: Per session: the record version, its row texts and cells (without the mark), so
-        #: a new filter re-shows rows without working them out again.
-        self._prepared: dict[str, tuple[SessionRecord, Widths, list[Cell]]] = {}
+        #: Per session: what its row is made of, so that a new filter re-shows rows
+        #: without working them out again.
+        self._prepared: dict[str, Prepared] = {}
         self._marks = {flag: mark_cell(palette, marked=flag) for flag in (False, True)}
+        #: Sessions marked at some time: the only ones whose row can show the mark.
+        self._ever_marked: set[str] = set()
+        self._cell_cache = CellCache(palette)
 
     @property
     def long_dates(self) -> bool:
@@ -59,15 +91,23 @@ class SessionsTable(DataTable[Cell]):
             self._long_dates = value
             self._prepared.clear()
 
-    def _prepare(self, record: SessionRecord) -> tuple[Widths, list[Cell]]:
+    def _prepare(self, record: SessionRecord) -> Prepared:
         cached = self._prepared.get(record.id)
-        if cached is not None and cached[0] is record:
-            return cached[1], cached[2]
+        if cached is not None and cached.record is record:
+            return cached
         texts = row_texts(record, long_dates=self._long_dates)
-        cells = row_cells(record, self.palette, marked=False, texts=texts)[1:]
-        wanted = row_widths(texts)
-        self._prepared[record.id] = (record, wanted, cells)
-        return wanted, cells
+        cells = row_cells(record, self.palette, marked=False, texts=texts, cache=self._cell_cache)
+        row_key = RowKey(record.id)
+        prepared = Prepared(
+            record,
+            cell_widths(cells[1:]),
+            cells[1:],
+            row_key,
+            Row(row_key, 1, None, False),
+            dict(zip(_COLUMN_KEYS, cells, strict=True)),
+        )
+        self._prepared[record.id] = prepared
+        return prepared
 
     def forget(self, session_id: str) -> None:
         """Drops what was prepared for a session that is gone for good."""
@@ -84,42 +124,66 @@ class SessionsTable(DataTable[Cell]):
         """Shows exactly `records` (a new filter): clear, add them all, then sort once. The
         cursor stays on its session if that is still shown, else it goes to the top."""
         previous = self.current_id
-        prepared = [(r, *self._prepare(r)) for r in records]
+        prepared = [self._prepare(r) for r in records]
+        # Sorted here, as a list, rather than by `_sort_rows` once in the table: the same
+        # stable order, without looking every row up by its key (sessions mostly arrive in
+        # time order, which this sort only confirms).
+        column = COLUMN_KEYS.index(self.sort_column) - 1
+        prepared.sort(key=lambda p: p.cells[column].sort_key, reverse=self.sort_reverse)
         self._widths = {}
-        widen(widest(wanted for _r, wanted, _c in prepared), self._widths)
+        widen(widest(p.widths for p in prepared), self._widths)
         self.clear()
         self._apply_widths()
-        marks = self._marks
-        self._add_many(
-            (record.id, [marks[record.id in marked], *cells]) for record, _t, cells in prepared
-        )
-        self.resort_to(previous if previous in self.rows else None)
+        self._add_many(prepared, marked)
+        self._place_cursor(previous if previous in self.rows else None)
 
-    def _add_many(self, rows: Iterable[tuple[str, list[Cell]]]) -> None:
+    def _add_many(self, prepared: list[Prepared], marked: set[str]) -> None:
         """`add_row` for many rows at once, with the state changes it makes done once.
 
         DataTable.add_row costs about 0.1 ms a row (a reactive cursor update, an idle check,
-        a measurement of every cell later); 10,000 rows would hold the screen for a second.
-        Every row here is one line high, has no label, and has widths set by `widen`, so
-        the rows are entered directly and the table is told once. Tested against add_row
-        in tests/tui/test_sessions_table.py, which fails first if Textual changes these.
+        a measurement of every cell later); 100,000 rows would hold the screen for ten
+        seconds. Every row here is one line high, has no label, and has widths set by
+        `widen`, so the prepared rows (key, row and cells made once per session) are entered
+        directly, in C-level dictionary updates, and the table is told once. Tested against
+        add_row in tests/tui/test_sessions_table.py, which fails first if Textual changes
+        these.
         """
         was_empty = self.row_count == 0
-        locations = self._row_locations
         data = self._data
-        table_rows = self.rows
-        keys = [column.key for column in self.ordered_columns]
-        index = len(locations)
-        for key, cells in rows:
-            row_key = RowKey(key)
-            if row_key in locations:
-                raise DuplicateKey(f"The row key {key!r} already exists.")
-            locations[row_key] = index
-            index += 1
-            data[row_key] = dict(zip(keys, cells, strict=True))
-            table_rows[row_key] = Row(row_key, 1, None, False)
+        keys = [p.key for p in prepared]
+        start = len(self._row_locations)
+        if start == 0:
+            locations = dict(zip(keys, range(len(keys)), strict=True))
+            if len(locations) != len(keys):
+                raise DuplicateKey(f"The row key {_duplicate(keys).value!r} already exists.")
+        elif not data.keys().isdisjoint(keys) or len(set(keys)) != len(keys):
+            taken = next(k for i, k in enumerate(keys) if k in data or k in keys[:i])
+            raise DuplicateKey(f"The row key {taken.value!r} already exists.")
+        # The row's cells are the prepared dictionary itself, made with the mark off: only
+        # the sessions ever marked can need it changed.
+        marks, mark_key, cache = self._marks, _COLUMN_KEYS[0], self._prepared
+        self._ever_marked |= marked
+        for session_id in self._ever_marked:
+            entry = cache.get(session_id)
+            if entry is not None:
+                entry.cells_by_column[mark_key] = marks[session_id in marked]
+        rows_before = self._ordered_row_cache.get((start, self._update_count))
+        if start == 0:
+            self._row_locations = TwoWayDict(locations)
+        else:
+            table_locations = self._row_locations
+            for index, row_key in enumerate(keys, start):
+                table_locations[row_key] = index
+        data.update(zip(keys, (p.cells_by_column for p in prepared), strict=True))
+        new_rows = [p.row for p in prepared]
+        self.rows.update(zip(keys, new_rows, strict=True))
         self._require_update_dimensions = True
         self._update_count += 1
+        # The rows in order are known here: handed to DataTable's cache of them, which it
+        # would otherwise rebuild by looking up every row (a tenth of a second at 100,000).
+        if start == 0 or rows_before is not None:
+            ordered = new_rows if start == 0 else [*(rows_before or ()), *new_rows]
+            self._ordered_row_cache[(self.row_count, self._update_count)] = ordered
         self.cursor_coordinate = self.cursor_coordinate
         if was_empty and self.row_count and self.show_cursor and self.cursor_type != "none":
             self._highlight_cursor()
@@ -129,14 +193,11 @@ class SessionsTable(DataTable[Cell]):
         """Adds many new sessions at once; sorts only if they do not already come in order."""
         if not records:
             return
-        prepared = [(r, *self._prepare(r)) for r in records]
-        if widen(widest(wanted for _r, wanted, _c in prepared), self._widths):
+        prepared = [self._prepare(r) for r in records]
+        if widen(widest(p.widths for p in prepared), self._widths):
             self._apply_widths()
         in_order = self._in_time_order(records)
-        marks = self._marks
-        self._add_many(
-            (record.id, [marks[record.id in marked], *cells]) for record, _t, cells in prepared
-        )
+        self._add_many(prepared, marked)
         if not in_order:
             self.resort()
 
@@ -161,15 +222,19 @@ class SessionsTable(DataTable[Cell]):
         return self._data[row_key][ColumnKey("time")].sort_key
 
     def _cells(self, record: SessionRecord, marked: bool) -> list[Cell]:
-        wanted, cells = self._prepare(record)
-        if widen(wanted, self._widths):
+        prepared = self._prepare(record)
+        if widen(prepared.widths, self._widths):
             self._apply_widths()
-        return [self._marks[marked], *cells]
+        return [self._marks[marked], *prepared.cells]
 
     def add_session(self, record: SessionRecord, marked: bool) -> None:
+        if marked:
+            self._ever_marked.add(record.id)
         self.add_row(*self._cells(record, marked), key=record.id)
 
     def update_session(self, record: SessionRecord, marked: bool) -> None:
+        if marked:
+            self._ever_marked.add(record.id)
         for column, cell in zip(COLUMNS, self._cells(record, marked), strict=True):
             self.update_cell(record.id, column.key, cell)
 
@@ -181,6 +246,8 @@ class SessionsTable(DataTable[Cell]):
         return session_id in self.rows
 
     def set_mark(self, session_id: str, marked: bool) -> None:
+        if marked:
+            self._ever_marked.add(session_id)
         with contextlib.suppress(CellDoesNotExist, RowDoesNotExist):
             self.update_cell(session_id, "mark", self._marks[marked])
 
@@ -226,11 +293,32 @@ class SessionsTable(DataTable[Cell]):
     def resort_to(self, keep: str | None) -> None:
         """Sorts again and puts the cursor on `keep`, or on the top row when None."""
         if self.row_count >= 2:
-            self.sort(self.sort_column, key=_cell_key, reverse=self.sort_reverse)
+            self._sort_rows()
+        self._place_cursor(keep)
+
+    def _place_cursor(self, keep: str | None) -> None:
+        """Puts the cursor on `keep`, or on the top row when None."""
         if keep is not None:
             self.move_to(keep)
         elif self.row_count:
             self.move_cursor(row=0, animate=False)
+
+    def _sort_rows(self) -> None:
+        """`DataTable.sort` by the sort column's keys, without its per-row tuple of cells
+        and key wrapper (same stable order: both sort the rows in the order they were added)."""
+        column = ColumnKey(self.sort_column)
+        data = self._data
+        order = sorted(
+            data, key=lambda row_key: data[row_key][column].sort_key, reverse=self.sort_reverse
+        )
+        self._row_locations = TwoWayDict({row_key: index for index, row_key in enumerate(order)})
+        self._update_count += 1
+        self.refresh()
+
+    @property
+    def _y_offsets(self) -> _RowLines:  # type: ignore[override]
+        # Every row is one line: the row at a line is the row at that index.
+        return _RowLines(self._row_locations, self.row_count)
 
     # --- widths -----------------------------------------------------------------------
 
@@ -282,5 +370,37 @@ class SessionsTable(DataTable[Cell]):
             self.scroll_to(x=earlier[-1], animate=False)
 
 
-def _cell_key(cell: Cell) -> Any:
-    return cell.sort_key
+def _duplicate(keys: list[RowKey]) -> RowKey:
+    seen: set[RowKey] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise ValueError("no duplicate")
+
+
+class _RowLines:
+    """What DataTable's `_y_offsets` list holds (each line's row key and the line within
+    the row), worked out per line asked for instead of listed for every row."""
+
+    __slots__ = ("_count", "_locations")
+
+    def __init__(self, locations: TwoWayDict[RowKey, int], count: int) -> None:
+        self._locations = locations
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, line: int) -> tuple[RowKey, int]:
+        if not 0 <= line < self._count:
+            raise IndexError(line)
+        row_key = self._locations.get_key(line)
+        assert row_key is not None
+        return row_key, 0
+
+    def __iter__(self) -> Iterator[tuple[RowKey, int]]:
+        return (self[line] for line in range(self._count))
+
+    def clear(self) -> None:
+        """DataTable.clear empties its cached list; there is nothing to empty here."""
