@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,7 @@ from kexproxy.filtering import (
     FilterError,
     Subject,
     parse_filter,
+    parse_ip,
 )
 
 
@@ -293,3 +295,35 @@ def test_tls_keys_match_tls_records() -> None:
     assert "ssh" not in matching("offers:tls_aes_128_gcm_sha256")
     with pytest.raises(FilterError, match="use one of ssh, tls"):
         parse_filter("protocol:quic")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10.1.2.3",
+        "0.0.0.0",
+        "255.255.255.255",
+        "010.1.2.3",
+        "1.2.3.04",
+        "1.2.3",
+        "127.1",
+        "256.1.1.1",
+        "0x1.2.3.4",
+        " 1.2.3.4",
+        "1.2.3.4 ",
+        "1.2.3.4\x00",
+        "1.2.3.4/8",
+        "\u0663.1.1.1",
+        "::1",
+        "::ffff:1.2.3.4",
+        "fe80::1%eth0",
+        "",
+        "host.example",
+    ],
+)
+def test_parse_ip_agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected: object = ipaddress.ip_address(text)
+    except ValueError:
+        expected = None
+    assert parse_ip(text) == expected

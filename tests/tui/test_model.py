@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kexproxy.core.record import SessionRecord
+from kexproxy.filtering import parse_filter
 from kexproxy_tui.model import Counters, Pending, SessionIndex, started_ts
 
 
@@ -117,3 +118,40 @@ def test_records_without_time_are_counted_but_not_charted(
     assert counters.failed == 2
     assert counters.span is None
     assert counters.first_failure is None
+
+
+def test_counters_of_many_equal_adding_one_by_one(dashboard_records: list[SessionRecord]) -> None:
+    records = [
+        replace(r, id=f"s{i}", started=f"2030-01-0{1 + i % 3}T10:00:0{i % 10}.000000Z")
+        for i, r in enumerate(dashboard_records * 7)
+    ]
+    records.append(replace(dashboard_records[1], id="untimed", started=None))
+    one_by_one = Counters()
+    for record in records:
+        one_by_one.add(record)
+    index = SessionIndex()
+    index.apply(records)
+    at_once = Counters.of([index.facts(r) for r in records])
+    for name in ("total", "outcomes", "lists", "software", "failed_software", "span"):
+        assert getattr(at_once, name) == getattr(one_by_one, name), name
+    assert at_once.first_failure == one_by_one.first_failure
+    assert at_once.last_failure == one_by_one.last_failure
+    assert at_once.failure_histogram(7) == one_by_one.failure_histogram(7)
+    assert at_once.failed > 0 and at_once.lists
+
+
+def test_index_keeps_subjects_and_facts_of_the_latest_version(
+    dashboard_records: list[SessionRecord],
+) -> None:
+    ok, kex, _cipher = dashboard_records
+    index = SessionIndex()
+    index.apply([ok, kex])
+    failed = parse_filter("outcome:failed")
+    assert [r.id for r in index.matching(failed)] == [kex.id]
+    index.apply([replace(ok, outcome="failed")])
+    assert [r.id for r in index.matching(failed)] == [ok.id, kex.id]
+    assert index.subject(ok.id).outcome == "failed"
+    assert index.facts(index.get(ok.id) or ok).outcome == "failed"
+    # A version the index does not hold is worked out anew, not taken from the cache.
+    assert index.facts(ok).outcome == ok.outcome
+    assert len(index.matching(parse_filter(""))) == 2

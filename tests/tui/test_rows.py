@@ -13,7 +13,8 @@ from kexproxy.core.record import SessionRecord
 from kexproxy.present import recipe_action
 from kexproxy_tui.app import KexproxyApp, create_app
 from kexproxy_tui.feeds import RecordsFeed
-from kexproxy_tui.rows import COLUMN_KEYS, LEAD, fit_widths, row_texts
+from kexproxy_tui.palette import Palette
+from kexproxy_tui.rows import COLUMN_KEYS, LEAD, CellCache, fit_widths, row_cells, row_texts
 from tests.tui.conftest import screen_lines, settle
 
 DEBIAN = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"
@@ -127,3 +128,29 @@ def test_fit_squeezes_the_chosen_algorithms_and_long_software_before_the_fix() -
     narrow = fit_widths(wanted, 78, 2)
     assert narrow["verdict"] == 44 and narrow["outcome"] == 7 and narrow["detail"] == 8
     assert fit_widths(wanted, 400, 2) == wanted
+
+
+def test_cells_that_repeat_are_shared_and_sort_as_before(
+    dashboard_records: list[SessionRecord],
+) -> None:
+    palette = Palette()
+    cache = CellCache(palette)
+    first, second = (
+        replace(dashboard_records[1], id=name, client={"ip": ip, "port": 2222})
+        for name, ip in (("a", "10.0.0.9"), ("b", "10.0.0.10"))
+    )
+    row_a = row_cells(first, palette, marked=False, cache=cache)
+    row_b = row_cells(second, palette, marked=True, cache=cache)
+    by_key = {key: (a, b) for key, a, b in zip(COLUMN_KEYS, row_a, row_b, strict=True)}
+    # The same outcome, fix and server: one cell each. Time and client differ.
+    for key in ("outcome", "verdict", "server", "server_software", "command"):
+        assert by_key[key][0] is by_key[key][1], key
+    assert by_key["time"][0] is not by_key["time"][1]
+    assert (str(by_key["mark"][0]), str(by_key["mark"][1])) == (" ", "●")
+    # Sort keys as they were: the address numerically, text in lower case, time with the id.
+    assert by_key["client"][0].sort_key < by_key["client"][1].sort_key
+    assert by_key["verdict"][0].sort_key == str(by_key["verdict"][0]).lower()
+    assert by_key["time"][1].sort_key == (second.started or "", "b")
+    assert by_key["outcome"][0].width == len("failed")
+    # Without a cache the cells are the same, only not shared.
+    assert [str(c) for c in row_cells(first, palette, marked=False)] == [str(c) for c in row_a]

@@ -1,5 +1,6 @@
-"""Scale: 10,000 sessions in a store open, filter and scroll within the limits, and 100 new
-sessions a second do not freeze typing. Prints the figures (run with -s to see them).
+"""Scale: 10,000 sessions in a store open, filter and scroll within the limits, filters over
+a fleet's day of 100,000 sessions take under a second, and 100 new sessions a second do not
+freeze typing. Prints the figures (run with -s to see them).
 
 The sessions come from the real pipeline over the bundled captures, copied with other ids,
 client addresses and times (tests/tui/scale.py). Wall-clock limits are the issue's; the CPU
@@ -32,13 +33,25 @@ OPEN_LIMIT = 2.0
 FILTER_LIMIT = 2.0
 #: A key press while 100 sessions a second arrive must be handled within this.
 KEY_LIMIT = 0.25
+#: A fleet's day (issue 15): a filter over this many sessions must take under a second.
+FLEET_SESSIONS = 100_000
+#: The CPU seconds one filter over `FLEET_SESSIONS` may take, twice the issue's second for a
+#: busy CI machine. Measured: 0.3-0.7 s (scripts/bench_dashboard); before subjects were
+#: worked out on arrival and rows prepared once, the first filter took 4-6 s and showing
+#: all 100,000 again 2.5 s.
+FLEET_FILTER_CPU_LIMIT = 2.0
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def sessions() -> list[SessionRecord]:
-    return many(seed_records(), SESSIONS)
+def seed() -> list[SessionRecord]:
+    return seed_records()
+
+
+@pytest.fixture(scope="module")
+def sessions(seed: list[SessionRecord]) -> list[SessionRecord]:
+    return many(seed, SESSIONS)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +112,41 @@ async def test_a_store_of_10000_sessions_opens_filters_and_scrolls(store: Path) 
         assert opened < OPEN_LIMIT * 2 and opened_cpu < OPEN_LIMIT, (opened, opened_cpu)
         assert max(seconds for _t, seconds, _r in timings) < FILTER_LIMIT
         assert page < 0.2 and line < 0.2
+
+
+async def test_filters_over_100000_sessions_take_under_the_limit(
+    seed: list[SessionRecord],
+) -> None:
+    records = many(seed, FLEET_SESSIONS)
+    failed = sum(1 for r in records if r.outcome == "failed")
+    in_block = sum(1 for r in records if str(r.client["ip"]).startswith("10.1."))
+    gc.collect()
+    gc.freeze()
+    app = create_app(RecordsFeed(records))
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.sessions_screen.table
+        await wait_for(pilot, lambda: table.row_count == FLEET_SESSIONS, timeout=120)
+        screen = app.sessions_screen
+        timings: list[tuple[str, float, float]] = []
+        for text, expected in (
+            ("outcome:failed", failed),
+            ("client:10.1.0.0/16", in_block),
+            ("list:kex", None),
+            ("", FLEET_SESSIONS),
+        ):
+            wall, cpu = time.perf_counter(), time.process_time()
+            screen.apply_filter(text)
+            await pilot.pause()
+            timings.append((text, time.perf_counter() - wall, time.process_time() - cpu))
+            if expected is not None:
+                assert table.row_count == expected, text
+            assert screen.counters.total == table.row_count
+        for text, seconds, cpu_seconds in timings:
+            print(
+                f"\nfilter {text or '(none)'!r} over {FLEET_SESSIONS}: {seconds:.2f} s wall, "
+                f"{cpu_seconds:.2f} s CPU"
+            )
+        assert max(cpu for _t, _w, cpu in timings) < FLEET_FILTER_CPU_LIMIT, timings
 
 
 class Flood:
