@@ -32,7 +32,7 @@ MAX_LIVE_CHECKS = 2_000
 
 #: What the table and the filter do not need, left in the store until a session is opened:
 #: most of a record's size (the offers, the timeline, most of the diagnosis).
-_SUMMARY_DROPS = (
+SUMMARY_DROPS = (
     "$.client_kexinit",
     "$.server_kexinit",
     "$.timeline",
@@ -74,7 +74,7 @@ _SUMMARY_DEFAULTS: dict[str, object] = {
 _SUMMARY = (
     "CAST(CASE WHEN typeof(record) <> 'text' OR length(record) > {limit} THEN NULL "
     "WHEN json_valid(record) THEN json_remove(record, "
-    + ", ".join(f"'{path}'" for path in _SUMMARY_DROPS)
+    + ", ".join(f"'{path}'" for path in SUMMARY_DROPS)
     + ") END AS BLOB)"
 )
 #: New sessions read per poll; a fuller store takes several polls, done back to back.
