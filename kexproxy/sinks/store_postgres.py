@@ -58,10 +58,8 @@ CHANNEL: Final = "kexproxy_sessions"
 _UPSERT = upsert_sql("%s")
 
 #: PostgreSQL's own schema steps, applied after the shared migrations and counted in
-#: ``postgres_schema_version``: a change number and notice for live readers, and a cast to
-#: jsonb that gives NULL instead of failing a whole query on one row that is not JSON (or
-#: holds ``\\u0000``, which jsonb refuses). Statements, not scripts: a function body holds
-#: semicolons.
+#: ``postgres_schema_version``: a change number and notice for live readers. Statements,
+#: not scripts: a function body holds semicolons.
 POSTGRES_STEPS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE SEQUENCE sessions_change_seq AS BIGINT",
@@ -78,13 +76,6 @@ POSTGRES_STEPS: tuple[tuple[str, ...], ...] = (
         END $$""",
         "CREATE TRIGGER sessions_changed BEFORE INSERT OR UPDATE ON sessions "
         "FOR EACH ROW EXECUTE FUNCTION kexproxy_session_changed()",
-        """CREATE FUNCTION kexproxy_jsonb(record TEXT) RETURNS jsonb LANGUAGE plpgsql
-        IMMUTABLE PARALLEL SAFE AS $$
-        BEGIN
-            RETURN record::jsonb;
-        EXCEPTION WHEN others THEN
-            RETURN NULL;
-        END $$""",
     ),
 )
 POSTGRES_VERSION: Final = len(POSTGRES_STEPS)

@@ -373,7 +373,7 @@ def test_a_store_made_before_the_postgres_step_is_upgraded_by_a_writer(postgres_
     store.close()
     for statement in ("DROP TABLE postgres_schema_version",
                       "DROP TRIGGER sessions_changed ON sessions",
-                      "DROP FUNCTION kexproxy_session_changed", "DROP FUNCTION kexproxy_jsonb",
+                      "DROP FUNCTION kexproxy_session_changed",
                       "ALTER TABLE sessions DROP COLUMN change_seq",
                       "DROP SEQUENCE sessions_change_seq"):  # fmt: skip
         raw(postgres_url, statement)

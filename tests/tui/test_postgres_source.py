@@ -92,13 +92,15 @@ def test_wait_returns_at_the_notice_not_at_the_timeout(postgres_url: str) -> Non
         store.close()
 
 
-def test_a_nul_banner_comes_whole_and_a_damaged_row_is_counted(postgres_url: str) -> None:
-    """jsonb refuses \\u0000: that row comes whole and is decoded here; a row that is not
-    JSON at all is counted, and neither stops the others."""
+def test_a_nul_banner_is_kept_and_damaged_rows_are_counted(postgres_url: str) -> None:
+    """A NUL from the wire stays in the record (jsonb would refuse it); a row that is not
+    JSON, or too big to be a record, is counted, and neither stops the others."""
     store = SessionStore.open(postgres_url)
     store.put(replace(failed_record("nul"), client_banner="SSH-2.0-x\x00y"), final=True)
     raw(postgres_url, "INSERT INTO sessions (id, source, outcome, failing, final, record) "
         "VALUES ('bad', 'proxy', 'failed', '', 1, '{not json')")  # fmt: skip
+    raw(postgres_url, "INSERT INTO sessions (id, source, outcome, failing, final, record) "
+        "VALUES ('big', 'proxy', 'failed', '', 1, repeat(' ', 64 * 1024 * 1024 + 1))")  # fmt: skip
     store.put(failed_record("good"), final=True)
     store.close()
     source = PostgresSource(postgres_url)
@@ -106,7 +108,7 @@ def test_a_nul_banner_comes_whole_and_a_damaged_row_is_counted(postgres_url: str
         found = {r.id: r for r in source.changes()}
         assert set(found) == {"nul", "good"}
         assert found["nul"].client_banner == "SSH-2.0-x\x00y"
-        assert source.damaged == 1
+        assert source.damaged == 2
     finally:
         source.close()
 

@@ -94,6 +94,12 @@ def summary_record(summary: bytes, failing: bytes) -> SessionRecord:
         names = failing.decode()
     except RecursionError:
         raise ValueError("the stored record is JSON nested too deeply") from None
+    return summary_from_data(data, names)
+
+
+def summary_from_data(data: object, names: str) -> SessionRecord:
+    """A record from a decoded summary and the store's ``failing`` column (see
+    `summary_record`); raises ValueError when `data` is not a record."""
     if not isinstance(data, dict):
         raise ValueError("a stored record is not a JSON object")
     for name, value in _SUMMARY_DEFAULTS.items():
