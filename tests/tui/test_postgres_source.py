@@ -147,3 +147,33 @@ def test_a_cut_connection_is_said_in_one_way_and_resumed_where_it_stopped(
 def test_a_store_that_cannot_be_read_is_refused_at_once(postgres_url: str) -> None:
     with pytest.raises(StoreError, match="kexproxy proxy creates it"):
         PostgresSource(postgres_url)
+
+
+def test_a_role_that_may_only_read_is_enough_to_watch(postgres_cluster: Any) -> None:
+    """The README's fleet roles: the proxies' role owns the database, the dashboard's may
+    only SELECT (granted ahead by default privileges); LISTEN needs no grant."""
+    import psycopg
+
+    name = f"fleet_{int(time.time() * 1000) % 10**8}"
+    writer, reader = f"{name}_w", f"{name}_r"
+    with postgres_cluster.connect() as db:
+        for sql in (f"CREATE ROLE {writer} LOGIN", f"CREATE ROLE {reader} LOGIN",
+                    f"CREATE DATABASE {name} OWNER {writer}"):  # fmt: skip
+            db.execute(sql.encode())
+    with postgres_cluster.connect(name) as db:
+        db.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {writer} IN SCHEMA public "
+                   f"GRANT SELECT ON TABLES TO {reader}".encode())  # fmt: skip
+    as_writer = postgres_cluster.url(name, user=writer)
+    as_reader = postgres_cluster.url(name, user=reader)
+    store = SessionStore.open(as_writer)
+    source = PostgresSource(as_reader)
+    try:
+        assert source.changes() == []
+        store.put(failed_record("seen"), final=True)
+        assert source.wait(10) is True
+        assert [r.id for r in source.changes()] == ["seen"]
+        with psycopg.connect(as_reader, autocommit=True) as db, pytest.raises(psycopg.Error):
+            db.execute(b"DELETE FROM sessions")
+    finally:
+        source.close()
+        store.close()
