@@ -10,19 +10,23 @@ says so once, and the sessions relayed after the restart still appear.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kexproxy import exitcodes
 from kexproxy_tui.app import create_app
 from kexproxy_tui.postgres_source import postgres_feed
 from tests.commands.test_proxy_cmd import ProxyProcess
 from tests.peers import Sshd, run_ssh, which_or_skip
 from tests.peers.postgres import PASSWORD, PASSWORD_ROLE
 
-from .conftest import screen_lines, wait_for
+from .conftest import ROOT, screen_lines, wait_for
 
 pytestmark = pytest.mark.peers
 
@@ -88,3 +92,22 @@ async def test_the_dashboard_watches_a_database_that_a_proxy_writes_through_a_re
                 assert PASSWORD not in text and not any(PASSWORD in m for m in said)
         finally:
             proxy.stop()
+
+
+def test_the_built_in_proxy_refuses_a_database_it_cannot_write_in_one_line(
+    postgres_cluster: Any, tmp_path: Path
+) -> None:
+    """`tui --listen --store URL` records through the store's writer: a wrong password is
+    said before the screen, once, masked."""
+    url = f"postgresql://{PASSWORD_ROLE}:not-{PASSWORD}@127.0.0.1:{postgres_cluster.port}/postgres"
+    result = subprocess.run(
+        [sys.executable, "-m", "kexproxy", "tui", "--listen", "127.0.0.1:0",
+         "--upstream", "127.0.0.1:1", "--store", url],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tui")])},
+    )  # fmt: skip
+    assert result.returncode == exitcodes.BAD_INPUT
+    [line] = result.stderr.splitlines()
+    assert "password authentication failed" in line
+    assert f"{PASSWORD_ROLE}:***@127.0.0.1" in line and PASSWORD not in line
+    assert not list(tmp_path.iterdir())

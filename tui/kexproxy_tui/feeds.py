@@ -150,7 +150,10 @@ class CaptureFeed:
 
 
 class SessionSource(Protocol):
-    """A store seen from the dashboard: what changed since the last look."""
+    """A store seen from the dashboard: what changed since the last look.
+
+    A source whose store tells it of changes also has `wait` (see `Notifying`).
+    """
 
     #: True when `changes` gives summaries (enough for the table and the filter).
     partial: bool
