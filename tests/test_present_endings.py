@@ -59,7 +59,7 @@ def capture(name: str) -> SessionRecord:
 
 def as_stored_summary(record: SessionRecord) -> SessionRecord:
     """The record as the dashboard gets it from a store: without timeline, notes, host key,
-    offers or early lines (see kexproxy_tui.adapters._SUMMARY_DROPS)."""
+    offers or early lines (see kexproxy_tui.adapters.SUMMARY_DROPS)."""
     return replace(
         record,
         timeline=[],

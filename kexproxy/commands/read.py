@@ -47,10 +47,14 @@ examples:
 SSH is found by its identification line and TLS by its first record (a ClientHello, or an
 SSLv2-compatible one), on any port. Other TCP streams are skipped unless --all is given. Files may be pcap (micro or nanosecond), pcapng, or gzip of either.
 
+  kexproxy read --store postgresql://kx@db/fleet --no-progress site2/*.pcap
+      also into the team's store, beside what proxies and sniffers recorded (an id is
+      stable per capture file, so reading it again updates its rows, never duplicates them)
+
 exit status: 0 all inputs read; 1 with --policy, a session violates the policy (any session
-read, shown or not); 2 an input was missing or not a capture, the policy file is unusable, or
-the filter does not parse (one line on stderr each; the other inputs are still read and
-everything read so far is printed).
+read, shown or not); 2 an input was missing or not a capture, the policy file is unusable, the
+filter does not parse, or the store could not take every record (one line on stderr each; the
+other inputs are still read and everything read so far is printed).
 """
 
 
@@ -88,6 +92,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="one table for all inputs, with a capture column; a FILE may be a folder "
         "(its .pcap, .pcapng, .cap and gzipped captures)",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="DB",
+        help="also write the records (those --filter keeps) to this session store: a SQLite "
+        "file or a postgresql:// URL, as proxy and sniff write theirs",
     )
     parser.add_argument(
         "--jobs",
@@ -182,6 +192,15 @@ def run(args: argparse.Namespace) -> int:
     except PolicyFileError as exc:
         print(f"kexproxy: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
+    store: Sink | None = None
+    if args.store is not None:
+        from kexproxy.sinks.store import StoreSink, store_problem
+
+        problem = store_problem(args.store)
+        if problem is not None:
+            print(f"kexproxy: {printable(problem)}", file=sys.stderr)
+            return exitcodes.BAD_INPUT
+        store = StoreSink(args.store, warn=lambda text: print(text, file=sys.stderr))
     violated = False
     status = exitcodes.OK
     # The bar shares the terminal with nothing: not with JSON lines printed on it too.
@@ -224,7 +243,10 @@ def run(args: argparse.Namespace) -> int:
             label = printable(capture_label(name))
             collected = CollectSink()
             sink: Sink = JsonLinesSink(sys.stdout) if args.json else collected
-            pipeline = Pipeline([sink if keep is None else _OnlyMatching(sink, keep)], stages=steps)
+            sinks = [sink] if store is None else [sink, store]
+            pipeline = Pipeline(
+                [s if keep is None else _OnlyMatching(s, keep) for s in sinks], stages=steps
+            )
             emit = pipeline.publish
             failed = False
             try:
@@ -260,6 +282,12 @@ def run(args: argparse.Namespace) -> int:
         from kexproxy.sinks.console import print_totals
 
         print_totals(out, everything, files=read_files, ssh_only=not args.all)
+    if store is not None and not store.close():
+        from kexproxy.sinks.store import display_name
+
+        where = printable(display_name(args.store))
+        print(f"kexproxy: some records could not be stored in {where}", file=sys.stderr)
+        status = exitcodes.BAD_INPUT
     if violated and status == exitcodes.OK:
         status = exitcodes.POLICY_VIOLATION
     return status

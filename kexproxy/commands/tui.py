@@ -19,6 +19,8 @@ three ways in:
       read captures; sessions appear as they are found
   kexproxy tui --store sessions.db
       watch the store that a running `kexproxy proxy --store sessions.db` writes
+  kexproxy tui --store postgresql://reader@db.example/kexproxy
+      watch a PostgreSQL store that several proxies write (woken by LISTEN/NOTIFY)
   kexproxy tui --listen 127.0.0.1:2222 --upstream server:22 [--store sessions.db]
       run the proxy inside the dashboard: point ssh at port 2222 and watch
       (with --store, the sessions are also recorded there, as kexproxy proxy does)
@@ -50,8 +52,9 @@ def register(sub: Any) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE", help="pcap/pcapng capture files")
     parser.add_argument(
         "--store",
-        metavar="FILE",
-        help="watch this SQLite session store; with --listen, record into it",
+        metavar="FILE|URL",
+        help="watch this session store (a SQLite file or a postgresql:// URL); with "
+        "--listen, record into it",
     )
     parser.add_argument(
         "--listen", metavar="[HOST:]PORT", help="run the proxy on this address (host 127.0.0.1)"
@@ -252,17 +255,12 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.BAD_INPUT
     from kexproxy.sinks.store import is_postgres_url
 
-    if args.store is not None and is_postgres_url(args.store):
-        print(
-            "kexproxy tui: a PostgreSQL store is not supported by the dashboard yet "
-            "(kexproxy sessions --store URL lists it)",
-            file=sys.stderr,
-        )
-        return exitcodes.BAD_INPUT
-    if args.store is not None and not proxied and not Path(args.store).is_file():
+    postgres = args.store is not None and is_postgres_url(args.store)
+    if args.store is not None and not proxied and not postgres and not Path(args.store).is_file():
         print(f"kexproxy tui: {args.store}: no such store", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    problem = terminal_problem() or _before_the_screen(args, proxied)
+    # The store first: a URL that cannot be used is one line even where no terminal is.
+    problem = _before_the_screen(args, proxied) or terminal_problem()
     if problem is not None:
         print(f"kexproxy tui: {problem}", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -274,6 +272,10 @@ def run(args: argparse.Namespace) -> int:
     feed: Feed
     if args.files:
         feed = CaptureFeed(args.files, stages=steps)
+    elif postgres and not proxied:
+        from kexproxy_tui.postgres_source import postgres_feed
+
+        feed = postgres_feed(args.store)
     elif not proxied:
         from kexproxy_tui.adapters import store_feed
 

@@ -66,6 +66,8 @@ RETRY_PAUSE = 0.5
 MAX_RETRY_PAUSE: Final = 4.0
 #: Seconds `StoreSink.close` goes on trying a store that refuses writes before giving up.
 CLOSE_RETRY_TIMEOUT = 5.0
+#: Ids per query in `SessionStore.by_ids` (SQLite's variable limit is 32766).
+IDS_PER_QUERY: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,21 @@ class SessionStore:
             "WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
             [escaped + "%", limit],
         )
+
+    def by_ids(self, ids: Sequence[str]) -> list[StoredSession]:
+        """The sessions with these whole ids, in the order of `ids` (those not found, or
+        damaged and counted, left out)."""
+        found: dict[str, StoredSession] = {}
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = list(ids[start : start + IDS_PER_QUERY])
+            marks = ",".join("?" * len(chunk))
+            for stored in self._records(
+                f"SELECT {self._engine.record_columns()}, final FROM sessions "
+                f"WHERE id IN ({marks})",
+                chunk,
+            ):
+                found[stored.record.id] = stored
+        return [found[i] for i in ids if i in found]
 
     def find_one(self, ident: str) -> StoredSession | str:
         """The one session `ident` (an id or a unique prefix) names, or what to tell the user."""

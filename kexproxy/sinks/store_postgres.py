@@ -10,6 +10,18 @@ The URL goes to libpq as it is, so the password comes from it, from ``PGPASSWORD
 ``~/.pgpass``, as with psql. Messages name the store by `display_name` and have any
 password struck out (`scrub`): libpq's own words never carry one, but nothing relies on it.
 A connection that is lost (`broken`) is dropped by the writer, which connects anew.
+
+A dashboard watches the store live (`ChangeListener`): PostgreSQL has no rowid to tell a
+reader what is new, so PostgreSQL's own schema step (`POSTGRES_STEPS`, counted apart from
+the shared migrations in ``postgres_schema_version``, because SQLite has its rowid and no
+NOTIFY) gives every row a ``change_seq`` from a sequence, bumped by a trigger on every
+insert and update, and has the same trigger ``NOTIFY kexproxy_sessions``. Sequence numbers
+are taken in order but committed in any order, and a reader that saw 11 before 10 was
+committed would miss 10 for ever; so the trigger first takes a transaction-level advisory
+lock (`CHANGE_LOCK`), which makes writers' transactions commit in the order of their
+numbers. Writers' transactions are a few upserts, so they wait on each other for
+milliseconds; a writer from before this step still gets numbers and notices, the trigger
+being the database's.
 """
 
 from __future__ import annotations
@@ -38,7 +50,35 @@ KEEPALIVES: Final = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interva
                      "keepalives_count": 3}  # fmt: skip
 #: The advisory lock writers migrate under ("kexp" in ASCII): one migrates, the others wait.
 MIGRATION_LOCK: Final = 0x6B657870
+#: The advisory lock taken by the change trigger ("kexc"): changes commit in sequence order.
+CHANGE_LOCK: Final = 0x6B657863
+#: The channel the change trigger notifies; the payload is empty so that PostgreSQL folds
+#: a transaction's notices into one.
+CHANNEL: Final = "kexproxy_sessions"
 _UPSERT = upsert_sql("%s")
+
+#: PostgreSQL's own schema steps, applied after the shared migrations and counted in
+#: ``postgres_schema_version``: a change number and notice for live readers. Statements,
+#: not scripts: a function body holds semicolons.
+POSTGRES_STEPS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE SEQUENCE sessions_change_seq AS BIGINT",
+        "ALTER TABLE sessions ADD COLUMN change_seq BIGINT",
+        "UPDATE sessions SET change_seq = nextval('sessions_change_seq')",
+        "ALTER TABLE sessions ALTER COLUMN change_seq SET NOT NULL",
+        "CREATE INDEX sessions_changes ON sessions (change_seq)",
+        f"""CREATE FUNCTION kexproxy_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock({CHANGE_LOCK});
+            NEW.change_seq := nextval('sessions_change_seq');
+            PERFORM pg_notify('{CHANNEL}', '');
+            RETURN NEW;
+        END $$""",
+        "CREATE TRIGGER sessions_changed BEFORE INSERT OR UPDATE ON sessions "
+        "FOR EACH ROW EXECUTE FUNCTION kexproxy_session_changed()",
+    ),
+)
+POSTGRES_VERSION: Final = len(POSTGRES_STEPS)
 
 
 class PostgresEngine:
@@ -98,18 +138,45 @@ class PostgresEngine:
                     f"{self.name}: the store has schema version {version}, newer than this "
                     f"kexproxy's {SCHEMA_VERSION}; upgrade kexproxy to read it"
                 )
-            if version == SCHEMA_VERSION:
-                return
+            if version < SCHEMA_VERSION:
+                if readonly:
+                    raise StoreError(self._too_old(version))
+                # DDL is transactional here: all the steps land, or none and the version.
+                for number in range(version, len(MIGRATIONS)):
+                    for statement in split_statements(MIGRATIONS[number]):
+                        db.execute(statement.encode())
+                db.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+            self._own_steps(readonly=readonly)
+
+    def _own_steps(self, *, readonly: bool) -> None:
+        """PostgreSQL's own steps (`POSTGRES_STEPS`), in the caller's transaction."""
+        db = self._db
+        if not self._exists("postgres_schema_version"):
             if readonly:
-                raise StoreError(
-                    f"{self.name}: the store has schema version {version}; run kexproxy proxy "
-                    "once on it to upgrade it"
-                )
-            # DDL is transactional here: all the steps land, or none and the version with them.
-            for number in range(version, len(MIGRATIONS)):
-                for statement in split_statements(MIGRATIONS[number]):
-                    db.execute(statement.encode())
-            db.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+                raise StoreError(self._too_old(SCHEMA_VERSION))
+            db.execute("CREATE TABLE postgres_schema_version (version INTEGER NOT NULL)")
+            db.execute("INSERT INTO postgres_schema_version VALUES (0)")
+        row = db.execute("SELECT max(version) FROM postgres_schema_version").fetchone()
+        done = int(row[0]) if row and row[0] is not None else 0
+        if done > POSTGRES_VERSION:
+            raise StoreError(
+                f"{self.name}: the store's PostgreSQL steps are at version {done}, newer than "
+                f"this kexproxy's {POSTGRES_VERSION}; upgrade kexproxy to read it"
+            )
+        if done == POSTGRES_VERSION:
+            return
+        if readonly:
+            raise StoreError(self._too_old(SCHEMA_VERSION))
+        for number in range(done, POSTGRES_VERSION):
+            for statement in POSTGRES_STEPS[number]:
+                db.execute(statement.encode())
+        db.execute("UPDATE postgres_schema_version SET version = %s", (POSTGRES_VERSION,))
+
+    def _too_old(self, version: int) -> str:
+        return (
+            f"{self.name}: the store has schema version {version} (an older kexproxy made "
+            "it); run kexproxy proxy once on it to upgrade it"
+        )
 
     def _exists(self, table: str) -> bool:
         row = self._db.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
@@ -149,6 +216,53 @@ class PostgresEngine:
             "'text', length(record), CASE WHEN length(record) <= "
             f"{int(MAX_RECORD_CHARS)} THEN convert_to(record, 'UTF8') END"
         )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class ChangeListener:
+    """A connection of its own that LISTENs for the change trigger's notices (`CHANNEL`).
+
+    Kept apart from the reading connection so that waiting for a notice never holds up a
+    query. Made before the first read, so that a change committed in between is both read
+    and noticed (a notice too many costs one empty read; one too few, a fallback poll).
+    """
+
+    def __init__(self, target: str) -> None:
+        self._target = target
+        self.name = display_name(target)
+        extra: dict[str, Any] = {"application_name": "kexproxy", **KEEPALIVES}
+        try:
+            self._db = psycopg.connect(
+                target, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **extra
+            )
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"{self.name}: cannot connect to the session store: {reason(exc, target)}"
+            ) from None
+        try:
+            self._db.execute(f"LISTEN {CHANNEL}".encode())
+        except psycopg.Error as exc:
+            self._db.close()
+            raise StoreError(f"{self.name}: cannot listen: {reason(exc, target)}") from None
+
+    def wait(self, timeout: float) -> bool:
+        """True when a change was noticed within `timeout` seconds (and every notice that
+        came with it taken too); a lost connection is a `StoreError`."""
+        try:
+            noticed = any(True for _ in self._db.notifies(timeout=timeout, stop_after=1))
+            if noticed:
+                # A burst of writers is one look for the reader, not one per notice.
+                for _ in self._db.notifies(timeout=0.0):
+                    pass
+        except psycopg.Error as exc:
+            raise StoreError(reason(exc, self._target)) from None
+        return noticed
+
+    @property
+    def broken(self) -> bool:
+        return self._db.closed or self._db.broken
 
     def close(self) -> None:
         self._db.close()

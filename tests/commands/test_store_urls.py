@@ -105,11 +105,8 @@ def test_a_store_that_cannot_be_used_is_one_line_without_the_password(
     assert PASSWORD not in result.stderr + result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    if command == "tui":
-        assert "not supported by the dashboard yet" in lines[0]
-    else:
-        assert word in lines[0], lines[0]
-        assert f"{PASSWORD_ROLE}:***@127.0.0.1" in lines[0]
+    assert word in lines[0], lines[0]
+    assert f"{PASSWORD_ROLE}:***@127.0.0.1" in lines[0]
     assert not list(tmp_path.iterdir())  # no SQLite file made of the URL
 
 

@@ -23,6 +23,7 @@ from kexproxy.sinks.store import (
     SessionStore,
     StoreError,
     StoreSink,
+    row_of,
     store_problem,
 )
 from tests.peers.postgres import PASSWORD, PASSWORD_ROLE
@@ -92,10 +93,12 @@ def test_the_same_indexes_on_both(target: str) -> None:
             target,
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sessions' AND sql IS NOT NULL",
         )
+    # PostgreSQL's own step adds one more: the change number its live readers follow.
+    own = {"sessions_changes"} if target.startswith("postgresql://") else set()
     assert {r[0] for r in rows} == {
         "sessions_started", "sessions_outcome", "sessions_client", "sessions_server",
         "sessions_hassh", "sessions_protocol", "sessions_ja3", "sessions_ja4",
-    }  # fmt: skip
+    } | own  # fmt: skip
 
 
 def test_an_update_never_undoes_the_final_row(target: str) -> None:
@@ -297,4 +300,87 @@ def test_a_reader_cannot_write(postgres_url: str) -> None:
     reader = SessionStore.open(postgres_url, readonly=True)
     with pytest.raises(StoreError, match="read-only transaction"):
         reader.put(failed_record("w"), final=True)
+    reader.close()
+
+
+def test_whole_records_by_id_in_the_order_asked(target: str) -> None:
+    store = SessionStore.open(target)
+    for name in ("a", "b", "c"):
+        store.put(failed_record(name), final=name != "b")
+    found = store.by_ids(["c", "missing", "a", "b"])
+    assert [(s.record.id, s.final) for s in found] == [("c", True), ("a", True), ("b", False)]
+    assert found[0].record.client_kexinit is not None  # the whole record, not a summary
+    store.close()
+
+
+# -- PostgreSQL's own step: change numbers and notices for live readers ---------------------
+
+
+def test_every_change_gets_a_later_number_and_a_notice(postgres_url: str) -> None:
+    from kexproxy.sinks.store_postgres import ChangeListener
+
+    store = SessionStore.open(postgres_url)
+    listener = ChangeListener(postgres_url)
+    try:
+        assert listener.wait(0.2) is False
+        store.put(failed_record("x"), final=False)
+        assert listener.wait(5) is True
+        [(first,)] = raw(postgres_url, "SELECT change_seq FROM sessions")
+        rows = [row_of(failed_record(f"r{i}"), final=True) for i in range(5)]
+        store.put_rows([*rows, row_of(failed_record("x"), final=True)])
+        assert listener.wait(5) is True
+        assert listener.wait(0.2) is False  # one transaction, one notice
+        [(again,)] = raw(postgres_url, "SELECT change_seq FROM sessions WHERE id = 'x'")
+        assert again > first
+        numbers = raw(postgres_url, "SELECT change_seq FROM sessions ORDER BY change_seq")
+        assert len({n for (n,) in numbers}) == 6
+    finally:
+        listener.close()
+        store.close()
+
+
+def test_changes_commit_in_the_order_of_their_numbers(postgres_url: str) -> None:
+    """A reader that saw number n must never later see a smaller one committed: a second
+    writer waits for the first one's commit before it gets its number."""
+    import psycopg
+
+    SessionStore.open(postgres_url).close()
+    insert = ("INSERT INTO sessions (id, source, outcome, failing, final, record) "
+              "VALUES (%s, 'proxy', 'failed', '', 1, '{}')")  # fmt: skip
+    first = psycopg.connect(postgres_url)
+    first.execute(insert, ("one",))  # its transaction stays open
+    done = threading.Event()
+
+    def second() -> None:
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute(insert, ("two",))
+        done.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert not done.wait(0.5)  # held behind the first writer's commit
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert done.is_set()
+    order = raw(postgres_url, "SELECT id FROM sessions ORDER BY change_seq")
+    assert order == [("one",), ("two",)]
+
+
+def test_a_store_made_before_the_postgres_step_is_upgraded_by_a_writer(postgres_url: str) -> None:
+    store = SessionStore.open(postgres_url)
+    store.put(failed_record("old"), final=True)
+    store.close()
+    for statement in ("DROP TABLE postgres_schema_version",
+                      "DROP TRIGGER sessions_changed ON sessions",
+                      "DROP FUNCTION kexproxy_session_changed",
+                      "ALTER TABLE sessions DROP COLUMN change_seq",
+                      "DROP SEQUENCE sessions_change_seq"):  # fmt: skip
+        raw(postgres_url, statement)
+    with pytest.raises(StoreError, match="run kexproxy proxy once on it"):
+        SessionStore.open(postgres_url, readonly=True)
+    SessionStore.open(postgres_url).close()
+    assert raw(postgres_url, "SELECT id, change_seq > 0 FROM sessions") == [("old", True)]
+    reader = SessionStore.open(postgres_url, readonly=True)
+    assert [s.record.id for s in reader.sessions()] == ["old"]
     reader.close()

@@ -32,7 +32,7 @@ MAX_LIVE_CHECKS = 2_000
 
 #: What the table and the filter do not need, left in the store until a session is opened:
 #: most of a record's size (the offers, the timeline, most of the diagnosis).
-_SUMMARY_DROPS = (
+SUMMARY_DROPS = (
     "$.client_kexinit",
     "$.server_kexinit",
     "$.timeline",
@@ -74,7 +74,7 @@ _SUMMARY_DEFAULTS: dict[str, object] = {
 _SUMMARY = (
     "CAST(CASE WHEN typeof(record) <> 'text' OR length(record) > {limit} THEN NULL "
     "WHEN json_valid(record) THEN json_remove(record, "
-    + ", ".join(f"'{path}'" for path in _SUMMARY_DROPS)
+    + ", ".join(f"'{path}'" for path in SUMMARY_DROPS)
     + ") END AS BLOB)"
 )
 #: New sessions read per poll; a fuller store takes several polls, done back to back.
@@ -94,6 +94,12 @@ def summary_record(summary: bytes, failing: bytes) -> SessionRecord:
         names = failing.decode()
     except RecursionError:
         raise ValueError("the stored record is JSON nested too deeply") from None
+    return summary_from_data(data, names)
+
+
+def summary_from_data(data: object, names: str) -> SessionRecord:
+    """A record from a decoded summary and the store's ``failing`` column (see
+    `summary_record`); raises ValueError when `data` is not a record."""
     if not isinstance(data, dict):
         raise ValueError("a stored record is not a JSON object")
     for name, value in _SUMMARY_DEFAULTS.items():

@@ -24,6 +24,8 @@ Post = Callable[[Message], object]
 
 #: Seconds between two polls of a store: new sessions show within about half a second.
 STORE_POLL_INTERVAL = 0.5
+#: Seconds a wait for a store's notice lasts at most before the app's stop is looked at.
+STOP_CHECK = 0.2
 #: Seconds between two progress reports while reading a capture.
 PROGRESS_INTERVAL = 0.2
 
@@ -148,7 +150,10 @@ class CaptureFeed:
 
 
 class SessionSource(Protocol):
-    """A store seen from the dashboard: what changed since the last look."""
+    """A store seen from the dashboard: what changed since the last look.
+
+    A source whose store tells it of changes also has `wait` (see `Notifying`).
+    """
 
     #: True when `changes` gives summaries (enough for the table and the filter).
     partial: bool
@@ -166,8 +171,21 @@ class SessionSource(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Notifying(Protocol):
+    """What a `SessionSource` that the store tells of changes (LISTEN/NOTIFY) also has."""
+
+    def wait(self, timeout: float) -> bool:
+        """True as soon as the store changed; False after `timeout` seconds without."""
+        ...
+
+
 class StoreFeed:
-    """Polls a store that another process writes, so new and updated sessions appear live."""
+    """Watches a store that another process writes, so new and updated sessions appear live.
+
+    Between two looks it sleeps `interval`, or, for a `Notifying` source, waits for the
+    store's notice with `interval` as the fallback poll for notices that were lost.
+    """
 
     def __init__(
         self,
@@ -199,10 +217,13 @@ class StoreFeed:
             post(FeedProblem(source.note))
         last_problem: str | None = None
         damaged = 0
+        notifying = source if isinstance(source, Notifying) else None
         try:
             while not stop.is_set():
                 try:
                     records = source.changes()
+                    if last_problem is not None:
+                        post(FeedStatus(f"watching {self.label}"))
                     last_problem = None
                 except Exception as exc:
                     # Said once per kind of trouble, not every poll.
@@ -216,7 +237,20 @@ class StoreFeed:
                 if source.damaged > damaged:
                     damaged = source.damaged
                     post(FeedProblem(f"{self.label}: {damaged} damaged records skipped"))
-                if not source.more:
+                if source.more:
+                    continue
+                if notifying is None:
                     stop.wait(self.interval)
+                else:
+                    _wait_for_notice(notifying, self.interval, stop)
         finally:
             source.close()
+
+
+def _wait_for_notice(source: Notifying, fallback: float, stop: threading.Event) -> None:
+    """Until the store's notice, `fallback` seconds, or the app's stop, whichever is first."""
+    deadline = time.monotonic() + fallback
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0 or source.wait(min(left, STOP_CHECK)):
+            return
