@@ -7,9 +7,12 @@ from dataclasses import replace
 from textual.app import App, ComposeResult
 
 from kexproxy.core.record import SessionRecord
+from kexproxy_tui.app import create_app
+from kexproxy_tui.feeds import RecordsFeed
 from kexproxy_tui.palette import Palette
 from kexproxy_tui.rows import COLUMN_KEYS
 from kexproxy_tui.widgets.sessions_table import SessionsTable
+from tests.tui.conftest import settle
 
 
 class TableApp(App[None]):
@@ -77,3 +80,31 @@ async def test_appending_in_time_order_needs_no_sort(sshguess_records: list[Sess
         assert sorts == 1
         assert table.shown_ids()[0] in ("early", records[0].id)
         await pilot.pause()
+
+
+async def test_the_time_column_shows_dates_only_while_the_rows_span_days(
+    sshguess_records: list[SessionRecord],
+) -> None:
+    days = ("2030-01-01", "2030-01-02")
+    records = [
+        replace(r, id=f"day{i % 2}-{i}", started=f"{days[i % 2]}T10:00:{i:02d}.000000Z")
+        for i, r in enumerate(variants(sshguess_records, 6))
+    ]
+    app = create_app(RecordsFeed(records))
+    async with app.run_test(size=(200, 30)) as pilot:
+        await settle(pilot, app)
+        screen = app.sessions_screen
+        table = screen.table
+
+        def times() -> list[str]:
+            column = COLUMN_KEYS.index("time")
+            return [str(table.get_row(i)[column]) for i in table.shown_ids()]
+
+        assert times()[0] == "01-01 10:00:00"
+        screen.apply_filter("day0")
+        await pilot.pause()
+        assert times() == ["10:00:00", "10:00:02", "10:00:04"]
+        screen.apply_filter("")
+        await pilot.pause()
+        assert times() == [f"{days[i % 2][5:]} 10:00:{i:02d}" for i in (0, 2, 4, 1, 3, 5)]
+        assert table.row_count == 6

@@ -40,6 +40,7 @@ from kexproxy_tui.rows import (
     mark_cell,
     row_cells,
     row_texts,
+    time_text,
     widen,
     widest,
 )
@@ -60,6 +61,8 @@ class Prepared:
     key: RowKey
     row: Row
     cells_by_column: dict[ColumnKey, Cell]
+    #: Whether the time cell shows the date (`SessionsTable.long_dates` when made).
+    long_dates: bool
 
 
 class SessionsTable(DataTable[Cell]):
@@ -87,14 +90,16 @@ class SessionsTable(DataTable[Cell]):
 
     @long_dates.setter
     def long_dates(self, value: bool) -> None:
-        if value != self._long_dates:
-            self._long_dates = value
-            self._prepared.clear()
+        # Prepared rows keep their other cells: only the time cell is made again, as each
+        # row is next shown (100,000 whole rows again would take seconds).
+        self._long_dates = value
 
     def _prepare(self, record: SessionRecord) -> Prepared:
         cached = self._prepared.get(record.id)
         if cached is not None and cached.record is record:
-            return cached
+            if cached.long_dates == self._long_dates:
+                return cached
+            return self._redated(cached)
         texts = row_texts(record, long_dates=self._long_dates)
         cells = row_cells(record, self.palette, marked=False, texts=texts, cache=self._cell_cache)
         row_key = RowKey(record.id)
@@ -105,9 +110,35 @@ class SessionsTable(DataTable[Cell]):
             row_key,
             Row(row_key, 1, None, False),
             dict(zip(_COLUMN_KEYS, cells, strict=True)),
+            self._long_dates,
         )
         self._prepared[record.id] = prepared
         return prepared
+
+    def _redated(self, prepared: Prepared) -> Prepared:
+        """`prepared` with the time cell for the present `long_dates`."""
+        record = prepared.record
+        text = time_text(record.started, long_dates=self._long_dates)
+        time_cell = Cell(
+            text,
+            "muted" if text == "-" else "plain",
+            (record.started or "", record.id),
+            self.palette,
+        )
+        cells = [time_cell, *prepared.cells[1:]]
+        by_column = dict(prepared.cells_by_column)
+        by_column[_COLUMN_KEYS[1]] = time_cell
+        redated = Prepared(
+            record,
+            cell_widths(cells),
+            cells,
+            prepared.key,
+            prepared.row,
+            by_column,
+            self._long_dates,
+        )
+        self._prepared[record.id] = redated
+        return redated
 
     def forget(self, session_id: str) -> None:
         """Drops what was prepared for a session that is gone for good."""
