@@ -164,7 +164,6 @@ def run(args: argparse.Namespace) -> int:
     from kexproxy.pipeline import CollectSink, Pipeline, PolicyFileError, stages
     from kexproxy.sinks.jsonl import JsonLinesSink
     from kexproxy.sources.captures import analyse_capture, capture_label, capture_notes
-    from kexproxy.sources.parallel_read import ParallelReader, usable_cores
     from kexproxy.sources.pcap import CaptureError
 
     keep: Filter | None = None
@@ -228,16 +227,21 @@ def run(args: argparse.Namespace) -> int:
     everything: list[SessionRecord] = []
     labelled: list[tuple[str, SessionRecord]] = []
     read_files = 0
-    jobs = args.jobs or usable_cores()
     bars = _Bars(err, args.files) if show_progress else None
     reader = None
-    if jobs > 1 and sum(name != "-" for name in args.files) > 1:
-        reader = ParallelReader(
-            args.files,
-            jobs=jobs,
-            include_non_ssh=args.all,
-            progress=bars.report if bars else None,
-        )
+    if sum(name != "-" for name in args.files) > 1 and args.jobs != 1:
+        # Imported only here: one capture needs no workers (and multiprocessing's import
+        # is a measurable part of reading a small one).
+        from kexproxy.sources.parallel_read import ParallelReader, usable_cores
+
+        jobs = args.jobs or usable_cores()
+        if jobs > 1:
+            reader = ParallelReader(
+                args.files,
+                jobs=jobs,
+                include_non_ssh=args.all,
+                progress=bars.report if bars else None,
+            )
     with reader or contextlib.nullcontext():
         for index, name in enumerate(args.files):
             label = printable(capture_label(name))
