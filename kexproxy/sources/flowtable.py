@@ -61,6 +61,10 @@ MAX_HANDSHAKING: Final = 10_000
 #: not logged in) and Linux's SYN retries (about 127 s), so only abandoned ones end early.
 HANDSHAKE_IDLE: Final = 300.0
 
+#: Holes remembered per counted direction (`Direction.holes`): reordering fills a hole
+#: within a few segments; a hole older than this many is a gap in the capture.
+MAX_HOLES: Final = 16
+
 _NEVER: Final = float("inf")
 #: TCP sequence numbers are modulo 2**32 (RFC 9293 section 3.4); a distance under HALF is
 #: forward, one above it is behind.
@@ -97,6 +101,7 @@ class Direction:
         "fin",
         "flow",
         "hi",
+        "holes",
         "isn",
         "last_ts",
         "peer",
@@ -115,6 +120,10 @@ class Direction:
         self.hi = 0
         #: Only counting, from `hi` on: the per-frame loop handles this direction alone.
         self.fast = False
+        #: Sequence ranges (start, length) jumped over while counting a capture, newest
+        #: last: a segment that arrives late (loopback delivers a migrating sender's segments
+        #: out of order) is counted when it fills one. At most `MAX_HOLES`.
+        self.holes: list[tuple[int, int]] = []
         #: Bytes counted but not yet told to the observer, and the time of the last of them.
         self.pending = 0
         self.pending_ts = 0.0
@@ -132,6 +141,38 @@ class Direction:
         if self.pending:
             self.flow.observer.count(self.side, self.pending, self.pending_ts)
             self.pending = 0
+
+
+def note_hole(d: Direction, start: int, length: int) -> None:
+    """A counted direction jumped over `length` bytes from `start`: remember them."""
+    holes = d.holes
+    holes.append((start, length))
+    if len(holes) > MAX_HOLES:
+        del holes[0]
+
+
+def fill_holes(d: Direction, seq: int, plen: int) -> int:
+    """Bytes of a late segment [seq, seq + plen) that fall in remembered holes: counted now,
+    and cut out of the holes (so a retransmission of them is not counted again)."""
+    got = 0
+    kept: list[tuple[int, int]] = []
+    for start, length in d.holes:
+        lo = (seq - start) & MOD_MASK  # where the segment starts, from the hole's start
+        if lo >= HALF:  # the segment starts before the hole
+            skip = (start - seq) & MOD_MASK
+            lo, take = 0, min(length, max(0, plen - skip))
+        else:
+            take = max(0, min(length, lo + plen) - lo) if lo < length else 0
+        if not take:
+            kept.append((start, length))
+            continue
+        got += take
+        if lo:
+            kept.append((start, lo))
+        if lo + take < length:
+            kept.append(((start + lo + take) & MOD_MASK, length - lo - take))
+    d.holes = kept[-MAX_HOLES:]
+    return got
 
 
 class Flow:
@@ -372,8 +413,14 @@ class FlowTable:
             return
         delta = (e - d.hi) & MOD_MASK
         if delta and delta < HALF:
+            if delta > plen and not self.count_jumps:
+                note_hole(d, d.hi, delta - plen)
             d.hi = e
             d.flow.observer.count(d.side, delta if self.count_jumps else min(delta, plen), ts)
+        elif d.holes:
+            got = fill_holes(d, seq, plen)
+            if got:
+                d.flow.observer.count(d.side, got, ts)
 
     def _count_from_here(self, d: Direction, ts: float) -> None:
         """This direction is no longer reassembled: bytes from now on are only counted."""

@@ -31,7 +31,14 @@ from kexproxy.core.netframes import (
 )
 from kexproxy.core.observer import ConnectionObserver
 from kexproxy.sources.capfile import CaptureError, CaptureInput, CaptureStats, Record
-from kexproxy.sources.flowtable import HALF, MOD_MASK, FlowTable, ObserverFactory
+from kexproxy.sources.flowtable import (
+    HALF,
+    MOD_MASK,
+    FlowTable,
+    ObserverFactory,
+    fill_holes,
+    note_hole,
+)
 
 __all__ = [
     "CaptureError",
@@ -155,8 +162,13 @@ def run_frames(
                                 e = (seq + plen) & mod_mask
                                 delta = (e - d.hi) & mod_mask
                                 if delta and delta < half:
+                                    if delta > plen and not jumps:
+                                        note_hole(d, d.hi, delta - plen)
                                     d.hi = e
                                     d.pending += delta if delta < plen or jumps else plen
+                                    d.pending_ts = ts
+                                elif d.holes:
+                                    d.pending += fill_holes(d, seq, plen)
                                     d.pending_ts = ts
                             continue
                 seg = decode_frame(linktype, buf, start, end, wirelen)
@@ -179,8 +191,13 @@ def run_frames(
                     e = (seq + plen) & MOD_MASK
                     delta = (e - d.hi) & MOD_MASK
                     if delta and delta < HALF:
+                        if delta > plen and not jumps:
+                            note_hole(d, d.hi, delta - plen)  # a late segment may fill it
                         d.hi = e
                         d.pending += delta if delta < plen or jumps else plen
+                        d.pending_ts = ts
+                    elif d.holes:
+                        d.pending += fill_holes(d, seq, plen)
                         d.pending_ts = ts
             except MemoryError:
                 raise

@@ -179,3 +179,48 @@ def test_a_syn_flood_holds_at_most_the_cap(tmp_path: Path, monkeypatch: pytest.M
     assert stats.evicted_handshakes == 950
     assert len(ended) == 1000
     assert most == 51  # the newest is in the table just before the oldest leaves
+
+
+# -- counting past the handshake ------------------------------------------------------------
+
+
+def test_a_segment_that_arrives_late_is_counted_once(tmp_path: Path) -> None:
+    """Loopback hands a migrating sender's segments to the capture out of order: the late
+    one fills the hole the early one jumped over and is counted; its retransmission is not."""
+    conv = Conversation().handshake().packet("c", C_BANNER)
+    for n in range(4):
+        conv.packet("c", bytes([n]) * 1000)
+    second, third = conv.frames[-3], conv.frames[-2]
+    conv.frames[-3], conv.frames[-2] = third, second  # the third segment before the second
+    conv.frames.append(second)  # and the second again, a retransmission
+    conv.close()
+    (rec,) = run(write(tmp_path, "late.pcap", conv.pcap()), limit=len(C_BANNER)).finished
+    assert rec.total("a") == len(C_BANNER) + 4000
+
+
+def test_a_hole_never_filled_stays_uncounted(tmp_path: Path) -> None:
+    """A segment the capture lost is not guessed at: only what the capture holds counts."""
+    conv = Conversation().handshake().packet("c", C_BANNER)
+    for n in range(4):
+        conv.packet("c", bytes([n]) * 1000)
+    del conv.frames[-3]  # the second segment is not in the capture
+    conv.close()
+    (rec,) = run(write(tmp_path, "hole.pcap", conv.pcap()), limit=len(C_BANNER)).finished
+    assert rec.total("a") == len(C_BANNER) + 3000
+
+
+def test_holes_are_bounded_and_cut_by_what_fills_them() -> None:
+    d = flowtable.Direction.__new__(flowtable.Direction)
+    d.holes = []
+    for i in range(flowtable.MAX_HOLES + 5):
+        flowtable.note_hole(d, 1000 * i, 100)
+    assert len(d.holes) == flowtable.MAX_HOLES and d.holes[0] == (5000, 100)
+    d.holes = [(5000, 100), (6000, 100), (7000, 100)]
+    # Fills the middle of one hole, and overlaps the start of the next (and a wrap).
+    assert flowtable.fill_holes(d, 5020, 10) == 10
+    assert (5000, 20) in d.holes and (5030, 70) in d.holes
+    assert flowtable.fill_holes(d, 5990, 30) == 20  # only [6000, 6020) was missing
+    assert (6020, 80) in d.holes
+    d.holes = [(0xFFFFFFF0, 0x20)]  # a hole across the sequence number wrap
+    assert flowtable.fill_holes(d, 0xFFFFFFF8, 0x10) == 0x10
+    assert d.holes == [(0xFFFFFFF0, 8), (0x8, 8)]
