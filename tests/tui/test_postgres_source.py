@@ -77,18 +77,22 @@ def test_a_big_store_comes_in_chunks(postgres_url: str) -> None:
 def test_wait_returns_at_the_notice_not_at_the_timeout(postgres_url: str) -> None:
     store = SessionStore.open(postgres_url)
     source = PostgresSource(postgres_url)
+    writer = threading.Timer(0.2, store.put, (failed_record("new"),), {"final": True})
     try:
         assert source.changes() == []
         began = time.monotonic()
         assert source.wait(0.3) is False
         assert time.monotonic() - began >= 0.25
-        threading.Timer(0.2, store.put, (failed_record("new"),), {"final": True}).start()
+        writer.start()
         began = time.monotonic()
         assert source.wait(20) is True
         assert time.monotonic() - began < 5
         assert [r.id for r in source.changes()] == ["new"]
     finally:
         source.close()
+        writer.cancel()
+        if writer.is_alive():
+            writer.join(10)  # the notice comes at commit, before put has quite returned
         store.close()
 
 
