@@ -143,20 +143,23 @@ def _expand_folders(names: list[str]) -> list[str]:
 
 
 class _OnlyMatching:
-    """A sink that hands on only the records a filter keeps, for `--json --filter`."""
+    """Hands on to its sinks only the records a filter keeps (`--filter`): the printed
+    output and the store see the same records, the filter asked once per record."""
 
-    def __init__(self, sink: Sink, keep: Filter) -> None:
-        self.sink = sink
+    def __init__(self, sinks: list[Sink], keep: Filter) -> None:
+        self.sinks = sinks
         self.keep = keep
 
     def update(self, record: SessionRecord, *, final: bool) -> None:
         from kexproxy.filtering import Subject
 
         if self.keep.matches(Subject.of(record)):
-            self.sink.update(record, final=final)
+            for sink in self.sinks:
+                sink.update(record, final=final)
 
     def close(self) -> bool | None:
-        return self.sink.close()
+        # Only the per-capture outputs: the store is closed once, after every capture.
+        return self.sinks[0].close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -249,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
             sink: Sink = JsonLinesSink(sys.stdout) if args.json else collected
             sinks = [sink] if store is None else [sink, store]
             pipeline = Pipeline(
-                [s if keep is None else _OnlyMatching(s, keep) for s in sinks], stages=steps
+                sinks if keep is None else [_OnlyMatching(sinks, keep)], stages=steps
             )
             emit = pipeline.publish
             failed = False
