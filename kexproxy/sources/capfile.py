@@ -25,6 +25,10 @@ from typing import Any, BinaryIO, Final, cast
 #: Bytes asked of the input per read: large enough that a read costs little per frame,
 #: small enough to stay a rounding error in the memory budget.
 READ_CHUNK: Final = 1 << 20
+#: libpcap's largest snap length (MAXIMUM_SNAPLEN): what kexproxy asks of a packet socket
+#: per frame and writes in a capture's header. scapy's default, 65,535, would cut loopback
+#: frames (MTU 65,536 plus the Ethernet header).
+SNAPLEN: Final = 262_144
 #: Largest record accepted. libpcap's largest snaplen for the link types decoded here is
 #: 262,144 bytes and Linux BIG TCP super-frames stay under 512 KiB; a larger caplen or
 #: block length means a corrupt file, and reading it would allocate whatever it claims.

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from kexproxy.core.netframes import FIN, RST, SYN, decode_frame
 from kexproxy.core.observer import ConnectionObserver
-from kexproxy.sources.capfile import CaptureStats, Record
+from kexproxy.sources.capfile import SNAPLEN, CaptureStats, Record
 from kexproxy.sources.flowtable import FlowTable, ObserverFactory
 from kexproxy.sources.pcap import FrameInput, run_frames
 
@@ -26,9 +26,6 @@ from kexproxy.sources.pcap import FrameInput, run_frames
 #: proxied session's capture (`proxy_tape.MAX_TAPE_BYTES`), room for a 256 KiB KEXINIT
 #: from each side with their headers.
 MAX_SESSION_FRAME_BYTES: Final = 640 * 1024
-#: Snap length written in a capture's header: libpcap's largest, so a loopback frame of
-#: 65,550 bytes is not one a reader may cut.
-SNAPLEN: Final = 262_144
 
 #: (observer, the frame's record, True when the frame only continues bulk data that the
 #: flow table was already counting, not inspecting).

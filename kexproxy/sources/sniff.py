@@ -36,15 +36,12 @@ from typing import Any, Final, TypeVar
 
 from kexproxy.core.netframes import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from kexproxy.core.observer import ConnectionObserver
-from kexproxy.sources.capfile import CaptureStats, Record
+from kexproxy.sources.capfile import SNAPLEN, CaptureStats, Record
 from kexproxy.sources.connection_frames import FrameTap, Keep
 from kexproxy.sources.flowtable import FlowTable, ObserverFactory
 from kexproxy.sources.pcap import run_frames
 from kexproxy.sources.sniff_bpf import BulkFilter, FilterError, attach, compile_user_filter, drain
 
-#: Bytes asked of the socket per frame: libpcap's largest snap length. scapy's default
-#: (65,535) would cut loopback frames, whose MTU is 65,536 plus the Ethernet header.
-SNAPLEN: Final = 262_144
 #: Kernel drop readings kept (one per reading that found drops): older ones are merged,
 #: which can only make a record's drop count larger, never hide one.
 MAX_DROP_READINGS: Final = 4096

@@ -36,6 +36,8 @@ import struct
 from collections.abc import Iterable
 from typing import Any, Final
 
+from kexproxy.sources.capfile import SNAPLEN
+
 #: IP total length (headers included) above which a segment of a bulk connection is dropped
 #: in the kernel. Interactive traffic and ACKs stay below it and keep the flow's timestamps
 #: current; bulk segments (1,448 bytes on Ethernet, up to 64 KiB on loopback) are above it.
@@ -47,8 +49,6 @@ ACK_SAMPLE: Final = 64
 #: Connections whose large segments the kernel drops at once: 14 instructions each (7 per
 #: direction), within the kernel's 4,096 (BPF_MAXINSNS) beside a user filter of common size.
 MAX_BULK_FLOWS: Final = 200
-#: Bytes of a frame accepted: libpcap's largest snap length (loopback frames are 65,550).
-SNAPLEN: Final = 262_144
 BPF_MAXINSNS: Final = 4096
 
 # linux/filter.h, linux/bpf_common.h
