@@ -31,7 +31,7 @@ from kexproxy.core.connection import ConnectionTracker
 from kexproxy.core.observer import ConnectionObserver, Endpoint, InitiatorEvidence
 from kexproxy.core.record import SessionRecord
 from kexproxy.sources.capfile import Record
-from kexproxy.sources.captures import Collector, session_id
+from kexproxy.sources.captures import Collector
 from kexproxy.sources.connection_frames import MAX_SESSION_FRAME_BYTES
 from kexproxy.sources.sniff import DropLedger, SniffResult, drop_note, sniff_interface
 
@@ -154,8 +154,9 @@ class SniffRecords:
         self._publish = publish
         self._warn = warn
         self._collector = Collector(f"{LIVE_PREFIX}{interface}", lambda _record: None)
-        #: Session id -> the kernel timestamp of its first frame, for its drop note.
-        self._first_seen: dict[str, float] = {}
+        #: id() of a connection's tracker -> the kernel timestamp of its first frame, for
+        #: its drop note (held until the connection ends, so the id is not reused meanwhile).
+        self._first_seen: dict[int, float] = {}
 
     def run(
         self,
@@ -185,17 +186,18 @@ class SniffRecords:
         flow_index: int,
         first_ts: float,
     ) -> ConnectionTracker:
-        self._first_seen[session_id(self._collector.capture, flow_index, a, b, first_ts)] = first_ts
-        return self._collector.factory(a, b, initiator, flow_index, first_ts)
+        tracker = self._collector.factory(a, b, initiator, flow_index, first_ts)
+        self._first_seen[id(tracker)] = first_ts
+        return tracker
 
     def on_decided(self, tracker: ConnectionTracker) -> None:
         record = tracker.record()
         if record.outcome != "not_ssh":
-            self._publish(self._noted(record, self._first_seen.get(record.id)), False)
+            self._publish(self._noted(record, self._first_seen.get(id(tracker))), False)
 
     def on_finished(self, tracker: ConnectionTracker) -> None:
         record = tracker.finish()
-        first = self._first_seen.pop(record.id, None)
+        first = self._first_seen.pop(id(tracker), None)
         if record.outcome == "not_ssh":  # as `read` leaves them out
             if self.frames is not None:
                 self.frames.discard(tracker)

@@ -103,3 +103,23 @@ def test_a_file_that_cannot_be_written_is_counted_and_the_record_kept(tmp_path: 
     assert len(warned) == 22 and "could not write" in warned[0]
     assert all(r.capture == f"{LIVE_PREFIX}eth9" for r in finals)
     assert all(any("could not be written" in n for n in r.notes) for r in finals)
+
+
+def test_frames_the_kernel_dropped_are_noted_on_the_sessions_open_then() -> None:
+    """Each connection's first frame is remembered until it ends, so its record can say
+    how many frames the kernel dropped since (here: a reading of 3 drops after them all)."""
+    published: list[tuple[SessionRecord, bool]] = []
+    sniffed = SniffRecords("eth9", lambda r, final: published.append((r, final)), warn=print)
+    readings = iter([3])
+    sniffed.drops.attach(lambda: next(readings, 0))
+    stats = CaptureStats()
+    conns = FlowTable(sniffed.factory, sniffed.on_finished, sniffed.on_decided, stats)
+    with CaptureInput(str(MANY), None) as inp:
+        try:
+            run_frames(inp, conns, stats, None)
+        finally:
+            conns.finish_all()
+    finals = [record for record, final in published if final]
+    assert len(finals) == 22
+    note = "the kernel dropped 3 frames while this session was open: its record may miss packets"
+    assert all(note in record.notes for record in finals)
