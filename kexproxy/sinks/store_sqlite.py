@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
+from typing import Final
 
 from kexproxy.sinks.store_reading import BUSY_TIMEOUT_MS, connect_readonly, record_columns
 from kexproxy.sinks.store_schema import (
@@ -23,6 +25,9 @@ from kexproxy.sinks.store_schema import (
 )
 
 _UPSERT = upsert_sql("?")
+
+#: Seconds between two tries to switch a new store to WAL while another opener holds it.
+_LOCKED_PAUSE: Final = 0.02
 
 
 class SqliteEngine:
@@ -81,7 +86,19 @@ class SqliteEngine:
                     "once on it to upgrade it"
                 )
             return
-        self._db.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL takes an exclusive lock, and SQLite answers "database
+        # is locked" at once, without its busy timeout, when another connection opening the
+        # same new file holds a lock meanwhile (several proxies started together on one
+        # store): tried again until the busy timeout has passed, as any other lock waits.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(_LOCKED_PAUSE)
         # In WAL mode NORMAL syncs at checkpoints only: a power cut may lose the last
         # records, never the file; the relay does not wait on fsync per session.
         self._db.execute("PRAGMA synchronous = NORMAL")
