@@ -6,6 +6,7 @@ exactly what crosses the relay and when; real SSH implementations are in test_pr
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import socket
@@ -425,13 +426,21 @@ def test_ten_thousand_short_connections_leave_no_descriptors_or_memory_behind() 
         burst(1000)  # warm up: caches, the allocator's arenas, the loop's tables
         proxy.wait_finals(1000, timeout=30)
         assert proxy.open_sessions() == 0
-        fds, rss = fd_count(), rss_bytes()
+        gc.collect()
+        fds, rss, objects = fd_count(), rss_bytes(), len(gc.get_objects())
         burst(10_000)
         proxy.wait_finals(11_000, timeout=60)
         assert proxy.open_sessions() == 0
         assert fd_count() == fds
+        gc.collect()
+        # A leak of one object a connection is 10,000 more; the allocator's high-water mark
+        # is not a leak, and on a loaded machine (records queued while the test's own client
+        # runs ahead) it moves by several MiB: RSS has a looser bound for what is not an object.
+        more = len(gc.get_objects()) - objects
         grown = rss_bytes() - rss
-        assert grown < 8 << 20, f"RSS grew by {grown >> 10} KiB over 10,000 connections"
+        print(f"\n10,000 connections: {more:+d} objects, RSS {grown >> 10:+d} KiB")
+        assert more < 2_000, f"{more} more live objects after 10,000 connections"
+        assert grown < 32 << 20, f"RSS grew by {grown >> 10} KiB over 10,000 connections"
         assert up.accepted == 11_000
 
 

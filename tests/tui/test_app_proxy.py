@@ -202,8 +202,10 @@ def round_trips(port: int, seconds: float) -> list[float]:
 async def test_the_relay_is_not_held_up_by_a_busy_screen(
     sshguess_records: list[SessionRecord],
 ) -> None:
-    """Round trips through the proxy in the app stay fast while the screen takes in 1,000
-    sessions a second: the relay runs on its own loop in its own thread."""
+    """The relay runs on its own loop in its own thread: round trips through the proxy in the
+    app go on while the app's own loop is held up outright, and while the screen takes in
+    1,000 sessions a second. Their times are printed, not asserted (speed is measured by
+    scripts/bench_proxy; here a loaded machine would fail a time limit, not the code)."""
     from dataclasses import replace
 
     from kexproxy_tui.messages import SessionsArrived
@@ -215,6 +217,10 @@ async def test_the_relay_is_not_held_up_by_a_busy_screen(
         async with app.run_test(size=(160, 50)) as pilot:
             await asyncio.to_thread(feed.ready.wait, 10)
             quiet = await asyncio.to_thread(round_trips, port, 0.5)
+            # Called here, not in a thread: the app's loop (this test's) runs nothing else
+            # meanwhile. A relay on that loop would leave every echo unanswered (5 s timeout).
+            held = round_trips(port, 0.5)
+            assert held, "no round trip through the proxy while the app's loop was held"
             # Built before the clock starts, so that the pace is the screen's to keep up with
             # and not the cost of copying records; all of them are posted, however busy the
             # machine (a loaded CI worker once posted only 9 batches in the window).
@@ -252,7 +258,7 @@ async def test_the_relay_is_not_held_up_by_a_busy_screen(
             f"99% under {busy[int(len(busy) * 0.99)] * 1000:.1f} ms"
         )
         assert shown >= posted > 900  # and the round trips' own sessions
-        assert busy[len(busy) // 2] < 0.02
+        assert busy and quiet
 
 
 async def test_transparent_mode_in_the_app_records_a_connection_not_redirected() -> None:
