@@ -74,6 +74,28 @@ def test_a_big_store_comes_in_chunks(postgres_url: str) -> None:
         source.close()
 
 
+def test_a_look_fetches_a_bounded_number_of_characters(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big rows come a few at a time, each look under the budget but for its last row, and
+    none is missed or fetched twice."""
+    store = SessionStore.open(postgres_url)
+    store.put_rows([row_of(failed_record(f"s{i:03d}"), final=True) for i in range(30)])
+    store.close()
+    [(size,)] = raw(postgres_url, "SELECT max(length(record)) FROM sessions")
+    monkeypatch.setattr(postgres_source, "CHUNK_CHARS", size * 4)
+    source = PostgresSource(postgres_url)
+    try:
+        looks: list[list[str]] = []
+        while not looks or source.more:
+            looks.append([r.id for r in source.changes()])
+        assert [i for look in looks for i in look] == [f"s{i:03d}" for i in range(30)]
+        assert all(1 <= len(look) <= 5 for look in looks), [len(look) for look in looks]
+        assert len(looks) >= 6
+    finally:
+        source.close()
+
+
 def test_wait_returns_at_the_notice_not_at_the_timeout(postgres_url: str) -> None:
     store = SessionStore.open(postgres_url)
     source = PostgresSource(postgres_url)

@@ -42,12 +42,23 @@ RECONNECT_PAUSE: Final = 1.0
 NOTICE_FALLBACK: Final = 5.0
 
 
-#: Rows numbered above the last seen, in number order; a row too big to be a record comes
-#: as NULL (counted as damaged) so that a stranger's giant row is never fetched.
+#: Characters of stored records one look fetches at most (a row is fetched whole, so one
+#: look may pass this by one record): 2,000 rows of a stranger's records near
+#: `store_reading.MAX_RECORD_CHARS` each would otherwise be fetched at once.
+CHUNK_CHARS: Final = 64 * 1024 * 1024
+
+#: Rows numbered above the last seen, in number order, while the characters before each are
+#: under the look's budget (the first always comes); a row too big to be a record comes as
+#: NULL (counted as damaged) so that a stranger's giant row is never fetched.
 _CHANGES: Final = (
-    "SELECT change_seq, CASE WHEN length(record) <= "
-    f"{int(store_reading.MAX_RECORD_CHARS)} THEN record END, failing FROM sessions "
-    "WHERE change_seq > ? ORDER BY change_seq LIMIT ?"
+    "SELECT change_seq, record, failing FROM ("
+    " SELECT change_seq, record, failing,"
+    "  sum(coalesce(length(record), 0)) OVER (ORDER BY change_seq ROWS UNBOUNDED PRECEDING)"
+    "  - coalesce(length(record), 0) AS before"
+    " FROM (SELECT change_seq, failing, CASE WHEN length(record) <= "
+    f"{int(store_reading.MAX_RECORD_CHARS)} THEN record END AS record FROM sessions"
+    "  WHERE change_seq > ? ORDER BY change_seq LIMIT ?) AS numbered"
+    ") AS chunk WHERE before < ? ORDER BY change_seq"
 )
 #: `SUMMARY_DROPS` as key paths.
 _DROPS: Final = tuple(tuple(path.removeprefix("$.").split(".")) for path in SUMMARY_DROPS)
@@ -137,12 +148,13 @@ class PostgresSource:
             self._away = None
         assert self._engine is not None
         try:
-            rows = self._engine.fetch(_CHANGES, [self._last, CHUNK])
+            rows = self._engine.fetch(_CHANGES, [self._last, CHUNK, CHUNK_CHARS])
         except StoreError as exc:
             if not self._engine.broken:
                 raise
             raise self._lose(str(exc).rpartition(": ")[2]) from None
-        self.more = len(rows) == CHUNK
+        fetched = sum(len(text) for _seq, text, _f in rows if isinstance(text, str))
+        self.more = len(rows) == CHUNK or fetched >= CHUNK_CHARS
         out: list[SessionRecord] = []
         for seq, text, failing in rows:
             self._last = max(self._last, int(seq))  # type: ignore[call-overload]
