@@ -21,6 +21,7 @@ from kexproxy.core.openssh_lists import ListError
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.textsafe import printable
 from kexproxy.core.whatif import (
+    EFFECTS,
     ChangeRefused,
     Group,
     Prediction,
@@ -33,13 +34,13 @@ from kexproxy.core.whatif import (
     tally,
 )
 from kexproxy.core.whatif_logged import (
+    LOGGED_EFFECTS,
     LoggedGroup,
     LoggedPrediction,
     group_logged,
     logged_offers,
     logged_words,
     predict_logged_groups,
-    tally_logged,
 )
 
 EPILOG = """\
@@ -362,7 +363,7 @@ def _table(
     rows: list[tuple[Group, Prediction]], population: Role, args: argparse.Namespace
 ) -> None:
     changes = [*args.server_change, *args.client_change]
-    sessions, groups = tally(rows)
+    sessions, groups = tally(rows, EFFECTS)
     out = sys.stdout
     out.write(f"change: {printable('; '.join(changes))}\n")
     total = sum(sessions.values())
@@ -435,7 +436,7 @@ def _logged_json_line(group: LoggedGroup, p: LoggedPrediction) -> dict[str, Any]
 def _logged_table(rows: LoggedRows, args: argparse.Namespace, *, after_other: bool) -> None:
     """The logged clients' own section: one list each, so its own counts and words."""
     out = sys.stdout
-    records, groups = tally_logged(rows)
+    records, groups = tally(rows, LOGGED_EFFECTS)
     if after_other:
         out.write("\n")
     else:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from kexproxy.core.catalogue import CATEGORIES, Catalogue, Category, catalogue
 from kexproxy.core.events import KexInit
@@ -390,10 +390,27 @@ def _merged(rows: list[tuple[Group, Prediction]]) -> list[tuple[Group, Predictio
     return list(merged.values())
 
 
-def tally(rows: Iterable[tuple[Group, Prediction]]) -> tuple[dict[Effect, int], dict[Effect, int]]:
-    """Sessions and groups per effect, for the summary line over a prediction's rows."""
-    sessions: dict[Effect, int] = dict.fromkeys(EFFECTS, 0)
-    groups: dict[Effect, int] = dict.fromkeys(EFFECTS, 0)
+_E_co = TypeVar("_E_co", covariant=True)
+_E = TypeVar("_E")
+
+
+class _Counted(Protocol):
+    @property
+    def count(self) -> int: ...
+
+
+class _Predicted(Protocol[_E_co]):
+    @property
+    def effect(self) -> _E_co: ...
+
+
+def tally(
+    rows: Iterable[tuple[_Counted, _Predicted[_E]]], effects: Sequence[_E]
+) -> tuple[dict[_E, int], dict[_E, int]]:
+    """Sessions (or logged records) and groups per effect, every one of `effects` counted
+    even when 0, for the summary line over a prediction's rows."""
+    sessions: dict[_E, int] = dict.fromkeys(effects, 0)
+    groups: dict[_E, int] = dict.fromkeys(effects, 0)
     for group, p in rows:
         sessions[p.effect] += group.count
         groups[p.effect] += 1

@@ -135,18 +135,6 @@ def predict_logged_groups(
     return rows
 
 
-def tally_logged(
-    rows: Iterable[tuple[LoggedGroup, LoggedPrediction]],
-) -> tuple[dict[LoggedEffect, int], dict[LoggedEffect, int]]:
-    """Records and groups per effect, for the summary line over the logged rows."""
-    records: dict[LoggedEffect, int] = dict.fromkeys(LOGGED_EFFECTS, 0)
-    groups: dict[LoggedEffect, int] = dict.fromkeys(LOGGED_EFFECTS, 0)
-    for group, p in rows:
-        records[p.effect] += group.count
-        groups[p.effect] += 1
-    return records, groups
-
-
 def logged_words(p: LoggedPrediction) -> str:
     """The outcome for the logged list in a few words, never "negotiates": that list is all
     that is known of the client."""

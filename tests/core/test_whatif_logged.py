@@ -8,15 +8,15 @@ from datetime import UTC
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.sshdlog import SshdLogReader
 from kexproxy.core.sshdlog_record import finding_record
-from kexproxy.core.whatif import apply_changes, release_side
+from kexproxy.core.whatif import apply_changes, release_side, tally
 from kexproxy.core.whatif_logged import (
+    LOGGED_EFFECTS,
     LoggedGroup,
     group_logged,
     logged_offers,
     logged_words,
     predict_logged,
     predict_logged_groups,
-    tally_logged,
 )
 from tests.builders import assert_valid_record
 
@@ -96,7 +96,7 @@ def test_effects_on_one_logged_list() -> None:
     assert logged_words(still) == "still no common name"
     rows = predict_logged_groups([kex, mac], server.kexinit, removed.kexinit)
     assert [p.effect for _, p in rows] == ["breaks_logged_list", "still_fails_logged_list"]
-    records, groups = tally_logged(rows)
+    records, groups = tally(rows, LOGGED_EFFECTS)
     assert records["still_fails_logged_list"] == 2 and groups["breaks_logged_list"] == 1
     assert sum(records.values()) == 3
 

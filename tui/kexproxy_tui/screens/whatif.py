@@ -28,6 +28,7 @@ from kexproxy.core.openssh_lists import ListError
 from kexproxy.core.record import SessionRecord
 from kexproxy.core.textsafe import printable
 from kexproxy.core.whatif import (
+    EFFECTS,
     ChangeRefused,
     Group,
     Prediction,
@@ -38,13 +39,13 @@ from kexproxy.core.whatif import (
     tally,
 )
 from kexproxy.core.whatif_logged import (
+    LOGGED_EFFECTS,
     LoggedGroup,
     LoggedPrediction,
     group_logged,
     logged_offers,
     logged_words,
     predict_logged_groups,
-    tally_logged,
 )
 from kexproxy.present import endpoint, software
 from kexproxy_tui.palette import Palette, Role
@@ -126,7 +127,7 @@ def logged_summary(rows: Sequence[tuple[LoggedGroup, LoggedPrediction]]) -> str:
     """``; logged lists: 1 of 4 pass, 3 still fail, 0 broken`` (empty with no logged rows)."""
     if not rows:
         return ""
-    _records, groups = tally_logged(rows)
+    _records, groups = tally(rows, LOGGED_EFFECTS)
     passing = groups["passes_logged_list"] + groups["still_passes_logged_list"]
     return (
         f"; logged lists (server's log): {passing} of {len(rows)} pass,"
@@ -136,7 +137,7 @@ def logged_summary(rows: Sequence[tuple[LoggedGroup, LoggedPrediction]]) -> str:
 
 def summary_line(rows: Sequence[tuple[Group, Prediction]]) -> str:
     """``breaks 2 of 5 client groups (7 of 12 sessions); 1 already failing, 0 fixed``."""
-    sessions, groups = tally(rows)
+    sessions, groups = tally(rows, EFFECTS)
     return (
         f"breaks {groups['breaks']} of {len(rows)} client groups"
         f" ({sessions['breaks']} of {sum(sessions.values())} sessions);"
