@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 SCHEMA = "kexproxy/session/1"
 
@@ -59,6 +59,38 @@ def rfc3339(ts: float | None) -> str | None:
 def parse_rfc3339(text: str) -> float:
     """The inverse of `rfc3339`, for filters over stored records."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+class NoSshHandshake(TypedDict):
+    """The SSH handshake fields of a record that saw none (`no_ssh_handshake`)."""
+
+    client_banner: None
+    server_banner: None
+    client_kexinit: None
+    server_kexinit: None
+    host_key: None
+    hassh: None
+    hassh_server: None
+    hassh_algorithms: None
+    hassh_server_algorithms: None
+    strict_kex: JSONDict
+
+
+def no_ssh_handshake() -> NoSshHandshake:
+    """The SSH handshake fields, empty, for a record built without one (a TLS session, a log
+    line, the relay's own record): `SessionRecord(**no_ssh_handshake(), ...)`."""
+    return NoSshHandshake(
+        client_banner=None,
+        server_banner=None,
+        client_kexinit=None,
+        server_kexinit=None,
+        host_key=None,
+        hassh=None,
+        hassh_server=None,
+        hassh_algorithms=None,
+        hassh_server_algorithms=None,
+        strict_kex={"client": False, "server": False},
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

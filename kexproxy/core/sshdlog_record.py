@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
+from kexproxy.core.record import JSONDict, SessionRecord, no_ssh_handshake, rfc3339
 from kexproxy.core.sshdlog import LogFinding, Server
 
 #: The software a server's log lines show it runs (sshd's program names and message texts are
@@ -66,6 +66,7 @@ def finding_record(finding: LogFinding, *, capture: str | None) -> SessionRecord
     if finding.kind == "banner" and finding.server == "openssh":
         banner_error = _OPENSSH_BANNER_REPLY.get(finding.message.rsplit(": ", 1)[-1])
     return SessionRecord(
+        **no_ssh_handshake(),
         id=_record_id(finding, capture),
         source="log",
         capture=capture,
@@ -75,10 +76,6 @@ def finding_record(finding: LogFinding, *, capture: str | None) -> SessionRecord
         server={"ip": finding.local_ip, "port": finding.local_port},
         server_host=finding.host,
         server_software=SERVER_SOFTWARE[finding.server],
-        client_banner=None,
-        server_banner=None,
-        client_kexinit=None,
-        server_kexinit=None,
         outcome="failed" if finding.kind == "negotiation" else "not_ssh",
         negotiated=None,
         failures=failures,
@@ -89,12 +86,6 @@ def finding_record(finding: LogFinding, *, capture: str | None) -> SessionRecord
             "disconnects": [],
             "banner_error": banner_error,
         },
-        host_key=None,
-        hassh=None,
-        hassh_server=None,
-        hassh_algorithms=None,
-        hassh_server_algorithms=None,
-        strict_kex={"client": False, "server": False},
         bytes={"c2s": 0, "s2c": 0},
         notes=notes,
         roles={"determined_by": "log", "tcp_initiator": "client"},

@@ -23,7 +23,7 @@ from pathlib import Path
 from kexproxy.core.connection import ConnectionTracker
 from kexproxy.core.negotiation import rejection_message
 from kexproxy.core.observer import Endpoint, Leg, other_leg
-from kexproxy.core.record import JSONDict, Outcome, SessionRecord, rfc3339
+from kexproxy.core.record import JSONDict, Outcome, SessionRecord, no_ssh_handshake, rfc3339
 from kexproxy.sources.proxy_tape import Tape
 from kexproxy.worker import Worker
 
@@ -241,6 +241,7 @@ def fallback_record(relay: RelayFacts, *, outcome: Outcome = "incomplete") -> Se
     session still counts), or, `in_progress` and not ended, for a session just accepted."""
     started = rfc3339(relay.now)
     return SessionRecord(
+        **no_ssh_handshake(),
         id=relay.session_id,
         source="proxy",
         capture=None,
@@ -248,21 +249,11 @@ def fallback_record(relay: RelayFacts, *, outcome: Outcome = "incomplete") -> Se
         ended=None if outcome == "in_progress" else started,
         client={"ip": relay.client.ip, "port": relay.client.port},
         server={"ip": relay.upstream.ip, "port": relay.upstream.port},
-        client_banner=None,
-        server_banner=None,
-        client_kexinit=None,
-        server_kexinit=None,
         outcome=outcome,
         negotiated=None,
         failures=[],
         rejections={"client": None, "server": None},
         evidence={"first_close": None, "how": None, "disconnects": [], "banner_error": None},
-        host_key=None,
-        hassh=None,
-        hassh_server=None,
-        hassh_algorithms=None,
-        hassh_server_algorithms=None,
-        strict_kex={"client": False, "server": False},
         bytes={"c2s": relay.bytes_a, "s2c": relay.bytes_b},
         notes=[],
     )

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from kexproxy.core import limits
 from kexproxy.core.observer import LEGS, Endpoint, InitiatorEvidence, Leg, other_leg
-from kexproxy.core.record import JSONDict, SessionRecord, rfc3339
+from kexproxy.core.record import JSONDict, SessionRecord, no_ssh_handshake, rfc3339
 from kexproxy.core.tls.certificate import describe
 from kexproxy.core.tls.events import AlertReceived, ServerKeyExchangeReceived
 from kexproxy.core.tls.fingerprints import ja3, ja3s, ja4
@@ -150,6 +150,7 @@ def build_tls_record(t: TlsTracker) -> SessionRecord:
     ja3s_full, ja3s_hash = ja3s(server_hello) if server_hello is not None else (None, None)
     client_ep, server_ep = t.endpoints[client_leg], t.endpoints[server_leg]
     return SessionRecord(
+        **no_ssh_handshake(),
         protocol="tls",
         id=t.session_id,
         source=t.source,  # type: ignore[arg-type]
@@ -158,10 +159,6 @@ def build_tls_record(t: TlsTracker) -> SessionRecord:
         ended=rfc3339(t.last_ts),
         client={"ip": client_ep.ip, "port": client_ep.port},
         server={"ip": server_ep.ip, "port": server_ep.port},
-        client_banner=None,
-        server_banner=None,
-        client_kexinit=None,
-        server_kexinit=None,
         outcome=verdict.outcome,
         negotiated=(
             _negotiated(server_hello, kx, ssl2=s.ssl2) if verdict.outcome == "negotiated" else None
@@ -169,12 +166,6 @@ def build_tls_record(t: TlsTracker) -> SessionRecord:
         failures=verdict.failures,
         rejections=verdict.rejections,
         evidence=_evidence(t, role, view_alerts),
-        host_key=None,
-        hassh=None,
-        hassh_server=None,
-        hassh_algorithms=None,
-        hassh_server_algorithms=None,
-        strict_kex={"client": False, "server": False},
         bytes={"c2s": c.bytes, "s2c": s.bytes},
         notes=notes[: limits.MAX_NOTES],
         roles={
