@@ -136,6 +136,12 @@ def _notes(stats: Any) -> list[str]:
             f"{stats.forgotten:,} connections were forgotten before their verdict (more were "
             "open at once than kexproxy keeps)"
         )
+    if stats.unaddressed:
+        notes.append(
+            f"{_verdicts(stats.unaddressed)} of sshd before 6.8 not recorded: such a line "
+            'names no peer, and no "Connection from" line of the same sshd process came before '
+            "it (sshd logs that at LogLevel VERBOSE)"
+        )
     return notes
 
 
@@ -147,3 +153,7 @@ def _print_table(out: Any, label: str, records: list[SessionRecord]) -> None:
         return
     out.print(sessions_table(records, title=label, width=out.width))
     print_messages(out, records)
+
+
+def _verdicts(n: int) -> str:
+    return "1 verdict" if n == 1 else f"{n:,} verdicts"

@@ -3,7 +3,9 @@
 Theory of operation: a server logs one connection over several lines. `SshdLogReader` is fed
 lines (`receive_line`) and returns a `LogFinding` for each line that ends a connection with a
 verdict: OpenSSH's "Unable to negotiate with A port P: REASON. Their offer: LIST [preauth]"
-(packet.c:sshpkt_vfatal), its "banner exchange: Connection from A port P: REASON"
+(packet.c:sshpkt_vfatal; its older wordings too: "fatal: " before it up to 7.2, no " port P"
+before 7.2, "TAG: Connection to A: REASON" in 6.8 and 6.9, and up to 6.7 kex.c's "no matching
+cipher found: client LIST server LIST", which names no peer; see `_negotiation`), its "banner exchange: Connection from A port P: REASON"
 (sshd-session.c / sshd-auth.c:main -> sshpkt_fatal), and dropbear's "Exit before auth from
 <A:P>: No matching algo X" (common-kex.c:read_kex_algos -> svr-session.c:svr_dropbear_exit).
 The lines before it about the same connection ("Connection from A port P on B port Q",
@@ -65,11 +67,31 @@ _CONNECTION_FROM = re.compile(
     rf"Connection from {_ADDR} port (?P<port>\d{{1,5}}) on {_LOCAL} port (?P<lport>\d{{1,5}})"
     r"(?: rdomain \".*\")?"
 )
+#: OpenSSH 7.2 on (packet.c:sshpkt_fatal; " port N" since 7.2, the line alone since 7.0).
 _UNABLE = re.compile(
-    r"Unable to negotiate with (?P<who>.{1,260}?) port (?P<port>\d{1,5}): "
+    r"Unable to negotiate with (?P<who>.{1,260}?)(?: port (?P<port>\d{1,5}))?: "
     r"(?P<reason>no matching [a-zA-Z ]{1,40} found)\. Their offer: (?P<offer>.*)",
     re.DOTALL,
 )
+#: OpenSSH 6.8 and 6.9 (packet.c:sshpkt_fatal, tagged with the caller's name, no lists).
+_CONNECTION_TO = re.compile(
+    r"[a-z_]{1,64}: Connection to (?P<who>[^\s:]{1,64}|[0-9A-Fa-f:.%]{1,64}): "
+    r"(?P<reason>no matching [a-zA-Z ]{1,40} found)"
+)
+#: OpenSSH up to 6.7 (kex.c:choose_enc, choose_mac, choose_comp, choose_kex,
+#: choose_hostkeyalg): no address; a cipher, MAC or compression line gives both lists.
+_CHOOSE = re.compile(
+    r"no matching (?P<what>cipher|mac|comp) found: client (?P<client>\S*) server (?P<server>\S*)"
+    r"|(?P<kex>Unable to negotiate a key exchange method)|(?P<hostkey>no hostkey alg)"
+)
+#: `_CHOOSE`'s words to ssherr.c's, by which `list_of_reason` names the list.
+_OLD_REASONS: Final = {
+    "cipher": "no matching cipher found",
+    "mac": "no matching MAC found",
+    "comp": "no matching compression method found",
+    "kex": "no matching key exchange method found",
+    "hostkey": "no matching host key type found",
+}
 _BANNER = re.compile(
     r"banner exchange: Connection from " + _ADDR + r" port (?P<port>\d{1,5}): (?P<why>.*)",
     re.DOTALL,
@@ -153,6 +175,8 @@ class LogFinding:
     list: str | None = None
     reason: str | None = None
     their_offer: tuple[str, ...] = ()
+    #: The server's own list, where its line gives it (OpenSSH before 6.8: "client X server Y").
+    server_offer: tuple[str, ...] = ()
     #: The verdict's line as the server wrote it, without " [preauth]".
     message: str = ""
     #: The other lines of the connection, in order.
@@ -186,6 +210,9 @@ class SshdLogReader:
         #: Lines of sshd or dropbear read, and connections forgotten at the bound.
         self.server_lines = 0
         self.forgotten = 0
+        #: Verdicts of sshd before 6.8, which name no peer, with no "Connection from" line of
+        #: their connection before them: not recorded (a record needs the peer).
+        self.unaddressed = 0
         self._open: OrderedDict[tuple[object, ...], _Open] = OrderedDict()
         #: Lines without a pid or an address (``sshd -e``) waiting for the next addressed one.
         self._waiting: list[str] = []
@@ -215,40 +242,54 @@ class SshdLogReader:
             conn.local = _peer(m["lip"], m["lport"])
             conn.add(message)
             return []
-        if (
-            (m := _UNABLE.fullmatch(message))
-            and (peer := _peer(m["who"].rsplit(" ", 1)[-1], m["port"]))
-            and (listname := list_of_reason(m["reason"])) is not None
-        ):
-            taken = self._take(line, peer)
+        # sshd before 7.3 wrote its verdict with fatal(): "fatal: " comes first.
+        text = message.removeprefix("fatal: ")
+        if (m := _UNABLE.fullmatch(text)) and (listname := list_of_reason(m["reason"])):
             offer, cut = _names(m["offer"])
-            notes: list[str] = []
             if line.form != "bare" and len(line.message) >= SYSLOG_CUT_CHARS - len(" [preauth]"):
                 cut = True
-            if cut:
-                notes.append(
-                    "the log line may be cut (syslog keeps 500 characters of an sshd line): "
-                    "their offer may be longer than logged"
-                )
-            if listname.endswith("client_to_server"):
-                notes.append(
-                    "sshd's line does not say the direction: client to server is the one sshd "
-                    "checks first (kex.c:kex_choose_conf)"
-                )
-            return [
-                self._finding(
-                    line,
-                    taken,
-                    server="openssh",
-                    kind="negotiation",
-                    peer=peer,
-                    message=message,
-                    list=listname,
-                    reason=m["reason"],
-                    their_offer=offer,
-                    notes=tuple(notes),
-                )
-            ]
+            return self._negotiation(
+                line,
+                message,
+                who=m["who"].rsplit(" ", 1)[-1],
+                port=m["port"],
+                listname=listname,
+                reason=m["reason"],
+                their_offer=offer,
+                cut=cut,
+            )
+        if (m := _CONNECTION_TO.fullmatch(text)) and (listname := list_of_reason(m["reason"])):
+            return self._negotiation(
+                line,
+                message,
+                who=m["who"],
+                port=None,
+                listname=listname,
+                reason=m["reason"],
+                notes=("sshd 6.8 and 6.9 do not log the peer's offer: their_offer is empty",),
+            )
+        if m := _CHOOSE.fullmatch(text):
+            what = m["what"] or ("kex" if m["kex"] else "hostkey")
+            reason = _OLD_REASONS[what]
+            listname = list_of_reason(reason)
+            assert listname is not None  # every reason of _OLD_REASONS names a list
+            client, cut = _names(m["client"] or "")
+            server, server_cut = _names(m["server"] or "")
+            notes: tuple[str, ...] = ()
+            if not m["what"]:
+                notes = ("sshd before 6.8 logs no offer with this verdict: their_offer is empty",)
+            return self._negotiation(
+                line,
+                message,
+                who=None,
+                port=None,
+                listname=listname,
+                reason=reason,
+                their_offer=client,
+                server_offer=server,
+                cut=cut or server_cut,
+                notes=notes,
+            )
         if (m := _BANNER.fullmatch(message) or _OLD_BANNER.fullmatch(message)) and (
             peer := _peer(m["ip"], m["port"])
         ):
@@ -271,6 +312,70 @@ class SshdLogReader:
         elif message.startswith("kex_exchange_identification: "):
             self._start(line, None).add(message)
         return []
+
+    def _negotiation(
+        self,
+        line: LogLine,
+        message: str,
+        *,
+        who: str | None,
+        port: str | None,
+        listname: str,
+        reason: str,
+        their_offer: tuple[str, ...] = (),
+        server_offer: tuple[str, ...] = (),
+        cut: bool = False,
+        notes: tuple[str, ...] = (),
+    ) -> list[LogFinding]:
+        """The finding of an sshd verdict on `listname`. A line of sshd before 7.2 lacks the
+        peer's port (before 6.8 its address too): they come from the connection's "Connection
+        from" line under the same pid (LogLevel VERBOSE); without that, a line with an address
+        gets port 0 and says so, and one without is counted in `unaddressed`, not recorded."""
+        said = list(notes)
+        joined = self._open.get(self._key(line, None)) if line.pid is not None else None
+        known = joined.peer if joined is not None else None
+        if port is not None:
+            peer = _peer(who, port)
+        elif known is not None and who in (None, known[0]):
+            peer = known
+        elif who is not None and (peer := _peer(who, "0")) is not None:
+            said.append(
+                'sshd before 7.2 does not log the peer\'s port, and no "Connection from" line '
+                "of this connection came before (LogLevel VERBOSE): the port is shown as 0"
+            )
+        else:
+            peer = None
+        if peer is None:
+            if who is None:
+                self._open.pop(self._key(line, None), None)
+                self.unaddressed += 1
+            return []
+        taken = self._take(line, peer)
+        if cut:
+            said.append(
+                "the log line may be cut (syslog keeps 500 characters of an sshd line): "
+                "the offers may be longer than logged"
+            )
+        if listname.endswith("client_to_server"):
+            said.append(
+                "sshd's line does not say the direction: client to server is the one sshd "
+                "checks first (kex.c:kex_choose_conf)"
+            )
+        return [
+            self._finding(
+                line,
+                taken,
+                server="openssh",
+                kind="negotiation",
+                peer=peer,
+                message=message,
+                list=listname,
+                reason=reason,
+                their_offer=their_offer,
+                server_offer=server_offer,
+                notes=tuple(said),
+            )
+        ]
 
     # -- dropbear ---------------------------------------------------------------------------
 
@@ -353,6 +458,7 @@ class SshdLogReader:
         list: str | None = None,
         reason: str | None = None,
         their_offer: tuple[str, ...] = (),
+        server_offer: tuple[str, ...] = (),
         notes: tuple[str, ...] = (),
     ) -> LogFinding:
         local = conn.local if conn is not None else None
@@ -370,6 +476,7 @@ class SshdLogReader:
             list=list,
             reason=reason,
             their_offer=their_offer,
+            server_offer=server_offer,
             message=message,
             context=tuple(conn.lines) if conn is not None else (),
             notes=notes,

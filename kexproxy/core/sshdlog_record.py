@@ -5,13 +5,14 @@ records, so a failure known only from a server's log joins the ones seen on the 
 record has no wire bytes: no KEXINITs, no banners, no HASSH. What the server's line gives is
 the peer (the SSH client), the list that failed and the client's offer for it, so `failures`
 holds the client's offer and an empty server offer (the log does not show the server's own
-list; a probe of the server does), and `rejections.server` holds the line itself. Which
+list, but for OpenSSH before 6.8; a probe of the server does), and `rejections.server` holds the line itself. Which
 program wrote the lines names the server's software (`server_software`), with no release.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Final
 
 from kexproxy.core.record import JSONDict, SessionRecord, no_ssh_handshake, rfc3339
@@ -20,6 +21,11 @@ from kexproxy.core.sshdlog import LogFinding, Server
 #: The software a server's log lines show it runs (sshd's program names and message texts are
 #: OpenSSH's, dropbear's are Dropbear's), as `implementations` names it.
 SERVER_SOFTWARE: Final[dict[Server, str]] = {"openssh": "OpenSSH", "dropbear": "Dropbear"}
+
+#: The verdict line of OpenSSH 7.3 on (packet.c:sshpkt_vfatal), as `rejections`' `message`.
+_TODAYS_LINE: Final = re.compile(
+    r"Unable to negotiate with .+ port \d+: .+\. Their offer: .*", re.DOTALL
+)
 
 #: What sshd sends a client whose identification line it refuses (kex.c:
 #: kex_exchange_identification, send_error), by the reason it logs.
@@ -35,27 +41,37 @@ def finding_record(finding: LogFinding, *, capture: str | None) -> SessionRecord
     rejection: JSONDict | None = None
     if finding.kind == "negotiation" and finding.list is not None and finding.reason is not None:
         offer = list(finding.their_offer)
-        failures.append({"list": finding.list, "client_offer": offer, "server_offer": []})
+        failures.append(
+            {
+                "list": finding.list,
+                "client_offer": offer,
+                "server_offer": list(finding.server_offer),
+            }
+        )
+        # `message` is today's OpenSSH line (the contract's pattern): dropbear's and older
+        # sshd's own words go to `native`.
+        own_words = finding.server == "openssh" and _TODAYS_LINE.fullmatch(finding.message)
         openssh_words = (
             finding.message
-            if finding.server == "openssh"
+            if own_words
             else f"Unable to negotiate with {finding.peer_ip} port {finding.peer_port}: "
-            f"{finding.reason}. Their offer: "
+            f"{finding.reason}. Their offer: {','.join(offer)}"
         )
         rejection = {
             "list": finding.list,
             "reason": finding.reason,
             "their_offer": offer,
             "message": openssh_words,
-            "native": finding.message if finding.server == "dropbear" else None,
+            "native": None if own_words else finding.message,
         }
     name = "sshd" if finding.server == "openssh" else "dropbear"
     notes = [f"from {name}'s log: {line}" for line in finding.context]
     notes.append(f"from {name}'s log: {finding.message}")
     notes += finding.notes
-    if finding.server == "dropbear" and rejection is not None:
+    if rejection is not None and rejection["native"] is not None:
+        whose = "dropbear's" if finding.server == "dropbear" else "this older sshd's"
         notes.append(
-            "`message` is OpenSSH's wording for this failure; dropbear's own line is `native`"
+            f"`message` is today's OpenSSH wording for this failure; {whose} own line is `native`"
         )
     if finding.local_ip is None:
         notes.append(

@@ -46,6 +46,7 @@ class LogStats:
     records: int = 0
     long_lines: int = 0
     forgotten: int = 0
+    unaddressed: int = 0
 
 
 def log_label(path: str) -> str:
@@ -98,6 +99,7 @@ def _done(stats: LogStats, reader: SshdLogReader) -> LogStats:
     stats.lines = reader.lines
     stats.server_lines = reader.server_lines
     stats.forgotten = reader.forgotten
+    stats.unaddressed = reader.unaddressed
     return stats
 
 
