@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -428,18 +429,31 @@ def test_ten_thousand_short_connections_leave_no_descriptors_or_memory_behind() 
         assert proxy.open_sessions() == 0
         gc.collect()
         fds, rss, objects = fd_count(), rss_bytes(), len(gc.get_objects())
+        kinds = Counter(type(o).__qualname__ for o in gc.get_objects())
         burst(10_000)
         proxy.wait_finals(11_000, timeout=60)
         assert proxy.open_sessions() == 0
         assert fd_count() == fds
-        gc.collect()
-        # A leak of one object a connection is 10,000 more; the allocator's high-water mark
-        # is not a leak, and on a loaded machine (records queued while the test's own client
-        # runs ahead) it moves by several MiB: RSS has a looser bound for what is not an object.
-        more = len(gc.get_objects()) - objects
+        # A leak of one object a connection is 10,000 more. What is still on its way out (the
+        # last records' thread, the loop's last callbacks: CI once counted 5,410 more at once,
+        # RSS +0) is gone within moments; a leak is not.
+        deadline = time.monotonic() + 10
+        while True:
+            gc.collect()
+            more = len(gc.get_objects()) - objects
+            if more < 2_000 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        # The allocator's high-water mark is not a leak, and on a loaded machine (records
+        # queued while the test's own client runs ahead) it moves by several MiB: RSS has a
+        # looser bound, for what is not an object.
         grown = rss_bytes() - rss
         print(f"\n10,000 connections: {more:+d} objects, RSS {grown >> 10:+d} KiB")
-        assert more < 2_000, f"{more} more live objects after 10,000 connections"
+        if more >= 2_000:
+            kinds = Counter(type(o).__qualname__ for o in gc.get_objects())
+            pytest.fail(
+                f"{more} more live objects after 10,000 connections: {kinds.most_common(8)}"
+            )
         assert grown < 32 << 20, f"RSS grew by {grown >> 10} KiB over 10,000 connections"
         assert up.accepted == 11_000
 
