@@ -120,5 +120,8 @@ class Worker(Generic[T]):
                         self._on_error(exc)
                 with self._cond:
                     self._busy = False
+            # Not held while the next batch is awaited: an idle worker kept its last batch
+            # (up to hundreds of records and their trackers: 200 seen after a busy burst).
+            del batch
             if last:
                 return

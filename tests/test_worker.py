@@ -95,3 +95,27 @@ def test_close_gives_up_on_a_stuck_handler_after_its_timeout() -> None:
     assert worker.close(0.2) is False
     assert worker.pending == 1
     gate.set()
+
+
+def test_an_idle_worker_holds_nothing_it_handled() -> None:
+    """Once handled, a batch is let go while the worker waits for the next (an idle proxy's
+    recorder kept its last batch of records and their trackers alive)."""
+    import gc
+    import weakref
+
+    class Item:
+        pass
+
+    handled = threading.Event()
+    worker: Worker[Item] = Worker(lambda batch: handled.set(), name="t")
+    item = Item()
+    gone = weakref.ref(item)
+    worker.put(item)
+    del item
+    assert handled.wait(5)
+    deadline = time.monotonic() + 5
+    while gone() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert gone() is None
+    worker.close()
