@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -82,16 +83,37 @@ class PeerError(RuntimeError):
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+    """Return a TCP port on 127.0.0.1 that was free a moment ago, below the kernel's
+    ephemeral range.
 
-    The kernel picks it (bind to port 0), which avoids collisions between parallel test
-    workers far better than a fixed or random port; servers still retry on EADDRINUSE
-    because another process may take it before the server binds.
+    A port the kernel picks (bind to port 0) comes from the same range every connect() takes
+    its source port from: with another test worker opening thousands of connections, one of
+    them took such a port before the server bound it (CI, once: EADDRINUSE for a paramiko
+    server). Below the range only another explicit bind can take it; a port that cannot be
+    bound now (in use, or in TIME_WAIT) is skipped.
     """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 20_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default 32768)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return max(2048, int(text.split()[0]))
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def peers_required() -> bool:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.peers.base import PeerError, free_port, kill_tree, python_module_or_skip
+from tests.peers.base import PeerError, kill_tree, python_module_or_skip
 
 #: Seconds a server process may take to import its library and listen.
 START_TIMEOUT = 30.0
@@ -45,7 +45,7 @@ def serve(sock):
     transport.close()
 
 listener = socket.create_server(("127.0.0.1", port))
-print("ready", flush=True)
+print("ready", listener.getsockname()[1], flush=True)
 while True:
     conn, _ = listener.accept()
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
@@ -63,8 +63,8 @@ async def main():
         "server_host_keys=keyfiles, " + setting + ")",
         scope,
     )
-    await scope["server"]
-    print("ready", flush=True)
+    server = await scope["server"]
+    print("ready", server.get_port(), flush=True)
     await asyncio.Event().wait()
 
 asyncio.run(main())
@@ -75,8 +75,10 @@ asyncio.run(main())
 def _python_server(module: str, script: str, setting: str, keys: Sequence[Path]) -> Iterator[int]:
     """Run ``script`` with ``setting`` pasted in until the block ends; yield its port."""
     python_module_or_skip(module)
-    port = free_port()
-    argv = [sys.executable, "-c", script, str(port), setting, *(str(k) for k in keys)]
+    # Port 0: the server takes a port the kernel picks and says which. A port found free
+    # beforehand can be taken by another worker before the server binds it (CI, once:
+    # EADDRINUSE for paramiko).
+    argv = [sys.executable, "-c", script, "0", setting, *(str(k) for k in keys)]
     proc: subprocess.Popen[Any] = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -86,12 +88,12 @@ def _python_server(module: str, script: str, setting: str, keys: Sequence[Path])
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
-        line = proc.stdout.readline().strip() if ready else b""
-        if line != b"ready":
+        word, _, port_text = (proc.stdout.readline().strip() if ready else b"").partition(b" ")
+        if word != b"ready" or not port_text.isdigit():
             kill_tree(proc, grace=1.0)
             err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
             raise PeerError(f"{module} server did not start (setting {setting!r}):\n{err}")
-        yield port
+        yield int(port_text)
     finally:
         kill_tree(proc)
 

@@ -23,6 +23,7 @@ from kexproxy.sources.proxy_tproxy import (
     is_own_address,
     make_transparent,
 )
+from tests.peers.base import free_port
 from tests.sources.proxy_harness import LOOPBACK, RunningProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,13 +39,6 @@ def _server() -> socket.socket:
     server.listen()
     server.settimeout(5)
     return server
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def _connected(sock: socket.socket, server: socket.socket) -> tuple[str, int]:
@@ -90,7 +84,7 @@ def test_a_refused_option_says_what_the_proxy_needs() -> None:
 
 @needs_root
 def test_the_upstream_leg_leaves_from_the_clients_own_port() -> None:
-    port = _free_port()
+    port = free_port()
     with _server() as server:
         host, server_port = server.getsockname()
         sock, err = dial_as_client(
