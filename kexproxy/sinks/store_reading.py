@@ -23,13 +23,25 @@ BUSY_TIMEOUT_MS = 5000
 MAX_RECORD_CHARS = 64 * 1024 * 1024
 
 
+#: What a read-only connection says when it cannot make the store's -shm file.
+_NO_SHARED_MEMORY = frozenset(
+    {
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR_SHMOPEN,
+        sqlite3.SQLITE_IOERR_SHMSIZE,
+        sqlite3.SQLITE_IOERR_SHMMAP,
+    }
+)
+
+
 def connect_readonly(name: str) -> tuple[sqlite3.Connection, str | None]:
     """A connection that reads the store without ever writing, and a note for the reader.
 
     A WAL store is read through its -shm file, which a reader creates when it is missing:
     on a read-only mount (or in a directory the reader may not write) it cannot, and
-    ``mode=ro`` fails with "unable to open database file". Then the file is opened
-    ``immutable``: nobody can be writing it there, so SQLite may skip the locks and the
+    ``mode=ro`` fails with "unable to open database file"; on a full disk it cannot size
+    it, and fails with "disk I/O error" (SQLITE_IOERR_SHMSIZE: a store on a full tmpfs,
+    its writer gone). Then the file is opened ``immutable``: SQLite skips the locks and the
     -shm. Writes still in a -wal file are not read that way, and the note says so.
     """
     base = Path(name).resolve().as_uri()
@@ -38,7 +50,7 @@ def connect_readonly(name: str) -> tuple[sqlite3.Connection, str | None]:
     try:
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode != sqlite3.SQLITE_CANTOPEN:
+        if exc.sqlite_errorcode not in _NO_SHARED_MEMORY:
             raise
         db.close()
         db = sqlite3.connect(
@@ -56,7 +68,8 @@ def connect_readonly(name: str) -> tuple[sqlite3.Connection, str | None]:
         if unread:
             return db, (
                 f"{name}: read as it is on disk: its write-ahead log ({unread} bytes, "
-                "the latest writes) cannot be read where the file cannot be written"
+                "the latest writes) cannot be read where the file cannot be written or the "
+                "disk is full"
             )
     return db, None
 

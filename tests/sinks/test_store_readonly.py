@@ -148,3 +148,54 @@ def test_a_log_that_cannot_be_read_is_said_once(tmp_path: Path) -> None:
         assert run["err"].count("kexproxy: ") == 1, (name, run["err"])
         assert "its write-ahead log (4096 bytes" in run["err"]
     assert isinstance(out["tui_note"], str) and "write-ahead log" in out["tui_note"]
+
+
+_WRITE_AND_FILL = r"""
+import errno, sys
+sys.path.insert(0, sys.argv[2])
+from tests.sinks.test_store import failed_record
+from kexproxy.sinks.store import SessionStore
+store = SessionStore.open(sys.argv[1])
+for sid in ("ro-1", "ro-2"):
+    store.put(failed_record(sid), final=True)
+store.close()
+with open(sys.argv[1] + ".filler", "wb", buffering=0) as filler:
+    for size in (65536, 4096, 512, 1):
+        try:
+            while True:
+                filler.write(b"\0" * size)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+"""
+
+
+def test_a_store_on_a_full_disk_reads(tmp_path: Path) -> None:
+    """A cleanly closed store on a full disk: the -shm a reader needs cannot be sized
+    ("disk I/O error", SQLITE_IOERR_SHMSIZE; a CI run of the full-disk proxy test met it),
+    so it is opened immutable, as on a read-only mount."""
+    from tests.peers import skip_or_fail
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        skip_or_fail("needs root and unshare for a private tmpfs")
+    directory = tmp_path / "full"
+    directory.mkdir()
+    store = directory / "kexproxy.db"
+    script = (
+        'mount -t tmpfs -o size=1m tmpfs "$1" && "$2" -c "$3" "$4" "$5" '
+        '&& exec "$2" -c "$6" "$4" "$5"'
+    )
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+         str(directory), sys.executable, _WRITE_AND_FILL, str(store), str(ROOT), _READ_ALL],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if "mount:" in result.stderr or "unshare:" in result.stderr:
+        skip_or_fail(f"no private tmpfs here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert_every_reader_worked(out)
+    # SQLite made an empty -shm (and -wal) before it found it could not size it: harmless.
+    assert set(out["left"]) - {"kexproxy.db-shm", "kexproxy.db-wal"} == {
+        "kexproxy.db",
+        "kexproxy.db.filler",
+    }
