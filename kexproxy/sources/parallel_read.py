@@ -59,6 +59,9 @@ class CaptureResult:
     count: int
     stats: CaptureStats | None
     error: str | None
+    #: The reader's last progress report (done, total), carried with the result: the one sent
+    #: through the queue may come after the result, or not at all when the queue was full.
+    last_report: tuple[int, int | None] | None = None
 
     def records(self) -> Iterator[SessionRecord]:
         """The records in the order the reader finished them, read back batch by batch;
@@ -115,15 +118,32 @@ def read_one(name: str, index: int, include_non_ssh: bool, folder: str) -> Captu
     spool = _Spool(os.path.join(folder, f"{index}.records"))
     stats: CaptureStats | None = None
     error: str | None = None
+    queued = _reporter(index)
+    last: list[tuple[int, int | None]] = []
+
+    def report(done: int, total: int | None) -> None:
+        last[:] = [(done, total)]
+        if queued is not None:
+            queued(done, total)
+
     try:
         stats = analyse_capture(
-            name, spool.append, include_non_ssh=include_non_ssh, progress=_reporter(index)
+            name,
+            spool.append,
+            include_non_ssh=include_non_ssh,
+            progress=report if queued is not None else None,
         )
     except CaptureError as exc:
         stats, error = exc.stats, str(exc)
     finally:
         spool.close()
-    return CaptureResult(spool=spool.path, count=spool.count, stats=stats, error=error)
+    return CaptureResult(
+        spool=spool.path,
+        count=spool.count,
+        stats=stats,
+        error=error,
+        last_report=last[0] if last else None,
+    )
 
 
 # The progress queue reaches a worker only by inheritance (a multiprocessing queue cannot be
@@ -169,6 +189,8 @@ class ParallelReader:
         #: Worker processes: as asked, but no more than the files to read or `MAX_JOBS`.
         self.jobs = max(1, min(jobs, MAX_JOBS, len(self._todo)))
         self._futures: dict[int, Future[CaptureResult]] = {}
+        #: Files whose result was given: a queued report of theirs that comes late is stale.
+        self._given: set[int] = set()
         #: The workers' spool files; private to this user, removed by `close`.
         self.folder = tempfile.mkdtemp(prefix="kexproxy-read-")
         # fork: a worker starts in milliseconds with every module already imported.
@@ -200,7 +222,11 @@ class ParallelReader:
         self._drain_reports()
         del self._futures[index]
         self._submit_up_to(self.jobs + 1)
-        return future.result()
+        result = future.result()
+        self._given.add(index)
+        if result.last_report is not None and self._progress is not None:
+            self._progress(index, *result.last_report)
+        return result
 
     def _drain_reports(self) -> None:
         if self._reports is None or self._progress is None:
@@ -210,7 +236,8 @@ class ParallelReader:
                 index, done, total = self._reports.get_nowait()
             except queue.Empty:
                 return
-            self._progress(index, done, total)
+            if index not in self._given:
+                self._progress(index, done, total)
 
     def close(self, *, abandon: bool = False) -> None:
         """Waits for the workers to end, or ends them at once when `abandon` (an error or an

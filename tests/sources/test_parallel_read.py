@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,26 @@ def test_progress_reports_reach_the_caller_for_each_file() -> None:
     # The reader's last report is the whole file, read.
     assert (0, size, size) in seen
     assert {index for index, _done, _total in seen} <= {0, 1}
+
+
+def test_the_last_report_comes_with_the_result_when_the_queue_lost_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A report put on the queue may reach the caller after the file's result, or not at all
+    (the queue full): the last one travels with the result too (CI once missed it)."""
+    from kexproxy.sources import parallel_read
+
+    def lost(index: int) -> Callable[[int, int | None], None]:
+        return lambda done, total: None  # every queued report lost
+
+    monkeypatch.setattr(parallel_read, "_reporter", lost)  # forked workers inherit it
+    names = [BUNDLED[0], BUNDLED[1]]
+    seen: list[tuple[int, int, int | None]] = []
+    with ParallelReader(names, jobs=2, progress=lambda *r: seen.append(r)) as reader:
+        reader.result(0)
+        reader.result(1)
+    sizes = [os.path.getsize(name) for name in names]
+    assert seen == [(0, sizes[0], sizes[0]), (1, sizes[1], sizes[1])]
 
 
 def test_leaving_on_an_error_ends_the_workers_at_once(tmp_path: Path) -> None:
