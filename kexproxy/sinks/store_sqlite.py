@@ -30,6 +30,26 @@ _UPSERT = upsert_sql("?")
 _LOCKED_PAUSE: Final = 0.02
 
 
+#: Free bytes under which a store's disk is called full (SQLite writes in pages of 4 KiB and
+#: grows its -shm by 32 KiB).
+_NEARLY_FULL: Final = 64 * 1024
+
+
+def with_space(exc: sqlite3.Error, name: str) -> str:
+    """SQLite's words for `exc`, and when the store's disk has no room left, that too: a full
+    disk shows as "disk I/O error" when the -shm file cannot grow, not only as "database or
+    disk is full"."""
+    text = str(exc)
+    if "full" in text:
+        return text
+    try:
+        disk = os.statvfs(os.path.dirname(os.path.abspath(name)))
+    except OSError:
+        return text
+    free = (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail) * disk.f_frsize
+    return f"{text} (its disk is full)" if free < _NEARLY_FULL else text
+
+
 class SqliteEngine:
     """An open store file (see `store_schema.Engine`)."""
 
@@ -63,7 +83,9 @@ class SqliteEngine:
             engine.note = note
             engine._prepare(readonly=readonly)
         except sqlite3.Error as exc:
-            raise StoreError(f"{name}: cannot use the session store: {exc}") from exc
+            raise StoreError(
+                f"{name}: cannot use the session store: {with_space(exc, name)}"
+            ) from exc
         except OSError as exc:
             raise StoreError(
                 f"{name}: cannot open the session store: {exc.strerror or exc}"
@@ -129,10 +151,12 @@ class SqliteEngine:
             # or may not roll back by itself: left open, the transaction would make every
             # later BEGIN fail, and the store would never be written again.
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(with_space(exc, self.name)) from exc
             raise
 
     def fetch(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:

@@ -183,7 +183,20 @@ with failing_server() as up:
             total += 1
             time.sleep(0.02)
     handshakes(5)
-    time.sleep(0.3)
+    # The first five stored before the disk fills (a loaded machine once wrote them late,
+    # and the test then saw the store fail to open, not to write).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            reader = SessionStore.open(db, readonly=True)
+        except Exception:
+            time.sleep(0.05)
+            continue
+        stored = sum(r.final for r in reader.sessions(limit=None))
+        reader.close()
+        if stored == 5:
+            break
+        time.sleep(0.05)
     fill(f"{disk}/filler")
     handshakes(30)
     time.sleep(1.0)

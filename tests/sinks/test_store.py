@@ -388,7 +388,7 @@ def test_a_failed_commit_is_rolled_back_so_the_next_write_works(tmp_path: Path) 
     assert isinstance(engine, SqliteEngine)
     real = engine._db
     engine._db = _CommitFails(real)  # type: ignore[assignment]
-    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+    with pytest.raises(StoreError, match="disk is full"):
         store.put(failed_record("lost"), final=True)
     assert not real.in_transaction
     store.put(failed_record("kept"), final=True)

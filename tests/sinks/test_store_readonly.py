@@ -199,3 +199,43 @@ def test_a_store_on_a_full_disk_reads(tmp_path: Path) -> None:
         "kexproxy.db",
         "kexproxy.db.filler",
     }
+
+
+_OPEN_FOR_WRITING = r"""
+import sys
+sys.path.insert(0, sys.argv[2])
+from kexproxy.sinks.store import SessionStore, StoreError
+try:
+    SessionStore.open(sys.argv[1]).close()
+    print("opened")
+except StoreError as exc:
+    print(exc)
+"""
+
+
+def test_a_writer_on_a_full_disk_is_told_the_disk_is_full(tmp_path: Path) -> None:
+    """SQLite says "disk I/O error" when the -shm cannot grow on a full disk: kexproxy adds
+    what the disk says."""
+    from tests.peers import skip_or_fail
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        skip_or_fail("needs root and unshare for a private tmpfs")
+    directory = tmp_path / "full"
+    directory.mkdir()
+    store = directory / "kexproxy.db"
+    script = (
+        'mount -t tmpfs -o size=1m tmpfs "$1" && "$2" -c "$3" "$4" "$5" '
+        '&& exec "$2" -c "$6" "$4" "$5"'
+    )
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+         str(directory), sys.executable, _WRITE_AND_FILL, str(store), str(ROOT),
+         _OPEN_FOR_WRITING],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if "mount:" in result.stderr or "unshare:" in result.stderr:
+        skip_or_fail(f"no private tmpfs here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    said = result.stdout.strip()
+    assert said.startswith(f"{store}: cannot use the session store: "), said
+    assert said.endswith("full)") or "database or disk is full" in said, said
