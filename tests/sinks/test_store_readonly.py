@@ -169,10 +169,9 @@ with open(sys.argv[1] + ".filler", "wb", buffering=0) as filler:
 """
 
 
-def test_a_store_on_a_full_disk_reads(tmp_path: Path) -> None:
-    """A cleanly closed store on a full disk: the -shm a reader needs cannot be sized
-    ("disk I/O error", SQLITE_IOERR_SHMSIZE; a CI run of the full-disk proxy test met it),
-    so it is opened immutable, as on a read-only mount."""
+def on_a_full_disk(tmp_path: Path, then: str) -> tuple[Path, str]:
+    """Writes a store (two sessions, closed cleanly) on a private 1 MiB tmpfs, fills it, and
+    runs the script `then` there (argv: the store, the repository); its standard output."""
     from tests.peers import skip_or_fail
 
     if os.geteuid() != 0 or shutil.which("unshare") is None:
@@ -186,13 +185,21 @@ def test_a_store_on_a_full_disk_reads(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
-         str(directory), sys.executable, _WRITE_AND_FILL, str(store), str(ROOT), _READ_ALL],
+         str(directory), sys.executable, _WRITE_AND_FILL, str(store), str(ROOT), then],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     if "mount:" in result.stderr or "unshare:" in result.stderr:
         skip_or_fail(f"no private tmpfs here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    return store, result.stdout
+
+
+def test_a_store_on_a_full_disk_reads(tmp_path: Path) -> None:
+    """A cleanly closed store on a full disk: the -shm a reader needs cannot be sized
+    ("disk I/O error", SQLITE_IOERR_SHMSIZE; a CI run of the full-disk proxy test met it),
+    so it is opened immutable, as on a read-only mount."""
+    _store, printed = on_a_full_disk(tmp_path, _READ_ALL)
+    out = json.loads(printed)
     assert_every_reader_worked(out)
     # SQLite made an empty -shm (and -wal) before it found it could not size it: harmless.
     assert set(out["left"]) - {"kexproxy.db-shm", "kexproxy.db-wal"} == {
@@ -216,26 +223,7 @@ except StoreError as exc:
 def test_a_writer_on_a_full_disk_is_told_the_disk_is_full(tmp_path: Path) -> None:
     """SQLite says "disk I/O error" when the -shm cannot grow on a full disk: kexproxy adds
     what the disk says."""
-    from tests.peers import skip_or_fail
-
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        skip_or_fail("needs root and unshare for a private tmpfs")
-    directory = tmp_path / "full"
-    directory.mkdir()
-    store = directory / "kexproxy.db"
-    script = (
-        'mount -t tmpfs -o size=1m tmpfs "$1" && "$2" -c "$3" "$4" "$5" '
-        '&& exec "$2" -c "$6" "$4" "$5"'
-    )
-    result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
-         str(directory), sys.executable, _WRITE_AND_FILL, str(store), str(ROOT),
-         _OPEN_FOR_WRITING],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    if "mount:" in result.stderr or "unshare:" in result.stderr:
-        skip_or_fail(f"no private tmpfs here: {result.stderr.strip()}")
-    assert result.returncode == 0, result.stderr
-    said = result.stdout.strip()
+    store, printed = on_a_full_disk(tmp_path, _OPEN_FOR_WRITING)
+    said = printed.strip()
     assert said.startswith(f"{store}: cannot use the session store: "), said
     assert said.endswith("full)") or "database or disk is full" in said, said
