@@ -25,6 +25,11 @@ KIND_LABEL: dict[str, str] = {
 }
 
 
+def plural(count: int, word: str) -> str:
+    """`count` and `word`, with an s when the count is not one ("1 session", "2 sessions")."""
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
 def address(host: object, port: object) -> str:
     """``host:port``, with an IPv6 host in brackets (``[::1]:22``) so the port stays readable."""
     text = str(host)

@@ -126,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _notes(stats: Any) -> list[str]:
+    from kexproxy.present import plural
+
     notes: list[str] = []
     if stats.lines and not stats.server_lines:
         notes.append(f"none of its {stats.lines:,} lines is sshd's or dropbear's")
@@ -138,7 +140,7 @@ def _notes(stats: Any) -> list[str]:
         )
     if stats.unaddressed:
         notes.append(
-            f"{_verdicts(stats.unaddressed)} of sshd before 6.8 not recorded: such a line "
+            f"{plural(stats.unaddressed, 'verdict')} of sshd before 6.8 not recorded: such a line "
             'names no peer, and no "Connection from" line of the same sshd process came before '
             "it (sshd logs that at LogLevel VERBOSE)"
         )
@@ -153,7 +155,3 @@ def _print_table(out: Any, label: str, records: list[SessionRecord]) -> None:
         return
     out.print(sessions_table(records, title=label, width=out.width))
     print_messages(out, records)
-
-
-def _verdicts(n: int) -> str:
-    return "1 verdict" if n == 1 else f"{n:,} verdicts"

@@ -347,26 +347,24 @@ class Tally:
         )
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"
-
-
 def _last_line(tally: Tally | None, lost: int, store: str | None) -> str:
     """One line that never claims what is not true: sessions, failures, where records are."""
+    from kexproxy.present import plural
+
     if tally is None:
         return "kexproxy: stopped; the recording process failed, so records may be missing"
     where = ""
     unstored = tally.unstored + lost
     if lost:
-        where = f"; {_plural(lost, 'record')} could not be made (the recorder fell behind)"
+        where = f"; {plural(lost, 'record')} could not be made (the recorder fell behind)"
     if store is not None:
         if unstored:
-            where += f"; {_plural(unstored, 'record')} could not be stored in {store}"
+            where += f"; {plural(unstored, 'record')} could not be stored in {store}"
         elif tally.store_healthy:
             where += f"; records in {store}"
         else:
             where += f"; the store {store} could not be written (see above)"
     return (
-        f"kexproxy: stopped; {_plural(tally.finished, 'session')} ended, "
+        f"kexproxy: stopped; {plural(tally.finished, 'session')} ended, "
         f"{tally.failed} failed to negotiate{where}"
     )

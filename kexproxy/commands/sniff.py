@@ -181,10 +181,6 @@ def _filter_text(bpf: str | None) -> str:
     return f" (filter {printable(bpf)!r})" if bpf else ""
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'s' * (count != 1)}"
-
-
 def _last_line(
     pipeline: Any,
     result: SniffResult,
@@ -194,13 +190,14 @@ def _last_line(
 ) -> str:
     """Sessions, failures, frames and the kernel's drops: a gap is never silent."""
     from kexproxy.core.textsafe import printable
+    from kexproxy.present import plural
     from kexproxy.sinks.store import display_name
     from kexproxy.sources.captures import capture_notes
 
     for note in capture_notes(result.stats):
         _err(f"kexproxy: {printable(args.interface)}: {note}")
     drops = (
-        f"{_plural(result.kernel_drops, 'frame')} dropped by the kernel (socket buffer full): "
+        f"{plural(result.kernel_drops, 'frame')} dropped by the kernel (socket buffer full): "
         "sessions then may be incomplete"
         if result.kernel_drops
         else "no frames dropped by the kernel"
@@ -213,11 +210,11 @@ def _last_line(
             else f"; some records could not be stored in {printable(display_name(args.store))}"
         )
     if captures is not None:
-        where += f"; {_plural(captures.written, 'capture file')} in {printable(captures.directory)}"
+        where += f"; {plural(captures.written, 'capture file')} in {printable(captures.directory)}"
         if captures.failed:
             where += f", {captures.failed} could not be written"
     return (
-        f"kexproxy: stopped; {_plural(pipeline.finished, 'session')} ended, "
-        f"{pipeline.failed} failed to negotiate; {_plural(result.stats.frames, 'frame')} read, "
+        f"kexproxy: stopped; {plural(pipeline.finished, 'session')} ended, "
+        f"{pipeline.failed} failed to negotiate; {plural(result.stats.frames, 'frame')} read, "
         f"{drops}{where}"
     )

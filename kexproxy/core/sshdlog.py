@@ -5,9 +5,10 @@ lines (`receive_line`) and returns a `LogFinding` for each line that ends a conn
 verdict: OpenSSH's "Unable to negotiate with A port P: REASON. Their offer: LIST [preauth]"
 (packet.c:sshpkt_vfatal; its older wordings too: "fatal: " before it up to 7.2, no " port P"
 before 7.2, "TAG: Connection to A: REASON" in 6.8 and 6.9, and up to 6.7 kex.c's "no matching
-cipher found: client LIST server LIST", which names no peer; see `_negotiation`), its "banner exchange: Connection from A port P: REASON"
-(sshd-session.c / sshd-auth.c:main -> sshpkt_fatal), and dropbear's "Exit before auth from
-<A:P>: No matching algo X" (common-kex.c:read_kex_algos -> svr-session.c:svr_dropbear_exit).
+cipher found: client LIST server LIST", which names no peer; see `_negotiation`), its
+"banner exchange: Connection from A port P: REASON" (sshd-session.c / sshd-auth.c:main ->
+sshpkt_fatal), and dropbear's "Exit before auth from <A:P>: No matching algo X"
+(common-kex.c:read_kex_algos -> svr-session.c:svr_dropbear_exit).
 The lines before it about the same connection ("Connection from A port P on B port Q",
 sshd-session.c:main; "kex_exchange_identification: ...", kex.c:kex_exchange_identification;
 dropbear's "Child connection from A:P", svr-main.c:main_noinetd) are kept and added to it.

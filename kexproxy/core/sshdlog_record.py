@@ -5,8 +5,9 @@ records, so a failure known only from a server's log joins the ones seen on the 
 record has no wire bytes: no KEXINITs, no banners, no HASSH. What the server's line gives is
 the peer (the SSH client), the list that failed and the client's offer for it, so `failures`
 holds the client's offer and an empty server offer (the log does not show the server's own
-list, but for OpenSSH before 6.8; a probe of the server does), and `rejections.server` holds the line itself. Which
-program wrote the lines names the server's software (`server_software`), with no release.
+list, but for OpenSSH before 6.8; a probe of the server does), and `rejections.server` holds
+the line itself. Which program wrote the lines names the server's software
+(`server_software`), with no release.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ writes them in batches as the reader finishes them and the caller reads them bac
 batch at a time, so a capture of a million connections costs disk, not memory, on both
 sides, as `--jobs 1` streams them.
 
-At most `jobs + 1` files are read ahead of the one the caller waits for. Standard input is never given to a worker: the
-caller reads it itself, in its turn. Workers ignore SIGINT; an interrupt (or any error)
+At most `jobs + 1` files are read ahead of the one the caller waits for. Standard input is
+never given to a worker: the caller reads it itself, in its turn. Workers ignore SIGINT; an interrupt (or any error)
 in the caller ends them.
 """
 
