@@ -15,8 +15,8 @@ batch at a time, so a capture of a million connections costs disk, not memory, o
 sides, as `--jobs 1` streams them.
 
 At most `jobs + 1` files are read ahead of the one the caller waits for. Standard input is
-never given to a worker: the caller reads it itself, in its turn. Workers ignore SIGINT; an interrupt (or any error)
-in the caller ends them.
+never given to a worker: the caller reads it itself, in its turn. Workers ignore SIGINT; an
+interrupt (or any error) in the caller ends them.
 """
 
 from __future__ import annotations
