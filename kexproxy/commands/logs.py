@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stored = pipeline.close()
     if args.store is not None and not stored:
-        _err(f"kexproxy: some records could not be stored in {printable(args.store)}")
+        # The store said how many, naming it with any password masked.
         status = exitcodes.BAD_INPUT
     if out is not None and len(args.files) > 1 and everything:
         from kexproxy.sinks.console import print_totals

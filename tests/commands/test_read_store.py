@@ -89,3 +89,34 @@ def test_an_unreachable_postgresql_store_never_prints_its_password(
     assert result.returncode == 2
     assert "s3cret-pw" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("command", ["read", "logs"])
+def test_records_a_store_refuses_are_counted_once_and_status_2(
+    tmp_path: Path, command: str
+) -> None:
+    """A store usable at start that then refuses every row (here a trigger): the store's own
+    line says how many, once, and the status is 2."""
+    import sqlite3
+
+    from kexproxy.sinks.store import SessionStore
+
+    db = tmp_path / "s.db"
+    SessionStore.open(db).close()
+    with sqlite3.connect(db) as raw:
+        raw.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON sessions BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
+    if command == "read":
+        source = CAPTURES[0]
+    else:
+        source = str(tmp_path / "auth.log")
+        Path(source).write_text(
+            "Dec  7 18:01:49 h sshd[5]: Unable to negotiate with 10.0.0.5 port 7: "
+            "no matching host key type found. Their offer: ssh-rsa [preauth]\n"
+        )
+    done = _kexproxy(command, "--json", "--store", str(db), source)
+    assert done.returncode == 2, done.stderr
+    said = [line for line in done.stderr.splitlines() if "could not be stored" in line]
+    assert len(said) == 1 and said[0].endswith(f"could not be stored in {db}"), done.stderr
+    assert _lines(done.stdout)  # the printed output is whole
