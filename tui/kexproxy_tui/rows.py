@@ -185,6 +185,14 @@ def time_text(started: str | None, *, long_dates: bool) -> str:
     return f"{started[5:10]} {started[11:19]}" if long_dates else started[11:19]
 
 
+def time_cell(record: SessionRecord, text: str, palette: Palette) -> Cell:
+    """The time cell of `record`'s row showing `text` (a `time_text`): unique to the session,
+    so never shared, and sorted by the start time, then the id."""
+    return Cell(
+        text, "muted" if text == "-" else "plain", (record.started or "", record.id), palette
+    )
+
+
 def _address_key(ep: dict[str, Any]) -> tuple[int, int, str, int]:
     text = str(ep.get("ip", ""))
     port = ep.get("port")
@@ -275,8 +283,7 @@ def row_cells(
         else:
             role = "plain"
         if key == "time":
-            # Unique to the session: never shared.
-            cells.append(Cell(text, role, (record.started or "", record.id), palette))
+            cells.append(time_cell(record, text, palette))
         elif key == "outcome":
             rank = OUTCOMES.index(outcome) if outcome in OUTCOMES else 99
             cells.append(get(key, text, role, rank, rank))
@@ -308,16 +315,9 @@ def _outcome_role(outcome: str) -> Role:
 Widths = tuple[int, ...]
 
 
-def row_widths(texts: dict[str, str]) -> Widths:
-    """The width each column (after the mark) wants for `texts`, within its limits."""
-    return tuple(
-        min(column.max_width, max(column.min_width, cell_len(texts[column.key])))
-        for column in COLUMNS[1:]
-    )
-
-
 def cell_widths(cells: list[Cell]) -> Widths:
-    """`row_widths` of a row's cells after the mark (measured once, when each cell was made)."""
+    """The width each column (after the mark) wants for a row's cells after the mark, within
+    its limits (each cell's text measured once, when the cell was made)."""
     return tuple(
         min(column.max_width, max(column.min_width, cell.width))
         for column, cell in zip(COLUMNS[1:], cells, strict=True)

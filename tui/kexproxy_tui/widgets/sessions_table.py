@@ -40,6 +40,7 @@ from kexproxy_tui.rows import (
     mark_cell,
     row_cells,
     row_texts,
+    time_cell,
     time_text,
     widen,
     widest,
@@ -119,15 +120,10 @@ class SessionsTable(DataTable[Cell]):
         """`prepared` with the time cell for the present `long_dates`."""
         record = prepared.record
         text = time_text(record.started, long_dates=self._long_dates)
-        time_cell = Cell(
-            text,
-            "muted" if text == "-" else "plain",
-            (record.started or "", record.id),
-            self.palette,
-        )
-        cells = [time_cell, *prepared.cells[1:]]
+        redone = time_cell(record, text, self.palette)
+        cells = [redone, *prepared.cells[1:]]
         by_column = dict(prepared.cells_by_column)
-        by_column[_COLUMN_KEYS[1]] = time_cell
+        by_column[_COLUMN_KEYS[1]] = redone
         redated = Prepared(
             record,
             cell_widths(cells),
